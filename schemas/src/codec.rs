@@ -1,0 +1,464 @@
+//! Avro encoding of Switchboard records.
+//!
+//! Records are converted between their JSON mirror (what serde produces for the Rust types in
+//! [`crate::records`]) and Avro values by walking the schema, so the conversion is strict in
+//! both directions: a JSON field the schema does not know is an error, a schema field missing
+//! from the JSON takes the schema's default or is an error. The binary form is Avro's
+//! single-object encoding: `C3 01`, the schema's 64-bit CRC-64-AVRO (Rabin) fingerprint
+//! little-endian, then the datum.
+
+use apache_avro::rabin::Rabin;
+use apache_avro::schema::{Name, Namespace, ResolvedSchema, UnionSchema};
+use apache_avro::types::Value as Avro;
+use apache_avro::Schema;
+use serde_json::{Map as JsonMap, Value as Json};
+use std::collections::HashMap;
+
+use crate::Topic;
+
+/// Why a record could not be encoded or decoded. The message names the field path.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CodecError {
+    #[error("{path}: {message}")]
+    Field { path: String, message: String },
+    #[error("not an Avro single-object record (expected the C3 01 marker)")]
+    NotSingleObject,
+    #[error("unknown schema fingerprint {0:016x} for this topic")]
+    UnknownSchema(u64),
+    #[error("malformed Avro data: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Json(String),
+}
+
+fn field_err(path: &str, message: impl Into<String>) -> CodecError {
+    CodecError::Field {
+        path: if path.is_empty() {
+            "record".to_string()
+        } else {
+            path.to_string()
+        },
+        message: message.into(),
+    }
+}
+
+/// One topic's parsed schema with its named types and fingerprint.
+pub struct TopicSchema {
+    schema: Schema,
+    names: HashMap<Name, Schema>,
+    fingerprint: u64,
+}
+
+impl TopicSchema {
+    pub fn parse(text: &str) -> Result<TopicSchema, CodecError> {
+        let schema = Schema::parse_str(text).map_err(|e| CodecError::Malformed(e.to_string()))?;
+        let names = {
+            let resolved = ResolvedSchema::try_from(&schema)
+                .map_err(|e| CodecError::Malformed(e.to_string()))?;
+            resolved
+                .get_names()
+                .iter()
+                .map(|(n, s)| (n.clone(), (*s).clone()))
+                .collect()
+        };
+        let fp = schema.fingerprint::<Rabin>();
+        let mut le = [0u8; 8];
+        le.copy_from_slice(&fp.bytes[..8]);
+        Ok(TopicSchema {
+            schema,
+            names,
+            fingerprint: u64::from_le_bytes(le),
+        })
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The CRC-64-AVRO fingerprint of the schema's parsing canonical form.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Every named type (record or enum) of the schema with its canonical form, for the
+    /// cross-file consistency check.
+    pub fn named_types(&self) -> Vec<(String, String)> {
+        self.names
+            .iter()
+            .map(|(n, s)| (n.fullname(None), s.canonical_form()))
+            .collect()
+    }
+
+    /// Encode a JSON mirror value as Avro single-object bytes.
+    pub fn encode(&self, json: &Json) -> Result<Vec<u8>, CodecError> {
+        let value = self.to_avro(json)?;
+        let datum = apache_avro::to_avro_datum(&self.schema, value)
+            .map_err(|e| CodecError::Malformed(e.to_string()))?;
+        let mut out = Vec::with_capacity(datum.len() + 10);
+        out.extend_from_slice(&[0xC3, 0x01]);
+        out.extend_from_slice(&self.fingerprint.to_le_bytes());
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+
+    /// Decode Avro single-object bytes to the JSON mirror.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Json, CodecError> {
+        if bytes.len() < 10 || bytes[0] != 0xC3 || bytes[1] != 0x01 {
+            return Err(CodecError::NotSingleObject);
+        }
+        let mut fp = [0u8; 8];
+        fp.copy_from_slice(&bytes[2..10]);
+        let fp = u64::from_le_bytes(fp);
+        if fp != self.fingerprint {
+            return Err(CodecError::UnknownSchema(fp));
+        }
+        let mut rest = &bytes[10..];
+        let value = apache_avro::from_avro_datum(&self.schema, &mut rest, None)
+            .map_err(|e| CodecError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CodecError::Malformed(format!(
+                "{} trailing bytes after the record",
+                rest.len()
+            )));
+        }
+        self.to_json(&value, &self.schema, &None, "")
+    }
+
+    /// JSON mirror → Avro value, validated against the schema.
+    pub fn to_avro(&self, json: &Json) -> Result<Avro, CodecError> {
+        self.json_to_avro(json, &self.schema, &None, "")
+    }
+
+    fn resolve<'a>(&'a self, schema: &'a Schema, ns: &Namespace) -> Result<&'a Schema, CodecError> {
+        match schema {
+            Schema::Ref { name } => {
+                let full = name.fully_qualified_name(ns);
+                self.names
+                    .get(&full)
+                    .ok_or_else(|| CodecError::Malformed(format!("unresolved type {name}")))
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn json_to_avro(
+        &self,
+        json: &Json,
+        schema: &Schema,
+        ns: &Namespace,
+        path: &str,
+    ) -> Result<Avro, CodecError> {
+        let schema = self.resolve(schema, ns)?;
+        match (schema, json) {
+            (Schema::Null, Json::Null) => Ok(Avro::Null),
+            (Schema::Boolean, Json::Bool(b)) => Ok(Avro::Boolean(*b)),
+            (Schema::Int, Json::Number(n)) => n
+                .as_i64()
+                .and_then(|v| i32::try_from(v).ok())
+                .map(Avro::Int)
+                .ok_or_else(|| field_err(path, format!("{n} is not a 32-bit integer"))),
+            (Schema::Long, Json::Number(n)) => n
+                .as_i64()
+                .map(Avro::Long)
+                .ok_or_else(|| field_err(path, format!("{n} is not a 64-bit integer"))),
+            (Schema::Double, Json::Number(n)) => n
+                .as_f64()
+                .map(Avro::Double)
+                .ok_or_else(|| field_err(path, format!("{n} is not a number"))),
+            (Schema::Float, Json::Number(n)) => n
+                .as_f64()
+                .map(|v| Avro::Float(v as f32))
+                .ok_or_else(|| field_err(path, format!("{n} is not a number"))),
+            (Schema::String, Json::String(s)) => Ok(Avro::String(s.clone())),
+            (Schema::Bytes, Json::String(s)) => s
+                .chars()
+                .map(|c| u8::try_from(u32::from(c)))
+                .collect::<Result<Vec<u8>, _>>()
+                .map(Avro::Bytes)
+                .map_err(|_| field_err(path, "bytes string holds a code point above U+00FF")),
+            (Schema::Enum(e), Json::String(s)) => e
+                .symbols
+                .iter()
+                .position(|sym| sym == s)
+                .map(|i| Avro::Enum(i as u32, s.clone()))
+                .ok_or_else(|| {
+                    field_err(
+                        path,
+                        format!("{s:?} is not one of {}", e.symbols.join(", ")),
+                    )
+                }),
+            (Schema::Array(a), Json::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| self.json_to_avro(v, &a.items, ns, &format!("{path}[{i}]")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Avro::Array),
+            (Schema::Map(m), Json::Object(obj)) => obj
+                .iter()
+                .map(|(k, v)| {
+                    self.json_to_avro(v, &m.types, ns, &format!("{path}.{k}"))
+                        .map(|v| (k.clone(), v))
+                })
+                .collect::<Result<HashMap<_, _>, _>>()
+                .map(Avro::Map),
+            (Schema::Union(u), _) => self.union_to_avro(json, u, ns, path),
+            (Schema::Record(r), Json::Object(obj)) => {
+                let inner_ns = r.name.namespace.clone().or_else(|| ns.clone());
+                for key in obj.keys() {
+                    if !r.lookup.contains_key(key) {
+                        return Err(field_err(
+                            &join(path, key),
+                            format!("unknown field of {}", r.name.name),
+                        ));
+                    }
+                }
+                let mut fields = Vec::with_capacity(r.fields.len());
+                for f in &r.fields {
+                    let fpath = join(path, &f.name);
+                    let value = match obj.get(&f.name) {
+                        Some(v) => self.json_to_avro(v, &f.schema, &inner_ns, &fpath)?,
+                        None => match &f.default {
+                            Some(d) => self.json_to_avro(d, &f.schema, &inner_ns, &fpath)?,
+                            None => return Err(field_err(&fpath, "missing required field")),
+                        },
+                    };
+                    fields.push((f.name.clone(), value));
+                }
+                Ok(Avro::Record(fields))
+            }
+            (s, j) => Err(field_err(
+                path,
+                format!("expected {}, found {}", describe(s), json_kind(j)),
+            )),
+        }
+    }
+
+    /// Unions: `null` for a null branch; for a union of null and one other type (an optional
+    /// field), the bare value; otherwise `{"BranchName": value}` (Avro's JSON encoding of a union).
+    fn union_to_avro(
+        &self,
+        json: &Json,
+        u: &UnionSchema,
+        ns: &Namespace,
+        path: &str,
+    ) -> Result<Avro, CodecError> {
+        let variants = u.variants();
+        if json.is_null() {
+            return variants
+                .iter()
+                .position(|s| matches!(s, Schema::Null))
+                .map(|i| Avro::Union(i as u32, Box::new(Avro::Null)))
+                .ok_or_else(|| field_err(path, "null is not allowed here"));
+        }
+        let non_null: Vec<usize> = (0..variants.len())
+            .filter(|i| !matches!(variants[*i], Schema::Null))
+            .collect();
+        let nullable = non_null.len() < variants.len();
+        if let ([only], true) = (&non_null[..], nullable) {
+            let only = *only;
+            let v = self.json_to_avro(json, &variants[only], ns, path)?;
+            return Ok(Avro::Union(only as u32, Box::new(v)));
+        }
+        let Json::Object(obj) = json else {
+            return Err(field_err(
+                path,
+                format!(
+                    "expected one of {{\"{}\": {{...}}}}",
+                    self.branch_names(u, ns).join("\"|\"")
+                ),
+            ));
+        };
+        if obj.len() != 1 {
+            return Err(field_err(
+                path,
+                format!(
+                    "a union value has exactly one key, one of {}",
+                    self.branch_names(u, ns).join(", ")
+                ),
+            ));
+        }
+        let (tag, inner) = obj
+            .iter()
+            .next()
+            .ok_or_else(|| field_err(path, "empty union"))?;
+        for (i, s) in variants.iter().enumerate() {
+            let resolved = self.resolve(s, ns)?;
+            if let Some(name) = schema_name(resolved) {
+                if name.name == *tag || name.fullname(None) == *tag {
+                    let v = self.json_to_avro(inner, s, ns, &join(path, tag))?;
+                    return Ok(Avro::Union(i as u32, Box::new(v)));
+                }
+            }
+        }
+        Err(field_err(
+            path,
+            format!(
+                "unknown variant {tag:?}, expected one of {}",
+                self.branch_names(u, ns).join(", ")
+            ),
+        ))
+    }
+
+    fn branch_names(&self, u: &UnionSchema, ns: &Namespace) -> Vec<String> {
+        u.variants()
+            .iter()
+            .filter_map(|s| self.resolve(s, ns).ok().and_then(schema_name))
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    fn to_json(
+        &self,
+        value: &Avro,
+        schema: &Schema,
+        ns: &Namespace,
+        path: &str,
+    ) -> Result<Json, CodecError> {
+        let schema = self.resolve(schema, ns)?;
+        Ok(match (schema, value) {
+            (_, Avro::Null) => Json::Null,
+            (_, Avro::Boolean(b)) => Json::Bool(*b),
+            (_, Avro::Int(i)) => Json::from(*i),
+            (_, Avro::Long(i)) => Json::from(*i),
+            (_, Avro::Double(d)) => serde_json::Number::from_f64(*d)
+                .map(Json::Number)
+                .ok_or_else(|| field_err(path, "not a finite number"))?,
+            (_, Avro::Float(d)) => serde_json::Number::from_f64(f64::from(*d))
+                .map(Json::Number)
+                .ok_or_else(|| field_err(path, "not a finite number"))?,
+            (_, Avro::String(s)) => Json::String(s.clone()),
+            (_, Avro::Bytes(b)) => Json::String(b.iter().map(|c| char::from(*c)).collect()),
+            (_, Avro::Enum(_, s)) => Json::String(s.clone()),
+            (Schema::Array(a), Avro::Array(items)) => Json::Array(
+                items
+                    .iter()
+                    .map(|v| self.to_json(v, &a.items, ns, path))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (Schema::Map(m), Avro::Map(entries)) => {
+                let mut sorted: Vec<_> = entries.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(b.0));
+                let mut obj = JsonMap::new();
+                for (k, v) in sorted {
+                    obj.insert(k.clone(), self.to_json(v, &m.types, ns, path)?);
+                }
+                Json::Object(obj)
+            }
+            (Schema::Union(u), Avro::Union(i, inner)) => {
+                let branch = u
+                    .variants()
+                    .get(*i as usize)
+                    .ok_or_else(|| field_err(path, "union branch out of range"))?;
+                let as_json = self.to_json(inner, branch, ns, path)?;
+                let bare = u.variants().len() == 2
+                    && u.variants().iter().any(|s| matches!(s, Schema::Null));
+                if bare || as_json.is_null() {
+                    as_json
+                } else {
+                    let name = schema_name(self.resolve(branch, ns)?)
+                        .map(|n| n.name.clone())
+                        .ok_or_else(|| field_err(path, "unnamed union branch"))?;
+                    let mut obj = JsonMap::new();
+                    obj.insert(name, as_json);
+                    Json::Object(obj)
+                }
+            }
+            (Schema::Record(r), Avro::Record(fields)) => {
+                let inner_ns = r.name.namespace.clone().or_else(|| ns.clone());
+                let mut obj = JsonMap::new();
+                for ((name, v), f) in fields.iter().zip(&r.fields) {
+                    obj.insert(name.clone(), self.to_json(v, &f.schema, &inner_ns, path)?);
+                }
+                Json::Object(obj)
+            }
+            (s, _) => {
+                return Err(field_err(
+                    path,
+                    format!("value does not match {}", describe(s)),
+                ))
+            }
+        })
+    }
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn schema_name(s: &Schema) -> Option<&Name> {
+    match s {
+        Schema::Record(r) => Some(&r.name),
+        Schema::Enum(e) => Some(&e.name),
+        Schema::Fixed(f) => Some(&f.name),
+        _ => None,
+    }
+}
+
+fn describe(s: &Schema) -> String {
+    match s {
+        Schema::Record(r) => format!("an object ({})", r.name.name),
+        Schema::Enum(e) => format!("one of {}", e.symbols.join(", ")),
+        Schema::Array(_) => "an array".into(),
+        Schema::Map(_) => "an object".into(),
+        Schema::String => "a string".into(),
+        Schema::Bytes => "a string of bytes".into(),
+        Schema::Boolean => "true or false".into(),
+        Schema::Int | Schema::Long => "an integer".into(),
+        Schema::Double | Schema::Float => "a number".into(),
+        Schema::Null => "null".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn json_kind(j: &Json) -> &'static str {
+    match j {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// Every topic's schema, parsed once.
+pub struct Codec {
+    /// In `Topic::ALL` order.
+    topics: Vec<TopicSchema>,
+}
+
+impl Codec {
+    pub fn new() -> Result<Codec, CodecError> {
+        let topics = Topic::ALL
+            .iter()
+            .map(|t| TopicSchema::parse(t.schema_text()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Codec { topics })
+    }
+
+    pub fn schema(&self, topic: Topic) -> &TopicSchema {
+        &self.topics[topic as usize]
+    }
+
+    pub fn encode<T: serde::Serialize>(
+        &self,
+        topic: Topic,
+        record: &T,
+    ) -> Result<Vec<u8>, CodecError> {
+        let json = serde_json::to_value(record).map_err(|e| CodecError::Json(e.to_string()))?;
+        self.schema(topic).encode(&json)
+    }
+
+    pub fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        topic: Topic,
+        bytes: &[u8],
+    ) -> Result<T, CodecError> {
+        let json = self.schema(topic).decode(bytes)?;
+        serde_json::from_value(json).map_err(|e| CodecError::Json(e.to_string()))
+    }
+}

@@ -1,0 +1,275 @@
+//! Switchboard's record formats: the Avro schemas in `schemas/avro/` (the single source of
+//! truth), the Rust types that mirror them, and the codec between the two.
+
+pub mod codec;
+pub mod records;
+
+pub use codec::{Codec, CodecError, TopicSchema};
+pub use records::*;
+
+use serde::{Deserialize, Serialize};
+
+/// Every topic Switchboard reads or writes. The discriminant indexes `Topic::ALL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Topic {
+    Config,
+    AgentEvents,
+    Commands,
+    Inbound,
+    Ticks,
+    ConversationEvents,
+    Outbound,
+    Assignments,
+    SlaEvents,
+    Sentiment,
+    Csat,
+    AgentState,
+    Actions,
+    Dlq,
+    ConfigEvents,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 15] = [
+        Topic::Config,
+        Topic::AgentEvents,
+        Topic::Commands,
+        Topic::Inbound,
+        Topic::Ticks,
+        Topic::ConversationEvents,
+        Topic::Outbound,
+        Topic::Assignments,
+        Topic::SlaEvents,
+        Topic::Sentiment,
+        Topic::Csat,
+        Topic::AgentState,
+        Topic::Actions,
+        Topic::Dlq,
+        Topic::ConfigEvents,
+    ];
+
+    /// The input topics, in the order that breaks timestamp ties (SPEC §1.3).
+    pub const INPUTS: [Topic; 5] = [
+        Topic::Config,
+        Topic::AgentEvents,
+        Topic::Commands,
+        Topic::Inbound,
+        Topic::Ticks,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Config => "cc.config",
+            Topic::AgentEvents => "cc.agent-events",
+            Topic::Commands => "cc.commands",
+            Topic::Inbound => "cc.inbound",
+            Topic::Ticks => "cc.ticks",
+            Topic::ConversationEvents => "cc.conversation-events",
+            Topic::Outbound => "cc.outbound",
+            Topic::Assignments => "cc.assignments",
+            Topic::SlaEvents => "cc.sla-events",
+            Topic::Sentiment => "cc.sentiment",
+            Topic::Csat => "cc.csat",
+            Topic::AgentState => "cc.agent-state",
+            Topic::Actions => "cc.actions",
+            Topic::Dlq => "cc.dlq",
+            Topic::ConfigEvents => "cc.config-events",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Topic> {
+        Topic::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    pub fn is_input(self) -> bool {
+        Topic::INPUTS.contains(&self)
+    }
+
+    /// Position in the timestamp tie-break order: config < agent-events < commands < inbound
+    /// < ticks. Output topics sort after the inputs.
+    pub fn merge_rank(self) -> u8 {
+        self as u8
+    }
+
+    /// The schema file's text (`schemas/avro/<name>.avsc`).
+    pub fn schema_text(self) -> &'static str {
+        match self {
+            Topic::Config => include_str!("../avro/config.avsc"),
+            Topic::AgentEvents => include_str!("../avro/agent-events.avsc"),
+            Topic::Commands => include_str!("../avro/commands.avsc"),
+            Topic::Inbound => include_str!("../avro/inbound.avsc"),
+            Topic::Ticks => include_str!("../avro/ticks.avsc"),
+            Topic::ConversationEvents => include_str!("../avro/conversation-events.avsc"),
+            Topic::Outbound => include_str!("../avro/outbound.avsc"),
+            Topic::Assignments => include_str!("../avro/assignments.avsc"),
+            Topic::SlaEvents => include_str!("../avro/sla-events.avsc"),
+            Topic::Sentiment => include_str!("../avro/sentiment.avsc"),
+            Topic::Csat => include_str!("../avro/csat.avsc"),
+            Topic::AgentState => include_str!("../avro/agent-state.avsc"),
+            Topic::Actions => include_str!("../avro/actions.avsc"),
+            Topic::Dlq => include_str!("../avro/dlq.avsc"),
+            Topic::ConfigEvents => include_str!("../avro/config-events.avsc"),
+        }
+    }
+}
+
+impl std::fmt::Display for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A record read from one of the input topics.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    Config(ConfigChange),
+    Agent(AgentEvent),
+    Command(Command),
+    Inbound(InboundMessage),
+    Tick(Tick),
+}
+
+impl Input {
+    pub fn topic(&self) -> Topic {
+        match self {
+            Input::Config(_) => Topic::Config,
+            Input::Agent(_) => Topic::AgentEvents,
+            Input::Command(_) => Topic::Commands,
+            Input::Inbound(_) => Topic::Inbound,
+            Input::Tick(_) => Topic::Ticks,
+        }
+    }
+
+    /// The tenant and record id; ticks belong to no tenant.
+    pub fn tenant_and_id(&self) -> Option<(&str, &str)> {
+        match self {
+            Input::Config(r) => Some((&r.tenant, &r.id)),
+            Input::Agent(r) => Some((&r.tenant, &r.id)),
+            Input::Command(r) => Some((&r.tenant, &r.id)),
+            Input::Inbound(r) => Some((&r.tenant, &r.id)),
+            Input::Tick(_) => None,
+        }
+    }
+
+    /// Parse the JSON mirror of a record of `topic`.
+    pub fn from_json(topic: Topic, value: serde_json::Value) -> Result<Input, String> {
+        fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+            serde_json::from_value(v).map_err(|e| e.to_string())
+        }
+        Ok(match topic {
+            Topic::Config => Input::Config(parse(value)?),
+            Topic::AgentEvents => Input::Agent(parse(value)?),
+            Topic::Commands => Input::Command(parse(value)?),
+            Topic::Inbound => Input::Inbound(parse(value)?),
+            Topic::Ticks => Input::Tick(parse(value)?),
+            other => return Err(format!("{other} is not an input topic")),
+        })
+    }
+
+    /// Decode Avro single-object bytes of a record of `topic`.
+    pub fn decode(codec: &Codec, topic: Topic, bytes: &[u8]) -> Result<Input, CodecError> {
+        let json = codec.schema(topic).decode(bytes)?;
+        Input::from_json(topic, json).map_err(CodecError::Json)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let v = match self {
+            Input::Config(r) => serde_json::to_value(r),
+            Input::Agent(r) => serde_json::to_value(r),
+            Input::Command(r) => serde_json::to_value(r),
+            Input::Inbound(r) => serde_json::to_value(r),
+            Input::Tick(r) => serde_json::to_value(r),
+        };
+        // Serializing these plain data types cannot fail (no maps with non-string keys).
+        v.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A record the engine writes to one of the output topics.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    Conversation(ConversationEvent),
+    Outbound(OutboundMessage),
+    Assignment(AssignmentEvent),
+    Sla(SlaEvent),
+    Sentiment(SentimentEvent),
+    Csat(CsatEvent),
+    AgentState(AgentStateEvent),
+    Action(ActionRequest),
+    DeadLetter(DeadLetter),
+    Config(ConfigEvent),
+}
+
+impl Output {
+    pub fn topic(&self) -> Topic {
+        match self {
+            Output::Conversation(_) => Topic::ConversationEvents,
+            Output::Outbound(_) => Topic::Outbound,
+            Output::Assignment(_) => Topic::Assignments,
+            Output::Sla(_) => Topic::SlaEvents,
+            Output::Sentiment(_) => Topic::Sentiment,
+            Output::Csat(_) => Topic::Csat,
+            Output::AgentState(_) => Topic::AgentState,
+            Output::Action(_) => Topic::Actions,
+            Output::DeadLetter(_) => Topic::Dlq,
+            Output::Config(_) => Topic::ConfigEvents,
+        }
+    }
+
+    /// The record key: the tenant (for dead letters, the original key).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Output::Conversation(r) => Some(&r.tenant),
+            Output::Outbound(r) => Some(&r.tenant),
+            Output::Assignment(r) => Some(&r.tenant),
+            Output::Sla(r) => Some(&r.tenant),
+            Output::Sentiment(r) => Some(&r.tenant),
+            Output::Csat(r) => Some(&r.tenant),
+            Output::AgentState(r) => Some(&r.tenant),
+            Output::Action(r) => Some(&r.tenant),
+            Output::DeadLetter(r) => r.key.as_deref(),
+            Output::Config(r) => Some(&r.tenant),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let v = match self {
+            Output::Conversation(r) => serde_json::to_value(r),
+            Output::Outbound(r) => serde_json::to_value(r),
+            Output::Assignment(r) => serde_json::to_value(r),
+            Output::Sla(r) => serde_json::to_value(r),
+            Output::Sentiment(r) => serde_json::to_value(r),
+            Output::Csat(r) => serde_json::to_value(r),
+            Output::AgentState(r) => serde_json::to_value(r),
+            Output::Action(r) => serde_json::to_value(r),
+            Output::DeadLetter(r) => serde_json::to_value(r),
+            Output::Config(r) => serde_json::to_value(r),
+        };
+        // Serializing these plain data types cannot fail (no maps with non-string keys).
+        v.unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn from_json(topic: Topic, value: serde_json::Value) -> Result<Output, String> {
+        fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+            serde_json::from_value(v).map_err(|e| e.to_string())
+        }
+        Ok(match topic {
+            Topic::ConversationEvents => Output::Conversation(parse(value)?),
+            Topic::Outbound => Output::Outbound(parse(value)?),
+            Topic::Assignments => Output::Assignment(parse(value)?),
+            Topic::SlaEvents => Output::Sla(parse(value)?),
+            Topic::Sentiment => Output::Sentiment(parse(value)?),
+            Topic::Csat => Output::Csat(parse(value)?),
+            Topic::AgentState => Output::AgentState(parse(value)?),
+            Topic::Actions => Output::Action(parse(value)?),
+            Topic::Dlq => Output::DeadLetter(parse(value)?),
+            Topic::ConfigEvents => Output::Config(parse(value)?),
+            other => return Err(format!("{other} is not an output topic")),
+        })
+    }
+
+    /// Encode as Avro single-object bytes with the topic's schema.
+    pub fn encode(&self, codec: &Codec) -> Result<Vec<u8>, CodecError> {
+        codec.schema(self.topic()).encode(&self.to_json())
+    }
+}

@@ -1,0 +1,1110 @@
+//! Rust mirrors of the Avro schemas in `schemas/avro/`.
+//!
+//! Every struct here has a schema record of the same shape. Enum variants that carry data are
+//! Avro unions: the variant name is the name of the union branch's record, and serde's external
+//! tagging (`{"Reply": {...}}`) is exactly Avro's JSON encoding of a union. The tests in
+//! `tests/roundtrip.rs` prove that a record of every type survives Rust → Avro binary → Rust and
+//! Rust → JSON → Rust unchanged, so a schema and its type cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub type Map = BTreeMap<String, String>;
+
+/// Bytes carried verbatim. In JSON they are a string whose code points 0–255 are the bytes
+/// (Avro's own JSON encoding of `bytes`), so an ASCII payload stays readable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text: String = self.0.iter().map(|b| char::from(*b)).collect();
+        s.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.chars()
+            .map(|c| u8::try_from(u32::from(c)).map_err(|_| c))
+            .collect::<Result<Vec<u8>, char>>()
+            .map(Bytes)
+            .map_err(|c| serde::de::Error::custom(format!("bytes string holds {c:?} above U+00FF")))
+    }
+}
+
+// ---------------------------------------------------------------- shared enums
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Sms,
+    Whatsapp,
+    Viber,
+    Telegram,
+    Messenger,
+    Instagram,
+    Line,
+    GoogleBusiness,
+    AppleMessages,
+    Rcs,
+    Kakao,
+    LiveChat,
+    Email,
+    Voice,
+    Video,
+}
+
+/// The channel categories that capacity is counted in (SPEC §2).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    LiveMessaging,
+    LiveChat,
+    Email,
+    Voice,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 15] = [
+        Channel::Sms,
+        Channel::Whatsapp,
+        Channel::Viber,
+        Channel::Telegram,
+        Channel::Messenger,
+        Channel::Instagram,
+        Channel::Line,
+        Channel::GoogleBusiness,
+        Channel::AppleMessages,
+        Channel::Rcs,
+        Channel::Kakao,
+        Channel::LiveChat,
+        Channel::Email,
+        Channel::Voice,
+        Channel::Video,
+    ];
+
+    pub fn category(self) -> Category {
+        match self {
+            Channel::LiveChat => Category::LiveChat,
+            Channel::Email => Category::Email,
+            Channel::Voice | Channel::Video => Category::Voice,
+            _ => Category::LiveMessaging,
+        }
+    }
+
+    /// The name used in JSON, Avro and conditions (`whatsapp`, `live_chat`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Viber => "viber",
+            Channel::Telegram => "telegram",
+            Channel::Messenger => "messenger",
+            Channel::Instagram => "instagram",
+            Channel::Line => "line",
+            Channel::GoogleBusiness => "google_business",
+            Channel::AppleMessages => "apple_messages",
+            Channel::Rcs => "rcs",
+            Channel::Kakao => "kakao",
+            Channel::LiveChat => "live_chat",
+            Channel::Email => "email",
+            Channel::Voice => "voice",
+            Channel::Video => "video",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Open,
+    Waiting,
+    Solved,
+    Closed,
+}
+
+/// Conversation priority; the derived order is Low < Normal < High < Urgent.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusGroup {
+    Available,
+    Busy,
+    Away,
+    Unavailable,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+// ---------------------------------------------------------------- cc.inbound
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InboundMessage {
+    pub id: String,
+    pub tenant: String,
+    pub channel: Channel,
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub person: Option<Person>,
+    #[serde(default)]
+    pub company: Option<Company>,
+    #[serde(default)]
+    pub email: Option<EmailHeaders>,
+    #[serde(default)]
+    pub custom: Map,
+    #[serde(default)]
+    pub ivr: Map,
+    #[serde(default)]
+    pub is_visitor: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub attributes: Map,
+    #[serde(default)]
+    pub custom: Map,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Company {
+    #[serde(default)]
+    pub attributes: Map,
+    #[serde(default)]
+    pub custom: Map,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmailHeaders {
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    pub routed_to: Vec<String>,
+}
+
+// ---------------------------------------------------------------- cc.agent-events
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEvent {
+    pub id: String,
+    pub tenant: String,
+    pub agent_id: String,
+    pub event: AgentEventKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum AgentEventKind {
+    AgentStatusChanged(AgentStatusChange),
+    AgentUpdated(AgentUpdate),
+    CallStarted(CallRef),
+    CallEnded(CallRef),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStatusChange {
+    pub status: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentUpdate {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub queues: Option<Vec<String>>,
+    #[serde(default)]
+    pub capacity: Option<BTreeMap<String, i32>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CallRef {
+    pub call_id: String,
+}
+
+// ---------------------------------------------------------------- cc.commands
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    pub id: String,
+    pub tenant: String,
+    pub conversation_id: String,
+    #[serde(default)]
+    pub by: Option<String>,
+    pub command: CommandKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum CommandKind {
+    Reply(Reply),
+    SetStatus(SetStatus),
+    Assign(Assign),
+    Unassign(Unassign),
+    ChangeQueue(ChangeQueue),
+    SetPriority(SetPriority),
+    SetSeverity(SetSeverity),
+    AddTags(TagList),
+    RemoveTags(TagList),
+    Merge(Merge),
+    AddNote(AddNote),
+}
+
+impl CommandKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandKind::Reply(_) => "Reply",
+            CommandKind::SetStatus(_) => "SetStatus",
+            CommandKind::Assign(_) => "Assign",
+            CommandKind::Unassign(_) => "Unassign",
+            CommandKind::ChangeQueue(_) => "ChangeQueue",
+            CommandKind::SetPriority(_) => "SetPriority",
+            CommandKind::SetSeverity(_) => "SetSeverity",
+            CommandKind::AddTags(_) => "AddTags",
+            CommandKind::RemoveTags(_) => "RemoveTags",
+            CommandKind::Merge(_) => "Merge",
+            CommandKind::AddNote(_) => "AddNote",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Reply {
+    pub content: String,
+    #[serde(default)]
+    pub automated: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SetStatus {
+    pub status: Status,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Assign {
+    pub agent_id: String,
+    #[serde(default = "yes")]
+    pub only_if_unassigned: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Unassign {}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeQueue {
+    pub queue_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SetPriority {
+    pub priority: Priority,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SetSeverity {
+    pub severity: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TagList {
+    pub tags: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Merge {
+    pub source_conversation_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AddNote {
+    pub text: String,
+}
+
+// ---------------------------------------------------------------- cc.config
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigChange {
+    pub id: String,
+    pub tenant: String,
+    pub version: i64,
+    pub change: ConfigChangeKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum ConfigChangeKind {
+    UpsertQueue(UpsertQueue),
+    DeleteQueue(DeleteQueue),
+    UpsertRoute(UpsertRoute),
+    DeleteRoute(DeleteRoute),
+    UpsertWorkingHours(UpsertWorkingHours),
+    DeleteWorkingHours(DeleteWorkingHours),
+    SetCapacityDefaults(CapacityDefaults),
+    SetCountedStatuses(CountedStatuses),
+    UpsertAgentStatus(AgentStatusDef),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertQueue {
+    pub queue: Queue,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Queue {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub working_hours_id: Option<String>,
+    #[serde(default)]
+    pub senders: Vec<String>,
+    #[serde(default)]
+    pub auto_assign: bool,
+    #[serde(default)]
+    pub sticky_lookback: Option<StickyLookback>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StickyLookback {
+    #[serde(rename = "days_30")]
+    Days30,
+    #[serde(rename = "days_60")]
+    Days60,
+    #[serde(rename = "year_1")]
+    Year1,
+    Ever,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQueue {
+    pub queue_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertRoute {
+    pub route: Route,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub order: i32,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub condition: Condition,
+    pub queue_id: String,
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+/// A node of the condition language (SPEC §4.2): exactly one of `all`, `any`, `not` or a leaf
+/// (`attribute` + `operator` + `value`/`values`) is set. Config validation enforces that.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub all: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub any: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not: Option<Box<Condition>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<Operator>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Operator {
+    Is,
+    IsNot,
+    StartsWith,
+    Contains,
+    DoesNotContain,
+    InList,
+    NotInList,
+    BeforeOrOn,
+    AfterOrOn,
+    Exists,
+    NotExists,
+}
+
+impl Operator {
+    pub const ALL: [Operator; 11] = [
+        Operator::Is,
+        Operator::IsNot,
+        Operator::StartsWith,
+        Operator::Contains,
+        Operator::DoesNotContain,
+        Operator::InList,
+        Operator::NotInList,
+        Operator::BeforeOrOn,
+        Operator::AfterOrOn,
+        Operator::Exists,
+        Operator::NotExists,
+    ];
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRoute {
+    pub route_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertWorkingHours {
+    pub period: WorkingHours,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkingHours {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub time_zone: String,
+    #[serde(default)]
+    pub is_default: bool,
+    pub week: Week,
+    #[serde(default)]
+    pub holidays: Vec<Holiday>,
+    #[serde(default)]
+    pub away_message: Option<String>,
+    #[serde(default)]
+    pub close_after_away: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Week {
+    #[serde(default)]
+    pub monday: Vec<Interval>,
+    #[serde(default)]
+    pub tuesday: Vec<Interval>,
+    #[serde(default)]
+    pub wednesday: Vec<Interval>,
+    #[serde(default)]
+    pub thursday: Vec<Interval>,
+    #[serde(default)]
+    pub friday: Vec<Interval>,
+    #[serde(default)]
+    pub saturday: Vec<Interval>,
+    #[serde(default)]
+    pub sunday: Vec<Interval>,
+}
+
+impl Week {
+    /// The days Monday first, with their field names (for error messages).
+    pub fn days(&self) -> [(&'static str, &Vec<Interval>); 7] {
+        [
+            ("monday", &self.monday),
+            ("tuesday", &self.tuesday),
+            ("wednesday", &self.wednesday),
+            ("thursday", &self.thursday),
+            ("friday", &self.friday),
+            ("saturday", &self.saturday),
+            ("sunday", &self.sunday),
+        ]
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Interval {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Holiday {
+    #[serde(default)]
+    pub name: String,
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteWorkingHours {
+    pub period_id: String,
+}
+
+fn five() -> i32 {
+    5
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityDefaults {
+    #[serde(default = "five")]
+    pub live_messaging: i32,
+    #[serde(default = "five")]
+    pub live_chat: i32,
+    #[serde(default = "five")]
+    pub email: i32,
+}
+
+impl Default for CapacityDefaults {
+    fn default() -> Self {
+        CapacityDefaults {
+            live_messaging: 5,
+            live_chat: 5,
+            email: 5,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CountedStatuses {
+    #[serde(default = "yes")]
+    pub waiting: bool,
+    #[serde(default = "yes")]
+    pub solved: bool,
+}
+
+impl Default for CountedStatuses {
+    fn default() -> Self {
+        CountedStatuses {
+            waiting: true,
+            solved: true,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStatusDef {
+    pub name: String,
+    pub group: StatusGroup,
+}
+
+// ---------------------------------------------------------------- cc.ticks
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tick {
+    #[serde(default = "ticker")]
+    pub source: String,
+}
+
+fn ticker() -> String {
+    "ticker".to_string()
+}
+
+impl Default for Tick {
+    fn default() -> Self {
+        Tick { source: ticker() }
+    }
+}
+
+// ---------------------------------------------------------------- cc.conversation-events
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationEvent {
+    pub id: String,
+    pub tenant: String,
+    pub conversation_id: String,
+    pub short_id: i64,
+    pub event: ConversationEventKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum ConversationEventKind {
+    Opened(Opened),
+    MessageReceived(MessageReceived),
+    Routed(Routed),
+    StatusChanged(StatusChanged),
+    Merged(Merged),
+    TagsChanged(TagList),
+    PriorityChanged(SetPriority),
+    QueueChanged(QueueChanged),
+    NoteAdded(NoteAdded),
+    AgentReplied(AgentReplied),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Opened {
+    pub channel: Channel,
+    pub from: String,
+    pub to: String,
+    pub direction: Direction,
+    #[serde(default)]
+    pub person_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MessageReceived {
+    pub message_id: String,
+    pub channel: Channel,
+    pub from: String,
+    pub content: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Routed {
+    pub queue_id: String,
+    pub priority: Priority,
+    #[serde(default)]
+    pub route_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChanged {
+    pub from: Status,
+    pub to: Status,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Merged {
+    pub source_conversation_id: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueChanged {
+    pub from_queue: String,
+    pub to_queue: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NoteAdded {
+    pub text: String,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentReplied {
+    pub message_id: String,
+    #[serde(default)]
+    pub by: Option<String>,
+    pub automated: bool,
+}
+
+// ---------------------------------------------------------------- cc.outbound
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundMessage {
+    pub id: String,
+    pub tenant: String,
+    pub conversation_id: String,
+    pub channel: Channel,
+    pub from: String,
+    pub to: String,
+    pub kind: OutboundKind,
+    pub content: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboundKind {
+    Agent,
+    Bot,
+    Away,
+    Welcome,
+    Announcement,
+    MaxWait,
+    Survey,
+    Workflow,
+}
+
+// ---------------------------------------------------------------- cc.assignments
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentEvent {
+    pub id: String,
+    pub tenant: String,
+    pub conversation_id: String,
+    pub event: AssignmentEventKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum AssignmentEventKind {
+    Assigned(Assigned),
+    Unassigned(AgentReason),
+    AssignmentRejected(AgentReason),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Assigned {
+    pub agent_id: String,
+    pub method: AssignMethod,
+    #[serde(default)]
+    pub score: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignMethod {
+    Single,
+    Sticky,
+    Bulk,
+    WorkingHoursStart,
+    Manual,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentReason {
+    pub agent_id: String,
+    pub reason: String,
+}
+
+// ---------------------------------------------------------------- cc.sla-events
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlaEvent {
+    pub id: String,
+    pub tenant: String,
+    pub conversation_id: String,
+    pub event: SlaEventKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum SlaEventKind {
+    SlaApplied(SlaApplied),
+    SlaBreached(SlaBreached),
+    SlaMet(SlaMet),
+    SlaRecalculated(SlaRecalculated),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlaApplied {
+    pub policy_id: String,
+    pub severity: String,
+    #[serde(default)]
+    pub first_response_due: Option<i64>,
+    #[serde(default)]
+    pub next_reply_due: Option<i64>,
+    #[serde(default)]
+    pub resolution_due: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaMetric {
+    FirstResponse,
+    NextReply,
+    Resolution,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlaBreached {
+    pub metric: SlaMetric,
+    pub due_at: i64,
+    pub breached_at: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlaMet {
+    pub metric: SlaMetric,
+    pub elapsed_business_ms: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlaRecalculated {
+    #[serde(default)]
+    pub policy_id: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub first_response_due: Option<i64>,
+    #[serde(default)]
+    pub next_reply_due: Option<i64>,
+    #[serde(default)]
+    pub resolution_due: Option<i64>,
+}
+
+// ---------------------------------------------------------------- cc.sentiment
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SentimentEvent {
+    pub id: String,
+    pub tenant: String,
+    pub conversation_id: String,
+    pub event: SentimentEventKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum SentimentEventKind {
+    MessageSentiment(MessageSentiment),
+    ConversationSentiment(ConversationSentiment),
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum SentimentLabel {
+    Negative,
+    Neutral,
+    Positive,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MessageSentiment {
+    pub message_id: String,
+    pub score: f64,
+    pub label: SentimentLabel,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationSentiment {
+    pub score: f64,
+    pub label: SentimentLabel,
+    pub messages: i32,
+}
+
+// ---------------------------------------------------------------- cc.csat
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CsatEvent {
+    pub id: String,
+    pub tenant: String,
+    pub conversation_id: String,
+    pub event: CsatEventKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum CsatEventKind {
+    SurveySent(SurveySent),
+    SurveySuppressed(SurveySuppressed),
+    SurveyFeedback(SurveyFeedback),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SurveySent {
+    pub channel: Channel,
+    pub to: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SurveySuppressed {
+    pub reason: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CsatScore {
+    Happy,
+    NotHappy,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyFeedback {
+    #[serde(default)]
+    pub score: Option<CsatScore>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub queue_id: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+}
+
+// ---------------------------------------------------------------- cc.agent-state
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStateEvent {
+    pub id: String,
+    pub tenant: String,
+    pub agent_id: String,
+    pub event: AgentStateEventKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum AgentStateEventKind {
+    AgentStatus(AgentStatus),
+    AgentCapacityChanged(AgentCapacityChanged),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStatus {
+    pub status: String,
+    pub group: StatusGroup,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentCapacityChanged {
+    pub full: bool,
+    pub workload_percent: f64,
+}
+
+// ---------------------------------------------------------------- cc.actions
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    pub id: String,
+    pub tenant: String,
+    pub conversation_id: String,
+    pub action: ActionKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum ActionKind {
+    CallApi(CallApi),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CallApi {
+    pub method: String,
+    pub url: String,
+    #[serde(default = "json_type")]
+    pub content_type: String,
+    #[serde(default)]
+    pub headers: Map,
+    #[serde(default)]
+    pub body: String,
+}
+
+fn json_type() -> String {
+    "application/json".to_string()
+}
+
+// ---------------------------------------------------------------- cc.dlq
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetter {
+    pub id: String,
+    pub source_topic: String,
+    #[serde(default)]
+    pub source_partition: Option<i32>,
+    #[serde(default)]
+    pub source_offset: Option<i64>,
+    #[serde(default)]
+    pub source_line: Option<i64>,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub value: Bytes,
+    pub reason: String,
+}
+
+// ---------------------------------------------------------------- cc.config-events
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigEvent {
+    pub id: String,
+    pub tenant: String,
+    pub version: i64,
+    pub event: ConfigEventKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum ConfigEventKind {
+    ConfigApplied(ConfigApplied),
+    ConfigRejected(ConfigRejected),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigApplied {
+    pub entity: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRejected {
+    pub entity: String,
+    pub field: String,
+    pub reason: String,
+}

@@ -1,0 +1,584 @@
+//! R-TOPIC: every record type, and every branch of every union, round-trips through Avro
+//! single-object bytes and through the JSON mirror unchanged, so a schema in `schemas/avro/`
+//! and its Rust type cannot drift apart without this test failing.
+
+use std::collections::BTreeMap;
+use switchboard_schemas::*;
+
+fn map(pairs: &[(&str, &str)]) -> Map {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn inputs() -> Vec<Input> {
+    let cmd = |kind: CommandKind| {
+        Input::Command(Command {
+            id: "c1".into(),
+            tenant: "acme".into(),
+            conversation_id: "conv-1".into(),
+            by: Some("agent-7".into()),
+            command: kind,
+        })
+    };
+    let cfg = |change: ConfigChangeKind| {
+        Input::Config(ConfigChange {
+            id: "cfg-1".into(),
+            tenant: "acme".into(),
+            version: 3,
+            change,
+        })
+    };
+    let agent = |event: AgentEventKind| {
+        Input::Agent(AgentEvent {
+            id: "a1".into(),
+            tenant: "acme".into(),
+            agent_id: "ana".into(),
+            event,
+        })
+    };
+    let leaf = |attr: &str, op: Operator, value: &str| Condition {
+        attribute: Some(attr.into()),
+        operator: Some(op),
+        value: Some(value.into()),
+        ..Condition::default()
+    };
+    vec![
+        Input::Inbound(InboundMessage {
+            id: "m1".into(),
+            tenant: "acme".into(),
+            channel: Channel::Whatsapp,
+            from: "+385911234567".into(),
+            to: "+38516000000".into(),
+            content: "Still waiting for my refund 😡".into(),
+            person: Some(Person {
+                id: Some("p-1".into()),
+                attributes: map(&[("city", "Zagreb"), ("country", "HR")]),
+                custom: map(&[("tier", "gold")]),
+                tags: vec!["vip".into()],
+            }),
+            company: Some(Company {
+                attributes: map(&[("name", "Initech")]),
+                custom: map(&[]),
+            }),
+            email: Some(EmailHeaders {
+                from: "a@b.c".into(),
+                to: vec!["support@acme.test".into()],
+                cc: vec!["x@y.z".into()],
+                bcc: vec![],
+                subject: "Refund".into(),
+                routed_to: vec!["support@acme.test".into()],
+            }),
+            custom: map(&[("order", "A-1")]),
+            ivr: map(&[("lang", "en")]),
+            is_visitor: true,
+        }),
+        Input::Inbound(InboundMessage {
+            id: "m2".into(),
+            tenant: "acme".into(),
+            channel: Channel::LiveChat,
+            from: "visitor-1".into(),
+            to: "widget-1".into(),
+            content: String::new(),
+            person: None,
+            company: None,
+            email: None,
+            custom: Map::new(),
+            ivr: Map::new(),
+            is_visitor: false,
+        }),
+        agent(AgentEventKind::AgentStatusChanged(AgentStatusChange {
+            status: "Available".into(),
+        })),
+        agent(AgentEventKind::AgentUpdated(AgentUpdate {
+            enabled: Some(true),
+            queues: Some(vec!["billing".into()]),
+            capacity: Some(BTreeMap::from([("email".to_string(), 10)])),
+        })),
+        agent(AgentEventKind::AgentUpdated(AgentUpdate::default())),
+        agent(AgentEventKind::CallStarted(CallRef {
+            call_id: "call-1".into(),
+        })),
+        agent(AgentEventKind::CallEnded(CallRef {
+            call_id: "call-1".into(),
+        })),
+        cmd(CommandKind::Reply(Reply {
+            content: "Hello".into(),
+            automated: true,
+        })),
+        cmd(CommandKind::SetStatus(SetStatus {
+            status: Status::Solved,
+        })),
+        cmd(CommandKind::Assign(Assign {
+            agent_id: "ana".into(),
+            only_if_unassigned: false,
+        })),
+        cmd(CommandKind::Unassign(Unassign {})),
+        cmd(CommandKind::ChangeQueue(ChangeQueue {
+            queue_id: "billing".into(),
+        })),
+        cmd(CommandKind::SetPriority(SetPriority {
+            priority: Priority::Urgent,
+        })),
+        cmd(CommandKind::SetSeverity(SetSeverity {
+            severity: "high".into(),
+        })),
+        cmd(CommandKind::AddTags(TagList {
+            tags: vec!["refund".into()],
+        })),
+        cmd(CommandKind::RemoveTags(TagList {
+            tags: vec!["refund".into()],
+        })),
+        cmd(CommandKind::Merge(Merge {
+            source_conversation_id: "conv-2".into(),
+        })),
+        cmd(CommandKind::AddNote(AddNote {
+            text: "called back".into(),
+        })),
+        cfg(ConfigChangeKind::UpsertQueue(UpsertQueue {
+            queue: Queue {
+                id: "billing".into(),
+                name: "Billing".into(),
+                working_hours_id: Some("office".into()),
+                senders: vec!["+38516000000".into()],
+                auto_assign: true,
+                sticky_lookback: Some(StickyLookback::Days60),
+            },
+        })),
+        cfg(ConfigChangeKind::DeleteQueue(DeleteQueue {
+            queue_id: "billing".into(),
+        })),
+        cfg(ConfigChangeKind::UpsertRoute(UpsertRoute {
+            route: Route {
+                id: "r1".into(),
+                name: "VIP WhatsApp".into(),
+                order: 1,
+                enabled: false,
+                condition: Condition {
+                    all: vec![
+                        leaf("channel", Operator::Is, "whatsapp"),
+                        Condition {
+                            any: vec![
+                                leaf("person.tags", Operator::Contains, "vip"),
+                                Condition {
+                                    not: Some(Box::new(leaf("from", Operator::StartsWith, "+1"))),
+                                    ..Condition::default()
+                                },
+                            ],
+                            ..Condition::default()
+                        },
+                        Condition {
+                            attribute: Some("person.country".into()),
+                            operator: Some(Operator::InList),
+                            values: vec!["HR".into(), "SI".into()],
+                            ..Condition::default()
+                        },
+                    ],
+                    ..Condition::default()
+                },
+                queue_id: "billing".into(),
+                priority: Priority::High,
+            },
+        })),
+        cfg(ConfigChangeKind::DeleteRoute(DeleteRoute {
+            route_id: "r1".into(),
+        })),
+        cfg(ConfigChangeKind::UpsertWorkingHours(UpsertWorkingHours {
+            period: WorkingHours {
+                id: "office".into(),
+                name: "Office".into(),
+                time_zone: "Europe/Zagreb".into(),
+                is_default: true,
+                week: Week {
+                    monday: vec![Interval {
+                        start: "08:00".into(),
+                        end: "16:00".into(),
+                    }],
+                    saturday: vec![Interval {
+                        start: "09:00".into(),
+                        end: "12:00".into(),
+                    }],
+                    ..Week::default()
+                },
+                holidays: vec![Holiday {
+                    name: "Xmas".into(),
+                    start: "2026-12-24".into(),
+                    end: "2026-12-26".into(),
+                }],
+                away_message: Some("We are closed".into()),
+                close_after_away: true,
+            },
+        })),
+        cfg(ConfigChangeKind::DeleteWorkingHours(DeleteWorkingHours {
+            period_id: "office".into(),
+        })),
+        cfg(ConfigChangeKind::SetCapacityDefaults(CapacityDefaults {
+            live_messaging: 6,
+            live_chat: 5,
+            email: 10,
+        })),
+        cfg(ConfigChangeKind::SetCountedStatuses(CountedStatuses {
+            waiting: false,
+            solved: true,
+        })),
+        cfg(ConfigChangeKind::UpsertAgentStatus(AgentStatusDef {
+            name: "Training".into(),
+            group: StatusGroup::Away,
+        })),
+        Input::Tick(Tick::default()),
+    ]
+}
+
+fn outputs() -> Vec<Output> {
+    let conv = |event: ConversationEventKind| {
+        Output::Conversation(ConversationEvent {
+            id: "m1#0".into(),
+            tenant: "acme".into(),
+            conversation_id: "conv-1".into(),
+            short_id: 42,
+            event,
+        })
+    };
+    let asg = |event: AssignmentEventKind| {
+        Output::Assignment(AssignmentEvent {
+            id: "x#1".into(),
+            tenant: "acme".into(),
+            conversation_id: "conv-1".into(),
+            event,
+        })
+    };
+    let sla = |event: SlaEventKind| {
+        Output::Sla(SlaEvent {
+            id: "x#2".into(),
+            tenant: "acme".into(),
+            conversation_id: "conv-1".into(),
+            event,
+        })
+    };
+    let sent = |event: SentimentEventKind| {
+        Output::Sentiment(SentimentEvent {
+            id: "x#3".into(),
+            tenant: "acme".into(),
+            conversation_id: "conv-1".into(),
+            event,
+        })
+    };
+    let csat = |event: CsatEventKind| {
+        Output::Csat(CsatEvent {
+            id: "x#4".into(),
+            tenant: "acme".into(),
+            conversation_id: "conv-1".into(),
+            event,
+        })
+    };
+    let agent = |event: AgentStateEventKind| {
+        Output::AgentState(AgentStateEvent {
+            id: "x#5".into(),
+            tenant: "acme".into(),
+            agent_id: "ana".into(),
+            event,
+        })
+    };
+    let cfg = |event: ConfigEventKind| {
+        Output::Config(ConfigEvent {
+            id: "cfg-1#0".into(),
+            tenant: "acme".into(),
+            version: 7,
+            event,
+        })
+    };
+    vec![
+        conv(ConversationEventKind::Opened(Opened {
+            channel: Channel::Sms,
+            from: "+1555".into(),
+            to: "+1666".into(),
+            direction: Direction::Inbound,
+            person_id: Some("p-1".into()),
+        })),
+        conv(ConversationEventKind::MessageReceived(MessageReceived {
+            message_id: "m1".into(),
+            channel: Channel::Sms,
+            from: "+1555".into(),
+            content: "hi".into(),
+        })),
+        conv(ConversationEventKind::Routed(Routed {
+            queue_id: "default".into(),
+            priority: Priority::Normal,
+            route_id: None,
+        })),
+        conv(ConversationEventKind::StatusChanged(StatusChanged {
+            from: Status::Solved,
+            to: Status::Open,
+            reason: Some("reopened".into()),
+        })),
+        conv(ConversationEventKind::Merged(Merged {
+            source_conversation_id: "conv-2".into(),
+            tags: vec!["a".into()],
+        })),
+        conv(ConversationEventKind::TagsChanged(TagList { tags: vec![] })),
+        conv(ConversationEventKind::PriorityChanged(SetPriority {
+            priority: Priority::Low,
+        })),
+        conv(ConversationEventKind::QueueChanged(QueueChanged {
+            from_queue: "default".into(),
+            to_queue: "billing".into(),
+        })),
+        conv(ConversationEventKind::NoteAdded(NoteAdded {
+            text: "n".into(),
+            by: None,
+        })),
+        conv(ConversationEventKind::AgentReplied(AgentReplied {
+            message_id: "c1".into(),
+            by: Some("ana".into()),
+            automated: false,
+        })),
+        Output::Outbound(OutboundMessage {
+            id: "m1#3".into(),
+            tenant: "acme".into(),
+            conversation_id: "conv-1".into(),
+            channel: Channel::Email,
+            from: "support@acme.test".into(),
+            to: "c@d.e".into(),
+            kind: OutboundKind::Away,
+            content: "We are closed".into(),
+        }),
+        asg(AssignmentEventKind::Assigned(Assigned {
+            agent_id: "ana".into(),
+            method: AssignMethod::Single,
+            score: Some(0.708),
+        })),
+        asg(AssignmentEventKind::Unassigned(AgentReason {
+            agent_id: "ana".into(),
+            reason: "queue_changed".into(),
+        })),
+        asg(AssignmentEventKind::AssignmentRejected(AgentReason {
+            agent_id: "bo".into(),
+            reason: "already_assigned".into(),
+        })),
+        sla(SlaEventKind::SlaApplied(SlaApplied {
+            policy_id: "p".into(),
+            severity: "high".into(),
+            first_response_due: Some(1_700_000_000_000),
+            next_reply_due: None,
+            resolution_due: Some(1_800_000_000_000),
+        })),
+        sla(SlaEventKind::SlaBreached(SlaBreached {
+            metric: SlaMetric::FirstResponse,
+            due_at: 1,
+            breached_at: 2,
+        })),
+        sla(SlaEventKind::SlaMet(SlaMet {
+            metric: SlaMetric::Resolution,
+            elapsed_business_ms: 60_000,
+        })),
+        sla(SlaEventKind::SlaRecalculated(SlaRecalculated {
+            policy_id: None,
+            severity: None,
+            first_response_due: None,
+            next_reply_due: Some(5),
+            resolution_due: None,
+        })),
+        sent(SentimentEventKind::MessageSentiment(MessageSentiment {
+            message_id: "m1".into(),
+            score: -0.62,
+            label: SentimentLabel::Negative,
+        })),
+        sent(SentimentEventKind::ConversationSentiment(
+            ConversationSentiment {
+                score: 0.1,
+                label: SentimentLabel::Neutral,
+                messages: 3,
+            },
+        )),
+        csat(CsatEventKind::SurveySent(SurveySent {
+            channel: Channel::Telegram,
+            to: "@c".into(),
+        })),
+        csat(CsatEventKind::SurveySuppressed(SurveySuppressed {
+            reason: "minimum_span".into(),
+        })),
+        csat(CsatEventKind::SurveyFeedback(SurveyFeedback {
+            score: Some(CsatScore::NotHappy),
+            comment: Some("slow".into()),
+            queue_id: Some("billing".into()),
+            agent_id: None,
+        })),
+        agent(AgentStateEventKind::AgentStatus(AgentStatus {
+            status: "Full capacity".into(),
+            group: StatusGroup::Busy,
+        })),
+        agent(AgentStateEventKind::AgentCapacityChanged(
+            AgentCapacityChanged {
+                full: true,
+                workload_percent: 93.33,
+            },
+        )),
+        Output::Action(ActionRequest {
+            id: "x#6".into(),
+            tenant: "acme".into(),
+            conversation_id: "conv-1".into(),
+            action: ActionKind::CallApi(CallApi {
+                method: "POST".into(),
+                url: "https://crm.example/hook".into(),
+                content_type: "application/json".into(),
+                headers: map(&[("X-Key", "1")]),
+                body: "{\"id\": \"{{conversation.short_id}}\"}".into(),
+            }),
+        }),
+        Output::DeadLetter(DeadLetter {
+            id: "dlq-1".into(),
+            source_topic: "cc.inbound".into(),
+            source_partition: Some(2),
+            source_offset: Some(99),
+            source_line: None,
+            key: Some("acme".into()),
+            value: Bytes(vec![0, 1, 0xC3, 0xFF, b'{']),
+            reason: "not Avro".into(),
+        }),
+        cfg(ConfigEventKind::ConfigApplied(ConfigApplied {
+            entity: "queue/billing".into(),
+        })),
+        cfg(ConfigEventKind::ConfigRejected(ConfigRejected {
+            entity: "route/r1".into(),
+            field: "route.condition.operator".into(),
+            reason: "missing".into(),
+        })),
+    ]
+}
+
+#[test]
+fn every_input_record_round_trips_through_avro_and_json() {
+    let codec = Codec::new().expect("schemas parse");
+    for input in inputs() {
+        let bytes = codec
+            .schema(input.topic())
+            .encode(&input.to_json())
+            .unwrap_or_else(|e| panic!("encode {input:?}: {e}"));
+        assert_eq!(&bytes[..2], &[0xC3, 0x01], "single-object marker");
+        let back = Input::decode(&codec, input.topic(), &bytes)
+            .unwrap_or_else(|e| panic!("decode {input:?}: {e}"));
+        assert_eq!(back, input);
+        let text = serde_json::to_string(&input.to_json()).expect("json");
+        let again = Input::from_json(input.topic(), serde_json::from_str(&text).expect("parse"))
+            .expect("json mirror");
+        assert_eq!(again, input);
+    }
+}
+
+#[test]
+fn every_output_record_round_trips_through_avro_and_json() {
+    let codec = Codec::new().expect("schemas parse");
+    for output in outputs() {
+        let bytes = output
+            .encode(&codec)
+            .unwrap_or_else(|e| panic!("encode {output:?}: {e}"));
+        let json = codec
+            .schema(output.topic())
+            .decode(&bytes)
+            .unwrap_or_else(|e| panic!("decode {output:?}: {e}"));
+        let back = Output::from_json(output.topic(), json).expect("typed");
+        assert_eq!(back, output);
+        let text = serde_json::to_string(&output.to_json()).expect("json");
+        let again = Output::from_json(output.topic(), serde_json::from_str(&text).expect("parse"))
+            .expect("json mirror");
+        assert_eq!(again, output);
+    }
+}
+
+/// Every union branch of every schema is exercised by the samples above.
+#[test]
+fn samples_cover_every_union_branch() {
+    let mut seen = std::collections::BTreeSet::new();
+    for v in inputs()
+        .iter()
+        .map(Input::to_json)
+        .chain(outputs().iter().map(Output::to_json))
+    {
+        for key in ["command", "change", "event", "action"] {
+            if let Some(obj) = v.get(key).and_then(|b| b.as_object()) {
+                seen.extend(obj.keys().cloned());
+            }
+        }
+    }
+    for topic in Topic::ALL {
+        let schema: serde_json::Value =
+            serde_json::from_str(topic.schema_text()).expect("valid JSON");
+        for field in schema["fields"].as_array().expect("fields") {
+            if let Some(branches) = field["type"]
+                .as_array()
+                .filter(|b| !b.contains(&serde_json::json!("null")))
+            {
+                for b in branches.iter().filter_map(|b| b["name"].as_str()) {
+                    assert!(seen.contains(b), "{topic}: no sample of union branch {b}");
+                }
+            }
+        }
+    }
+}
+
+/// A named type defined in several schema files (Channel, Status, Priority...) is defined the
+/// same way everywhere.
+#[test]
+fn shared_named_types_agree_across_schema_files() {
+    let codec = Codec::new().expect("schemas parse");
+    let mut defs: BTreeMap<String, (Topic, String)> = BTreeMap::new();
+    for topic in Topic::ALL {
+        for (name, canonical) in codec.schema(topic).named_types() {
+            if let Some((first, seen)) = defs.get(&name) {
+                assert_eq!(
+                    seen, &canonical,
+                    "{name} differs between {first} and {topic}"
+                );
+            } else {
+                defs.insert(name, (topic, canonical));
+            }
+        }
+    }
+}
+
+#[test]
+fn decoding_rejects_bad_bytes_with_a_reason() {
+    let codec = Codec::new().expect("schemas parse");
+    let inbound = codec.schema(Topic::Inbound);
+    assert_eq!(
+        inbound.decode(b"{\"id\":1}"),
+        Err(CodecError::NotSingleObject)
+    );
+    let tick = codec
+        .encode(Topic::Ticks, &Tick::default())
+        .expect("encode");
+    assert!(matches!(
+        inbound.decode(&tick),
+        Err(CodecError::UnknownSchema(_))
+    ));
+    let good = codec
+        .encode(Topic::Inbound, &inputs()[0].to_json())
+        .expect("encode");
+    assert!(matches!(
+        inbound.decode(&good[..good.len() - 3]),
+        Err(CodecError::Malformed(_))
+    ));
+}
+
+#[test]
+fn json_mirror_errors_name_the_field() {
+    let codec = Codec::new().expect("schemas parse");
+    let bad =
+        serde_json::json!({"id": "m", "tenant": "t", "channel": "pigeon", "from": "a", "to": "b"});
+    let err = codec
+        .schema(Topic::Inbound)
+        .encode(&bad)
+        .expect_err("bad channel");
+    assert!(
+        err.to_string()
+            .starts_with("channel: \"pigeon\" is not one of sms"),
+        "{err}"
+    );
+    let extra = serde_json::json!({"id": "m", "tenant": "t", "channel": "sms", "from": "a", "to": "b", "colour": 1});
+    let err = codec
+        .schema(Topic::Inbound)
+        .encode(&extra)
+        .expect_err("unknown field");
+    assert_eq!(err.to_string(), "colour: unknown field of InboundMessage");
+}
