@@ -1,1 +1,48 @@
+//! Switchboard's domain: pure, deterministic processors.
+//!
+//! `(state, event, now) → outputs`: no Kafka, no clock, no I/O. The [`engine::Engine`] runs
+//! the processors for one partition over a [`store::Store`]; [`simulation`] runs engines over
+//! a list of input records exactly as the Kafka runtime would, which is what `switchboard
+//! simulate` and the tests use.
 
+pub mod calendar;
+pub mod condition;
+pub mod config;
+pub mod engine;
+pub mod partition;
+pub mod routing;
+pub mod simulation;
+pub mod state;
+pub mod store;
+pub mod threading;
+
+pub use engine::{Ctx, Engine, Handled, Rejection, Settings, Stats, Step};
+pub use store::{MemStore, Store, StoreError};
+
+use switchboard_schemas::{Input, Output};
+
+/// One stage of the pipeline. Every method has a do-nothing default, so a processor implements
+/// only what it reacts to.
+pub trait Processor {
+    /// An input record. Return `Handled::Yes` when the record is (also) this processor's; an
+    /// error rejects the record to the dead-letter topic and must be returned before this
+    /// processor changes any state.
+    fn on_input(&mut self, _cx: &mut Ctx, _input: &Input) -> Result<Handled, Rejection> {
+        Ok(Handled::No)
+    }
+
+    /// An output emitted by any processor while handling the current record or timer.
+    fn on_output(&mut self, _cx: &mut Ctx, _output: &Output) {}
+
+    /// A timer that came due.
+    fn on_timer(&mut self, _cx: &mut Ctx, _timer: &state::Timer) {}
+}
+
+/// The processors in pipeline order.
+pub fn standard_processors() -> Vec<Box<dyn Processor>> {
+    vec![
+        Box::new(config::ConfigProcessor),
+        Box::new(threading::Threading),
+        Box::new(routing::Routing),
+    ]
+}

@@ -1,0 +1,308 @@
+//! The engine: one partition's processors over one state, driven by input records.
+//!
+//! `(state, record, now) → outputs`. For each record the engine advances stream time, fires the
+//! timers that became due (in (due, id) order, each with `now = due`), drops a record whose id
+//! it has already processed, and passes the record to each processor in turn. Every output a
+//! processor emits is also offered to every processor, in emission order, so processors react
+//! to each other's decisions (routing reacts to `Opened`, assignment to `Routed`, ...) without
+//! knowing about each other.
+
+use switchboard_schemas::*;
+
+use crate::state::{State, Timer, TimerKind};
+use crate::store::{Store, StoreError};
+use crate::Processor;
+
+/// Engine settings that are not per-tenant config.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long (in stream time) a processed record id is remembered for idempotency.
+    pub dedup_retention_ms: i64,
+    /// Bound on the outputs one record may cause, against a misconfigured feedback loop.
+    pub max_outputs_per_record: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dedup_retention_ms: 7 * 24 * 3600 * 1000,
+            max_outputs_per_record: 100_000,
+        }
+    }
+}
+
+/// Why a record was not applied: it goes to the dead-letter topic with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejection(pub String);
+
+impl Rejection {
+    pub fn new(reason: impl Into<String>) -> Rejection {
+        Rejection(reason.into())
+    }
+}
+
+/// Whether a processor acted on an input record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    Yes,
+    No,
+}
+
+/// The processing context handed to processors: the state, the current time, and the place
+/// to emit outputs and schedule timers.
+pub struct Ctx<'a> {
+    pub now: i64,
+    pub tenant: &'a str,
+    pub state: &'a mut State,
+    pub settings: &'a Settings,
+    cause: &'a str,
+    seq: u32,
+    outputs: Vec<Output>,
+    input: Option<&'a Input>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A deterministic id for the next output: `<cause>#<n>`, where the cause is the input
+    /// record id or the timer id (R-TIME-7).
+    pub fn next_id(&mut self) -> String {
+        let id = format!("{}#{}", self.cause, self.seq);
+        self.seq += 1;
+        id
+    }
+
+    pub fn emit(&mut self, output: Output) {
+        self.outputs.push(output);
+    }
+
+    /// The input record being processed (none while a timer fires).
+    pub fn input(&self) -> Option<&'a Input> {
+        self.input
+    }
+
+    pub fn schedule(&mut self, due: i64, id: String, kind: TimerKind) {
+        let timer = Timer {
+            tenant: self.tenant.to_string(),
+            kind,
+        };
+        self.state.schedule(due, id, timer);
+    }
+
+    /// Emit a conversation event for conversation `conversation_id` (which must exist).
+    pub fn conversation_event(&mut self, conversation_id: &str, event: ConversationEventKind) {
+        let short_id = self
+            .state
+            .conversation(self.tenant, conversation_id)
+            .map(|c| c.short_id)
+            .unwrap_or_default();
+        let id = self.next_id();
+        self.emit(Output::Conversation(ConversationEvent {
+            id,
+            tenant: self.tenant.to_string(),
+            conversation_id: conversation_id.to_string(),
+            short_id,
+            event,
+        }));
+    }
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Stats {
+    pub records: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub timers_fired: u64,
+    pub outputs: u64,
+}
+
+/// What one input record produced.
+#[derive(Debug, Default, PartialEq)]
+pub struct Step {
+    /// Outputs with the event time they were emitted at (a timer's due time, or the record's).
+    pub outputs: Vec<(i64, Output)>,
+    /// Set when the record was not applied; the caller dead-letters it with this reason.
+    pub rejected: Option<Rejection>,
+    /// The record's id had already been processed; it was dropped.
+    pub duplicate: bool,
+}
+
+pub struct Engine<S: Store> {
+    state: State,
+    store: S,
+    processors: Vec<Box<dyn Processor>>,
+    settings: Settings,
+    pub stats: Stats,
+}
+
+impl<S: Store> Engine<S> {
+    /// Open an engine over `store`, restoring whatever state it holds, with the standard
+    /// processors.
+    pub fn open(store: S, settings: Settings) -> Result<Engine<S>, StoreError> {
+        Engine::with_processors(store, settings, crate::standard_processors())
+    }
+
+    pub fn with_processors(
+        store: S,
+        settings: Settings,
+        processors: Vec<Box<dyn Processor>>,
+    ) -> Result<Engine<S>, StoreError> {
+        let state = State::load(&store)?;
+        Ok(Engine {
+            state,
+            store,
+            processors,
+            settings,
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    pub fn stream_time(&self) -> i64 {
+        self.state.stream_time()
+    }
+
+    /// Process one input record with event time `ts`.
+    pub fn process(&mut self, ts: i64, input: &Input) -> Step {
+        self.stats.records += 1;
+        let mut step = Step::default();
+        if ts > self.state.stream_time() {
+            self.state.stream_time.insert((), ts);
+        }
+        self.fire_due_timers(&mut step);
+
+        if let Some((tenant, id)) = input.tenant_and_id() {
+            if tenant.is_empty() || id.is_empty() {
+                step.rejected = Some(Rejection::new("tenant and id must not be empty"));
+            } else if self
+                .state
+                .seen
+                .contains(&(tenant.to_string(), id.to_string()))
+            {
+                self.stats.duplicates += 1;
+                step.duplicate = true;
+            } else {
+                match self.apply(ts, tenant, id, Some(input), None) {
+                    Ok(outputs) => {
+                        let key = (tenant.to_string(), id.to_string());
+                        self.state.seen.insert(key, ts);
+                        let forget = format!("seen/{tenant}/{id}");
+                        let timer = Timer {
+                            tenant: tenant.to_string(),
+                            kind: TimerKind::ForgetRecordId { id: id.to_string() },
+                        };
+                        self.state
+                            .schedule(ts + self.settings.dedup_retention_ms, forget, timer);
+                        step.outputs.extend(outputs.into_iter().map(|o| (ts, o)));
+                    }
+                    Err(r) => step.rejected = Some(r),
+                }
+            }
+        }
+        if step.rejected.is_some() {
+            self.stats.rejected += 1;
+        }
+        // A record with an old timestamp may have scheduled work already due.
+        self.fire_due_timers(&mut step);
+        self.stats.outputs += step.outputs.len() as u64;
+        step
+    }
+
+    fn fire_due_timers(&mut self, step: &mut Step) {
+        let now = self.state.stream_time();
+        while let Some((due, id, timer)) = self.state.pop_due_timer(now) {
+            self.stats.timers_fired += 1;
+            if self.engine_timer(&timer) {
+                continue;
+            }
+            let tenant = timer.tenant.clone();
+            // A timer's own work never rejects; an error here is dropped with the timer.
+            if let Ok(outputs) = self.apply(due, &tenant, &id, None, Some(&timer)) {
+                step.outputs.extend(outputs.into_iter().map(|o| (due, o)));
+            }
+        }
+    }
+
+    /// Timers the engine handles itself; true when `timer` was one.
+    fn engine_timer(&mut self, timer: &Timer) -> bool {
+        match &timer.kind {
+            TimerKind::ForgetRecordId { id } => {
+                self.state.seen.remove(&(timer.tenant.clone(), id.clone()));
+                true
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        now: i64,
+        tenant: &str,
+        cause: &str,
+        input: Option<&Input>,
+        timer: Option<&Timer>,
+    ) -> Result<Vec<Output>, Rejection> {
+        let mut cx = Ctx {
+            now,
+            tenant,
+            state: &mut self.state,
+            settings: &self.settings,
+            cause,
+            seq: 0,
+            outputs: Vec::new(),
+            input,
+        };
+        if let Some(input) = input {
+            let mut handled = false;
+            for p in self.processors.iter_mut() {
+                handled |= p.on_input(&mut cx, input)? == Handled::Yes;
+            }
+            if let (Input::Command(c), false) = (input, handled) {
+                return Err(Rejection(format!(
+                    "command {} is not supported by this engine version",
+                    c.command.name()
+                )));
+            }
+        }
+        if let Some(timer) = timer {
+            for p in self.processors.iter_mut() {
+                p.on_timer(&mut cx, timer);
+            }
+        }
+        let mut next = 0;
+        while next < cx.outputs.len() {
+            if next >= self.settings.max_outputs_per_record {
+                return Err(Rejection(format!(
+                    "record caused more than {} outputs; processors are looping",
+                    self.settings.max_outputs_per_record
+                )));
+            }
+            let output = cx.outputs[next].clone();
+            for p in self.processors.iter_mut() {
+                p.on_output(&mut cx, &output);
+            }
+            next += 1;
+        }
+        Ok(cx.outputs)
+    }
+
+    /// Write every state change since the last flush to the store, returning the batch (the
+    /// runtime also sends it to the changelog topic).
+    pub fn flush(&mut self) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+        let batch = self.state.take_changes()?;
+        if !batch.is_empty() {
+            self.store.write(&batch)?;
+        }
+        Ok(batch)
+    }
+}

@@ -1,0 +1,289 @@
+//! The engine's state: typed tables written through to a [`Store`].
+//!
+//! Every table is keyed by tenant first, so one partition's store holds whole tenants. In the
+//! store, a row's key is a one-byte table tag followed by the JSON of its key, and its value is
+//! the JSON of the row (readable with any tool, tolerant of added fields).
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use switchboard_schemas::*;
+
+use crate::store::{Store, StoreError, Table};
+
+/// The id of the system queue that always exists and holds every agent.
+pub const DEFAULT_QUEUE: &str = "default";
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Conversation {
+    pub id: String,
+    pub short_id: i64,
+    pub status: Status,
+    pub priority: Priority,
+    pub queue_id: Option<String>,
+    pub assignee: Option<String>,
+    /// Channel of the customer's last inbound message.
+    pub channel: Channel,
+    /// The customer's address that opened the conversation.
+    pub address: String,
+    /// Our sender (the `to` of the customer's last inbound message).
+    pub sender: String,
+    pub person_id: Option<String>,
+    /// Thread keys (`addr:<address>`, `person:<id>`) that lead new messages here while the
+    /// conversation is not Closed.
+    pub thread_keys: BTreeSet<String>,
+    pub tags: BTreeSet<String>,
+    pub created_at: i64,
+    pub direction: Direction,
+    pub messages: u32,
+    pub last_inbound_at: i64,
+    pub closed_reason: Option<String>,
+}
+
+/// One tenant's configuration (SPEC §2), as applied from the config topic.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct TenantConfig {
+    pub queues: BTreeMap<String, Queue>,
+    pub routes: BTreeMap<String, Route>,
+    pub working_hours: BTreeMap<String, WorkingHours>,
+    pub capacity: CapacityDefaults,
+    pub counted: CountedStatuses,
+    pub agent_statuses: BTreeMap<String, StatusGroup>,
+}
+
+impl TenantConfig {
+    /// A configured queue, or the built-in Default queue (always open, no auto-assignment,
+    /// until configured).
+    pub fn queue(&self, id: &str) -> Option<Queue> {
+        match self.queues.get(id) {
+            Some(q) => Some(q.clone()),
+            None if id == DEFAULT_QUEUE => Some(Queue {
+                id: DEFAULT_QUEUE.to_string(),
+                name: "Default".to_string(),
+                working_hours_id: None,
+                senders: Vec::new(),
+                auto_assign: false,
+                sticky_lookback: None,
+            }),
+            None => None,
+        }
+    }
+
+    pub fn has_queue(&self, id: &str) -> bool {
+        id == DEFAULT_QUEUE || self.queues.contains_key(id)
+    }
+
+    /// Enabled routes in evaluation order: ascending (order, id).
+    pub fn routes_in_order(&self) -> Vec<&Route> {
+        let mut routes: Vec<&Route> = self.routes.values().filter(|r| r.enabled).collect();
+        routes.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
+        routes
+    }
+
+    /// The working-hours period of a queue, if it has one.
+    pub fn period_of(&self, queue_id: &str) -> Option<&WorkingHours> {
+        let id = self.queues.get(queue_id)?.working_hours_id.as_ref()?;
+        self.working_hours.get(id)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Tenant {
+    pub next_short_id: i64,
+    pub config: TenantConfig,
+    /// Last applied config version per entity key (`queue/<id>`, `route/<id>`, ...).
+    pub versions: BTreeMap<String, i64>,
+}
+
+/// Work scheduled for a stream time. Fired in (due, id) order with `now = due` (R-TIME-4).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Timer {
+    pub tenant: String,
+    pub kind: TimerKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum TimerKind {
+    /// Forget a processed record id once the dedup retention has passed.
+    ForgetRecordId { id: String },
+}
+
+pub type TenantKey = (String, String);
+
+#[derive(Default)]
+pub struct State {
+    pub tenants: Table<String, Tenant>,
+    pub conversations: Table<TenantKey, Conversation>,
+    /// (tenant, thread key) → conversation id, for conversations that are not Closed.
+    pub threads: Table<TenantKey, String>,
+    /// (tenant, short id) → conversation id.
+    pub short_ids: Table<(String, i64), String>,
+    /// (tenant, record id) → event time, for idempotency (R-TIME-1).
+    pub seen: Table<TenantKey, i64>,
+    /// (due, timer id) → timer.
+    pub timers: Table<(i64, String), Timer>,
+    /// timer id → due, to cancel or replace a timer by id.
+    pub timer_index: Table<String, i64>,
+    /// Largest event time processed on this partition; key ().
+    pub stream_time: Table<(), i64>,
+}
+
+const T_TENANT: u8 = b't';
+const T_CONV: u8 = b'c';
+const T_THREAD: u8 = b'h';
+const T_SEEN: u8 = b's';
+const T_SHORT: u8 = b'n';
+const T_TIMER: u8 = b'x';
+const T_TIMER_INDEX: u8 = b'i';
+const T_STREAM_TIME: u8 = b'm';
+
+fn key_bytes<K: Serialize>(tag: u8, k: &K) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![tag];
+    serde_json::to_writer(&mut out, k).map_err(|e| StoreError::Io(e.to_string()))?;
+    Ok(out)
+}
+
+fn parse<T: DeserializeOwned>(what: &[u8], raw: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(what).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn load_row<K: Ord + Clone + DeserializeOwned, V: DeserializeOwned>(
+    table: &mut Table<K, V>,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(), StoreError> {
+    let k: K = parse(key, &key[1..])?;
+    let v: V = parse(key, value)?;
+    table.load(k, v);
+    Ok(())
+}
+
+fn drain<K: Ord + Clone + Serialize, V: Serialize>(
+    tag: u8,
+    table: &mut Table<K, V>,
+    batch: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+) -> Result<(), StoreError> {
+    for (k, v) in table.drain_dirty() {
+        let key = key_bytes(tag, &k)?;
+        let value = match v {
+            Some(v) => Some(serde_json::to_vec(v).map_err(|e| StoreError::Io(e.to_string()))?),
+            None => None,
+        };
+        batch.push((key, value));
+    }
+    Ok(())
+}
+
+impl State {
+    /// Restore the state from every entry of a store.
+    pub fn load<S: Store>(store: &S) -> Result<State, StoreError> {
+        let mut state = State::default();
+        for (k, v) in store.entries()? {
+            match k.first().copied() {
+                Some(T_TENANT) => load_row(&mut state.tenants, &k, &v)?,
+                Some(T_CONV) => load_row(&mut state.conversations, &k, &v)?,
+                Some(T_THREAD) => load_row(&mut state.threads, &k, &v)?,
+                Some(T_SEEN) => load_row(&mut state.seen, &k, &v)?,
+                Some(T_SHORT) => load_row(&mut state.short_ids, &k, &v)?,
+                Some(T_TIMER) => load_row(&mut state.timers, &k, &v)?,
+                Some(T_TIMER_INDEX) => load_row(&mut state.timer_index, &k, &v)?,
+                Some(T_STREAM_TIME) => load_row(&mut state.stream_time, &k, &v)?,
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&k).into_owned(),
+                        reason: "unknown table".into(),
+                    })
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// Every row changed since the last call, encoded for the store (and its changelog).
+    pub fn take_changes(&mut self) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+        let mut batch = Vec::new();
+        drain(T_TENANT, &mut self.tenants, &mut batch)?;
+        drain(T_CONV, &mut self.conversations, &mut batch)?;
+        drain(T_THREAD, &mut self.threads, &mut batch)?;
+        drain(T_SEEN, &mut self.seen, &mut batch)?;
+        drain(T_SHORT, &mut self.short_ids, &mut batch)?;
+        drain(T_TIMER, &mut self.timers, &mut batch)?;
+        drain(T_TIMER_INDEX, &mut self.timer_index, &mut batch)?;
+        drain(T_STREAM_TIME, &mut self.stream_time, &mut batch)?;
+        Ok(batch)
+    }
+
+    pub fn tenant(&self, tenant: &str) -> Option<&Tenant> {
+        self.tenants.get(&tenant.to_string())
+    }
+
+    /// The tenant's row, created empty on first use.
+    pub fn tenant_mut(&mut self, tenant: &str) -> &mut Tenant {
+        self.tenants
+            .get_or_insert_with(tenant.to_string(), Tenant::default)
+    }
+
+    pub fn config(&self, tenant: &str) -> TenantConfigRef<'_> {
+        TenantConfigRef(self.tenant(tenant).map(|t| &t.config))
+    }
+
+    pub fn conversation(&self, tenant: &str, id: &str) -> Option<&Conversation> {
+        self.conversations
+            .get(&(tenant.to_string(), id.to_string()))
+    }
+
+    /// Resolve a command's conversation reference: a conversation id, or `#<short id>`.
+    pub fn resolve_conversation(&self, tenant: &str, reference: &str) -> Option<String> {
+        match reference.strip_prefix('#').map(str::parse::<i64>) {
+            Some(Ok(short)) => self.short_ids.get(&(tenant.to_string(), short)).cloned(),
+            _ => self.conversation(tenant, reference).map(|c| c.id.clone()),
+        }
+    }
+
+    pub fn conversation_mut(&mut self, tenant: &str, id: &str) -> Option<&mut Conversation> {
+        self.conversations
+            .get_mut(&(tenant.to_string(), id.to_string()))
+    }
+
+    pub fn stream_time(&self) -> i64 {
+        self.stream_time.get(&()).copied().unwrap_or(i64::MIN)
+    }
+
+    /// Schedule (or move) the timer `id` to fire at `due`.
+    pub fn schedule(&mut self, due: i64, id: String, timer: Timer) {
+        self.cancel(&id);
+        self.timer_index.insert(id.clone(), due);
+        self.timers.insert((due, id), timer);
+    }
+
+    pub fn cancel(&mut self, id: &str) {
+        if let Some(due) = self.timer_index.remove(&id.to_string()) {
+            self.timers.remove(&(due, id.to_string()));
+        }
+    }
+
+    /// Remove and return the earliest timer due at or before `time`.
+    pub fn pop_due_timer(&mut self, time: i64) -> Option<(i64, String, Timer)> {
+        let (due, id) = self.timers.first().map(|(k, _)| k.clone())?;
+        if due > time {
+            return None;
+        }
+        let timer = self.timers.remove(&(due, id.clone()))?;
+        self.timer_index.remove(&id);
+        Some((due, id, timer))
+    }
+}
+
+/// A tenant's config, or the empty default for a tenant never configured.
+pub struct TenantConfigRef<'a>(Option<&'a TenantConfig>);
+
+impl std::ops::Deref for TenantConfigRef<'_> {
+    type Target = TenantConfig;
+    fn deref(&self) -> &TenantConfig {
+        static EMPTY: std::sync::OnceLock<TenantConfig> = std::sync::OnceLock::new();
+        self.0
+            .unwrap_or_else(|| EMPTY.get_or_init(TenantConfig::default))
+    }
+}

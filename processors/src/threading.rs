@@ -1,0 +1,350 @@
+//! Threading (SPEC §3): inbound messages join the customer's conversation that is not Closed
+//! (found by contact address, or by person id across channels) or open a new one; a message
+//! on a Solved conversation reopens it; Merge folds conversation B into A. Also the
+//! conversation commands that change a conversation's own fields: Reply, SetStatus,
+//! SetPriority, AddTags, RemoveTags, Merge, AddNote.
+
+use std::collections::BTreeSet;
+use switchboard_schemas::*;
+
+use crate::engine::{Ctx, Handled, Rejection};
+use crate::state::Conversation;
+use crate::Processor;
+
+pub struct Threading;
+
+/// FNV-1a, 64 bit: a stable hash for deriving ids from input (never random, never clock).
+pub fn stable_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            h ^= 0xff;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        for b in part.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The id of the conversation opened by record `record_id` of `tenant` (R-TIME-7).
+pub fn conversation_id(tenant: &str, record_id: &str) -> String {
+    format!("cv-{:016x}", stable_hash(&[tenant, record_id]))
+}
+
+fn address_key(address: &str) -> String {
+    format!("addr:{}", address.to_lowercase())
+}
+
+fn person_key(person: &str) -> String {
+    format!("person:{person}")
+}
+
+/// Change a conversation's status, emitting `StatusChanged`. Closing releases the
+/// conversation's thread keys so the customer's next message opens a new conversation.
+pub fn set_status(cx: &mut Ctx, conversation_id: &str, to: Status, reason: &str) {
+    let tenant = cx.tenant.to_string();
+    let Some(conv) = cx.state.conversation_mut(&tenant, conversation_id) else {
+        return;
+    };
+    let from = conv.status;
+    if from == to {
+        return;
+    }
+    conv.status = to;
+    let mut released = Vec::new();
+    if to == Status::Closed {
+        conv.closed_reason = Some(reason.to_string());
+        released = std::mem::take(&mut conv.thread_keys).into_iter().collect();
+    }
+    for key in released {
+        let k = (tenant.clone(), key);
+        if cx.state.threads.get(&k).map(String::as_str) == Some(conversation_id) {
+            cx.state.threads.remove(&k);
+        }
+    }
+    cx.conversation_event(
+        conversation_id,
+        ConversationEventKind::StatusChanged(StatusChanged {
+            from,
+            to,
+            reason: Some(reason.to_string()),
+        }),
+    );
+}
+
+/// Send a message to the conversation's customer over the channel of their last inbound
+/// message, from the sender they wrote to.
+pub fn send_to_customer(cx: &mut Ctx, conversation_id: &str, kind: OutboundKind, content: &str) {
+    let Some(conv) = cx.state.conversation(cx.tenant, conversation_id) else {
+        return;
+    };
+    let (channel, from, to) = (conv.channel, conv.sender.clone(), conv.address.clone());
+    let id = cx.next_id();
+    cx.emit(Output::Outbound(OutboundMessage {
+        id,
+        tenant: cx.tenant.to_string(),
+        conversation_id: conversation_id.to_string(),
+        channel,
+        from,
+        to,
+        kind,
+        content: content.to_string(),
+    }));
+}
+
+fn thread_of(cx: &Ctx, m: &InboundMessage) -> Option<String> {
+    let person = m.person.as_ref().and_then(|p| p.id.as_deref());
+    let mut keys = person.map(person_key).into_iter().collect::<Vec<_>>();
+    keys.push(address_key(&m.from));
+    keys.into_iter()
+        .find_map(|k| cx.state.threads.get(&(cx.tenant.to_string(), k)).cloned())
+}
+
+fn bind(cx: &mut Ctx, conversation_id: &str, key: String) {
+    let tenant = cx.tenant.to_string();
+    cx.state
+        .threads
+        .insert((tenant.clone(), key.clone()), conversation_id.to_string());
+    if let Some(conv) = cx.state.conversation_mut(&tenant, conversation_id) {
+        conv.thread_keys.insert(key);
+    }
+}
+
+fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
+    let tenant = cx.tenant.to_string();
+    let person = m.person.as_ref().and_then(|p| p.id.clone());
+    let conversation_id = match thread_of(cx, m) {
+        Some(id) => {
+            let reopen = cx
+                .state
+                .conversation(&tenant, &id)
+                .is_some_and(|c| c.status == Status::Solved);
+            if reopen {
+                set_status(cx, &id, Status::Open, "reopened");
+            }
+            if let Some(conv) = cx.state.conversation_mut(&tenant, &id) {
+                conv.channel = m.channel;
+                conv.sender = m.to.clone();
+                conv.messages += 1;
+                conv.last_inbound_at = cx.now;
+                if conv.person_id.is_none() {
+                    conv.person_id = person.clone();
+                }
+            }
+            id
+        }
+        None => {
+            let t = cx.state.tenant_mut(&tenant);
+            t.next_short_id += 1;
+            let short_id = t.next_short_id;
+            let id = conversation_id(&tenant, &m.id);
+            let conv = Conversation {
+                id: id.clone(),
+                short_id,
+                status: Status::Open,
+                priority: Priority::Normal,
+                queue_id: None,
+                assignee: None,
+                channel: m.channel,
+                address: m.from.clone(),
+                sender: m.to.clone(),
+                person_id: person.clone(),
+                thread_keys: BTreeSet::new(),
+                tags: BTreeSet::new(),
+                created_at: cx.now,
+                direction: Direction::Inbound,
+                messages: 1,
+                last_inbound_at: cx.now,
+                closed_reason: None,
+            };
+            cx.state
+                .conversations
+                .insert((tenant.clone(), id.clone()), conv);
+            cx.state
+                .short_ids
+                .insert((tenant.clone(), short_id), id.clone());
+            cx.conversation_event(
+                &id,
+                ConversationEventKind::Opened(Opened {
+                    channel: m.channel,
+                    from: m.from.clone(),
+                    to: m.to.clone(),
+                    direction: Direction::Inbound,
+                    person_id: person.clone(),
+                }),
+            );
+            id
+        }
+    };
+    bind(cx, &conversation_id, address_key(&m.from));
+    if let Some(p) = person {
+        bind(cx, &conversation_id, person_key(&p));
+    }
+    cx.conversation_event(
+        &conversation_id,
+        ConversationEventKind::MessageReceived(MessageReceived {
+            message_id: m.id.clone(),
+            channel: m.channel,
+            from: m.from.clone(),
+            content: m.content.clone(),
+        }),
+    );
+}
+
+fn tags_changed(cx: &mut Ctx, conversation_id: &str, tags: &BTreeSet<String>) {
+    cx.conversation_event(
+        conversation_id,
+        ConversationEventKind::TagsChanged(TagList {
+            tags: tags.iter().cloned().collect(),
+        }),
+    );
+}
+
+fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
+    let tenant = cx.tenant.to_string();
+    let handles = matches!(
+        c.command,
+        CommandKind::Reply(_)
+            | CommandKind::SetStatus(_)
+            | CommandKind::SetPriority(_)
+            | CommandKind::AddTags(_)
+            | CommandKind::RemoveTags(_)
+            | CommandKind::Merge(_)
+            | CommandKind::AddNote(_)
+    );
+    if !handles {
+        return Ok(Handled::No);
+    }
+    let Some(resolved) = cx.state.resolve_conversation(&tenant, &c.conversation_id) else {
+        return Err(Rejection(format!(
+            "unknown conversation {:?}",
+            c.conversation_id
+        )));
+    };
+    let id = resolved.as_str();
+    let Some(conv) = cx.state.conversation(&tenant, id) else {
+        return Err(Rejection(format!("unknown conversation {id:?}")));
+    };
+    let closed = conv.status == Status::Closed;
+    if closed && !matches!(c.command, CommandKind::AddNote(_)) {
+        return Err(Rejection(format!(
+            "conversation {id:?} is closed; {} does not apply",
+            c.command.name()
+        )));
+    }
+    match &c.command {
+        CommandKind::Reply(r) => {
+            cx.conversation_event(
+                id,
+                ConversationEventKind::AgentReplied(AgentReplied {
+                    message_id: c.id.clone(),
+                    by: c.by.clone(),
+                    automated: r.automated,
+                }),
+            );
+            let kind = if r.automated {
+                OutboundKind::Bot
+            } else {
+                OutboundKind::Agent
+            };
+            send_to_customer(cx, id, kind, &r.content);
+        }
+        CommandKind::SetStatus(s) => set_status(cx, id, s.status, "command"),
+        CommandKind::SetPriority(p) => {
+            if let Some(conv) = cx.state.conversation_mut(&tenant, id) {
+                if conv.priority != p.priority {
+                    conv.priority = p.priority;
+                    cx.conversation_event(id, ConversationEventKind::PriorityChanged(p.clone()));
+                }
+            }
+        }
+        CommandKind::AddTags(t) | CommandKind::RemoveTags(t) => {
+            let add = matches!(c.command, CommandKind::AddTags(_));
+            if let Some(conv) = cx.state.conversation_mut(&tenant, id) {
+                let before = conv.tags.clone();
+                for tag in t.tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+                    if add {
+                        conv.tags.insert(tag.to_string());
+                    } else {
+                        conv.tags.remove(tag);
+                    }
+                }
+                if conv.tags != before {
+                    let tags = conv.tags.clone();
+                    tags_changed(cx, id, &tags);
+                }
+            }
+        }
+        CommandKind::Merge(m) => merge(cx, id, &m.source_conversation_id)?,
+        CommandKind::AddNote(n) => cx.conversation_event(
+            id,
+            ConversationEventKind::NoteAdded(NoteAdded {
+                text: n.text.clone(),
+                by: c.by.clone(),
+            }),
+        ),
+        _ => {}
+    }
+    Ok(Handled::Yes)
+}
+
+/// Merge conversation `source` (B) into `target` (A) (SPEC §3.3).
+fn merge(cx: &mut Ctx, target: &str, source: &str) -> Result<(), Rejection> {
+    let tenant = cx.tenant.to_string();
+    let Some(b) = cx
+        .state
+        .resolve_conversation(&tenant, source)
+        .and_then(|id| cx.state.conversation(&tenant, &id).cloned())
+    else {
+        return Err(Rejection(format!(
+            "unknown conversation {source:?} to merge"
+        )));
+    };
+    let source = b.id.as_str();
+    if source == target {
+        return Err(Rejection(
+            "a conversation cannot be merged into itself".into(),
+        ));
+    }
+    if b.status == Status::Closed {
+        return Err(Rejection(format!(
+            "conversation {source:?} is closed and cannot be merged"
+        )));
+    }
+    let keys = b.thread_keys.clone();
+    set_status(cx, source, Status::Closed, "merged");
+    let mut tags = BTreeSet::new();
+    if let Some(a) = cx.state.conversation_mut(&tenant, target) {
+        a.tags.extend(b.tags.iter().cloned());
+        a.messages += b.messages;
+        tags = a.tags.clone();
+    }
+    // New messages from B's addresses now join A until A is closed.
+    for key in keys {
+        bind(cx, target, key);
+    }
+    cx.conversation_event(
+        target,
+        ConversationEventKind::Merged(Merged {
+            source_conversation_id: source.to_string(),
+            tags: tags.into_iter().collect(),
+        }),
+    );
+    Ok(())
+}
+
+impl Processor for Threading {
+    fn on_input(&mut self, cx: &mut Ctx, input: &Input) -> Result<Handled, Rejection> {
+        match input {
+            Input::Inbound(m) => {
+                on_inbound(cx, m);
+                Ok(Handled::Yes)
+            }
+            Input::Command(c) => on_command(cx, c),
+            _ => Ok(Handled::No),
+        }
+    }
+}
