@@ -241,6 +241,7 @@ impl<S: Store> Engine<S> {
                 self.state.seen.remove(&(timer.tenant.clone(), id.clone()));
                 true
             }
+            TimerKind::Wake { .. } => false,
         }
     }
 

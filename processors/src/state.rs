@@ -105,6 +105,9 @@ pub struct Timer {
 pub enum TimerKind {
     /// Forget a processed record id once the dedup retention has passed.
     ForgetRecordId { id: String },
+    /// Work for a processor: `purpose` names it (each processor matches its own purposes),
+    /// `subject` is what it is about (a conversation id, a queue id).
+    Wake { purpose: String, subject: String },
 }
 
 pub type TenantKey = (String, String);
