@@ -10,7 +10,7 @@
 use switchboard_schemas::*;
 
 use crate::state::{State, Timer, TimerKind};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Write};
 use crate::Processor;
 
 /// Engine settings that are not per-tenant config.
@@ -299,7 +299,7 @@ impl<S: Store> Engine<S> {
 
     /// Write every state change since the last flush to the store, returning the batch (the
     /// runtime also sends it to the changelog topic).
-    pub fn flush(&mut self) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+    pub fn flush(&mut self) -> Result<Vec<Write>, StoreError> {
         let batch = self.state.take_changes()?;
         if !batch.is_empty() {
             self.store.write(&batch)?;

@@ -8,7 +8,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use switchboard_schemas::*;
 
-use crate::store::{Store, StoreError, Table};
+use crate::store::{Store, StoreError, Table, Write};
 
 /// The id of the system queue that always exists and holds every agent.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -166,7 +166,7 @@ fn load_row<K: Ord + Clone + DeserializeOwned, V: DeserializeOwned>(
 fn drain<K: Ord + Clone + Serialize, V: Serialize>(
     tag: u8,
     table: &mut Table<K, V>,
-    batch: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    batch: &mut Vec<Write>,
 ) -> Result<(), StoreError> {
     for (k, v) in table.drain_dirty() {
         let key = key_bytes(tag, &k)?;
@@ -205,7 +205,7 @@ impl State {
     }
 
     /// Every row changed since the last call, encoded for the store (and its changelog).
-    pub fn take_changes(&mut self) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+    pub fn take_changes(&mut self) -> Result<Vec<Write>, StoreError> {
         let mut batch = Vec::new();
         drain(T_TENANT, &mut self.tenants, &mut batch)?;
         drain(T_CONV, &mut self.conversations, &mut batch)?;

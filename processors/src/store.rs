@@ -14,12 +14,17 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
 }
 
+/// A stored (key, value) pair.
+pub type Entry = (Vec<u8>, Vec<u8>);
+/// A write: a key and its new value, or `None` to delete it.
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
 /// Ordered bytes-to-bytes storage.
 pub trait Store {
     /// Every entry, in key order.
-    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn entries(&self) -> Result<Vec<Entry>, StoreError>;
     /// Apply a batch of writes (`None` deletes) atomically.
-    fn write(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError>;
+    fn write(&mut self, batch: &[Write]) -> Result<(), StoreError>;
 }
 
 /// A store in a `BTreeMap`: for tests and `simulate`.
@@ -29,7 +34,7 @@ pub struct MemStore {
 }
 
 impl Store for MemStore {
-    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn entries(&self) -> Result<Vec<Entry>, StoreError> {
         Ok(self
             .map
             .iter()
@@ -37,7 +42,7 @@ impl Store for MemStore {
             .collect())
     }
 
-    fn write(&mut self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+    fn write(&mut self, batch: &[Write]) -> Result<(), StoreError> {
         for (k, v) in batch {
             match v {
                 Some(v) => self.map.insert(k.clone(), v.clone()),

@@ -15,16 +15,34 @@ const DAY: i64 = 24 * 3600 * 1000;
 fn r_time_1_duplicate_record_ids_are_dropped() {
     let t0 = utc("2026-03-02T10:00");
     let mut s = Scenario::new();
-    s.sms(t0, "m1", "+1", "hello").sms(t0 + 1, "m1", "+1", "hello").sms(t0 + 2, "m1", "+2", "same id, other text");
-    s.command(t0 + 3, "c1", "#1", CommandKind::AddNote(AddNote { text: "n".into() }));
-    s.command(t0 + 4, "c1", "#1", CommandKind::AddNote(AddNote { text: "n".into() }));
+    s.sms(t0, "m1", "+1", "hello")
+        .sms(t0 + 1, "m1", "+1", "hello")
+        .sms(t0 + 2, "m1", "+2", "same id, other text");
+    s.command(
+        t0 + 3,
+        "c1",
+        "#1",
+        CommandKind::AddNote(AddNote { text: "n".into() }),
+    );
+    s.command(
+        t0 + 4,
+        "c1",
+        "#1",
+        CommandKind::AddNote(AddNote { text: "n".into() }),
+    );
     // After the retention the id is forgotten: the same id is a new record again.
-    s.tick(t0 + 8 * DAY).sms(t0 + 8 * DAY + 1, "m1", "+3", "a week later");
+    s.tick(t0 + 8 * DAY)
+        .sms(t0 + 8 * DAY + 1, "m1", "+3", "a week later");
     let out = s.run();
     let received: Vec<_> = out
         .conversation_events()
         .into_iter()
-        .filter(|e| matches!(e.event, ConversationEventKind::MessageReceived(_) | ConversationEventKind::NoteAdded(_)))
+        .filter(|e| {
+            matches!(
+                e.event,
+                ConversationEventKind::MessageReceived(_) | ConversationEventKind::NoteAdded(_)
+            )
+        })
         .map(|e| e.short_id)
         .collect();
     assert_eq!(received, vec![1, 1, 2]);
@@ -46,17 +64,41 @@ fn r_time_3_timestamp_merge_and_tie_order() {
     // Inbound written first, config at the same instant written later: config applies first.
     s.sms(t0, "m1", "+1", "refund");
     s.upsert_queue(t0, queue("billing"));
-    s.upsert_route(t0, 1, route("r", 1, leaf("content", Operator::Is, "refund"), "billing", Priority::High));
+    s.upsert_route(
+        t0,
+        1,
+        route(
+            "r",
+            1,
+            leaf("content", Operator::Is, "refund"),
+            "billing",
+            Priority::High,
+        ),
+    );
     // A command for conversation #1 written before the message that opens it, same instant
     // as that message: commands sort before inbound, so it is dead-lettered.
-    s.command(t0 + 5, "c1", "#2", CommandKind::AddNote(AddNote { text: "early".into() }));
+    s.command(
+        t0 + 5,
+        "c1",
+        "#2",
+        CommandKind::AddNote(AddNote {
+            text: "early".into(),
+        }),
+    );
     s.sms(t0 + 5, "m2", "+2", "hi");
     // Within one topic, offset order rules (as in Kafka Streams): an earlier timestamp
     // written last is still processed after the records before it in that topic...
     s.sms(t0 - 1, "m0", "+0", "late arrival");
     // ...while across topics the head with the smaller timestamp goes first: this command,
     // written last but stamped before m2, sees only conversation #1.
-    s.command(t0 + 4, "c2", "#1", CommandKind::AddTags(TagList { tags: vec!["early".into()] }));
+    s.command(
+        t0 + 4,
+        "c2",
+        "#1",
+        CommandKind::AddTags(TagList {
+            tags: vec!["early".into()],
+        }),
+    );
     let out = s.run();
     assert_eq!(out.short_id_of_message("m0"), 3);
     let tagged: Vec<i64> = out
@@ -70,13 +112,28 @@ fn r_time_3_timestamp_merge_and_tie_order() {
         .emitted
         .iter()
         .filter_map(|e| match &e.output {
-            Output::Conversation(ConversationEvent { event: ConversationEventKind::TagsChanged(_), .. }) => Some("c2"),
-            Output::Conversation(ConversationEvent { event: ConversationEventKind::MessageReceived(m), .. }) => Some(m.message_id.as_str()),
+            Output::Conversation(ConversationEvent {
+                event: ConversationEventKind::TagsChanged(_),
+                ..
+            }) => Some("c2"),
+            Output::Conversation(ConversationEvent {
+                event: ConversationEventKind::MessageReceived(m),
+                ..
+            }) => Some(m.message_id.as_str()),
             _ => None,
         })
         .collect();
     assert_eq!(order, vec!["m1", "c2", "m2", "m0"]);
-    assert_eq!(out.routed()[0], (1, "billing".to_string(), Priority::High, Some("r".to_string())), "config before inbound at a tie");
+    assert_eq!(
+        out.routed()[0],
+        (
+            1,
+            "billing".to_string(),
+            Priority::High,
+            Some("r".to_string())
+        ),
+        "config before inbound at a tie"
+    );
     assert_eq!(out.dead_letters().len(), 1);
 }
 
@@ -87,8 +144,20 @@ impl Processor for Alarm {
     fn on_input(&mut self, cx: &mut Ctx, input: &Input) -> Result<Handled, Rejection> {
         if let Input::Inbound(m) = input {
             if m.content == "schedule" {
-                for (due, id) in [(cx.now + 10, "b"), (cx.now + 10, "a"), (cx.now + 5, "c"), (cx.now + 50, "late")] {
-                    cx.schedule(due, id.into(), TimerKind::Wake { purpose: "alarm".into(), subject: id.into() });
+                for (due, id) in [
+                    (cx.now + 10, "b"),
+                    (cx.now + 10, "a"),
+                    (cx.now + 5, "c"),
+                    (cx.now + 50, "late"),
+                ] {
+                    cx.schedule(
+                        due,
+                        id.into(),
+                        TimerKind::Wake {
+                            purpose: "alarm".into(),
+                            subject: id.into(),
+                        },
+                    );
                 }
                 cx.state.cancel("late");
             }
@@ -100,7 +169,12 @@ impl Processor for Alarm {
         if let TimerKind::Wake { subject, .. } = &timer.kind {
             let id = cx.next_id();
             let entity = format!("{subject}@{}", cx.now);
-            cx.emit(Output::Config(ConfigEvent { id, tenant: cx.tenant.into(), version: 0, event: ConfigEventKind::ConfigApplied(ConfigApplied { entity }) }));
+            cx.emit(Output::Config(ConfigEvent {
+                id,
+                tenant: cx.tenant.into(),
+                version: 0,
+                event: ConfigEventKind::ConfigApplied(ConfigApplied { entity }),
+            }));
         }
     }
 }
@@ -110,20 +184,44 @@ impl Processor for Alarm {
 /// fires.
 #[test]
 fn r_time_4_timers_fire_in_due_then_id_order_before_the_advancing_record() {
-    let mut engine = Engine::with_processors(MemStore::default(), Settings::default(), vec![Box::new(Alarm)]).expect("engine");
+    let mut engine = Engine::with_processors(
+        MemStore::default(),
+        Settings::default(),
+        vec![Box::new(Alarm)],
+    )
+    .expect("engine");
     let schedule = Input::Inbound(message("m1", Channel::Sms, "+1", "schedule"));
     assert!(engine.process(1_000, &schedule).outputs.is_empty());
-    assert!(engine.process(1_004, &Input::Tick(Tick::default())).outputs.is_empty(), "nothing due yet");
-    let step = engine.process(1_100, &Input::Inbound(message("m2", Channel::Sms, "+1", "later")));
+    assert!(
+        engine
+            .process(1_004, &Input::Tick(Tick::default()))
+            .outputs
+            .is_empty(),
+        "nothing due yet"
+    );
+    let step = engine.process(
+        1_100,
+        &Input::Inbound(message("m2", Channel::Sms, "+1", "later")),
+    );
     let fired: Vec<(i64, String)> = step
         .outputs
         .iter()
         .map(|(ts, o)| match o {
-            Output::Config(ConfigEvent { event: ConfigEventKind::ConfigApplied(a), .. }) => (*ts, a.entity.clone()),
+            Output::Config(ConfigEvent {
+                event: ConfigEventKind::ConfigApplied(a),
+                ..
+            }) => (*ts, a.entity.clone()),
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    assert_eq!(fired, vec![(1_005, "c@1005".to_string()), (1_010, "a@1010".to_string()), (1_010, "b@1010".to_string())]);
+    assert_eq!(
+        fired,
+        vec![
+            (1_005, "c@1005".to_string()),
+            (1_010, "a@1010".to_string()),
+            (1_010, "b@1010".to_string())
+        ]
+    );
 }
 
 /// R-RUN-2 (the processor side): state written to the store and reopened gives exactly the
@@ -132,19 +230,66 @@ fn r_time_4_timers_fire_in_due_then_id_order_before_the_advancing_record() {
 fn reopened_state_continues_exactly() {
     let t0 = utc("2026-03-02T10:00");
     let mut inputs: Vec<(i64, Input)> = vec![
-        (t0, Input::Config(ConfigChange { id: "q".into(), tenant: TENANT.into(), version: 1, change: ConfigChangeKind::UpsertQueue(UpsertQueue { queue: queue("vip") }) })),
-        (t0, Input::Config(ConfigChange { id: "r".into(), tenant: TENANT.into(), version: 1, change: ConfigChangeKind::UpsertRoute(UpsertRoute { route: route("r", 1, leaf("from", Operator::Is, "+2"), "vip", Priority::Urgent) }) })),
+        (
+            t0,
+            Input::Config(ConfigChange {
+                id: "q".into(),
+                tenant: TENANT.into(),
+                version: 1,
+                change: ConfigChangeKind::UpsertQueue(UpsertQueue {
+                    queue: queue("vip"),
+                }),
+            }),
+        ),
+        (
+            t0,
+            Input::Config(ConfigChange {
+                id: "r".into(),
+                tenant: TENANT.into(),
+                version: 1,
+                change: ConfigChangeKind::UpsertRoute(UpsertRoute {
+                    route: route(
+                        "r",
+                        1,
+                        leaf("from", Operator::Is, "+2"),
+                        "vip",
+                        Priority::Urgent,
+                    ),
+                }),
+            }),
+        ),
     ];
     for i in 0..40 {
         let from = format!("+{}", i % 5);
-        inputs.push((t0 + i * 1000, Input::Inbound(message(&format!("m{i}"), Channel::Sms, &from, "hi"))));
+        inputs.push((
+            t0 + i * 1000,
+            Input::Inbound(message(&format!("m{i}"), Channel::Sms, &from, "hi")),
+        ));
         if i % 7 == 3 {
-            let kind = CommandKind::SetStatus(SetStatus { status: if i % 2 == 0 { Status::Solved } else { Status::Closed } });
-            inputs.push((t0 + i * 1000 + 1, Input::Command(Command { id: format!("c{i}"), tenant: TENANT.into(), conversation_id: format!("#{}", i % 4 + 1), by: None, command: kind })));
+            let kind = CommandKind::SetStatus(SetStatus {
+                status: if i % 2 == 0 {
+                    Status::Solved
+                } else {
+                    Status::Closed
+                },
+            });
+            inputs.push((
+                t0 + i * 1000 + 1,
+                Input::Command(Command {
+                    id: format!("c{i}"),
+                    tenant: TENANT.into(),
+                    conversation_id: format!("#{}", i % 4 + 1),
+                    by: None,
+                    command: kind,
+                }),
+            ));
         }
     }
     let run = |engine: &mut Engine<MemStore>, inputs: &[(i64, Input)]| -> Vec<(i64, Output)> {
-        inputs.iter().flat_map(|(ts, i)| engine.process(*ts, i).outputs).collect()
+        inputs
+            .iter()
+            .flat_map(|(ts, i)| engine.process(*ts, i).outputs)
+            .collect()
     };
     let mut straight = Engine::open(MemStore::default(), Settings::default()).expect("engine");
     let expected = run(&mut straight, &inputs);
@@ -169,11 +314,17 @@ fn r_time_2_murmur2_matches_the_java_client() {
         ("foobar", -790332482),
         ("a-little-bit-long-string", -985981536),
         ("a-little-bit-longer-string", -1486304829),
-        ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+        (
+            "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+            -58897971,
+        ),
         ("abc", 479470107),
     ];
     for (key, want) in vectors {
         assert_eq!(murmur2(key.as_bytes()), want, "{key}");
     }
-    assert_eq!(partition_of("foobar", 4), ((-790332482i32 & 0x7fffffff) % 4) as u32);
+    assert_eq!(
+        partition_of("foobar", 4),
+        ((-790332482i32 & 0x7fffffff) % 4) as u32
+    );
 }

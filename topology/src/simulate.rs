@@ -32,7 +32,7 @@ pub enum SimulateError {
 
 /// A parsed line, or why the line has no usable envelope.
 enum Line {
-    Record(SourceRecord),
+    Record(Box<SourceRecord>),
     Broken {
         line: i64,
         ts: i64,
@@ -109,7 +109,7 @@ fn parse_line(number: i64, text: &str) -> Line {
                 Ok(input)
             }),
     };
-    Line::Record(SourceRecord {
+    Line::Record(Box::new(SourceRecord {
         topic,
         key,
         ts,
@@ -117,7 +117,7 @@ fn parse_line(number: i64, text: &str) -> Line {
         line: Some(number),
         raw,
         decoded,
-    })
+    }))
 }
 
 #[derive(Serialize)]
@@ -142,7 +142,7 @@ pub fn simulate_text(
             continue;
         }
         match parse_line(i as i64 + 1, trimmed) {
-            Line::Record(r) => records.push(r),
+            Line::Record(r) => records.push(*r),
             Line::Broken {
                 line,
                 ts,

@@ -26,15 +26,24 @@ pub fn leaf(attribute: &str, operator: Operator, value: &str) -> Condition {
 }
 
 pub fn all(children: Vec<Condition>) -> Condition {
-    Condition { all: children, ..Condition::default() }
+    Condition {
+        all: children,
+        ..Condition::default()
+    }
 }
 
 pub fn any(children: Vec<Condition>) -> Condition {
-    Condition { any: children, ..Condition::default() }
+    Condition {
+        any: children,
+        ..Condition::default()
+    }
 }
 
 pub fn not(child: Condition) -> Condition {
-    Condition { not: Some(Box::new(child)), ..Condition::default() }
+    Condition {
+        not: Some(Box::new(child)),
+        ..Condition::default()
+    }
 }
 
 pub fn message(id: &str, channel: Channel, from: &str, content: &str) -> InboundMessage {
@@ -55,15 +64,39 @@ pub fn message(id: &str, channel: Channel, from: &str, content: &str) -> Inbound
 }
 
 pub fn queue(id: &str) -> Queue {
-    Queue { id: id.into(), name: id.into(), working_hours_id: None, senders: vec![], auto_assign: false, sticky_lookback: None }
+    Queue {
+        id: id.into(),
+        name: id.into(),
+        working_hours_id: None,
+        senders: vec![],
+        auto_assign: false,
+        sticky_lookback: None,
+    }
 }
 
-pub fn route(id: &str, order: i32, condition: Condition, queue_id: &str, priority: Priority) -> Route {
-    Route { id: id.into(), name: id.into(), order, enabled: true, condition, queue_id: queue_id.into(), priority }
+pub fn route(
+    id: &str,
+    order: i32,
+    condition: Condition,
+    queue_id: &str,
+    priority: Priority,
+) -> Route {
+    Route {
+        id: id.into(),
+        name: id.into(),
+        order,
+        enabled: true,
+        condition,
+        queue_id: queue_id.into(),
+        priority,
+    }
 }
 
 pub fn interval(start: &str, end: &str) -> Vec<Interval> {
-    vec![Interval { start: start.into(), end: end.into() }]
+    vec![Interval {
+        start: start.into(),
+        end: end.into(),
+    }]
 }
 
 /// A period open 09:00–17:00 Monday to Friday in `zone`.
@@ -97,36 +130,71 @@ pub struct Scenario {
 
 impl Scenario {
     pub fn new() -> Scenario {
-        Scenario { partitions: 1, ..Scenario::default() }
+        Scenario {
+            partitions: 1,
+            ..Scenario::default()
+        }
     }
 
     pub fn push(&mut self, ts: i64, input: Input) -> &mut Scenario {
         let topic = input.topic();
         let key = match &input {
-            Input::Config(c) => Some(format!("{}/{}", c.tenant, switchboard_processors::config::entity_of(&c.change))),
+            Input::Config(c) => Some(format!(
+                "{}/{}",
+                c.tenant,
+                switchboard_processors::config::entity_of(&c.change)
+            )),
             other => other.tenant_and_id().map(|(t, _)| t.to_string()),
         };
         let raw = serde_json::to_vec(&input.to_json()).unwrap_or_default();
-        self.records.push(SourceRecord { topic, key, ts, partition: None, line: None, raw, decoded: Ok(input) });
+        self.records.push(SourceRecord {
+            topic,
+            key,
+            ts,
+            partition: None,
+            line: None,
+            raw,
+            decoded: Ok(input),
+        });
         self
     }
 
     pub fn config(&mut self, ts: i64, version: i64, change: ConfigChangeKind) -> &mut Scenario {
         self.n += 1;
         let id = format!("cfg-{}", self.n);
-        self.push(ts, Input::Config(ConfigChange { id, tenant: TENANT.into(), version, change }))
+        self.push(
+            ts,
+            Input::Config(ConfigChange {
+                id,
+                tenant: TENANT.into(),
+                version,
+                change,
+            }),
+        )
     }
 
     pub fn upsert_queue(&mut self, ts: i64, q: Queue) -> &mut Scenario {
-        self.config(ts, 1, ConfigChangeKind::UpsertQueue(UpsertQueue { queue: q }))
+        self.config(
+            ts,
+            1,
+            ConfigChangeKind::UpsertQueue(UpsertQueue { queue: q }),
+        )
     }
 
     pub fn upsert_route(&mut self, ts: i64, version: i64, r: Route) -> &mut Scenario {
-        self.config(ts, version, ConfigChangeKind::UpsertRoute(UpsertRoute { route: r }))
+        self.config(
+            ts,
+            version,
+            ConfigChangeKind::UpsertRoute(UpsertRoute { route: r }),
+        )
     }
 
     pub fn upsert_period(&mut self, ts: i64, p: WorkingHours) -> &mut Scenario {
-        self.config(ts, 1, ConfigChangeKind::UpsertWorkingHours(UpsertWorkingHours { period: p }))
+        self.config(
+            ts,
+            1,
+            ConfigChangeKind::UpsertWorkingHours(UpsertWorkingHours { period: p }),
+        )
     }
 
     pub fn inbound(&mut self, ts: i64, m: InboundMessage) -> &mut Scenario {
@@ -138,19 +206,40 @@ impl Scenario {
         self.inbound(ts, message(id, Channel::Sms, from, content))
     }
 
-    pub fn command(&mut self, ts: i64, id: &str, conversation: &str, kind: CommandKind) -> &mut Scenario {
-        let c = Command { id: id.into(), tenant: TENANT.into(), conversation_id: conversation.into(), by: Some("ana".into()), command: kind };
+    pub fn command(
+        &mut self,
+        ts: i64,
+        id: &str,
+        conversation: &str,
+        kind: CommandKind,
+    ) -> &mut Scenario {
+        let c = Command {
+            id: id.into(),
+            tenant: TENANT.into(),
+            conversation_id: conversation.into(),
+            by: Some("ana".into()),
+            command: kind,
+        };
         self.push(ts, Input::Command(c))
     }
 
     pub fn tick(&mut self, ts: i64) -> &mut Scenario {
         let raw = b"{}".to_vec();
-        self.records.push(SourceRecord { topic: Topic::Ticks, key: None, ts, partition: None, line: None, raw, decoded: Ok(Input::Tick(Tick::default())) });
+        self.records.push(SourceRecord {
+            topic: Topic::Ticks,
+            key: None,
+            ts,
+            partition: None,
+            line: None,
+            raw,
+            decoded: Ok(Input::Tick(Tick::default())),
+        });
         self
     }
 
     pub fn run(&self) -> Outcome {
-        let emitted = simulation::run(self.records.clone(), self.partitions, &Settings::default()).expect("in-memory store");
+        let emitted = simulation::run(self.records.clone(), self.partitions, &Settings::default())
+            .expect("in-memory store");
         Outcome { emitted }
     }
 }
@@ -165,7 +254,15 @@ impl Outcome {
     }
 
     pub fn conversation_events(&self) -> Vec<&ConversationEvent> {
-        self.outputs().filter_map(|o| if let Output::Conversation(e) = o { Some(e) } else { None }).collect()
+        self.outputs()
+            .filter_map(|o| {
+                if let Output::Conversation(e) = o {
+                    Some(e)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     /// (short id, queue, priority, route) of every Routed event.
@@ -173,7 +270,12 @@ impl Outcome {
         self.conversation_events()
             .into_iter()
             .filter_map(|e| match &e.event {
-                ConversationEventKind::Routed(r) => Some((e.short_id, r.queue_id.clone(), r.priority, r.route_id.clone())),
+                ConversationEventKind::Routed(r) => Some((
+                    e.short_id,
+                    r.queue_id.clone(),
+                    r.priority,
+                    r.route_id.clone(),
+                )),
                 _ => None,
             })
             .collect()
@@ -181,11 +283,19 @@ impl Outcome {
 
     /// The queue the conversation with `short_id` was routed to.
     pub fn queue_of(&self, short_id: i64) -> String {
-        self.routed().into_iter().find(|r| r.0 == short_id).map(|r| r.1).unwrap_or_else(|| panic!("#{short_id} was not routed"))
+        self.routed()
+            .into_iter()
+            .find(|r| r.0 == short_id)
+            .map(|r| r.1)
+            .unwrap_or_else(|| panic!("#{short_id} was not routed"))
     }
 
     pub fn opened(&self) -> Vec<i64> {
-        self.conversation_events().into_iter().filter(|e| matches!(e.event, ConversationEventKind::Opened(_))).map(|e| e.short_id).collect()
+        self.conversation_events()
+            .into_iter()
+            .filter(|e| matches!(e.event, ConversationEventKind::Opened(_)))
+            .map(|e| e.short_id)
+            .collect()
     }
 
     /// (short id, from, to, reason) of every status change.
@@ -193,7 +303,12 @@ impl Outcome {
         self.conversation_events()
             .into_iter()
             .filter_map(|e| match &e.event {
-                ConversationEventKind::StatusChanged(s) => Some((e.short_id, s.from, s.to, s.reason.clone().unwrap_or_default())),
+                ConversationEventKind::StatusChanged(s) => Some((
+                    e.short_id,
+                    s.from,
+                    s.to,
+                    s.reason.clone().unwrap_or_default(),
+                )),
                 _ => None,
             })
             .collect()
@@ -208,21 +323,45 @@ impl Outcome {
     }
 
     pub fn outbound(&self, kind: OutboundKind) -> Vec<&OutboundMessage> {
-        self.outputs().filter_map(|o| match o { Output::Outbound(m) if m.kind == kind => Some(m), _ => None }).collect()
+        self.outputs()
+            .filter_map(|o| match o {
+                Output::Outbound(m) if m.kind == kind => Some(m),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn dead_letters(&self) -> Vec<&DeadLetter> {
-        self.outputs().filter_map(|o| if let Output::DeadLetter(d) = o { Some(d) } else { None }).collect()
+        self.outputs()
+            .filter_map(|o| {
+                if let Output::DeadLetter(d) = o {
+                    Some(d)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     pub fn config_events(&self) -> Vec<&ConfigEvent> {
-        self.outputs().filter_map(|o| if let Output::Config(c) = o { Some(c) } else { None }).collect()
+        self.outputs()
+            .filter_map(|o| {
+                if let Output::Config(c) = o {
+                    Some(c)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     pub fn rejected_fields(&self) -> Vec<String> {
         self.config_events()
             .into_iter()
-            .filter_map(|c| match &c.event { ConfigEventKind::ConfigRejected(r) => Some(r.field.clone()), _ => None })
+            .filter_map(|c| match &c.event {
+                ConfigEventKind::ConfigRejected(r) => Some(r.field.clone()),
+                _ => None,
+            })
             .collect()
     }
 }

@@ -1,0 +1,134 @@
+//! End-to-end tests of the `switchboard` binary's `simulate` command (SPEC §12.6, R-TOPIC).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchboard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+fn simulate(input: &str, output: &PathBuf) -> std::process::Output {
+    bin()
+        .args(["simulate", "--input", input, "--output"])
+        .arg(output)
+        .output()
+        .expect("run switchboard")
+}
+
+/// R-RUN-6, R-TIME-6: the example scenario runs, and two runs give byte-identical output.
+#[test]
+fn simulate_example_is_byte_identical_across_runs() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.jsonl");
+    let (a, b) = (tmp("a.jsonl"), tmp("b.jsonl"));
+    for out in [&a, &b] {
+        let run = simulate(example, out);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let (a, b) = (std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
+    assert_eq!(a, b);
+    let text = String::from_utf8(a).expect("utf-8");
+    for needle in [
+        "\"Routed\"",
+        "\"kind\":\"away\"",
+        "\"reason\":\"reopened\"",
+        "\"Merged\"",
+        "\"ConfigRejected\"",
+        "\"topic\":\"cc.dlq\"",
+    ] {
+        assert!(text.contains(needle), "example output lacks {needle}");
+    }
+}
+
+/// R-TOPIC: a line that is not JSON, or not a valid record, becomes a cc.dlq line with its
+/// line number, the original bytes and a readable reason; the lines after it are processed.
+#[test]
+fn bad_lines_go_to_the_dead_letter_topic_and_processing_continues() {
+    let input = tmp("bad.jsonl");
+    std::fs::write(
+        &input,
+        [
+            r#"{"topic": "cc.inbound", "key": "acme", "ts": 1000, "value": {"id": "m1", "tenant": "acme", "channel": "sms", "from": "+1", "to": "+2", "content": "hi"}}"#,
+            r#"{"topic": "cc.inbound", "key": "acme", "ts": 2000, "value": {"id": "m2", "tenant": "acme""#,
+            r#"{"topic": "cc.inbound", "key": "acme", "ts": 3000, "value": {"id": "m3", "tenant": "acme", "channel": "sms", "from": "+1", "to": "+2", "colour": "red"}}"#,
+            r#"{"topic": "cc.inbound", "key": "globex", "ts": 3500, "value": {"id": "m4", "tenant": "acme", "channel": "sms", "from": "+1", "to": "+2"}}"#,
+            "",
+            r#"{"topic": "cc.nowhere", "key": "acme", "ts": 4000, "value": {}}"#,
+            r#"{"topic": "cc.inbound", "key": "acme", "ts": 5000, "value": {"id": "m5", "tenant": "acme", "channel": "sms", "from": "+3", "to": "+2", "content": "after the bad lines"}}"#,
+        ]
+        .join("\n"),
+    )
+    .expect("write");
+    let output = tmp("bad-out.jsonl");
+    let run = simulate(input.to_str().expect("path"), &output);
+    assert!(run.status.success());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
+        .expect("output")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let dlq: Vec<(i64, String)> = lines
+        .iter()
+        .filter(|l| l["topic"] == "cc.dlq")
+        .map(|l| {
+            (
+                l["value"]["source_line"].as_i64().unwrap_or(0),
+                l["value"]["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(dlq.len(), 4, "{dlq:?}");
+    let by_line: std::collections::BTreeMap<i64, String> = dlq.into_iter().collect();
+    assert!(
+        by_line[&2].starts_with("line 2: not valid JSON"),
+        "{by_line:?}"
+    );
+    assert!(
+        by_line[&3].contains("unknown field `colour`"),
+        "{by_line:?}"
+    );
+    assert!(
+        by_line[&4].contains("does not belong to tenant"),
+        "{by_line:?}"
+    );
+    assert!(by_line[&6].contains("not an input topic"), "{by_line:?}");
+    let original = lines
+        .iter()
+        .find(|l| l["value"]["source_line"] == 3)
+        .expect("line 3");
+    assert!(
+        original["value"]["value"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"colour\": \"red\""),
+        "the original bytes are kept"
+    );
+    let received: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["value"]["event"]["MessageReceived"]["message_id"].as_str())
+        .collect();
+    assert_eq!(received, vec!["m1", "m5"]);
+}
+
+/// The CLI exits non-zero with one readable line on a missing file, never a panic.
+#[test]
+fn missing_input_file_is_one_readable_error_line() {
+    let run = simulate("/nonexistent/input.jsonl", &tmp("never.jsonl"));
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("switchboard: cannot read /nonexistent/input.jsonl"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
