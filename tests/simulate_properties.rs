@@ -105,6 +105,14 @@ fn line(topic: &str, key: Option<String>, ts: i64, value: Value) -> String {
     obj.to_string()
 }
 
+/// A cc.commands line for conversation `#short` of a tenant.
+fn command(tenant: usize, id: &str, ts: i64, short: usize, kind: Value) -> String {
+    let t = TENANTS[tenant];
+    let value =
+        json!({"id": id, "tenant": t, "conversation_id": format!("#{short}"), "command": kind});
+    line("cc.commands", Some(t.into()), ts, value)
+}
+
 /// Render ops as a JSON-lines simulate input; `jitter` moves some timestamps backwards.
 fn render(ops: &[(Op, i64)]) -> String {
     let base = 1_772_445_600_000i64; // 2026-03-02T10:00Z, a Monday
@@ -211,39 +219,38 @@ fn render(ops: &[(Op, i64)]) -> String {
                 short,
                 status,
             } => {
-                let t = TENANTS[*tenant];
                 let status = ["open", "waiting", "solved", "closed"][*status];
-                line(
-                    "cc.commands",
-                    Some(t.into()),
+                command(
+                    *tenant,
+                    &id,
                     ts,
-                    json!({"id": id, "tenant": t, "conversation_id": format!("#{short}"), "command": {"SetStatus": {"status": status}}}),
+                    *short,
+                    json!({"SetStatus": {"status": status}}),
                 )
             }
             Op::ChangeQueue {
                 tenant,
                 short,
                 queue,
-            } => {
-                let t = TENANTS[*tenant];
-                line(
-                    "cc.commands",
-                    Some(t.into()),
-                    ts,
-                    json!({"id": id, "tenant": t, "conversation_id": format!("#{short}"), "command": {"ChangeQueue": {"queue_id": QUEUES[*queue]}}}),
-                )
-            }
+            } => command(
+                *tenant,
+                &id,
+                ts,
+                *short,
+                json!({"ChangeQueue": {"queue_id": QUEUES[*queue]}}),
+            ),
             Op::Merge {
                 tenant,
                 short,
                 source,
             } => {
-                let t = TENANTS[*tenant];
-                line(
-                    "cc.commands",
-                    Some(t.into()),
+                let source = format!("#{source}");
+                command(
+                    *tenant,
+                    &id,
                     ts,
-                    json!({"id": id, "tenant": t, "conversation_id": format!("#{short}"), "command": {"Merge": {"source_conversation_id": format!("#{source}")}}}),
+                    *short,
+                    json!({"Merge": {"source_conversation_id": source}}),
                 )
             }
             Op::Tick => line("cc.ticks", None, ts, json!({})),
