@@ -122,6 +122,37 @@ impl Calendar {
     }
 }
 
+impl Calendar {
+    /// The first instant after `ms` at which a working interval starts on a day that is not a
+    /// holiday (looking at most 400 days ahead). A start that falls in a daylight-saving gap
+    /// moves to the first local time that exists after it.
+    pub fn next_opening(&self, ms: i64) -> Option<i64> {
+        let utc = chrono::DateTime::from_timestamp_millis(ms)?;
+        let first = self.zone.from_utc_datetime(&utc.naive_utc()).date_naive();
+        for offset in 0..400 {
+            let date = first + chrono::Days::new(offset);
+            if self.is_holiday(date) {
+                continue;
+            }
+            for (start, _) in &self.week[weekday_index(date.weekday())] {
+                let local =
+                    date.and_hms_opt(0, 0, 0)? + chrono::Duration::minutes(i64::from(*start));
+                let instant = (0..=12)
+                    .find_map(|q| {
+                        self.zone
+                            .from_local_datetime(&(local + chrono::Duration::minutes(15 * q)))
+                            .earliest()
+                    })?
+                    .timestamp_millis();
+                if instant > ms {
+                    return Some(instant);
+                }
+            }
+        }
+        None
+    }
+}
+
 fn weekday_index(w: Weekday) -> usize {
     w.num_days_from_monday() as usize
 }

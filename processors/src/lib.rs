@@ -5,6 +5,7 @@
 //! a list of input records exactly as the Kafka runtime would, which is what `switchboard
 //! simulate` and the tests use.
 
+pub mod assignment;
 pub mod calendar;
 pub mod condition;
 pub mod config;
@@ -44,5 +45,6 @@ pub fn standard_processors() -> Vec<Box<dyn Processor>> {
         Box::new(config::ConfigProcessor),
         Box::new(threading::Threading),
         Box::new(routing::Routing),
+        Box::new(assignment::Assignment),
     ]
 }

@@ -34,6 +34,13 @@ pub struct Conversation {
     pub tags: BTreeSet<String>,
     pub created_at: i64,
     pub direction: Direction,
+    /// The channel category of the opening message: where the conversation counts towards
+    /// an agent's occupancy.
+    pub category: Category,
+    /// Every agent who has held the conversation; automatic assignment never returns it to
+    /// them (SPEC §5.5).
+    #[serde(default)]
+    pub previous_assignees: BTreeSet<String>,
     pub messages: u32,
     pub last_inbound_at: i64,
     pub closed_reason: Option<String>,
@@ -110,6 +117,46 @@ pub enum TimerKind {
     Wake { purpose: String, subject: String },
 }
 
+/// An agent of a tenant (SPEC §2, §5).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Agent {
+    pub id: String,
+    pub enabled: bool,
+    /// The current status: one the agent chose, or the automatic Full capacity / Under
+    /// capacity.
+    pub status: String,
+    pub group: StatusGroup,
+    /// Queue membership besides the Default queue, which every agent is in.
+    pub queues: BTreeSet<String>,
+    /// Per-category capacity overrides (voice is always 1).
+    pub capacity: BTreeMap<Category, i32>,
+    pub last_assigned_at: Option<i64>,
+    /// When the agent last entered the Available group.
+    pub available_since: Option<i64>,
+    /// Calls in progress: they occupy voice capacity.
+    pub calls: BTreeSet<String>,
+}
+
+impl Agent {
+    pub fn new(id: &str) -> Agent {
+        Agent {
+            id: id.to_string(),
+            enabled: true,
+            status: "Offline".to_string(),
+            group: StatusGroup::Unavailable,
+            queues: BTreeSet::new(),
+            capacity: BTreeMap::new(),
+            last_assigned_at: None,
+            available_since: None,
+            calls: BTreeSet::new(),
+        }
+    }
+
+    pub fn in_queue(&self, queue: &str) -> bool {
+        queue == DEFAULT_QUEUE || self.queues.contains(queue)
+    }
+}
+
 pub type TenantKey = (String, String);
 
 #[derive(Default)]
@@ -118,6 +165,13 @@ pub struct State {
     pub conversations: Table<TenantKey, Conversation>,
     /// (tenant, thread key) → conversation id, for conversations that are not Closed.
     pub threads: Table<TenantKey, String>,
+    /// (tenant, agent id) → agent.
+    pub agents: Table<TenantKey, Agent>,
+    /// (tenant, customer key) → (agent, time) of the last human agent reply to that customer,
+    /// for the sticky-agent mode.
+    pub last_replier: Table<TenantKey, (String, i64)>,
+    /// Derived assignment indexes (not stored: rebuilt from the tables on load).
+    pub assign: crate::assignment::AssignIndex,
     /// (tenant, short id) → conversation id.
     pub short_ids: Table<(String, i64), String>,
     /// (tenant, record id) → event time, for idempotency (R-TIME-1).
@@ -135,6 +189,8 @@ const T_CONV: u8 = b'c';
 const T_THREAD: u8 = b'h';
 const T_SEEN: u8 = b's';
 const T_SHORT: u8 = b'n';
+const T_AGENT: u8 = b'a';
+const T_REPLIER: u8 = b'r';
 const T_TIMER: u8 = b'x';
 const T_TIMER_INDEX: u8 = b'i';
 const T_STREAM_TIME: u8 = b'm';
@@ -190,6 +246,8 @@ impl State {
                 Some(T_THREAD) => load_row(&mut state.threads, &k, &v)?,
                 Some(T_SEEN) => load_row(&mut state.seen, &k, &v)?,
                 Some(T_SHORT) => load_row(&mut state.short_ids, &k, &v)?,
+                Some(T_AGENT) => load_row(&mut state.agents, &k, &v)?,
+                Some(T_REPLIER) => load_row(&mut state.last_replier, &k, &v)?,
                 Some(T_TIMER) => load_row(&mut state.timers, &k, &v)?,
                 Some(T_TIMER_INDEX) => load_row(&mut state.timer_index, &k, &v)?,
                 Some(T_STREAM_TIME) => load_row(&mut state.stream_time, &k, &v)?,
@@ -201,6 +259,7 @@ impl State {
                 }
             }
         }
+        crate::assignment::rebuild_all(&mut state);
         Ok(state)
     }
 
@@ -212,6 +271,8 @@ impl State {
         drain(T_THREAD, &mut self.threads, &mut batch)?;
         drain(T_SEEN, &mut self.seen, &mut batch)?;
         drain(T_SHORT, &mut self.short_ids, &mut batch)?;
+        drain(T_AGENT, &mut self.agents, &mut batch)?;
+        drain(T_REPLIER, &mut self.last_replier, &mut batch)?;
         drain(T_TIMER, &mut self.timers, &mut batch)?;
         drain(T_TIMER_INDEX, &mut self.timer_index, &mut batch)?;
         drain(T_STREAM_TIME, &mut self.stream_time, &mut batch)?;

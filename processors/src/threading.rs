@@ -156,6 +156,8 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
                 tags: BTreeSet::new(),
                 created_at: cx.now,
                 direction: Direction::Inbound,
+                category: m.channel.category(),
+                previous_assignees: BTreeSet::new(),
                 messages: 1,
                 last_inbound_at: cx.now,
                 closed_reason: None,

@@ -365,3 +365,164 @@ impl Outcome {
             .collect()
     }
 }
+
+impl Scenario {
+    pub fn agent(&mut self, ts: i64, agent: &str, event: AgentEventKind) -> &mut Scenario {
+        self.n += 1;
+        let id = format!("ag-{}", self.n);
+        self.push(
+            ts,
+            Input::Agent(AgentEvent {
+                id,
+                tenant: TENANT.into(),
+                agent_id: agent.into(),
+                event,
+            }),
+        )
+    }
+
+    pub fn status(&mut self, ts: i64, agent: &str, status: &str) -> &mut Scenario {
+        self.agent(
+            ts,
+            agent,
+            AgentEventKind::AgentStatusChanged(AgentStatusChange {
+                status: status.into(),
+            }),
+        )
+    }
+
+    /// Set an agent's queues and capacity overrides (`live_messaging`, `live_chat`, `email`).
+    pub fn agent_setup(
+        &mut self,
+        ts: i64,
+        agent: &str,
+        queues: &[&str],
+        capacity: &[(&str, i32)],
+    ) -> &mut Scenario {
+        let update = AgentUpdate {
+            enabled: Some(true),
+            queues: Some(queues.iter().map(|q| q.to_string()).collect()),
+            capacity: Some(capacity.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+        };
+        self.agent(ts, agent, AgentEventKind::AgentUpdated(update))
+    }
+
+    pub fn assign(&mut self, ts: i64, id: &str, conversation: &str, agent: &str) -> &mut Scenario {
+        self.command(
+            ts,
+            id,
+            conversation,
+            CommandKind::Assign(Assign {
+                agent_id: agent.into(),
+                only_if_unassigned: true,
+            }),
+        )
+    }
+
+    /// A queue with automatic assignment on.
+    pub fn auto_queue(&mut self, ts: i64, id: &str) -> &mut Scenario {
+        let mut q = queue(id);
+        q.auto_assign = true;
+        self.upsert_queue(ts, q)
+    }
+
+    /// Route every message whose content starts with `prefix` to `queue`.
+    pub fn route_prefix(
+        &mut self,
+        ts: i64,
+        prefix: &str,
+        queue: &str,
+        priority: Priority,
+    ) -> &mut Scenario {
+        let r = route(
+            &format!("to-{queue}-{prefix}"),
+            1,
+            leaf("content", Operator::StartsWith, prefix),
+            queue,
+            priority,
+        );
+        self.upsert_route(ts, 1, r)
+    }
+}
+
+impl Outcome {
+    /// Conversation id → short id, from the conversation events.
+    pub fn short_ids(&self) -> std::collections::BTreeMap<String, i64> {
+        self.conversation_events()
+            .into_iter()
+            .map(|e| (e.conversation_id.clone(), e.short_id))
+            .collect()
+    }
+
+    /// (short id, agent, method, score) of every Assigned event, in order.
+    pub fn assigned(&self) -> Vec<(i64, String, AssignMethod, Option<f64>)> {
+        let shorts = self.short_ids();
+        self.outputs()
+            .filter_map(|o| match o {
+                Output::Assignment(AssignmentEvent {
+                    conversation_id,
+                    event: AssignmentEventKind::Assigned(a),
+                    ..
+                }) => Some((
+                    shorts.get(conversation_id).copied().unwrap_or(-1),
+                    a.agent_id.clone(),
+                    a.method,
+                    a.score,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// (short id, agent) of automatic assignments only, with their method.
+    pub fn assigned_to(&self) -> Vec<(i64, String, AssignMethod)> {
+        self.assigned()
+            .into_iter()
+            .map(|(s, a, m, _)| (s, a, m))
+            .collect()
+    }
+
+    /// Unassigned and AssignmentRejected events: (short id, agent, reason, rejected?).
+    pub fn unassignments(&self) -> Vec<(i64, String, String, bool)> {
+        let shorts = self.short_ids();
+        self.outputs()
+            .filter_map(|o| match o {
+                Output::Assignment(AssignmentEvent {
+                    conversation_id,
+                    event: AssignmentEventKind::Unassigned(r),
+                    ..
+                }) => Some((
+                    shorts.get(conversation_id).copied().unwrap_or(-1),
+                    r.agent_id.clone(),
+                    r.reason.clone(),
+                    false,
+                )),
+                Output::Assignment(AssignmentEvent {
+                    conversation_id,
+                    event: AssignmentEventKind::AssignmentRejected(r),
+                    ..
+                }) => Some((
+                    shorts.get(conversation_id).copied().unwrap_or(-1),
+                    r.agent_id.clone(),
+                    r.reason.clone(),
+                    true,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// (agent, full, workload %) of every AgentCapacityChanged.
+    pub fn capacity_changes(&self) -> Vec<(String, bool, f64)> {
+        self.outputs()
+            .filter_map(|o| match o {
+                Output::AgentState(AgentStateEvent {
+                    agent_id,
+                    event: AgentStateEventKind::AgentCapacityChanged(c),
+                    ..
+                }) => Some((agent_id.clone(), c.full, c.workload_percent)),
+                _ => None,
+            })
+            .collect()
+    }
+}

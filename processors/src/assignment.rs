@@ -1,0 +1,971 @@
+//! Automatic agent assignment (SPEC §5, R-ASSIGN): capacity, statuses, the weighted-sum
+//! method, the sticky agent, bulk assignment, working-hours starts, queue changes and manual
+//! assignment.
+//!
+//! # Indexes and their cost
+//!
+//! The tables (`agents`, `conversations`) are the truth. [`AssignIndex`] holds what is derived
+//! from them, rebuilt on load and kept current by refreshing one conversation or one agent at
+//! a time from its row:
+//!
+//! - `waiting[(tenant, queue, category)]`: the unassigned, auto-assignable conversations
+//!   (status counted, not Closed) in (priority desc, created_at, id) order.
+//! - `available[(tenant, queue)]`: enabled agents of the queue whose status is in the
+//!   Available group.
+//! - `occupancy[(tenant, agent)]`: counted conversations per category.
+//!
+//! With A = available agents of the queue, W = waiting conversations of a queue, Q = an
+//! agent's queues and n = conversations assigned in one go:
+//!
+//! | operation | cost |
+//! |---|---|
+//! | refresh one conversation or agent | O(log W + log A) (an agent: O(Q log A)) |
+//! | single assignment (sticky, or weighted sum) | O(A) — no conversation is scanned |
+//! | bulk assignment for one agent | O((n + s) · 4Q · log W), s = conversations skipped because the agent held them before |
+//! | working-hours start of a queue | O(W · A) |
+//! | a config change | rebuilds the tenant's indexes: O(conversations + agents) |
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+use switchboard_schemas::*;
+
+use crate::calendar::Calendar;
+use crate::config::BUILT_IN_STATUSES;
+use crate::engine::{Ctx, Handled, Rejection};
+use crate::state::{Agent, Conversation, State, TenantConfig, Timer, TimerKind, DEFAULT_QUEUE};
+use crate::Processor;
+
+pub struct Assignment;
+
+/// Order of the waiting list: higher priority first, then older, then id.
+pub type WaitKey = (Reverse<Priority>, i64, String);
+
+/// What one conversation contributes to the indexes.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Entry {
+    waiting: Option<(String, Category, WaitKey)>,
+    occupies: Option<(String, Category)>,
+}
+
+#[derive(Default, Debug)]
+pub struct AssignIndex {
+    waiting: BTreeMap<(String, String, Category), BTreeSet<WaitKey>>,
+    available: BTreeMap<(String, String), BTreeSet<String>>,
+    occupancy: BTreeMap<(String, String), [u32; 3]>,
+    entries: BTreeMap<(String, String), Entry>,
+    /// The queues each agent is listed under in `available`.
+    listed: BTreeMap<(String, String), Vec<String>>,
+}
+
+impl AssignIndex {
+    /// Counted conversations of an agent in a category (voice is counted by calls instead).
+    pub fn occupancy(&self, tenant: &str, agent: &str, category: Category) -> u32 {
+        match slot(category) {
+            Some(i) => self
+                .occupancy
+                .get(&(tenant.to_string(), agent.to_string()))
+                .map_or(0, |o| o[i]),
+            None => 0,
+        }
+    }
+
+    /// The waiting conversations of a queue in one category, in assignment order.
+    pub fn waiting(&self, tenant: &str, queue: &str, category: Category) -> Vec<String> {
+        self.waiting
+            .get(&(tenant.to_string(), queue.to_string(), category))
+            .map(|w| w.iter().map(|k| k.2.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn slot(category: Category) -> Option<usize> {
+    match category {
+        Category::LiveMessaging => Some(0),
+        Category::LiveChat => Some(1),
+        Category::Email => Some(2),
+        Category::Voice => None,
+    }
+}
+
+const CATEGORIES: [Category; 4] = [
+    Category::LiveMessaging,
+    Category::LiveChat,
+    Category::Email,
+    Category::Voice,
+];
+
+/// The group of a status: built-in, or a custom status of the tenant.
+pub fn status_group(config: &TenantConfig, status: &str) -> Option<StatusGroup> {
+    BUILT_IN_STATUSES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(status))
+        .map(|(_, g)| *g)
+        .or_else(|| config.agent_statuses.get(status).copied())
+}
+
+/// Whether a conversation in `status` counts towards occupancy (SPEC §5.2).
+pub fn counted(config: &TenantConfig, status: Status) -> bool {
+    match status {
+        Status::Open => true,
+        Status::Waiting => config.counted.waiting,
+        Status::Solved => config.counted.solved,
+        Status::Closed => false,
+    }
+}
+
+/// An agent's capacity in a category: voice is always 1; otherwise the agent's override or
+/// the tenant default (SPEC §5.1).
+pub fn capacity(config: &TenantConfig, agent: &Agent, category: Category) -> i32 {
+    if category == Category::Voice {
+        return 1;
+    }
+    agent
+        .capacity
+        .get(&category)
+        .copied()
+        .unwrap_or(match category {
+            Category::LiveMessaging => config.capacity.live_messaging,
+            Category::LiveChat => config.capacity.live_chat,
+            _ => config.capacity.email,
+        })
+}
+
+fn used(index: &AssignIndex, tenant: &str, agent: &Agent, category: Category) -> i64 {
+    if category == Category::Voice {
+        agent.calls.len() as i64
+    } else {
+        i64::from(index.occupancy(tenant, &agent.id, category))
+    }
+}
+
+/// Σ over LiveMessaging, LiveChat, Email of occupancy / capacity × 100 (SPEC §5.4);
+/// categories with capacity 0 are left out.
+pub fn full_workload(state: &State, config: &TenantConfig, tenant: &str, agent: &Agent) -> f64 {
+    [Category::LiveMessaging, Category::LiveChat, Category::Email]
+        .into_iter()
+        .filter_map(|k| {
+            let cap = capacity(config, agent, k);
+            (cap > 0).then(|| used(&state.assign, tenant, agent, k) as f64 / f64::from(cap) * 100.0)
+        })
+        .sum()
+}
+
+/// Mean over LiveChat and LiveMessaging of occupancy / capacity × 100 (SPEC §5.6); 0 when
+/// both capacities are 0.
+pub fn weighted_workload(state: &State, config: &TenantConfig, tenant: &str, agent: &Agent) -> f64 {
+    let parts: Vec<f64> = [Category::LiveChat, Category::LiveMessaging]
+        .into_iter()
+        .filter_map(|k| {
+            let cap = capacity(config, agent, k);
+            (cap > 0).then(|| used(&state.assign, tenant, agent, k) as f64 / f64::from(cap) * 100.0)
+        })
+        .collect();
+    if parts.is_empty() {
+        0.0
+    } else {
+        parts.iter().sum::<f64>() / parts.len() as f64
+    }
+}
+
+/// A candidate of the weighted-sum method.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub agent: String,
+    pub workload: f64,
+    pub unserved_seconds: f64,
+}
+
+/// The weighted-sum method (SPEC §5.6): each candidate's score, and the winner (highest score;
+/// ties: larger unserved time, then smaller agent id).
+pub fn weighted_sum(candidates: &[Candidate]) -> Vec<(String, f64)> {
+    let min_w = candidates
+        .iter()
+        .map(|c| c.workload)
+        .fold(f64::INFINITY, f64::min);
+    let max_u = candidates
+        .iter()
+        .map(|c| c.unserved_seconds)
+        .fold(0.0, f64::max);
+    let mut scored: Vec<(String, f64, f64)> = candidates
+        .iter()
+        .map(|c| {
+            let w = if c.workload == 0.0 {
+                1.0
+            } else if min_w == 0.0 {
+                0.0
+            } else {
+                min_w / c.workload
+            };
+            let u = if max_u == 0.0 {
+                0.0
+            } else {
+                c.unserved_seconds / max_u
+            };
+            (c.agent.clone(), 0.5 * w + 0.5 * u, c.unserved_seconds)
+        })
+        .collect();
+    scored.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then(b.2.total_cmp(&a.2))
+            .then(a.0.cmp(&b.0))
+    });
+    scored.into_iter().map(|(a, s, _)| (a, s)).collect()
+}
+
+fn customer_keys(conv: &Conversation) -> Vec<String> {
+    let mut keys: Vec<String> = conv
+        .person_id
+        .iter()
+        .map(|p| format!("person:{p}"))
+        .collect();
+    keys.push(format!("addr:{}", conv.address.to_lowercase()));
+    keys
+}
+
+fn lookback_ms(l: StickyLookback) -> i64 {
+    const DAY: i64 = 24 * 3600 * 1000;
+    match l {
+        StickyLookback::Days30 => 30 * DAY,
+        StickyLookback::Days60 => 60 * DAY,
+        StickyLookback::Year1 => 365 * DAY,
+        StickyLookback::Ever => i64::MAX,
+    }
+}
+
+fn queue_is_open(config: &TenantConfig, queue: &str, now: i64) -> bool {
+    crate::routing::queue_open(config, queue, now)
+}
+
+// ------------------------------------------------------------------ index maintenance
+
+fn entry_of(config: &TenantConfig, conv: &Conversation) -> Entry {
+    let counts = counted(config, conv.status);
+    let queue = conv.queue_id.clone();
+    match (&conv.assignee, queue) {
+        (None, Some(q)) if counts => Entry {
+            waiting: Some((
+                q,
+                conv.category,
+                (Reverse(conv.priority), conv.created_at, conv.id.clone()),
+            )),
+            occupies: None,
+        },
+        (Some(agent), _) if counts && conv.category != Category::Voice => Entry {
+            waiting: None,
+            occupies: Some((agent.clone(), conv.category)),
+        },
+        _ => Entry::default(),
+    }
+}
+
+/// Bring the indexes in line with one conversation's row. Returns the agents whose occupancy
+/// changed.
+fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String> {
+    let key = (tenant.to_string(), id.to_string());
+    let new = match state.conversations.get(&key) {
+        Some(conv) => entry_of(&state.config(tenant), conv),
+        None => Entry::default(),
+    };
+    let index = &mut state.assign;
+    let old = index.entries.get(&key).cloned().unwrap_or_default();
+    if old == new {
+        return Vec::new();
+    }
+    let mut changed = Vec::new();
+    if let Some((q, k, wk)) = &old.waiting {
+        let list_key = (tenant.to_string(), q.clone(), *k);
+        if let Some(list) = index.waiting.get_mut(&list_key) {
+            list.remove(wk);
+            if list.is_empty() {
+                index.waiting.remove(&list_key);
+            }
+        }
+    }
+    if let Some((q, k, wk)) = &new.waiting {
+        index
+            .waiting
+            .entry((tenant.to_string(), q.clone(), *k))
+            .or_default()
+            .insert(wk.clone());
+    }
+    if old.occupies != new.occupies {
+        for (sign, occ) in [(-1i64, &old.occupies), (1, &new.occupies)] {
+            if let Some((agent, k)) = occ {
+                if let Some(i) = slot(*k) {
+                    let o = index
+                        .occupancy
+                        .entry((tenant.to_string(), agent.clone()))
+                        .or_default();
+                    o[i] = (i64::from(o[i]) + sign).max(0) as u32;
+                    changed.push(agent.clone());
+                }
+            }
+        }
+    }
+    if new == Entry::default() {
+        index.entries.remove(&key);
+    } else {
+        index.entries.insert(key, new);
+    }
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+/// Bring the availability index in line with one agent's row.
+fn refresh_agent(state: &mut State, tenant: &str, agent_id: &str) {
+    let key = (tenant.to_string(), agent_id.to_string());
+    let queues: Vec<String> = match state.agents.get(&key) {
+        Some(a) if a.enabled && a.group == StatusGroup::Available => {
+            std::iter::once(DEFAULT_QUEUE.to_string())
+                .chain(a.queues.iter().cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let index = &mut state.assign;
+    for q in index.listed.remove(&key).unwrap_or_default() {
+        let k = (tenant.to_string(), q);
+        if let Some(set) = index.available.get_mut(&k) {
+            set.remove(agent_id);
+            if set.is_empty() {
+                index.available.remove(&k);
+            }
+        }
+    }
+    for q in &queues {
+        index
+            .available
+            .entry((tenant.to_string(), q.clone()))
+            .or_default()
+            .insert(agent_id.to_string());
+    }
+    if !queues.is_empty() {
+        index.listed.insert(key, queues);
+    }
+}
+
+/// Rebuild one tenant's indexes from its rows.
+fn rebuild_tenant(state: &mut State, tenant: &str) {
+    let t = tenant.to_string();
+    let index = &mut state.assign;
+    index.waiting.retain(|k, _| k.0 != t);
+    index.available.retain(|k, _| k.0 != t);
+    index.occupancy.retain(|k, _| k.0 != t);
+    index.entries.retain(|k, _| k.0 != t);
+    index.listed.retain(|k, _| k.0 != t);
+    let range = (t.clone(), String::new())..;
+    let convs: Vec<String> = state
+        .conversations
+        .range(range.clone())
+        .take_while(|(k, _)| k.0 == t)
+        .map(|(k, _)| k.1.clone())
+        .collect();
+    for id in convs {
+        refresh_conversation(state, tenant, &id);
+    }
+    let agents: Vec<String> = state
+        .agents
+        .range(range)
+        .take_while(|(k, _)| k.0 == t)
+        .map(|(k, _)| k.1.clone())
+        .collect();
+    for id in agents {
+        refresh_agent(state, tenant, &id);
+    }
+}
+
+/// Rebuild every index (after loading state from a store).
+pub fn rebuild_all(state: &mut State) {
+    let tenants: BTreeSet<String> = state
+        .conversations
+        .iter()
+        .map(|(k, _)| k.0.clone())
+        .chain(state.agents.iter().map(|(k, _)| k.0.clone()))
+        .collect();
+    for t in tenants {
+        rebuild_tenant(state, &t);
+    }
+}
+
+// ------------------------------------------------------------------ decisions
+
+fn eligible(
+    state: &State,
+    config: &TenantConfig,
+    tenant: &str,
+    agent: &Agent,
+    conv: &Conversation,
+) -> bool {
+    agent.enabled
+        && agent.group == StatusGroup::Available
+        && conv.queue_id.as_deref().is_some_and(|q| agent.in_queue(q))
+        && !conv.previous_assignees.contains(&agent.id)
+        && used(&state.assign, tenant, agent, conv.category)
+            < i64::from(capacity(config, agent, conv.category))
+}
+
+fn agent(state: &State, tenant: &str, id: &str) -> Option<Agent> {
+    state
+        .agents
+        .get(&(tenant.to_string(), id.to_string()))
+        .cloned()
+}
+
+fn open_timer_id(tenant: &str, queue: &str) -> String {
+    format!("{tenant}/queue-opens/{queue}")
+}
+
+/// Make sure a closed queue's waiting conversations are looked at when it opens (SPEC §5.8).
+fn schedule_opening(cx: &mut Ctx, queue: &str) {
+    let id = open_timer_id(cx.tenant, queue);
+    if cx.state.timer_index.contains(&id) {
+        return;
+    }
+    let next = cx
+        .state
+        .config(cx.tenant)
+        .period_of(queue)
+        .and_then(|p| Calendar::parse(p).ok())
+        .and_then(|c| c.next_opening(cx.now));
+    if let Some(due) = next {
+        cx.schedule(
+            due,
+            id,
+            TimerKind::Wake {
+                purpose: "queue-opens".into(),
+                subject: queue.to_string(),
+            },
+        );
+    }
+}
+
+/// Assign `conv` to `agent_id`, emit `Assigned`, and keep indexes and capacity status current.
+fn assign(cx: &mut Ctx, conv_id: &str, agent_id: &str, method: AssignMethod, score: Option<f64>) {
+    let tenant = cx.tenant.to_string();
+    let now = cx.now;
+    if let Some(conv) = cx.state.conversation_mut(&tenant, conv_id) {
+        conv.assignee = Some(agent_id.to_string());
+        conv.previous_assignees.insert(agent_id.to_string());
+    }
+    if let Some(a) = cx
+        .state
+        .agents
+        .get_mut(&(tenant.clone(), agent_id.to_string()))
+    {
+        a.last_assigned_at = Some(now);
+    }
+    let id = cx.next_id();
+    cx.emit(Output::Assignment(AssignmentEvent {
+        id,
+        tenant: tenant.clone(),
+        conversation_id: conv_id.to_string(),
+        event: AssignmentEventKind::Assigned(Assigned {
+            agent_id: agent_id.to_string(),
+            method,
+            score,
+        }),
+    }));
+    refresh_conversation(cx.state, &tenant, conv_id);
+    capacity_check(cx, agent_id);
+}
+
+fn unassign(cx: &mut Ctx, conv_id: &str, reason: &str) -> Option<String> {
+    let tenant = cx.tenant.to_string();
+    let agent_id = cx
+        .state
+        .conversation_mut(&tenant, conv_id)?
+        .assignee
+        .take()?;
+    let id = cx.next_id();
+    cx.emit(Output::Assignment(AssignmentEvent {
+        id,
+        tenant: tenant.clone(),
+        conversation_id: conv_id.to_string(),
+        event: AssignmentEventKind::Unassigned(AgentReason {
+            agent_id: agent_id.clone(),
+            reason: reason.to_string(),
+        }),
+    }));
+    refresh_conversation(cx.state, &tenant, conv_id);
+    Some(agent_id)
+}
+
+/// Single assignment (SPEC §5.6): the sticky agent when the queue asks for it and they are
+/// eligible, else the weighted-sum winner among the queue's eligible agents.
+fn try_single(cx: &mut Ctx, conv_id: &str, method: AssignMethod) {
+    match decide_single(cx.state, cx.tenant, conv_id, cx.now) {
+        Decision::None => {}
+        Decision::QueueClosed(queue) => schedule_opening(cx, &queue),
+        Decision::Sticky(agent_id) => assign(cx, conv_id, &agent_id, AssignMethod::Sticky, None),
+        Decision::Weighted(agent_id, score) => assign(cx, conv_id, &agent_id, method, Some(score)),
+    }
+}
+
+enum Decision {
+    None,
+    QueueClosed(String),
+    Sticky(String),
+    Weighted(String, f64),
+}
+
+/// Who gets `conv_id` now, reading the state only.
+fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decision {
+    let Some(conv) = state.conversation(tenant, conv_id) else {
+        return Decision::None;
+    };
+    let config = state.config(tenant);
+    let Some(queue_id) = conv.queue_id.as_deref() else {
+        return Decision::None;
+    };
+    let Some(queue) = config.queue(queue_id) else {
+        return Decision::None;
+    };
+    if conv.assignee.is_some() || !counted(&config, conv.status) || !queue.auto_assign {
+        return Decision::None;
+    }
+    if !queue_is_open(&config, queue_id, now) {
+        return Decision::QueueClosed(queue_id.to_string());
+    }
+    let Some(pool) = state
+        .assign
+        .available
+        .get(&(tenant.to_string(), queue_id.to_string()))
+    else {
+        return Decision::None;
+    };
+    let eligible: Vec<&Agent> = pool
+        .iter()
+        .filter_map(|a| state.agents.get(&(tenant.to_string(), a.clone())))
+        .filter(|a| eligible(state, &config, tenant, a, conv))
+        .collect();
+    if eligible.is_empty() {
+        return Decision::None;
+    }
+    if let Some(lookback) = queue.sticky_lookback {
+        let last = customer_keys(conv)
+            .into_iter()
+            .find_map(|k| state.last_replier.get(&(tenant.to_string(), k)));
+        if let Some((agent_id, at)) = last {
+            let within = now.saturating_sub(*at) <= lookback_ms(lookback);
+            if within && eligible.iter().any(|a| a.id == *agent_id) {
+                return Decision::Sticky(agent_id.clone());
+            }
+        }
+    }
+    let candidates: Vec<Candidate> = eligible
+        .iter()
+        .map(|a| {
+            let since = a.last_assigned_at.or(a.available_since).unwrap_or(now);
+            Candidate {
+                agent: a.id.clone(),
+                workload: weighted_workload(state, &config, tenant, a),
+                unserved_seconds: (now - since).max(0) as f64 / 1000.0,
+            }
+        })
+        .collect();
+    match weighted_sum(&candidates).into_iter().next() {
+        Some((winner, score)) => Decision::Weighted(winner, score),
+        None => Decision::None,
+    }
+}
+
+/// Bulk assignment (SPEC §5.7): the unassigned conversations of the agent's auto-assigning,
+/// open queues, by priority then age, to this agent until they are no longer eligible.
+fn bulk(cx: &mut Ctx, agent_id: &str) {
+    let tenant = cx.tenant.to_string();
+    let config = cx.state.config(&tenant).clone();
+    let Some(a) = agent(cx.state, &tenant, agent_id) else {
+        return;
+    };
+    if !a.enabled || a.group != StatusGroup::Available {
+        return;
+    }
+    let mut streams: Vec<(String, Category)> = Vec::new();
+    for q in std::iter::once(DEFAULT_QUEUE.to_string())
+        .chain(a.queues.iter().cloned())
+        .collect::<BTreeSet<_>>()
+    {
+        let Some(queue) = config.queue(&q) else {
+            continue;
+        };
+        if !queue.auto_assign {
+            continue;
+        }
+        let has_waiting = CATEGORIES.iter().any(|k| {
+            cx.state
+                .assign
+                .waiting
+                .contains_key(&(tenant.clone(), q.clone(), *k))
+        });
+        if !has_waiting {
+            continue;
+        }
+        if !queue_is_open(&config, &q, cx.now) {
+            schedule_opening(cx, &q);
+            continue;
+        }
+        streams.extend(CATEGORIES.iter().map(|k| (q.clone(), *k)));
+    }
+    let mut cursors: BTreeMap<(String, Category), WaitKey> = BTreeMap::new();
+    loop {
+        let Some(a) = agent(cx.state, &tenant, agent_id) else {
+            return;
+        };
+        if a.group != StatusGroup::Available {
+            return;
+        }
+        streams.retain(|(_, k)| {
+            used(&cx.state.assign, &tenant, &a, *k) < i64::from(capacity(&config, &a, *k))
+        });
+        let mut best: Option<(WaitKey, (String, Category))> = None;
+        for s in &streams {
+            let Some(list) = cx
+                .state
+                .assign
+                .waiting
+                .get(&(tenant.clone(), s.0.clone(), s.1))
+            else {
+                continue;
+            };
+            let head = match cursors.get(s) {
+                Some(c) => list
+                    .range((
+                        std::ops::Bound::Excluded(c.clone()),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .next(),
+                None => list.iter().next(),
+            };
+            if let Some(h) = head {
+                if best.as_ref().is_none_or(|(b, _)| h < b) {
+                    best = Some((h.clone(), s.clone()));
+                }
+            }
+        }
+        let Some((key, stream)) = best else { return };
+        let conv_id = key.2.clone();
+        cursors.insert(stream, key);
+        let ok = cx
+            .state
+            .conversation(&tenant, &conv_id)
+            .is_some_and(|c| eligible(cx.state, &config, &tenant, &a, c));
+        if ok {
+            assign(cx, &conv_id, agent_id, AssignMethod::Bulk, None);
+        }
+    }
+}
+
+/// Full capacity / Under capacity transitions at 90% combined workload (SPEC §5.4).
+/// Returns true when the agent (re-)entered the Available group.
+fn capacity_check(cx: &mut Ctx, agent_id: &str) -> bool {
+    let tenant = cx.tenant.to_string();
+    let config = cx.state.config(&tenant).clone();
+    let Some(a) = agent(cx.state, &tenant, agent_id) else {
+        return false;
+    };
+    let workload = full_workload(cx.state, &config, &tenant, &a);
+    let (status, group, full) = if a.group == StatusGroup::Available && workload >= 90.0 {
+        ("Full capacity", StatusGroup::Busy, true)
+    } else if a.status == "Full capacity" && workload < 90.0 {
+        ("Under capacity", StatusGroup::Available, false)
+    } else {
+        return false;
+    };
+    set_status(cx, agent_id, status, group);
+    let id = cx.next_id();
+    cx.emit(Output::AgentState(AgentStateEvent {
+        id,
+        tenant,
+        agent_id: agent_id.to_string(),
+        event: AgentStateEventKind::AgentCapacityChanged(AgentCapacityChanged {
+            full,
+            workload_percent: (workload * 100.0).round() / 100.0,
+        }),
+    }));
+    !full
+}
+
+/// Set an agent's status, emit `AgentStatus`, and keep the availability index current.
+fn set_status(cx: &mut Ctx, agent_id: &str, status: &str, group: StatusGroup) {
+    let tenant = cx.tenant.to_string();
+    let now = cx.now;
+    let a = cx
+        .state
+        .agents
+        .get_or_insert_with((tenant.clone(), agent_id.to_string()), || {
+            Agent::new(agent_id)
+        });
+    if a.group != StatusGroup::Available && group == StatusGroup::Available {
+        a.available_since = Some(now);
+    }
+    a.status = status.to_string();
+    a.group = group;
+    refresh_agent(cx.state, &tenant, agent_id);
+    let id = cx.next_id();
+    cx.emit(Output::AgentState(AgentStateEvent {
+        id,
+        tenant,
+        agent_id: agent_id.to_string(),
+        event: AgentStateEventKind::AgentStatus(AgentStatus {
+            status: status.to_string(),
+            group,
+        }),
+    }));
+}
+
+/// After an agent's situation changed: the capacity status, then bulk assignment when they
+/// can take work.
+fn settle_agent(cx: &mut Ctx, agent_id: &str) {
+    capacity_check(cx, agent_id);
+    bulk(cx, agent_id);
+}
+
+fn on_agent_event(cx: &mut Ctx, e: &AgentEvent) -> Result<(), Rejection> {
+    let tenant = cx.tenant.to_string();
+    let key = (tenant.clone(), e.agent_id.clone());
+    if e.agent_id.is_empty() {
+        return Err(Rejection::new("agent_id must not be empty"));
+    }
+    match &e.event {
+        AgentEventKind::AgentStatusChanged(s) => {
+            let group = status_group(&cx.state.config(&tenant), &s.status)
+                .ok_or_else(|| Rejection(format!("unknown agent status {:?}", s.status)))?;
+            set_status(cx, &e.agent_id, &s.status, group);
+        }
+        AgentEventKind::AgentUpdated(u) => {
+            let mut overrides = BTreeMap::new();
+            for (name, value) in u.capacity.iter().flatten() {
+                let category = match name.as_str() {
+                    "live_messaging" => Category::LiveMessaging,
+                    "live_chat" => Category::LiveChat,
+                    "email" => Category::Email,
+                    "voice" => return Err(Rejection::new("capacity.voice: voice capacity is always 1")),
+                    other => return Err(Rejection(format!("capacity.{other}: not a channel category (live_messaging, live_chat, email)"))),
+                };
+                if !(0..=1000).contains(value) {
+                    return Err(Rejection(format!(
+                        "capacity.{name}: {value} is not between 0 and 1000"
+                    )));
+                }
+                overrides.insert(category, *value);
+            }
+            let a = cx
+                .state
+                .agents
+                .get_or_insert_with(key, || Agent::new(&e.agent_id));
+            if let Some(enabled) = u.enabled {
+                a.enabled = enabled;
+            }
+            if let Some(queues) = &u.queues {
+                a.queues = queues.iter().cloned().collect();
+            }
+            if u.capacity.is_some() {
+                a.capacity = overrides;
+            }
+            refresh_agent(cx.state, &tenant, &e.agent_id);
+        }
+        AgentEventKind::CallStarted(c) | AgentEventKind::CallEnded(c) => {
+            let started = matches!(e.event, AgentEventKind::CallStarted(_));
+            let a = cx
+                .state
+                .agents
+                .get_or_insert_with(key, || Agent::new(&e.agent_id));
+            if started {
+                a.calls.insert(c.call_id.clone());
+            } else {
+                a.calls.remove(&c.call_id);
+            }
+        }
+    }
+    settle_agent(cx, &e.agent_id);
+    Ok(())
+}
+
+fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
+    let tenant = cx.tenant.to_string();
+    let (assign_to, only_if_unassigned) = match &c.command {
+        CommandKind::Assign(a) => (Some(a.agent_id.clone()), a.only_if_unassigned),
+        CommandKind::Unassign(_) => (None, false),
+        CommandKind::Reply(r) if !r.automated => {
+            // Remember who last answered this customer, for the sticky-agent mode.
+            let (Some(by), Some(id)) = (
+                &c.by,
+                cx.state.resolve_conversation(&tenant, &c.conversation_id),
+            ) else {
+                return Ok(Handled::No);
+            };
+            let keys = cx
+                .state
+                .conversation(&tenant, &id)
+                .map(customer_keys)
+                .unwrap_or_default();
+            for k in keys {
+                cx.state
+                    .last_replier
+                    .insert((tenant.clone(), k), (by.clone(), cx.now));
+            }
+            return Ok(Handled::No);
+        }
+        _ => return Ok(Handled::No),
+    };
+    let Some(conv_id) = cx.state.resolve_conversation(&tenant, &c.conversation_id) else {
+        return Err(Rejection(format!(
+            "unknown conversation {:?}",
+            c.conversation_id
+        )));
+    };
+    let conv = cx
+        .state
+        .conversation(&tenant, &conv_id)
+        .cloned()
+        .ok_or_else(|| Rejection::new("unknown conversation"))?;
+    if conv.status == Status::Closed {
+        return Err(Rejection(format!(
+            "conversation {conv_id:?} is closed; {} does not apply",
+            c.command.name()
+        )));
+    }
+    match assign_to {
+        None => {
+            if let Some(agent_id) = unassign(cx, &conv_id, "command") {
+                try_single(cx, &conv_id, AssignMethod::Single);
+                settle_agent(cx, &agent_id);
+            }
+        }
+        Some(agent_id) => {
+            let reject = |cx: &mut Ctx, reason: &str| {
+                let id = cx.next_id();
+                cx.emit(Output::Assignment(AssignmentEvent {
+                    id,
+                    tenant: cx.tenant.to_string(),
+                    conversation_id: conv_id.clone(),
+                    event: AssignmentEventKind::AssignmentRejected(AgentReason {
+                        agent_id: agent_id.clone(),
+                        reason: reason.to_string(),
+                    }),
+                }));
+            };
+            match (agent(cx.state, &tenant, &agent_id), &conv.assignee) {
+                (None, _) => reject(cx, "unknown_agent"),
+                (Some(a), _) if !a.enabled => reject(cx, "agent_disabled"),
+                (Some(a), _) if a.group == StatusGroup::Unavailable => {
+                    reject(cx, "agent_unavailable")
+                }
+                (Some(_), Some(holder)) if *holder == agent_id => {}
+                (Some(_), Some(_)) if only_if_unassigned => reject(cx, "already_assigned"),
+                (Some(_), holder) => {
+                    let previous = holder
+                        .as_ref()
+                        .and_then(|_| unassign(cx, &conv_id, "transferred"));
+                    assign(cx, &conv_id, &agent_id, AssignMethod::Manual, None);
+                    if let Some(p) = previous {
+                        settle_agent(cx, &p);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Handled::Yes)
+}
+
+fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
+    let tenant = cx.tenant.to_string();
+    let id = e.conversation_id.as_str();
+    let freed = refresh_conversation(cx.state, &tenant, id);
+    match &e.event {
+        ConversationEventKind::Routed(_) => try_single(cx, id, AssignMethod::Single),
+        ConversationEventKind::QueueChanged(q) => {
+            let holder = cx
+                .state
+                .conversation(&tenant, id)
+                .and_then(|c| c.assignee.clone());
+            if let Some(agent_id) = holder {
+                let member =
+                    agent(cx.state, &tenant, &agent_id).is_some_and(|a| a.in_queue(&q.to_queue));
+                if !member {
+                    unassign(cx, id, "queue_changed");
+                    try_single(cx, id, AssignMethod::Single);
+                    settle_agent(cx, &agent_id);
+                }
+            } else {
+                try_single(cx, id, AssignMethod::Single);
+            }
+        }
+        ConversationEventKind::StatusChanged(_) => try_single(cx, id, AssignMethod::Single),
+        _ => {}
+    }
+    for agent_id in freed {
+        settle_agent(cx, &agent_id);
+    }
+}
+
+/// A queue's working hours started: assign its waiting conversations, in order, each by
+/// single assignment (SPEC §5.8).
+fn on_queue_opens(cx: &mut Ctx, queue: &str) {
+    let tenant = cx.tenant.to_string();
+    let mut waiting: Vec<WaitKey> = CATEGORIES
+        .iter()
+        .filter_map(|k| {
+            cx.state
+                .assign
+                .waiting
+                .get(&(tenant.clone(), queue.to_string(), *k))
+        })
+        .flat_map(|l| l.iter().cloned())
+        .collect();
+    waiting.sort();
+    for (_, _, conv_id) in waiting {
+        try_single(cx, &conv_id, AssignMethod::WorkingHoursStart);
+    }
+}
+
+impl Processor for Assignment {
+    fn on_input(&mut self, cx: &mut Ctx, input: &Input) -> Result<Handled, Rejection> {
+        match input {
+            Input::Agent(e) => {
+                on_agent_event(cx, e)?;
+                Ok(Handled::Yes)
+            }
+            Input::Command(c) => on_command(cx, c),
+            _ => Ok(Handled::No),
+        }
+    }
+
+    fn on_output(&mut self, cx: &mut Ctx, output: &Output) {
+        match output {
+            Output::Conversation(e) if e.tenant == cx.tenant => on_conversation_event(cx, e),
+            Output::Config(ConfigEvent {
+                event: ConfigEventKind::ConfigApplied(_),
+                tenant,
+                ..
+            }) if tenant == cx.tenant => {
+                // Counted statuses, capacities, queues or statuses may have changed: rebuild
+                // the tenant's indexes and let every agent settle.
+                let t = cx.tenant.to_string();
+                rebuild_tenant(cx.state, &t);
+                let agents: Vec<String> = cx
+                    .state
+                    .agents
+                    .range((t.clone(), String::new())..)
+                    .take_while(|(k, _)| k.0 == t)
+                    .map(|(k, _)| k.1.clone())
+                    .collect();
+                for a in agents {
+                    settle_agent(cx, &a);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Ctx, timer: &Timer) {
+        if let TimerKind::Wake { purpose, subject } = &timer.kind {
+            if purpose == "queue-opens" {
+                on_queue_opens(cx, subject);
+            }
+        }
+    }
+}
