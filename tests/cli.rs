@@ -44,6 +44,8 @@ fn simulate_example_is_byte_identical_across_runs() {
         "\"Merged\"",
         "\"ConfigRejected\"",
         "\"topic\":\"cc.dlq\"",
+        "\"method\":\"single\"",
+        "\"method\":\"working_hours_start\"",
     ] {
         assert!(text.contains(needle), "example output lacks {needle}");
     }

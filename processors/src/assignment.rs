@@ -47,26 +47,111 @@ struct Entry {
     occupies: Option<(String, Category)>,
 }
 
+/// Position of a category in [`Load`]'s arrays.
+fn cat(category: Category) -> usize {
+    match category {
+        Category::LiveMessaging => 0,
+        Category::LiveChat => 1,
+        Category::Email => 2,
+        Category::Voice => 3,
+    }
+}
+
+const CATEGORIES: [Category; 4] = [
+    Category::LiveMessaging,
+    Category::LiveChat,
+    Category::Email,
+    Category::Voice,
+];
+
+/// One agent's figures as assignment decisions read them, copied from the agent's row and
+/// the tenant config by `refresh_agent`, with occupancy counted by `refresh_conversation`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Load {
+    pub id: String,
+    /// Counted conversations per category; voice counts calls in progress.
+    pub occupancy: [i64; 4],
+    pub capacity: [i64; 4],
+    /// Last assignment, or else the moment the agent last entered the Available group.
+    pub since: Option<i64>,
+    /// The queues this agent is listed under as available.
+    listed: Vec<String>,
+}
+
+impl Load {
+    pub fn has_room(&self, category: Category) -> bool {
+        self.occupancy[cat(category)] < self.capacity[cat(category)]
+    }
+
+    fn percent(&self, category: Category) -> Option<f64> {
+        let (occ, cap) = (self.occupancy[cat(category)], self.capacity[cat(category)]);
+        (cap > 0).then(|| occ as f64 / cap as f64 * 100.0)
+    }
+
+    /// Σ over LiveMessaging, LiveChat, Email of occupancy / capacity × 100 (SPEC §5.4);
+    /// categories with capacity 0 are left out.
+    pub fn full_workload(&self) -> f64 {
+        [Category::LiveMessaging, Category::LiveChat, Category::Email]
+            .into_iter()
+            .filter_map(|k| self.percent(k))
+            .sum()
+    }
+
+    /// Mean over LiveChat and LiveMessaging of occupancy / capacity × 100 (SPEC §5.6); 0
+    /// when both capacities are 0.
+    pub fn weighted_workload(&self) -> f64 {
+        let (sum, n) = [Category::LiveChat, Category::LiveMessaging]
+            .into_iter()
+            .filter_map(|k| self.percent(k))
+            .fold((0.0, 0u32), |(sum, n), p| (sum + p, n + 1));
+        if n == 0 {
+            0.0
+        } else {
+            sum / f64::from(n)
+        }
+    }
+
+    fn unserved_seconds(&self, now: i64) -> f64 {
+        (now - self.since.unwrap_or(now)).max(0) as f64 / 1000.0
+    }
+}
+
+/// A tenant's agents by slot, and per queue the slots of its available agents: a decision
+/// walks integers, not keys.
+#[derive(Default, Debug)]
+struct Roster {
+    slots: BTreeMap<String, usize>,
+    loads: Vec<Load>,
+    /// Sorted slots: iterated on every decision, changed only when availability changes.
+    available: BTreeMap<String, Vec<usize>>,
+}
+
+impl Roster {
+    fn slot(&mut self, agent: &str) -> usize {
+        if let Some(s) = self.slots.get(agent) {
+            return *s;
+        }
+        self.loads.push(Load {
+            id: agent.to_string(),
+            ..Load::default()
+        });
+        self.slots.insert(agent.to_string(), self.loads.len() - 1);
+        self.loads.len() - 1
+    }
+}
+
 #[derive(Default, Debug)]
 pub struct AssignIndex {
     waiting: BTreeMap<(String, String, Category), BTreeSet<WaitKey>>,
-    available: BTreeMap<(String, String), BTreeSet<String>>,
-    occupancy: BTreeMap<(String, String), [u32; 3]>,
     entries: BTreeMap<(String, String), Entry>,
-    /// The queues each agent is listed under in `available`.
-    listed: BTreeMap<(String, String), Vec<String>>,
+    rosters: BTreeMap<String, Roster>,
 }
 
 impl AssignIndex {
-    /// Counted conversations of an agent in a category (voice is counted by calls instead).
-    pub fn occupancy(&self, tenant: &str, agent: &str, category: Category) -> u32 {
-        match slot(category) {
-            Some(i) => self
-                .occupancy
-                .get(&(tenant.to_string(), agent.to_string()))
-                .map_or(0, |o| o[i]),
-            None => 0,
-        }
+    /// An agent's load figures.
+    pub fn load(&self, tenant: &str, agent: &str) -> Option<&Load> {
+        let roster = self.rosters.get(tenant)?;
+        roster.slots.get(agent).map(|s| &roster.loads[*s])
     }
 
     /// The waiting conversations of a queue in one category, in assignment order.
@@ -77,22 +162,6 @@ impl AssignIndex {
             .unwrap_or_default()
     }
 }
-
-fn slot(category: Category) -> Option<usize> {
-    match category {
-        Category::LiveMessaging => Some(0),
-        Category::LiveChat => Some(1),
-        Category::Email => Some(2),
-        Category::Voice => None,
-    }
-}
-
-const CATEGORIES: [Category; 4] = [
-    Category::LiveMessaging,
-    Category::LiveChat,
-    Category::Email,
-    Category::Voice,
-];
 
 /// The group of a status: built-in, or a custom status of the tenant.
 pub fn status_group(config: &TenantConfig, status: &str) -> Option<StatusGroup> {
@@ -130,43 +199,6 @@ pub fn capacity(config: &TenantConfig, agent: &Agent, category: Category) -> i32
         })
 }
 
-fn used(index: &AssignIndex, tenant: &str, agent: &Agent, category: Category) -> i64 {
-    if category == Category::Voice {
-        agent.calls.len() as i64
-    } else {
-        i64::from(index.occupancy(tenant, &agent.id, category))
-    }
-}
-
-/// Σ over LiveMessaging, LiveChat, Email of occupancy / capacity × 100 (SPEC §5.4);
-/// categories with capacity 0 are left out.
-pub fn full_workload(state: &State, config: &TenantConfig, tenant: &str, agent: &Agent) -> f64 {
-    [Category::LiveMessaging, Category::LiveChat, Category::Email]
-        .into_iter()
-        .filter_map(|k| {
-            let cap = capacity(config, agent, k);
-            (cap > 0).then(|| used(&state.assign, tenant, agent, k) as f64 / f64::from(cap) * 100.0)
-        })
-        .sum()
-}
-
-/// Mean over LiveChat and LiveMessaging of occupancy / capacity × 100 (SPEC §5.6); 0 when
-/// both capacities are 0.
-pub fn weighted_workload(state: &State, config: &TenantConfig, tenant: &str, agent: &Agent) -> f64 {
-    let parts: Vec<f64> = [Category::LiveChat, Category::LiveMessaging]
-        .into_iter()
-        .filter_map(|k| {
-            let cap = capacity(config, agent, k);
-            (cap > 0).then(|| used(&state.assign, tenant, agent, k) as f64 / f64::from(cap) * 100.0)
-        })
-        .collect();
-    if parts.is_empty() {
-        0.0
-    } else {
-        parts.iter().sum::<f64>() / parts.len() as f64
-    }
-}
-
 /// A candidate of the weighted-sum method.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Candidate {
@@ -175,8 +207,32 @@ pub struct Candidate {
     pub unserved_seconds: f64,
 }
 
-/// The weighted-sum method (SPEC §5.6): each candidate's score, and the winner (highest score;
-/// ties: larger unserved time, then smaller agent id).
+/// A candidate's weighted-sum score (SPEC §5.6) given the minimum workload and maximum
+/// unserved time among the candidates.
+fn score(workload: f64, unserved: f64, min_workload: f64, max_unserved: f64) -> f64 {
+    let w = if workload == 0.0 {
+        1.0
+    } else if min_workload == 0.0 {
+        0.0
+    } else {
+        min_workload / workload
+    };
+    let u = if max_unserved == 0.0 {
+        0.0
+    } else {
+        unserved / max_unserved
+    };
+    0.5 * w + 0.5 * u
+}
+
+/// Ranking order: higher score first; ties: larger unserved time, then smaller agent id.
+fn rank(a: (f64, f64, &str), b: (f64, f64, &str)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0)
+        .then(b.1.total_cmp(&a.1))
+        .then(a.2.cmp(b.2))
+}
+
+/// The weighted-sum method (SPEC §5.6): every candidate with its score, best first.
 pub fn weighted_sum(candidates: &[Candidate]) -> Vec<(String, f64)> {
     let min_w = candidates
         .iter()
@@ -186,30 +242,21 @@ pub fn weighted_sum(candidates: &[Candidate]) -> Vec<(String, f64)> {
         .iter()
         .map(|c| c.unserved_seconds)
         .fold(0.0, f64::max);
-    let mut scored: Vec<(String, f64, f64)> = candidates
+    let mut scored: Vec<(f64, f64, &str)> = candidates
         .iter()
         .map(|c| {
-            let w = if c.workload == 0.0 {
-                1.0
-            } else if min_w == 0.0 {
-                0.0
-            } else {
-                min_w / c.workload
-            };
-            let u = if max_u == 0.0 {
-                0.0
-            } else {
-                c.unserved_seconds / max_u
-            };
-            (c.agent.clone(), 0.5 * w + 0.5 * u, c.unserved_seconds)
+            (
+                score(c.workload, c.unserved_seconds, min_w, max_u),
+                c.unserved_seconds,
+                c.agent.as_str(),
+            )
         })
         .collect();
-    scored.sort_by(|a, b| {
-        b.1.total_cmp(&a.1)
-            .then(b.2.total_cmp(&a.2))
-            .then(a.0.cmp(&b.0))
-    });
-    scored.into_iter().map(|(a, s, _)| (a, s)).collect()
+    scored.sort_by(|a, b| rank(*a, *b));
+    scored
+        .into_iter()
+        .map(|(s, _, a)| (a.to_string(), s))
+        .collect()
 }
 
 fn customer_keys(conv: &Conversation) -> Vec<String> {
@@ -271,7 +318,6 @@ fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String
     if old == new {
         return Vec::new();
     }
-    let mut changed = Vec::new();
     if let Some((q, k, wk)) = &old.waiting {
         let list_key = (tenant.to_string(), q.clone(), *k);
         if let Some(list) = index.waiting.get_mut(&list_key) {
@@ -288,17 +334,15 @@ fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String
             .or_default()
             .insert(wk.clone());
     }
+    let mut changed = Vec::new();
     if old.occupies != new.occupies {
-        for (sign, occ) in [(-1i64, &old.occupies), (1, &new.occupies)] {
+        let roster = index.rosters.entry(tenant.to_string()).or_default();
+        for (delta, occ) in [(-1, &old.occupies), (1, &new.occupies)] {
             if let Some((agent, k)) = occ {
-                if let Some(i) = slot(*k) {
-                    let o = index
-                        .occupancy
-                        .entry((tenant.to_string(), agent.clone()))
-                        .or_default();
-                    o[i] = (i64::from(o[i]) + sign).max(0) as u32;
-                    changed.push(agent.clone());
-                }
+                let slot = roster.slot(agent);
+                let o = &mut roster.loads[slot].occupancy[cat(*k)];
+                *o = (*o + delta).max(0);
+                changed.push(agent.clone());
             }
         }
     }
@@ -312,38 +356,56 @@ fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String
     changed
 }
 
-/// Bring the availability index in line with one agent's row.
+/// Bring an agent's load figures and availability listing in line with its row and the
+/// tenant config.
 fn refresh_agent(state: &mut State, tenant: &str, agent_id: &str) {
-    let key = (tenant.to_string(), agent_id.to_string());
-    let queues: Vec<String> = match state.agents.get(&key) {
-        Some(a) if a.enabled && a.group == StatusGroup::Available => {
-            std::iter::once(DEFAULT_QUEUE.to_string())
-                .chain(a.queues.iter().cloned())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
+    let (capacities, calls, since, queues) = match state
+        .agents
+        .get(&(tenant.to_string(), agent_id.to_string()))
+    {
+        Some(a) => {
+            let config = state.config(tenant);
+            let caps = CATEGORIES.map(|k| i64::from(capacity(&config, a, k)));
+            let queues: Vec<String> = if a.enabled && a.group == StatusGroup::Available {
+                std::iter::once(DEFAULT_QUEUE.to_string())
+                    .chain(a.queues.iter().cloned())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (
+                caps,
+                a.calls.len() as i64,
+                a.last_assigned_at.or(a.available_since),
+                queues,
+            )
         }
-        _ => Vec::new(),
+        None => ([0; 4], 0, None, Vec::new()),
     };
-    let index = &mut state.assign;
-    for q in index.listed.remove(&key).unwrap_or_default() {
-        let k = (tenant.to_string(), q);
-        if let Some(set) = index.available.get_mut(&k) {
-            set.remove(agent_id);
-            if set.is_empty() {
-                index.available.remove(&k);
+    let roster = state.assign.rosters.entry(tenant.to_string()).or_default();
+    let slot = roster.slot(agent_id);
+    let load = &mut roster.loads[slot];
+    load.capacity = capacities;
+    load.occupancy[cat(Category::Voice)] = calls;
+    load.since = since;
+    let listed = std::mem::replace(&mut load.listed, queues.clone());
+    for q in listed {
+        if let Some(slots) = roster.available.get_mut(&q) {
+            if let Ok(i) = slots.binary_search(&slot) {
+                slots.remove(i);
+            }
+            if slots.is_empty() {
+                roster.available.remove(&q);
             }
         }
     }
-    for q in &queues {
-        index
-            .available
-            .entry((tenant.to_string(), q.clone()))
-            .or_default()
-            .insert(agent_id.to_string());
-    }
-    if !queues.is_empty() {
-        index.listed.insert(key, queues);
+    for q in queues {
+        let slots = roster.available.entry(q).or_default();
+        if let Err(i) = slots.binary_search(&slot) {
+            slots.insert(i, slot);
+        }
     }
 }
 
@@ -352,28 +414,26 @@ fn rebuild_tenant(state: &mut State, tenant: &str) {
     let t = tenant.to_string();
     let index = &mut state.assign;
     index.waiting.retain(|k, _| k.0 != t);
-    index.available.retain(|k, _| k.0 != t);
-    index.occupancy.retain(|k, _| k.0 != t);
     index.entries.retain(|k, _| k.0 != t);
-    index.listed.retain(|k, _| k.0 != t);
+    index.rosters.remove(&t);
     let range = (t.clone(), String::new())..;
-    let convs: Vec<String> = state
-        .conversations
-        .range(range.clone())
-        .take_while(|(k, _)| k.0 == t)
-        .map(|(k, _)| k.1.clone())
-        .collect();
-    for id in convs {
-        refresh_conversation(state, tenant, &id);
-    }
     let agents: Vec<String> = state
         .agents
-        .range(range)
+        .range(range.clone())
         .take_while(|(k, _)| k.0 == t)
         .map(|(k, _)| k.1.clone())
         .collect();
     for id in agents {
         refresh_agent(state, tenant, &id);
+    }
+    let convs: Vec<String> = state
+        .conversations
+        .range(range)
+        .take_while(|(k, _)| k.0 == t)
+        .map(|(k, _)| k.1.clone())
+        .collect();
+    for id in convs {
+        refresh_conversation(state, tenant, &id);
     }
 }
 
@@ -392,19 +452,10 @@ pub fn rebuild_all(state: &mut State) {
 
 // ------------------------------------------------------------------ decisions
 
-fn eligible(
-    state: &State,
-    config: &TenantConfig,
-    tenant: &str,
-    agent: &Agent,
-    conv: &Conversation,
-) -> bool {
-    agent.enabled
-        && agent.group == StatusGroup::Available
-        && conv.queue_id.as_deref().is_some_and(|q| agent.in_queue(q))
-        && !conv.previous_assignees.contains(&agent.id)
-        && used(&state.assign, tenant, agent, conv.category)
-            < i64::from(capacity(config, agent, conv.category))
+/// Whether an agent with these load figures may take `conv` (SPEC §5.5); enabled, Available
+/// and queue membership are what the availability listing already holds.
+fn has_room_for(load: &Load, conv: &Conversation) -> bool {
+    load.has_room(conv.category) && !conv.previous_assignees.contains(&load.id)
 }
 
 fn agent(state: &State, tenant: &str, id: &str) -> Option<Agent> {
@@ -457,6 +508,7 @@ fn assign(cx: &mut Ctx, conv_id: &str, agent_id: &str, method: AssignMethod, sco
     {
         a.last_assigned_at = Some(now);
     }
+    refresh_agent(cx.state, &tenant, agent_id);
     let id = cx.next_id();
     cx.emit(Output::Assignment(AssignmentEvent {
         id,
@@ -511,7 +563,8 @@ enum Decision {
     Weighted(String, f64),
 }
 
-/// Who gets `conv_id` now, reading the state only.
+/// Who gets `conv_id` now, reading the state only. Walks the queue's available agents once
+/// (O(A)), without allocating per agent.
 fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decision {
     let Some(conv) = state.conversation(tenant, conv_id) else {
         return Decision::None;
@@ -529,18 +582,23 @@ fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decisi
     if !queue_is_open(&config, queue_id, now) {
         return Decision::QueueClosed(queue_id.to_string());
     }
-    let Some(pool) = state
-        .assign
-        .available
-        .get(&(tenant.to_string(), queue_id.to_string()))
-    else {
+    let Some(roster) = state.assign.rosters.get(tenant) else {
         return Decision::None;
     };
-    let eligible: Vec<&Agent> = pool
-        .iter()
-        .filter_map(|a| state.agents.get(&(tenant.to_string(), a.clone())))
-        .filter(|a| eligible(state, &config, tenant, a, conv))
-        .collect();
+    let Some(pool) = roster.available.get(queue_id) else {
+        return Decision::None;
+    };
+    let mut eligible: Vec<(&Load, f64, f64)> = Vec::with_capacity(pool.len());
+    let (mut min_w, mut max_u) = (f64::INFINITY, 0.0f64);
+    for slot in pool {
+        let load = &roster.loads[*slot];
+        if has_room_for(load, conv) {
+            let (w, u) = (load.weighted_workload(), load.unserved_seconds(now));
+            min_w = min_w.min(w);
+            max_u = max_u.max(u);
+            eligible.push((load, w, u));
+        }
+    }
     if eligible.is_empty() {
         return Decision::None;
     }
@@ -550,26 +608,18 @@ fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decisi
             .find_map(|k| state.last_replier.get(&(tenant.to_string(), k)));
         if let Some((agent_id, at)) = last {
             let within = now.saturating_sub(*at) <= lookback_ms(lookback);
-            if within && eligible.iter().any(|a| a.id == *agent_id) {
+            if within && eligible.iter().any(|(l, _, _)| l.id == *agent_id) {
                 return Decision::Sticky(agent_id.clone());
             }
         }
     }
-    let candidates: Vec<Candidate> = eligible
+    eligible
         .iter()
-        .map(|a| {
-            let since = a.last_assigned_at.or(a.available_since).unwrap_or(now);
-            Candidate {
-                agent: a.id.clone(),
-                workload: weighted_workload(state, &config, tenant, a),
-                unserved_seconds: (now - since).max(0) as f64 / 1000.0,
-            }
+        .map(|(l, w, u)| (score(*w, *u, min_w, max_u), *u, l.id.as_str()))
+        .min_by(|a, b| rank(*a, *b))
+        .map_or(Decision::None, |(s, _, id)| {
+            Decision::Weighted(id.to_string(), s)
         })
-        .collect();
-    match weighted_sum(&candidates).into_iter().next() {
-        Some((winner, score)) => Decision::Weighted(winner, score),
-        None => Decision::None,
-    }
 }
 
 /// Bulk assignment (SPEC §5.7): the unassigned conversations of the agent's auto-assigning,
@@ -610,16 +660,15 @@ fn bulk(cx: &mut Ctx, agent_id: &str) {
         streams.extend(CATEGORIES.iter().map(|k| (q.clone(), *k)));
     }
     let mut cursors: BTreeMap<(String, Category), WaitKey> = BTreeMap::new();
+    let key = (tenant.clone(), agent_id.to_string());
     loop {
-        let Some(a) = agent(cx.state, &tenant, agent_id) else {
-            return;
-        };
-        if a.group != StatusGroup::Available {
+        if cx.state.agents.get(&key).map(|a| a.group) != Some(StatusGroup::Available) {
             return;
         }
-        streams.retain(|(_, k)| {
-            used(&cx.state.assign, &tenant, &a, *k) < i64::from(capacity(&config, &a, *k))
-        });
+        let Some(load) = cx.state.assign.load(&tenant, agent_id).cloned() else {
+            return;
+        };
+        streams.retain(|(_, k)| load.has_room(*k));
         let mut best: Option<(WaitKey, (String, Category))> = None;
         for s in &streams {
             let Some(list) = cx
@@ -651,7 +700,7 @@ fn bulk(cx: &mut Ctx, agent_id: &str) {
         let ok = cx
             .state
             .conversation(&tenant, &conv_id)
-            .is_some_and(|c| eligible(cx.state, &config, &tenant, &a, c));
+            .is_some_and(|c| has_room_for(&load, c));
         if ok {
             assign(cx, &conv_id, agent_id, AssignMethod::Bulk, None);
         }
@@ -662,11 +711,14 @@ fn bulk(cx: &mut Ctx, agent_id: &str) {
 /// Returns true when the agent (re-)entered the Available group.
 fn capacity_check(cx: &mut Ctx, agent_id: &str) -> bool {
     let tenant = cx.tenant.to_string();
-    let config = cx.state.config(&tenant).clone();
     let Some(a) = agent(cx.state, &tenant, agent_id) else {
         return false;
     };
-    let workload = full_workload(cx.state, &config, &tenant, &a);
+    let workload = cx
+        .state
+        .assign
+        .load(&tenant, agent_id)
+        .map_or(0.0, Load::full_workload);
     let (status, group, full) = if a.group == StatusGroup::Available && workload >= 90.0 {
         ("Full capacity", StatusGroup::Busy, true)
     } else if a.status == "Full capacity" && workload < 90.0 {
@@ -778,6 +830,7 @@ fn on_agent_event(cx: &mut Ctx, e: &AgentEvent) -> Result<(), Rejection> {
             } else {
                 a.calls.remove(&c.call_id);
             }
+            refresh_agent(cx.state, &tenant, &e.agent_id);
         }
     }
     settle_agent(cx, &e.agent_id);
