@@ -630,3 +630,32 @@ fn r_assign_1_voice_capacity_is_not_configurable() {
         ]
     );
 }
+
+/// R-ASSIGN-5: a disabled agent gets no conversations; enabled again, they take the waiting
+/// ones by bulk assignment.
+#[test]
+fn r_assign_5_disabled_agents_get_nothing_until_enabled() {
+    let t = t0();
+    let mut s = Scenario::new();
+    s.auto_queue(t, "sales")
+        .route_prefix(t, "sale", "sales", Priority::Normal);
+    s.agent_setup(t, "ana", &["sales"], &[])
+        .status(t, "ana", "Available");
+    let enabled = |on: bool| {
+        AgentEventKind::AgentUpdated(AgentUpdate {
+            enabled: Some(on),
+            queues: None,
+            capacity: None,
+        })
+    };
+    s.agent(t + SEC, "ana", enabled(false));
+    s.sms(t + 2 * SEC, "m1", "+1", "sale");
+    s.agent(t + 3 * SEC, "ana", enabled(true));
+    let out = s.run();
+    let assigned = out.assigned_to();
+    let got: Vec<(i64, &str, AssignMethod)> = assigned
+        .iter()
+        .map(|(c, a, m)| (*c, a.as_str(), *m))
+        .collect();
+    assert_eq!(got, vec![(1, "ana", AssignMethod::Bulk)]);
+}
