@@ -46,6 +46,10 @@ fn simulate_example_is_byte_identical_across_runs() {
         "\"topic\":\"cc.dlq\"",
         "\"method\":\"single\"",
         "\"method\":\"working_hours_start\"",
+        "\"SlaApplied\"",
+        "\"SlaMet\"",
+        "\"kind\":\"welcome\"",
+        "\"kind\":\"announcement\"",
     ] {
         assert!(text.contains(needle), "example output lacks {needle}");
     }

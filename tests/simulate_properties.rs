@@ -336,6 +336,11 @@ proptest! {
         let second = simulate_text(&input, 4, &settings).expect("simulate");
         prop_assert_eq!(&first, &second);
         check_one_queue_each(&first)?;
+        let mut ids = std::collections::BTreeSet::new();
+        for o in outputs(&first) {
+            let id = o["value"]["id"].as_str().unwrap_or_default().to_string();
+            prop_assert!(ids.insert(id.clone()), "duplicate output id {}", id);
+        }
         // Nothing is lost: every input record is either applied, a duplicate, or dead-lettered;
         // an input line never disappears into a parse failure here.
         prop_assert!(!first.contains("not valid JSON") && !first.contains("invalid cc."), "generator made a bad record");
@@ -359,4 +364,22 @@ proptest! {
         };
         prop_assert_eq!(strip(by_tenant(&one)), strip(by_tenant(&many)));
     }
+}
+
+/// R-TIME-7: every output record of the example scenario has its own id, so consumers can use
+/// ids as a dedup key (timers that fire again get new ids).
+#[test]
+fn output_ids_are_unique() {
+    let input = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/quickstart.jsonl"
+    ))
+    .expect("example");
+    let out = simulate_text(&input, 4, &Settings::default()).expect("simulate");
+    let mut seen = std::collections::BTreeSet::new();
+    for o in outputs(&out) {
+        let id = o["value"]["id"].as_str().expect("id").to_string();
+        assert!(seen.insert(id.clone()), "duplicate output id {id}");
+    }
+    assert!(seen.len() > 40);
 }

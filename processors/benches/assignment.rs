@@ -84,6 +84,7 @@ fn queue(id: &str, auto_assign: bool) -> ConfigChangeKind {
             working_hours_id: None,
             senders: vec![],
             auto_assign,
+            bot: false,
             sticky_lookback: None,
         },
     })

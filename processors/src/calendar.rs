@@ -153,6 +153,154 @@ impl Calendar {
     }
 }
 
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+
+impl Calendar {
+    /// The zone's UTC offset at `ms`, in ms.
+    fn offset_at(&self, ms: i64) -> i64 {
+        use chrono::Offset;
+        let naive = chrono::DateTime::from_timestamp_millis(ms)
+            .map(|d| d.naive_utc())
+            .unwrap_or_default();
+        i64::from(
+            self.zone
+                .offset_from_utc_datetime(&naive)
+                .fix()
+                .local_minus_utc(),
+        ) * 1000
+    }
+
+    /// Stretches of constant UTC offset covering [a, b): one, or two around a transition
+    /// (found by binary search to the millisecond).
+    fn pieces(&self, a: i64, b: i64) -> Vec<(i64, i64, i64)> {
+        let (first, last) = (self.offset_at(a), self.offset_at(b - 1));
+        if first == last {
+            return vec![(a, b, first)];
+        }
+        let (mut lo, mut hi) = (a, b - 1);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.offset_at(mid) == first {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        vec![(a, hi, first), (hi, b, last)]
+    }
+
+    /// The open stretches of local date `date` as UTC ms, half-open, in order: every instant
+    /// whose local date is `date` and whose local time falls in one of the day's intervals.
+    pub fn day_segments(&self, date: NaiveDate) -> Vec<(i64, i64)> {
+        let intervals = &self.week[weekday_index(date.weekday())];
+        if intervals.is_empty() || self.is_holiday(date) {
+            return Vec::new();
+        }
+        let Some(midnight) = date.and_hms_opt(0, 0, 0) else {
+            return Vec::new();
+        };
+        // Local midnight read as if it were UTC; local = utc + offset.
+        let naive0 = midnight.and_utc().timestamp_millis();
+        // Every instant of this local date lies within 14 h of naive0 (UTC offsets are
+        // -12 h to +14 h).
+        let pieces = self.pieces(naive0 - 15 * HOUR, naive0 + 39 * HOUR);
+        let mut out: Vec<(i64, i64)> = Vec::new();
+        for (s, e) in intervals {
+            let (ls, le) = (
+                naive0 + i64::from(*s) * MINUTE,
+                naive0 + i64::from(*e) * MINUTE,
+            );
+            for (a, b, off) in &pieces {
+                let (from, to) = ((ls - off).max(*a), (le - off).min(*b));
+                if from < to {
+                    out.push((from, to));
+                }
+            }
+        }
+        out.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(out.len());
+        for (a, b) in out {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        merged
+    }
+
+    fn local_date(&self, ms: i64) -> NaiveDate {
+        let naive = chrono::DateTime::from_timestamp_millis(ms)
+            .map(|d| d.naive_utc())
+            .unwrap_or_default();
+        self.zone.from_utc_datetime(&naive).date_naive()
+    }
+
+    /// Business time in [from, to), in ms. O(days spanned).
+    pub fn elapsed(&self, from: i64, to: i64) -> i64 {
+        if to <= from {
+            return 0;
+        }
+        let (first, last) = (self.local_date(from), self.local_date(to));
+        let mut total = 0;
+        let mut date = first.pred_opt().unwrap_or(first);
+        while date <= last {
+            for (a, b) in self.day_segments(date) {
+                total += (b.min(to) - a.max(from)).max(0);
+            }
+            date = date.succ_opt().unwrap_or(last + chrono::Days::new(1));
+        }
+        total
+    }
+
+    /// The instant at which `budget` ms of business time, counted from `from`, run out; none
+    /// when the calendar has no open time in the next ten years. O(days spanned).
+    pub fn add(&self, from: i64, budget: i64) -> Option<i64> {
+        if budget <= 0 {
+            return Some(from);
+        }
+        let mut left = budget;
+        let mut date = self.local_date(from).pred_opt()?;
+        for _ in 0..3700 {
+            for (a, b) in self.day_segments(date) {
+                if b <= from {
+                    continue;
+                }
+                let start = a.max(from);
+                if left <= b - start {
+                    return Some(start + left);
+                }
+                left -= b - start;
+            }
+            date = date.succ_opt()?;
+        }
+        None
+    }
+}
+
+/// Business time for SLA counting: around the clock, or a working-hours calendar.
+#[derive(Debug, Clone)]
+pub enum BusinessTime {
+    Always,
+    Hours(Calendar),
+}
+
+impl BusinessTime {
+    pub fn elapsed(&self, from: i64, to: i64) -> i64 {
+        match self {
+            BusinessTime::Always => (to - from).max(0),
+            BusinessTime::Hours(c) => c.elapsed(from, to),
+        }
+    }
+
+    pub fn add(&self, from: i64, budget: i64) -> Option<i64> {
+        match self {
+            BusinessTime::Always => Some(from + budget.max(0)),
+            BusinessTime::Hours(c) => c.add(from, budget),
+        }
+    }
+}
+
 fn weekday_index(w: Weekday) -> usize {
     w.num_days_from_monday() as usize
 }

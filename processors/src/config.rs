@@ -53,6 +53,11 @@ pub fn entity_of(change: &ConfigChangeKind) -> String {
         ConfigChangeKind::SetCapacityDefaults(_) => "capacity".to_string(),
         ConfigChangeKind::SetCountedStatuses(_) => "counted_statuses".to_string(),
         ConfigChangeKind::UpsertAgentStatus(c) => format!("agent_status/{}", c.name),
+        ConfigChangeKind::UpsertSlaPolicy(c) => format!("sla_policy/{}", c.policy.id),
+        ConfigChangeKind::DeleteSlaPolicy(c) => format!("sla_policy/{}", c.policy_id),
+        ConfigChangeKind::ReorderSlaPolicies(_) => "sla_policy_order".to_string(),
+        ConfigChangeKind::UpsertWaitingStrategy(c) => format!("waiting_strategy/{}", c.strategy.id),
+        ConfigChangeKind::DeleteWaitingStrategy(c) => format!("waiting_strategy/{}", c.strategy_id),
     }
 }
 
@@ -190,8 +195,170 @@ fn apply(config: &TenantConfig, change: &ConfigChangeKind) -> Result<TenantConfi
             }
             next.agent_statuses.insert(s.name.clone(), s.group);
         }
+        ConfigChangeKind::UpsertSlaPolicy(UpsertSlaPolicy { policy }) => {
+            validate_sla_policy(config, policy)?;
+            next.sla_policies.insert(policy.id.clone(), policy.clone());
+        }
+        ConfigChangeKind::DeleteSlaPolicy(DeleteSlaPolicy { policy_id }) => {
+            if next.sla_policies.remove(policy_id).is_none() {
+                return Err(invalid("policy_id", format!("no SLA policy {policy_id:?}")));
+            }
+        }
+        ConfigChangeKind::ReorderSlaPolicies(ReorderSlaPolicies { policy_ids }) => {
+            let mut given: Vec<&String> = policy_ids.iter().collect();
+            given.sort();
+            let known: Vec<&String> = config.sla_policies.keys().collect();
+            if given != known {
+                return Err(invalid(
+                    "policy_ids",
+                    "must list every SLA policy exactly once",
+                ));
+            }
+            for (i, id) in policy_ids.iter().enumerate() {
+                if let Some(p) = next.sla_policies.get_mut(id) {
+                    p.order = i as i32;
+                }
+            }
+        }
+        ConfigChangeKind::UpsertWaitingStrategy(UpsertWaitingStrategy { strategy }) => {
+            validate_waiting_strategy(config, strategy)?;
+            next.waiting_strategies
+                .insert(strategy.id.clone(), strategy.clone());
+        }
+        ConfigChangeKind::DeleteWaitingStrategy(DeleteWaitingStrategy { strategy_id }) => {
+            if next.waiting_strategies.remove(strategy_id).is_none() {
+                return Err(invalid(
+                    "strategy_id",
+                    format!("no waiting strategy {strategy_id:?}"),
+                ));
+            }
+        }
     }
     Ok(next)
+}
+
+/// At most a year, in minutes, for any SLA target.
+const MAX_SLA_MINUTES: i32 = 525_600;
+
+fn validate_sla_policy(config: &TenantConfig, p: &SlaPolicy) -> Result<(), Invalid> {
+    non_empty("policy.id", &p.id)?;
+    if p.severities.is_empty() {
+        return Err(invalid(
+            "policy.severities",
+            "a policy needs at least one severity",
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, sev) in p.severities.iter().enumerate() {
+        let field = |f: &str| format!("policy.severities[{i}]{f}");
+        non_empty(&field(".name"), &sev.name)?;
+        if !names.insert(sev.name.as_str()) {
+            return Err(invalid(
+                field(".name"),
+                format!("severity {:?} is defined twice", sev.name),
+            ));
+        }
+        let targets = [
+            ("first_response_minutes", sev.first_response_minutes),
+            ("next_reply_minutes", sev.next_reply_minutes),
+            ("resolution_minutes", sev.resolution_minutes),
+        ];
+        if targets.iter().all(|(_, v)| v.is_none()) {
+            return Err(invalid(field(""), "set at least one of first_response_minutes, next_reply_minutes, resolution_minutes"));
+        }
+        for (name, v) in targets {
+            if let Some(v) = v.filter(|v| !(1..=MAX_SLA_MINUTES).contains(v)) {
+                return Err(invalid(
+                    field(&format!(".{name}")),
+                    format!("{v} is not between 1 and {MAX_SLA_MINUTES}"),
+                ));
+            }
+        }
+    }
+    if !names.contains(p.default_severity.as_str()) {
+        return Err(invalid(
+            "policy.default_severity",
+            format!(
+                "{:?} is not one of the policy's severities",
+                p.default_severity
+            ),
+        ));
+    }
+    if let (Some(from), Some(to)) = (p.valid_from, p.valid_to) {
+        if to < from {
+            return Err(invalid("policy.valid_to", "ends before valid_from"));
+        }
+    }
+    if let Some(c) = &p.condition {
+        condition::validate(c, "policy.condition").map_err(|(f, r)| invalid(f, r))?;
+    }
+    for (i, q) in p.queue_ids.iter().enumerate() {
+        if !config.has_queue(q) {
+            return Err(invalid(
+                format!("policy.queue_ids[{i}]"),
+                format!("no queue {q:?}"),
+            ));
+        }
+    }
+    if p.queue_filter != QueueFilter::All && p.queue_ids.is_empty() {
+        return Err(invalid(
+            "policy.queue_ids",
+            "an apply or ignore filter needs at least one queue",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_waiting_strategy(config: &TenantConfig, w: &WaitingStrategy) -> Result<(), Invalid> {
+    non_empty("strategy.id", &w.id)?;
+    non_empty("strategy.sender", &w.sender)?;
+    if w.welcome.is_none() && w.announcement.is_none() && w.max_wait.is_none() {
+        return Err(invalid(
+            "strategy",
+            "enable at least one of welcome, announcement, max_wait",
+        ));
+    }
+    if let Some(text) = &w.welcome {
+        non_empty("strategy.welcome", text)?;
+    }
+    if let Some(a) = &w.announcement {
+        non_empty("strategy.announcement.text", &a.text)?;
+        if !(60..=3600).contains(&a.interval_seconds) {
+            return Err(invalid(
+                "strategy.announcement.interval_seconds",
+                format!("{} is not between 60 and 3600", a.interval_seconds),
+            ));
+        }
+        if !(1..=60).contains(&a.max_count) {
+            return Err(invalid(
+                "strategy.announcement.max_count",
+                format!("{} is not between 1 and 60", a.max_count),
+            ));
+        }
+    }
+    if let Some(m) = &w.max_wait {
+        non_empty("strategy.max_wait.text", &m.text)?;
+        if !(1..=3600).contains(&m.after_seconds) {
+            return Err(invalid(
+                "strategy.max_wait.after_seconds",
+                format!("{} is not between 1 and 3600 (60 minutes)", m.after_seconds),
+            ));
+        }
+    }
+    if let Some(other) = config
+        .waiting_strategies
+        .values()
+        .find(|o| o.id != w.id && o.sender.eq_ignore_ascii_case(&w.sender))
+    {
+        return Err(invalid(
+            "strategy.sender",
+            format!(
+                "sender {:?} already has waiting strategy {:?}",
+                w.sender, other.id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Processor for ConfigProcessor {

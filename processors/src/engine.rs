@@ -64,7 +64,7 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// A deterministic id for the next output: `<cause>#<n>`, where the cause is the input
-    /// record id or the timer id (R-TIME-7).
+    /// record id, or `<timer id>@<due time>` for a timer (R-TIME-7).
     pub fn next_id(&mut self) -> String {
         let id = format!("{}#{}", self.cause, self.seq);
         self.seq += 1;
@@ -227,8 +227,11 @@ impl<S: Store> Engine<S> {
                 continue;
             }
             let tenant = timer.tenant.clone();
+            // A timer id can fire again at a later due time: the cause names both, so output
+            // ids stay unique.
+            let cause = format!("{id}@{due}");
             // A timer's own work never rejects; an error here is dropped with the timer.
-            if let Ok(outputs) = self.apply(due, &tenant, &id, None, Some(&timer)) {
+            if let Ok(outputs) = self.apply(due, &tenant, &cause, None, Some(&timer)) {
                 step.outputs.extend(outputs.into_iter().map(|o| (due, o)));
             }
         }

@@ -13,9 +13,11 @@ pub mod engine;
 pub mod partition;
 pub mod routing;
 pub mod simulation;
+pub mod sla;
 pub mod state;
 pub mod store;
 pub mod threading;
+pub mod waiting;
 
 pub use engine::{Ctx, Engine, Handled, Rejection, Settings, Stats, Step};
 pub use store::{MemStore, Store, StoreError};
@@ -46,5 +48,7 @@ pub fn standard_processors() -> Vec<Box<dyn Processor>> {
         Box::new(threading::Threading),
         Box::new(routing::Routing),
         Box::new(assignment::Assignment),
+        Box::new(waiting::Waiting),
+        Box::new(sla::Sla),
     ]
 }

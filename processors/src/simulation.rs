@@ -21,8 +21,10 @@ pub struct SourceRecord {
     /// An explicit partition (ticks are written to every partition by the ticker); otherwise
     /// the tenant's partition.
     pub partition: Option<u32>,
-    /// Where it came from, for the dead-letter record: the 1-based line of a file.
+    /// Where it came from, for the dead-letter record: the 1-based line of a file, or the
+    /// offset in its topic partition.
     pub line: Option<i64>,
+    pub offset: Option<i64>,
     /// The original bytes.
     pub raw: Vec<u8>,
     /// The decoded record, or why it could not be decoded.
@@ -39,15 +41,15 @@ pub struct Emitted {
 
 /// The dead-letter record for a source record that could not be applied.
 pub fn dead_letter(source: &SourceRecord, partition: Option<u32>, reason: String) -> DeadLetter {
-    let place = match source.line {
-        Some(line) => format!("line-{line}"),
-        None => format!("p{}", partition.unwrap_or(0)),
+    let place = match (source.line, source.offset) {
+        (Some(line), _) => format!("line-{line}"),
+        (None, offset) => format!("p{}-o{}", partition.unwrap_or(0), offset.unwrap_or(-1)),
     };
     DeadLetter {
         id: format!("dlq/{}/{place}", source.topic),
         source_topic: source.topic.name().to_string(),
         source_partition: partition.map(|p| p as i32),
-        source_offset: None,
+        source_offset: source.offset,
         source_line: source.line,
         key: source.key.clone(),
         value: Bytes(source.raw.clone()),

@@ -55,6 +55,10 @@ pub struct TenantConfig {
     pub capacity: CapacityDefaults,
     pub counted: CountedStatuses,
     pub agent_statuses: BTreeMap<String, StatusGroup>,
+    #[serde(default)]
+    pub sla_policies: BTreeMap<String, SlaPolicy>,
+    #[serde(default)]
+    pub waiting_strategies: BTreeMap<String, WaitingStrategy>,
 }
 
 impl TenantConfig {
@@ -69,6 +73,7 @@ impl TenantConfig {
                 working_hours_id: None,
                 senders: Vec::new(),
                 auto_assign: false,
+                bot: false,
                 sticky_lookback: None,
             }),
             None => None,
@@ -84,6 +89,20 @@ impl TenantConfig {
         let mut routes: Vec<&Route> = self.routes.values().filter(|r| r.enabled).collect();
         routes.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
         routes
+    }
+
+    /// SLA policies in evaluation order: ascending (order, id).
+    pub fn sla_policies_in_order(&self) -> Vec<&SlaPolicy> {
+        let mut policies: Vec<&SlaPolicy> = self.sla_policies.values().collect();
+        policies.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
+        policies
+    }
+
+    /// The waiting strategy of our sender `to`, if any.
+    pub fn waiting_strategy_for(&self, sender: &str) -> Option<&WaitingStrategy> {
+        self.waiting_strategies
+            .values()
+            .find(|w| w.sender.eq_ignore_ascii_case(sender))
     }
 
     /// The working-hours period of a queue, if it has one.
@@ -170,6 +189,10 @@ pub struct State {
     /// (tenant, customer key) → (agent, time) of the last human agent reply to that customer,
     /// for the sticky-agent mode.
     pub last_replier: Table<TenantKey, (String, i64)>,
+    /// (tenant, conversation id) → the facts its SLA clocks are made of.
+    pub sla: Table<TenantKey, crate::sla::SlaState>,
+    /// (tenant, conversation id) → its running waiting strategy.
+    pub waits: Table<TenantKey, crate::waiting::WaitState>,
     /// Derived assignment indexes (not stored: rebuilt from the tables on load).
     pub assign: crate::assignment::AssignIndex,
     /// (tenant, short id) → conversation id.
@@ -191,6 +214,8 @@ const T_SEEN: u8 = b's';
 const T_SHORT: u8 = b'n';
 const T_AGENT: u8 = b'a';
 const T_REPLIER: u8 = b'r';
+const T_SLA: u8 = b'l';
+const T_WAIT: u8 = b'w';
 const T_TIMER: u8 = b'x';
 const T_TIMER_INDEX: u8 = b'i';
 const T_STREAM_TIME: u8 = b'm';
@@ -248,6 +273,8 @@ impl State {
                 Some(T_SHORT) => load_row(&mut state.short_ids, &k, &v)?,
                 Some(T_AGENT) => load_row(&mut state.agents, &k, &v)?,
                 Some(T_REPLIER) => load_row(&mut state.last_replier, &k, &v)?,
+                Some(T_SLA) => load_row(&mut state.sla, &k, &v)?,
+                Some(T_WAIT) => load_row(&mut state.waits, &k, &v)?,
                 Some(T_TIMER) => load_row(&mut state.timers, &k, &v)?,
                 Some(T_TIMER_INDEX) => load_row(&mut state.timer_index, &k, &v)?,
                 Some(T_STREAM_TIME) => load_row(&mut state.stream_time, &k, &v)?,
@@ -273,6 +300,8 @@ impl State {
         drain(T_SHORT, &mut self.short_ids, &mut batch)?;
         drain(T_AGENT, &mut self.agents, &mut batch)?;
         drain(T_REPLIER, &mut self.last_replier, &mut batch)?;
+        drain(T_SLA, &mut self.sla, &mut batch)?;
+        drain(T_WAIT, &mut self.waits, &mut batch)?;
         drain(T_TIMER, &mut self.timers, &mut batch)?;
         drain(T_TIMER_INDEX, &mut self.timer_index, &mut batch)?;
         drain(T_STREAM_TIME, &mut self.stream_time, &mut batch)?;

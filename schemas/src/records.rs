@@ -395,6 +395,125 @@ pub enum ConfigChangeKind {
     SetCapacityDefaults(CapacityDefaults),
     SetCountedStatuses(CountedStatuses),
     UpsertAgentStatus(AgentStatusDef),
+    UpsertSlaPolicy(UpsertSlaPolicy),
+    DeleteSlaPolicy(DeleteSlaPolicy),
+    ReorderSlaPolicies(ReorderSlaPolicies),
+    UpsertWaitingStrategy(UpsertWaitingStrategy),
+    DeleteWaitingStrategy(DeleteWaitingStrategy),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertSlaPolicy {
+    pub policy: SlaPolicy,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlaPolicy {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub order: i32,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub valid_from: Option<i64>,
+    #[serde(default)]
+    pub valid_to: Option<i64>,
+    #[serde(default)]
+    pub condition: Option<Condition>,
+    #[serde(default)]
+    pub queue_filter: QueueFilter,
+    #[serde(default)]
+    pub queue_ids: Vec<String>,
+    #[serde(default)]
+    pub exclude_automated: bool,
+    pub default_severity: String,
+    pub severities: Vec<Severity>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueFilter {
+    #[default]
+    All,
+    Apply,
+    Ignore,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Severity {
+    pub name: String,
+    #[serde(default)]
+    pub first_response_minutes: Option<i32>,
+    #[serde(default)]
+    pub next_reply_minutes: Option<i32>,
+    #[serde(default)]
+    pub resolution_minutes: Option<i32>,
+    #[serde(default)]
+    pub counting: Counting,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Counting {
+    #[default]
+    Always,
+    WorkingHours,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteSlaPolicy {
+    pub policy_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReorderSlaPolicies {
+    pub policy_ids: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertWaitingStrategy {
+    pub strategy: WaitingStrategy,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingStrategy {
+    pub id: String,
+    pub sender: String,
+    #[serde(default)]
+    pub welcome: Option<String>,
+    #[serde(default)]
+    pub announcement: Option<Announcement>,
+    #[serde(default)]
+    pub max_wait: Option<MaxWait>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Announcement {
+    pub text: String,
+    pub interval_seconds: i32,
+    pub max_count: i32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MaxWait {
+    pub text: String,
+    pub after_seconds: i32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteWaitingStrategy {
+    pub strategy_id: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -415,6 +534,8 @@ pub struct Queue {
     pub senders: Vec<String>,
     #[serde(default)]
     pub auto_assign: bool,
+    #[serde(default)]
+    pub bot: bool,
     #[serde(default)]
     pub sticky_lookback: Option<StickyLookback>,
 }

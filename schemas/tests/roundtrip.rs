@@ -143,6 +143,7 @@ fn inputs() -> Vec<Input> {
                 working_hours_id: Some("office".into()),
                 senders: vec!["+38516000000".into()],
                 auto_assign: true,
+                bot: false,
                 sticky_lookback: Some(StickyLookback::Days60),
             },
         })),
@@ -222,6 +223,66 @@ fn inputs() -> Vec<Input> {
             waiting: false,
             solved: true,
         })),
+        cfg(ConfigChangeKind::UpsertSlaPolicy(UpsertSlaPolicy {
+            policy: SlaPolicy {
+                id: "gold".into(),
+                name: "Gold customers".into(),
+                order: 1,
+                enabled: true,
+                valid_from: Some(1_767_225_600_000),
+                valid_to: None,
+                condition: Some(leaf("person.custom.tier", Operator::Is, "gold")),
+                queue_filter: QueueFilter::Ignore,
+                queue_ids: vec!["spam".into()],
+                exclude_automated: true,
+                default_severity: "normal".into(),
+                severities: vec![
+                    Severity {
+                        name: "normal".into(),
+                        first_response_minutes: Some(60),
+                        next_reply_minutes: Some(120),
+                        resolution_minutes: Some(1440),
+                        counting: Counting::WorkingHours,
+                    },
+                    Severity {
+                        name: "critical".into(),
+                        first_response_minutes: Some(5),
+                        next_reply_minutes: None,
+                        resolution_minutes: None,
+                        counting: Counting::Always,
+                    },
+                ],
+            },
+        })),
+        cfg(ConfigChangeKind::DeleteSlaPolicy(DeleteSlaPolicy {
+            policy_id: "gold".into(),
+        })),
+        cfg(ConfigChangeKind::ReorderSlaPolicies(ReorderSlaPolicies {
+            policy_ids: vec!["b".into(), "a".into()],
+        })),
+        cfg(ConfigChangeKind::UpsertWaitingStrategy(
+            UpsertWaitingStrategy {
+                strategy: WaitingStrategy {
+                    id: "ws".into(),
+                    sender: "+38516000000".into(),
+                    welcome: Some("Hi! An agent will be with you shortly.".into()),
+                    announcement: Some(Announcement {
+                        text: "Thanks for waiting.".into(),
+                        interval_seconds: 120,
+                        max_count: 5,
+                    }),
+                    max_wait: Some(MaxWait {
+                        text: "Sorry, please call us.".into(),
+                        after_seconds: 1800,
+                    }),
+                },
+            },
+        )),
+        cfg(ConfigChangeKind::DeleteWaitingStrategy(
+            DeleteWaitingStrategy {
+                strategy_id: "ws".into(),
+            },
+        )),
         cfg(ConfigChangeKind::UpsertAgentStatus(AgentStatusDef {
             name: "Training".into(),
             group: StatusGroup::Away,

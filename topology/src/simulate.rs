@@ -115,6 +115,7 @@ fn parse_line(number: i64, text: &str) -> Line {
         ts,
         partition,
         line: Some(number),
+        offset: None,
         raw,
         decoded,
     }))
@@ -155,6 +156,7 @@ pub fn simulate_text(
                     ts,
                     partition: None,
                     line: Some(line),
+                    offset: None,
                     raw,
                     decoded: Err(reason.clone()),
                 };

@@ -70,6 +70,7 @@ pub fn queue(id: &str) -> Queue {
         working_hours_id: None,
         senders: vec![],
         auto_assign: false,
+        bot: false,
         sticky_lookback: None,
     }
 }
@@ -153,6 +154,7 @@ impl Scenario {
             ts,
             partition: None,
             line: None,
+            offset: Some(self.records.len() as i64),
             raw,
             decoded: Ok(input),
         });
@@ -231,6 +233,7 @@ impl Scenario {
             ts,
             partition: None,
             line: None,
+            offset: Some(self.records.len() as i64),
             raw,
             decoded: Ok(Input::Tick(Tick::default())),
         });
@@ -522,6 +525,107 @@ impl Outcome {
                     ..
                 }) => Some((agent_id.clone(), c.full, c.workload_percent)),
                 _ => None,
+            })
+            .collect()
+    }
+}
+
+/// An SLA policy for every conversation with one severity.
+pub fn sla_policy(
+    id: &str,
+    order: i32,
+    first: Option<i32>,
+    next: Option<i32>,
+    resolution: Option<i32>,
+    counting: Counting,
+) -> SlaPolicy {
+    SlaPolicy {
+        id: id.into(),
+        name: id.into(),
+        order,
+        enabled: true,
+        valid_from: None,
+        valid_to: None,
+        condition: None,
+        queue_filter: QueueFilter::All,
+        queue_ids: vec![],
+        exclude_automated: false,
+        default_severity: "normal".into(),
+        severities: vec![Severity {
+            name: "normal".into(),
+            first_response_minutes: first,
+            next_reply_minutes: next,
+            resolution_minutes: resolution,
+            counting,
+        }],
+    }
+}
+
+impl Scenario {
+    pub fn upsert_policy(&mut self, ts: i64, version: i64, p: SlaPolicy) -> &mut Scenario {
+        self.config(
+            ts,
+            version,
+            ConfigChangeKind::UpsertSlaPolicy(UpsertSlaPolicy { policy: p }),
+        )
+    }
+
+    pub fn reply(
+        &mut self,
+        ts: i64,
+        id: &str,
+        conversation: &str,
+        automated: bool,
+    ) -> &mut Scenario {
+        self.command(
+            ts,
+            id,
+            conversation,
+            CommandKind::Reply(Reply {
+                content: "reply".into(),
+                automated,
+            }),
+        )
+    }
+}
+
+impl Outcome {
+    pub fn sla_events(&self) -> Vec<&SlaEventKind> {
+        self.outputs()
+            .filter_map(|o| {
+                if let Output::Sla(e) = o {
+                    Some(&e.event)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// (metric, due_at, breached_at) of every breach.
+    pub fn breaches(&self) -> Vec<(SlaMetric, i64, i64)> {
+        self.sla_events()
+            .into_iter()
+            .filter_map(|e| {
+                if let SlaEventKind::SlaBreached(b) = e {
+                    Some((b.metric, b.due_at, b.breached_at))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// (metric, elapsed business ms) of every met target.
+    pub fn met(&self) -> Vec<(SlaMetric, i64)> {
+        self.sla_events()
+            .into_iter()
+            .filter_map(|e| {
+                if let SlaEventKind::SlaMet(m) = e {
+                    Some((m.metric, m.elapsed_business_ms))
+                } else {
+                    None
+                }
             })
             .collect()
     }

@@ -1,0 +1,543 @@
+//! SLA breach detection in business time (SPEC §7, R-SLA).
+//!
+//! For each conversation the processor keeps the facts the clocks are made of: when it began,
+//! when a bot handed it over, every customer message, every response, the Solved periods and
+//! the close. The clock instances (one first response, one next reply per customer message
+//! that follows a response, one resolution) are derived from those facts under the policy
+//! that applies now, so switching policy, severity or queue recalculates everything exactly.
+//! A due instant is computed from the instance's start, the Solved pauses and the business
+//! calendar (the queue's working hours when the severity counts working hours only), and a
+//! timer fires at it. Breaches and met targets already emitted are remembered, so each is
+//! emitted once per metric instance, whatever is recalculated or replayed.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use switchboard_schemas::*;
+
+use crate::calendar::{BusinessTime, Calendar};
+use crate::condition::{self, MessageFacts};
+use crate::engine::{Ctx, Handled, Rejection};
+use crate::state::{Conversation, TenantConfig, Timer, TimerKind};
+use crate::Processor;
+
+pub struct Sla;
+
+/// What the clocks of one conversation are made of.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct SlaState {
+    pub policy: Option<String>,
+    pub severity: Option<String>,
+    /// The opening message, to evaluate policy conditions again later.
+    pub first_message: Option<InboundMessage>,
+    pub created_at: i64,
+    /// When the conversation first sat in a queue that is not a bot queue.
+    pub handover_at: Option<i64>,
+    pub customer_messages: Vec<i64>,
+    /// (time, by a human agent).
+    pub responses: Vec<(i64, bool)>,
+    /// Solved periods: (solved at, reopened at).
+    pub pauses: Vec<(i64, Option<i64>)>,
+    pub closed_at: Option<i64>,
+    pub breached: BTreeSet<(SlaMetric, u32)>,
+    pub met: BTreeSet<(SlaMetric, u32)>,
+    /// Timer ids currently scheduled for this conversation.
+    pub timers: Vec<String>,
+    /// The due instants last announced (first response, next reply, resolution).
+    pub announced: (Option<i64>, Option<i64>, Option<i64>),
+}
+
+/// One clock instance derived from the facts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instance {
+    pub metric: SlaMetric,
+    pub n: u32,
+    pub start: i64,
+    pub stop: Option<i64>,
+}
+
+/// The clock instances of a conversation. With `exclude_automated`, only human responses
+/// count and the clocks start at the bot hand-over.
+pub fn instances(s: &SlaState, exclude_automated: bool) -> Vec<Instance> {
+    let origin = if exclude_automated {
+        s.handover_at
+    } else {
+        Some(s.created_at)
+    };
+    let Some(origin) = origin else {
+        return Vec::new();
+    };
+    let responses: Vec<i64> = s
+        .responses
+        .iter()
+        .filter(|(t, human)| *t >= origin && (*human || !exclude_automated))
+        .map(|(t, _)| *t)
+        .collect();
+    let mut out = vec![Instance {
+        metric: SlaMetric::FirstResponse,
+        n: 0,
+        start: origin,
+        stop: responses.first().copied(),
+    }];
+    // Next reply: from the first customer message after each response to the next response.
+    for (i, r) in responses.iter().enumerate() {
+        let next_response = responses.get(i + 1).copied();
+        let asked = s
+            .customer_messages
+            .iter()
+            .copied()
+            .find(|m| *m > *r && next_response.is_none_or(|n| *m < n));
+        if let Some(m) = asked {
+            out.push(Instance {
+                metric: SlaMetric::NextReply,
+                n: i as u32,
+                start: m,
+                stop: responses.iter().copied().find(|t| *t > m),
+            });
+        }
+    }
+    // Resolution: until Solved; a reopen resumes it (the Solved period is a pause).
+    let solved_now = s
+        .pauses
+        .last()
+        .filter(|(_, end)| end.is_none())
+        .map(|(t, _)| *t);
+    out.push(Instance {
+        metric: SlaMetric::Resolution,
+        n: 0,
+        start: origin,
+        stop: solved_now,
+    });
+    out
+}
+
+/// Business time of [start, end) outside the Solved pauses.
+fn elapsed(clock: &BusinessTime, pauses: &[(i64, Option<i64>)], start: i64, end: i64) -> i64 {
+    let paused: i64 = pauses
+        .iter()
+        .map(|(a, b)| {
+            let (a, b) = ((*a).max(start), b.unwrap_or(end).min(end));
+            if a < b {
+                clock.elapsed(a, b)
+            } else {
+                0
+            }
+        })
+        .sum();
+    clock.elapsed(start, end) - paused
+}
+
+/// When `budget` of business time counted from `start`, outside the pauses, runs out; none
+/// while an open pause holds the clock.
+fn due_at(
+    clock: &BusinessTime,
+    pauses: &[(i64, Option<i64>)],
+    start: i64,
+    budget: i64,
+) -> Option<i64> {
+    let mut cursor = start;
+    let mut left = budget;
+    for (from, to) in pauses {
+        if to.is_some_and(|t| t <= cursor) {
+            continue;
+        }
+        if *from > cursor {
+            let run = clock.elapsed(cursor, *from);
+            if run >= left {
+                return clock.add(cursor, left);
+            }
+            left -= run;
+        }
+        cursor = (*to)?.max(cursor);
+    }
+    clock.add(cursor, left)
+}
+
+fn facts<'a>(
+    config: &TenantConfig,
+    conv: &'a Conversation,
+    message: &'a InboundMessage,
+) -> MessageFacts<'a> {
+    let sender_queues = config
+        .queues
+        .values()
+        .filter(|q| {
+            q.senders
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(&message.to))
+        })
+        .map(|q| q.id.clone())
+        .collect();
+    MessageFacts {
+        message,
+        conversation_tags: &conv.tags,
+        sender_queues,
+    }
+}
+
+/// The first enabled policy valid at `now` whose queue filter admits the conversation's queue
+/// and whose condition holds (SPEC §7.1).
+pub fn select_policy<'a>(
+    config: &'a TenantConfig,
+    conv: &Conversation,
+    first: Option<&InboundMessage>,
+    now: i64,
+) -> Option<&'a SlaPolicy> {
+    let queue = conv.queue_id.as_deref()?;
+    config.sla_policies_in_order().into_iter().find(|p| {
+        let valid = p.enabled
+            && p.valid_from.is_none_or(|f| f <= now)
+            && p.valid_to.is_none_or(|t| now <= t);
+        let listed = p.queue_ids.iter().any(|q| q == queue);
+        let admits = match p.queue_filter {
+            QueueFilter::All => true,
+            QueueFilter::Apply => listed,
+            QueueFilter::Ignore => !listed,
+        };
+        let holds = match (&p.condition, first) {
+            (None, _) => true,
+            (Some(c), Some(m)) => condition::eval(c, &facts(config, conv, m)),
+            (Some(_), None) => false,
+        };
+        valid && admits && holds
+    })
+}
+
+fn budget(sev: &Severity, metric: SlaMetric) -> Option<i64> {
+    let minutes = match metric {
+        SlaMetric::FirstResponse => sev.first_response_minutes,
+        SlaMetric::NextReply => sev.next_reply_minutes,
+        SlaMetric::Resolution => sev.resolution_minutes,
+    };
+    minutes.map(|m| i64::from(m) * 60_000)
+}
+
+/// The business clock of a severity for a conversation in `queue`.
+fn business_time(config: &TenantConfig, sev: &Severity, queue: Option<&str>) -> BusinessTime {
+    match (sev.counting, queue.and_then(|q| config.period_of(q))) {
+        (Counting::WorkingHours, Some(p)) => {
+            Calendar::parse(p).map_or(BusinessTime::Always, BusinessTime::Hours)
+        }
+        _ => BusinessTime::Always,
+    }
+}
+
+fn metric_name(m: SlaMetric) -> &'static str {
+    match m {
+        SlaMetric::FirstResponse => "first_response",
+        SlaMetric::NextReply => "next_reply",
+        SlaMetric::Resolution => "resolution",
+    }
+}
+
+fn emit(cx: &mut Ctx, conv: &str, event: SlaEventKind) {
+    let id = cx.next_id();
+    cx.emit(Output::Sla(SlaEvent {
+        id,
+        tenant: cx.tenant.to_string(),
+        conversation_id: conv.to_string(),
+        event,
+    }));
+}
+
+/// Why `evaluate` runs: it announces the policy when it first applies or changes.
+#[derive(PartialEq, Clone, Copy)]
+enum Reason {
+    Progress,
+    Reselect,
+    Recalculate,
+}
+
+/// Re-derive the clocks of one conversation at `now`: select the policy (on `Reselect`),
+/// emit due breaches and met targets, announce changed due times, and schedule timers.
+fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
+    let tenant = cx.tenant.to_string();
+    let key = (tenant.clone(), conv_id.to_string());
+    let (Some(conv), Some(mut s)) = (
+        cx.state.conversation(&tenant, conv_id).cloned(),
+        cx.state.sla.get(&key).cloned(),
+    ) else {
+        return;
+    };
+    let config = cx.state.config(&tenant).clone();
+    let before = (s.policy.clone(), s.severity.clone());
+    if reason == Reason::Reselect {
+        let selected =
+            select_policy(&config, &conv, s.first_message.as_ref(), cx.now).map(|p| p.id.clone());
+        if selected != s.policy {
+            s.severity = selected
+                .as_ref()
+                .and_then(|id| config.sla_policies.get(id))
+                .map(|p| p.default_severity.clone());
+            s.policy = selected;
+        }
+    }
+    let policy = s.policy.as_ref().and_then(|id| config.sla_policies.get(id));
+    // A severity removed from the policy falls back to the default.
+    if let Some(p) = policy {
+        if !p
+            .severities
+            .iter()
+            .any(|v| Some(&v.name) == s.severity.as_ref())
+        {
+            s.severity = Some(p.default_severity.clone());
+        }
+    }
+    let severity = policy.and_then(|p| {
+        p.severities
+            .iter()
+            .find(|v| Some(&v.name) == s.severity.as_ref())
+    });
+    for id in std::mem::take(&mut s.timers) {
+        cx.state.cancel(&id);
+    }
+    let mut dues: (Option<i64>, Option<i64>, Option<i64>) = (None, None, None);
+    if let (Some(p), Some(sev), None) = (policy, severity, s.closed_at) {
+        let clock = business_time(&config, sev, conv.queue_id.as_deref());
+        for inst in instances(&s, p.exclude_automated) {
+            let Some(budget) = budget(sev, inst.metric) else {
+                continue;
+            };
+            let k = (inst.metric, inst.n);
+            let due = due_at(&clock, &s.pauses, inst.start, budget);
+            match inst.stop {
+                Some(stop) => {
+                    let spent = elapsed(&clock, &s.pauses, inst.start, stop);
+                    if spent <= budget && !s.breached.contains(&k) && s.met.insert(k) {
+                        emit(
+                            cx,
+                            conv_id,
+                            SlaEventKind::SlaMet(SlaMet {
+                                metric: inst.metric,
+                                elapsed_business_ms: spent,
+                            }),
+                        );
+                    } else if spent > budget && s.breached.insert(k) {
+                        let due_at = due.unwrap_or(stop);
+                        emit(
+                            cx,
+                            conv_id,
+                            SlaEventKind::SlaBreached(SlaBreached {
+                                metric: inst.metric,
+                                due_at,
+                                breached_at: cx.now,
+                            }),
+                        );
+                    }
+                }
+                None => {
+                    let Some(due) = due else { continue };
+                    match inst.metric {
+                        SlaMetric::FirstResponse => dues.0 = Some(due),
+                        SlaMetric::NextReply => dues.1 = Some(due),
+                        SlaMetric::Resolution => dues.2 = Some(due),
+                    }
+                    if s.breached.contains(&k) {
+                        continue;
+                    }
+                    if due <= cx.now {
+                        s.breached.insert(k);
+                        emit(
+                            cx,
+                            conv_id,
+                            SlaEventKind::SlaBreached(SlaBreached {
+                                metric: inst.metric,
+                                due_at: due,
+                                breached_at: cx.now,
+                            }),
+                        );
+                    } else {
+                        let id = format!(
+                            "{tenant}/sla/{conv_id}/{}/{}",
+                            metric_name(inst.metric),
+                            inst.n
+                        );
+                        cx.schedule(
+                            due,
+                            id.clone(),
+                            TimerKind::Wake {
+                                purpose: "sla".into(),
+                                subject: conv_id.to_string(),
+                            },
+                        );
+                        s.timers.push(id);
+                    }
+                }
+            }
+        }
+    }
+    let changed = (s.policy.clone(), s.severity.clone()) != before;
+    let announce = match (&before.0, &s.policy) {
+        (None, Some(p)) => Some(SlaEventKind::SlaApplied(SlaApplied {
+            policy_id: p.clone(),
+            severity: s.severity.clone().unwrap_or_default(),
+            first_response_due: dues.0,
+            next_reply_due: dues.1,
+            resolution_due: dues.2,
+        })),
+        _ if changed || (reason != Reason::Progress && dues != s.announced) => {
+            Some(SlaEventKind::SlaRecalculated(SlaRecalculated {
+                policy_id: s.policy.clone(),
+                severity: s.severity.clone(),
+                first_response_due: dues.0,
+                next_reply_due: dues.1,
+                resolution_due: dues.2,
+            }))
+        }
+        _ => None,
+    };
+    if let Some(event) = announce {
+        s.announced = dues;
+        emit(cx, conv_id, event);
+    }
+    cx.state.sla.insert(key, s);
+}
+
+fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
+    let tenant = cx.tenant.to_string();
+    let key = (tenant.clone(), e.conversation_id.clone());
+    let now = cx.now;
+    let is_bot_queue =
+        |cx: &Ctx, q: &str| cx.state.config(cx.tenant).queue(q).is_some_and(|q| q.bot);
+    let reason = match &e.event {
+        ConversationEventKind::Opened(_) => {
+            let first = match cx.input() {
+                Some(Input::Inbound(m)) => Some(m.clone()),
+                _ => None,
+            };
+            let s = SlaState {
+                first_message: first,
+                created_at: now,
+                ..SlaState::default()
+            };
+            cx.state.sla.insert(key, s);
+            return;
+        }
+        ConversationEventKind::MessageReceived(_) => {
+            if let Some(s) = cx.state.sla.get_mut(&key) {
+                s.customer_messages.push(now);
+            }
+            Reason::Progress
+        }
+        ConversationEventKind::Routed(r) => {
+            let bot = is_bot_queue(cx, &r.queue_id);
+            if let Some(s) = cx.state.sla.get_mut(&key) {
+                if !bot && s.handover_at.is_none() {
+                    s.handover_at = Some(now);
+                }
+            }
+            Reason::Reselect
+        }
+        ConversationEventKind::QueueChanged(q) => {
+            let bot = is_bot_queue(cx, &q.to_queue);
+            if let Some(s) = cx.state.sla.get_mut(&key) {
+                if !bot && s.handover_at.is_none() {
+                    s.handover_at = Some(now);
+                }
+            }
+            Reason::Reselect
+        }
+        ConversationEventKind::TagsChanged(_) => Reason::Progress,
+        ConversationEventKind::StatusChanged(c) => {
+            if let Some(s) = cx.state.sla.get_mut(&key) {
+                if c.to == Status::Solved {
+                    s.pauses.push((now, None));
+                } else if c.from == Status::Solved {
+                    if let Some(last) = s.pauses.last_mut() {
+                        last.1 = Some(now);
+                    }
+                }
+                if c.to == Status::Closed {
+                    s.closed_at = Some(now);
+                }
+            }
+            Reason::Progress
+        }
+        _ => return,
+    };
+    evaluate(cx, &e.conversation_id, reason);
+}
+
+impl Processor for Sla {
+    fn on_input(&mut self, cx: &mut Ctx, input: &Input) -> Result<Handled, Rejection> {
+        let Input::Command(Command {
+            conversation_id,
+            command: CommandKind::SetSeverity(sev),
+            ..
+        }) = input
+        else {
+            return Ok(Handled::No);
+        };
+        let tenant = cx.tenant.to_string();
+        let Some(id) = cx.state.resolve_conversation(&tenant, conversation_id) else {
+            return Err(Rejection(format!(
+                "unknown conversation {conversation_id:?}"
+            )));
+        };
+        let key = (tenant.clone(), id.clone());
+        let policy = cx.state.sla.get(&key).and_then(|s| s.policy.clone());
+        let Some(policy) =
+            policy.and_then(|p| cx.state.config(&tenant).sla_policies.get(&p).cloned())
+        else {
+            return Err(Rejection(format!(
+                "no SLA policy applies to conversation {id:?}"
+            )));
+        };
+        if !policy.severities.iter().any(|v| v.name == sev.severity) {
+            return Err(Rejection(format!(
+                "SLA policy {:?} has no severity {:?}",
+                policy.id, sev.severity
+            )));
+        }
+        if let Some(s) = cx.state.sla.get_mut(&key) {
+            s.severity = Some(sev.severity.clone());
+        }
+        evaluate(cx, &id, Reason::Recalculate);
+        Ok(Handled::Yes)
+    }
+
+    fn on_output(&mut self, cx: &mut Ctx, output: &Output) {
+        match output {
+            Output::Conversation(e) if e.tenant == cx.tenant => on_conversation_event(cx, e),
+            Output::Outbound(m) if m.tenant == cx.tenant && m.kind != OutboundKind::Survey => {
+                let key = (cx.tenant.to_string(), m.conversation_id.clone());
+                let now = cx.now;
+                if let Some(s) = cx.state.sla.get_mut(&key) {
+                    s.responses.push((now, m.kind == OutboundKind::Agent));
+                    evaluate(cx, &m.conversation_id, Reason::Progress);
+                }
+            }
+            Output::Config(ConfigEvent {
+                event: ConfigEventKind::ConfigApplied(a),
+                tenant,
+                ..
+            }) if *tenant == cx.tenant
+                && (a.entity.starts_with("sla_policy")
+                    || a.entity.starts_with("queue/")
+                    || a.entity.starts_with("working_hours/")) =>
+            {
+                // Policies changed: re-select for every conversation SLA still tracks.
+                let t = cx.tenant.to_string();
+                let open: Vec<String> = cx
+                    .state
+                    .sla
+                    .range((t.clone(), String::new())..)
+                    .take_while(|(k, _)| k.0 == t)
+                    .filter(|(_, s)| s.closed_at.is_none())
+                    .map(|(k, _)| k.1.clone())
+                    .collect();
+                for id in open {
+                    evaluate(cx, &id, Reason::Reselect);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Ctx, timer: &Timer) {
+        if let TimerKind::Wake { purpose, subject } = &timer.kind {
+            if purpose == "sla" {
+                evaluate(cx, subject, Reason::Progress);
+            }
+        }
+    }
+}
