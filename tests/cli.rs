@@ -50,6 +50,8 @@ fn simulate_example_is_byte_identical_across_runs() {
         "\"SlaMet\"",
         "\"kind\":\"welcome\"",
         "\"kind\":\"announcement\"",
+        "\"MessageSentiment\"",
+        "\"ConversationSentiment\"",
     ] {
         assert!(text.contains(needle), "example output lacks {needle}");
     }
@@ -137,4 +139,66 @@ fn missing_input_file_is_one_readable_error_line() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"));
+}
+
+/// R-SENT-2: `sentiment score` prints `score<TAB>label` per stdin line.
+#[test]
+fn sentiment_score_reads_stdin() {
+    use std::io::Write;
+    let mut child = bin()
+        .args(["sentiment", "score"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            "still waiting for my refund\nthank you so much!\nwhere is my order\n".as_bytes(),
+        )
+        .expect("write");
+    let out = child.wait_with_output().expect("output");
+    assert!(out.status.success());
+    let labels: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap_or("").to_string())
+        .collect();
+    assert_eq!(labels, vec!["negative", "positive", "neutral"]);
+}
+
+/// `sentiment eval` prints the figures; a malformed file is one readable error line.
+#[test]
+fn sentiment_eval_prints_figures_and_rejects_bad_files() {
+    let good = tmp("eval.tsv");
+    std::fs::write(
+        &good,
+        "negative\tworst service ever\npositive\tthanks, great help!\nneutral\twhere is my order\n",
+    )
+    .expect("write");
+    let out = bin()
+        .args(["sentiment", "eval"])
+        .arg(&good)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("accuracy  1.000"), "{text}");
+    assert!(text.contains("macro-F1  1.000"), "{text}");
+    assert!(text.contains("confusion"), "{text}");
+    let bad = tmp("bad.tsv");
+    std::fs::write(&bad, "negative\tok\nmeh\tno label\n").expect("write");
+    let out = bin()
+        .args(["sentiment", "eval"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("bad.tsv:2: expected `label<TAB>text`"),
+        "{stderr}"
+    );
 }

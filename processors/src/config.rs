@@ -58,6 +58,7 @@ pub fn entity_of(change: &ConfigChangeKind) -> String {
         ConfigChangeKind::ReorderSlaPolicies(_) => "sla_policy_order".to_string(),
         ConfigChangeKind::UpsertWaitingStrategy(c) => format!("waiting_strategy/{}", c.strategy.id),
         ConfigChangeKind::DeleteWaitingStrategy(c) => format!("waiting_strategy/{}", c.strategy_id),
+        ConfigChangeKind::SetSentiment(_) => "sentiment".to_string(),
     }
 }
 
@@ -224,6 +225,9 @@ fn apply(config: &TenantConfig, change: &ConfigChangeKind) -> Result<TenantConfi
             validate_waiting_strategy(config, strategy)?;
             next.waiting_strategies
                 .insert(strategy.id.clone(), strategy.clone());
+        }
+        ConfigChangeKind::SetSentiment(SetSentiment { enabled }) => {
+            next.sentiment_enabled = *enabled
         }
         ConfigChangeKind::DeleteWaitingStrategy(DeleteWaitingStrategy { strategy_id }) => {
             if next.waiting_strategies.remove(strategy_id).is_none() {

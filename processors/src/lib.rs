@@ -12,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod partition;
 pub mod routing;
+pub mod sentiment;
 pub mod simulation;
 pub mod sla;
 pub mod state;
@@ -50,5 +51,8 @@ pub fn standard_processors() -> Vec<Box<dyn Processor>> {
         Box::new(assignment::Assignment),
         Box::new(waiting::Waiting),
         Box::new(sla::Sla),
+        Box::new(sentiment::Sentiment {
+            scorer: sentiment::Scorer::default(),
+        }),
     ]
 }

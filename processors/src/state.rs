@@ -59,6 +59,8 @@ pub struct TenantConfig {
     pub sla_policies: BTreeMap<String, SlaPolicy>,
     #[serde(default)]
     pub waiting_strategies: BTreeMap<String, WaitingStrategy>,
+    #[serde(default)]
+    pub sentiment_enabled: bool,
 }
 
 impl TenantConfig {
@@ -193,6 +195,8 @@ pub struct State {
     pub sla: Table<TenantKey, crate::sla::SlaState>,
     /// (tenant, conversation id) → its running waiting strategy.
     pub waits: Table<TenantKey, crate::waiting::WaitState>,
+    /// (tenant, conversation id) → its running sentiment mean.
+    pub moods: Table<TenantKey, crate::sentiment::ConversationMood>,
     /// Derived assignment indexes (not stored: rebuilt from the tables on load).
     pub assign: crate::assignment::AssignIndex,
     /// (tenant, short id) → conversation id.
@@ -216,6 +220,7 @@ const T_AGENT: u8 = b'a';
 const T_REPLIER: u8 = b'r';
 const T_SLA: u8 = b'l';
 const T_WAIT: u8 = b'w';
+const T_MOOD: u8 = b'o';
 const T_TIMER: u8 = b'x';
 const T_TIMER_INDEX: u8 = b'i';
 const T_STREAM_TIME: u8 = b'm';
@@ -275,6 +280,7 @@ impl State {
                 Some(T_REPLIER) => load_row(&mut state.last_replier, &k, &v)?,
                 Some(T_SLA) => load_row(&mut state.sla, &k, &v)?,
                 Some(T_WAIT) => load_row(&mut state.waits, &k, &v)?,
+                Some(T_MOOD) => load_row(&mut state.moods, &k, &v)?,
                 Some(T_TIMER) => load_row(&mut state.timers, &k, &v)?,
                 Some(T_TIMER_INDEX) => load_row(&mut state.timer_index, &k, &v)?,
                 Some(T_STREAM_TIME) => load_row(&mut state.stream_time, &k, &v)?,
@@ -302,6 +308,7 @@ impl State {
         drain(T_REPLIER, &mut self.last_replier, &mut batch)?;
         drain(T_SLA, &mut self.sla, &mut batch)?;
         drain(T_WAIT, &mut self.waits, &mut batch)?;
+        drain(T_MOOD, &mut self.moods, &mut batch)?;
         drain(T_TIMER, &mut self.timers, &mut batch)?;
         drain(T_TIMER_INDEX, &mut self.timer_index, &mut batch)?;
         drain(T_STREAM_TIME, &mut self.stream_time, &mut batch)?;

@@ -400,6 +400,13 @@ pub enum ConfigChangeKind {
     ReorderSlaPolicies(ReorderSlaPolicies),
     UpsertWaitingStrategy(UpsertWaitingStrategy),
     DeleteWaitingStrategy(DeleteWaitingStrategy),
+    SetSentiment(SetSentiment),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SetSentiment {
+    pub enabled: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

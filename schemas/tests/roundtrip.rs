@@ -278,6 +278,9 @@ fn inputs() -> Vec<Input> {
                 },
             },
         )),
+        cfg(ConfigChangeKind::SetSentiment(SetSentiment {
+            enabled: true,
+        })),
         cfg(ConfigChangeKind::DeleteWaitingStrategy(
             DeleteWaitingStrategy {
                 strategy_id: "ws".into(),

@@ -2,4 +2,5 @@
 //! file-driven `simulate` command; the Kafka runtime (consumers, transactional producers,
 //! RocksDB stores with changelogs) lands here next.
 
+pub mod sentiment_cli;
 pub mod simulate;

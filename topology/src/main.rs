@@ -1,5 +1,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use switchboard::sentiment_cli::{self, Split};
+use switchboard_processors::sentiment::{Scorer, DEFAULT_ALPHA};
 
 /// Switchboard: a stream-processing engine for omnichannel contact centers.
 #[derive(Parser)]
@@ -23,24 +25,76 @@ enum Cmd {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         partitions: u32,
     },
+    /// The sentiment scorer on its own.
+    Sentiment {
+        #[command(subcommand)]
+        command: SentimentCmd,
+    },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+#[derive(Subcommand)]
+enum SentimentCmd {
+    /// Read text lines on stdin; print `score<TAB>label` for each.
+    Score {
+        /// The squashing constant (default: the tuned value).
+        #[arg(long)]
+        alpha: Option<f64>,
+    },
+    /// Read `label<TAB>text` lines; print accuracy, macro-F1, per-class precision and recall,
+    /// and the confusion matrix.
+    Eval {
+        file: String,
+        /// Rows to use: all, the tuning half (even lines) or the held-out half (odd lines).
+        #[arg(long, value_enum, default_value = "all")]
+        split: Split,
+        /// The squashing constant (default: the tuned value).
+        #[arg(long)]
+        alpha: Option<f64>,
+    },
+}
+
+fn scorer(alpha: Option<f64>) -> Scorer {
+    Scorer {
+        alpha: alpha.unwrap_or(DEFAULT_ALPHA),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
         Cmd::Simulate {
             input,
             output,
             partitions,
-        } => switchboard::simulate::simulate_file(&input, &output, partitions).map(
-            |(records, outputs)| {
-                eprintln!(
-                    "switchboard: {records} input records -> {outputs} output records in {output}"
-                );
-            },
-        ),
-    };
-    match result {
+        } => {
+            let (records, outputs) =
+                switchboard::simulate::simulate_file(&input, &output, partitions)
+                    .map_err(|e| e.to_string())?;
+            eprintln!(
+                "switchboard: {records} input records -> {outputs} output records in {output}"
+            );
+            Ok(())
+        }
+        Cmd::Sentiment {
+            command: SentimentCmd::Score { alpha },
+        } => sentiment_cli::score_lines(
+            &scorer(alpha),
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+        )
+        .map_err(|e| e.to_string()),
+        Cmd::Sentiment {
+            command: SentimentCmd::Eval { file, split, alpha },
+        } => {
+            let report = sentiment_cli::eval_file(&file, split, &scorer(alpha))
+                .map_err(|e| e.to_string())?;
+            print!("{report}");
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchboard: {e}");
