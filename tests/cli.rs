@@ -52,6 +52,8 @@ fn simulate_example_is_byte_identical_across_runs() {
         "\"kind\":\"announcement\"",
         "\"MessageSentiment\"",
         "\"ConversationSentiment\"",
+        "\"SurveySent\"",
+        "\"SurveyFeedback\"",
     ] {
         assert!(text.contains(needle), "example output lacks {needle}");
     }

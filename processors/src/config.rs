@@ -59,6 +59,7 @@ pub fn entity_of(change: &ConfigChangeKind) -> String {
         ConfigChangeKind::UpsertWaitingStrategy(c) => format!("waiting_strategy/{}", c.strategy.id),
         ConfigChangeKind::DeleteWaitingStrategy(c) => format!("waiting_strategy/{}", c.strategy_id),
         ConfigChangeKind::SetSentiment(_) => "sentiment".to_string(),
+        ConfigChangeKind::SetSurveySettings(_) => "surveys".to_string(),
     }
 }
 
@@ -225,6 +226,29 @@ fn apply(config: &TenantConfig, change: &ConfigChangeKind) -> Result<TenantConfi
             validate_waiting_strategy(config, strategy)?;
             next.waiting_strategies
                 .insert(strategy.id.clone(), strategy.clone());
+        }
+        ConfigChangeKind::SetSurveySettings(s) => {
+            for (field, value, range) in [
+                ("delay_seconds", s.delay_seconds, 0..=86_400),
+                ("minimum_span_hours", s.minimum_span_hours, 0..=8_760),
+                ("answer_window_hours", s.answer_window_hours, 1..=720),
+            ] {
+                if !range.contains(&value) {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "{value} is not between {} and {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    ));
+                }
+            }
+            non_empty("question", &s.question)?;
+            if let Some(f) = &s.follow_up {
+                non_empty("follow_up", f)?;
+            }
+            next.surveys = Some(s.clone());
         }
         ConfigChangeKind::SetSentiment(SetSentiment { enabled }) => {
             next.sentiment_enabled = *enabled

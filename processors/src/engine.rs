@@ -47,6 +47,8 @@ impl Rejection {
 pub enum Handled {
     Yes,
     No,
+    /// Acted on it, and no later processor sees it (a survey answer is not a message).
+    Consumed,
 }
 
 /// The processing context handed to processors: the state, the current time, and the place
@@ -269,7 +271,14 @@ impl<S: Store> Engine<S> {
         if let Some(input) = input {
             let mut handled = false;
             for p in self.processors.iter_mut() {
-                handled |= p.on_input(&mut cx, input)? == Handled::Yes;
+                match p.on_input(&mut cx, input)? {
+                    Handled::Yes => handled = true,
+                    Handled::No => {}
+                    Handled::Consumed => {
+                        handled = true;
+                        break;
+                    }
+                }
             }
             if let (Input::Command(c), false) = (input, handled) {
                 return Err(Rejection(format!(

@@ -9,6 +9,7 @@ pub mod assignment;
 pub mod calendar;
 pub mod condition;
 pub mod config;
+pub mod csat;
 pub mod engine;
 pub mod partition;
 pub mod routing;
@@ -46,6 +47,8 @@ pub trait Processor {
 pub fn standard_processors() -> Vec<Box<dyn Processor>> {
     vec![
         Box::new(config::ConfigProcessor),
+        // Before threading: a survey answer is consumed and never becomes a message.
+        Box::new(csat::Csat),
         Box::new(threading::Threading),
         Box::new(routing::Routing),
         Box::new(assignment::Assignment),

@@ -61,6 +61,8 @@ pub struct TenantConfig {
     pub waiting_strategies: BTreeMap<String, WaitingStrategy>,
     #[serde(default)]
     pub sentiment_enabled: bool,
+    #[serde(default)]
+    pub surveys: Option<SurveySettings>,
 }
 
 impl TenantConfig {
@@ -197,6 +199,14 @@ pub struct State {
     pub waits: Table<TenantKey, crate::waiting::WaitState>,
     /// (tenant, conversation id) → its running sentiment mean.
     pub moods: Table<TenantKey, crate::sentiment::ConversationMood>,
+    /// (tenant, conversation id) → its survey.
+    pub surveys: Table<TenantKey, crate::csat::Survey>,
+    /// (tenant, customer key) → the conversation whose survey awaits this customer's answer.
+    pub survey_index: Table<TenantKey, String>,
+    /// (tenant, customer key) → when the customer was last surveyed.
+    pub last_survey: Table<TenantKey, i64>,
+    /// (tenant, `tenant` | `queue/<id>` | `agent/<id>`) → (happy, not happy).
+    pub csat: Table<TenantKey, (u64, u64)>,
     /// Derived assignment indexes (not stored: rebuilt from the tables on load).
     pub assign: crate::assignment::AssignIndex,
     /// (tenant, short id) → conversation id.
@@ -221,6 +231,10 @@ const T_REPLIER: u8 = b'r';
 const T_SLA: u8 = b'l';
 const T_WAIT: u8 = b'w';
 const T_MOOD: u8 = b'o';
+const T_SURVEY: u8 = b'v';
+const T_SURVEY_INDEX: u8 = b'y';
+const T_LAST_SURVEY: u8 = b'z';
+const T_CSAT: u8 = b'q';
 const T_TIMER: u8 = b'x';
 const T_TIMER_INDEX: u8 = b'i';
 const T_STREAM_TIME: u8 = b'm';
@@ -281,6 +295,10 @@ impl State {
                 Some(T_SLA) => load_row(&mut state.sla, &k, &v)?,
                 Some(T_WAIT) => load_row(&mut state.waits, &k, &v)?,
                 Some(T_MOOD) => load_row(&mut state.moods, &k, &v)?,
+                Some(T_SURVEY) => load_row(&mut state.surveys, &k, &v)?,
+                Some(T_SURVEY_INDEX) => load_row(&mut state.survey_index, &k, &v)?,
+                Some(T_LAST_SURVEY) => load_row(&mut state.last_survey, &k, &v)?,
+                Some(T_CSAT) => load_row(&mut state.csat, &k, &v)?,
                 Some(T_TIMER) => load_row(&mut state.timers, &k, &v)?,
                 Some(T_TIMER_INDEX) => load_row(&mut state.timer_index, &k, &v)?,
                 Some(T_STREAM_TIME) => load_row(&mut state.stream_time, &k, &v)?,
@@ -309,6 +327,10 @@ impl State {
         drain(T_SLA, &mut self.sla, &mut batch)?;
         drain(T_WAIT, &mut self.waits, &mut batch)?;
         drain(T_MOOD, &mut self.moods, &mut batch)?;
+        drain(T_SURVEY, &mut self.surveys, &mut batch)?;
+        drain(T_SURVEY_INDEX, &mut self.survey_index, &mut batch)?;
+        drain(T_LAST_SURVEY, &mut self.last_survey, &mut batch)?;
+        drain(T_CSAT, &mut self.csat, &mut batch)?;
         drain(T_TIMER, &mut self.timers, &mut batch)?;
         drain(T_TIMER_INDEX, &mut self.timer_index, &mut batch)?;
         drain(T_STREAM_TIME, &mut self.stream_time, &mut batch)?;

@@ -401,6 +401,35 @@ pub enum ConfigChangeKind {
     UpsertWaitingStrategy(UpsertWaitingStrategy),
     DeleteWaitingStrategy(DeleteWaitingStrategy),
     SetSentiment(SetSentiment),
+    SetSurveySettings(SurveySettings),
+}
+
+fn thirty() -> i32 {
+    30
+}
+
+fn day_hours() -> i32 {
+    24
+}
+
+fn default_question() -> String {
+    "Were you happy with our help? Reply 1 (happy) or 2 (not happy).".to_string()
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SurveySettings {
+    pub enabled: bool,
+    #[serde(default = "thirty")]
+    pub delay_seconds: i32,
+    #[serde(default)]
+    pub minimum_span_hours: i32,
+    #[serde(default = "day_hours")]
+    pub answer_window_hours: i32,
+    #[serde(default = "default_question")]
+    pub question: String,
+    #[serde(default)]
+    pub follow_up: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

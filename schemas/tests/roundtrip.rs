@@ -278,6 +278,14 @@ fn inputs() -> Vec<Input> {
                 },
             },
         )),
+        cfg(ConfigChangeKind::SetSurveySettings(SurveySettings {
+            enabled: true,
+            delay_seconds: 60,
+            minimum_span_hours: 24,
+            answer_window_hours: 48,
+            question: "Happy? 1 yes, 2 no".into(),
+            follow_up: Some("Tell us more?".into()),
+        })),
         cfg(ConfigChangeKind::SetSentiment(SetSentiment {
             enabled: true,
         })),
