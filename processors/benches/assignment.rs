@@ -59,20 +59,14 @@ impl Feed {
 
     fn message(&mut self, from: usize, content: &str) {
         let id = self.id();
-        self.send(Input::Inbound(InboundMessage {
-            id,
-            tenant: TENANT.into(),
-            channel: Channel::Whatsapp,
-            from: format!("+{from}"),
-            to: "+1".into(),
-            content: content.into(),
-            person: None,
-            company: None,
-            email: None,
-            custom: Map::new(),
-            ivr: Map::new(),
-            is_visitor: false,
-        }));
+        self.send(Input::Inbound(InboundMessage::text(
+            &id,
+            TENANT,
+            Channel::Whatsapp,
+            &format!("+{from}"),
+            "+1",
+            content,
+        )));
     }
 }
 

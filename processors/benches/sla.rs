@@ -103,20 +103,14 @@ fn conversations(n: usize, with_policy: bool) -> (f64, usize) {
             .count()
     };
     for i in 0..n {
-        let m = InboundMessage {
-            id: format!("m{i}"),
-            tenant: TENANT.into(),
-            channel: Channel::Sms,
-            from: format!("+{i}"),
-            to: "+1".into(),
-            content: "help".into(),
-            person: None,
-            company: None,
-            email: None,
-            custom: Map::new(),
-            ivr: Map::new(),
-            is_visitor: false,
-        };
+        let m = InboundMessage::text(
+            &format!("m{i}"),
+            TENANT,
+            Channel::Sms,
+            &format!("+{i}"),
+            "+1",
+            "help",
+        );
         count(engine.process(t0 + i as i64, &Input::Inbound(m)).outputs);
     }
     count(

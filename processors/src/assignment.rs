@@ -493,6 +493,16 @@ fn schedule_opening(cx: &mut Ctx, queue: &str) {
     }
 }
 
+fn emit_assignment(cx: &mut Ctx, conv_id: &str, event: AssignmentEventKind) {
+    let id = cx.next_id();
+    cx.emit(Output::Assignment(AssignmentEvent {
+        id,
+        tenant: cx.tenant.to_string(),
+        conversation_id: conv_id.to_string(),
+        event,
+    }));
+}
+
 /// Assign `conv` to `agent_id`, emit `Assigned`, and keep indexes and capacity status current.
 fn assign(cx: &mut Ctx, conv_id: &str, agent_id: &str, method: AssignMethod, score: Option<f64>) {
     let tenant = cx.tenant.to_string();
@@ -509,17 +519,15 @@ fn assign(cx: &mut Ctx, conv_id: &str, agent_id: &str, method: AssignMethod, sco
         a.last_assigned_at = Some(now);
     }
     refresh_agent(cx.state, &tenant, agent_id);
-    let id = cx.next_id();
-    cx.emit(Output::Assignment(AssignmentEvent {
-        id,
-        tenant: tenant.clone(),
-        conversation_id: conv_id.to_string(),
-        event: AssignmentEventKind::Assigned(Assigned {
+    emit_assignment(
+        cx,
+        conv_id,
+        AssignmentEventKind::Assigned(Assigned {
             agent_id: agent_id.to_string(),
             method,
             score,
         }),
-    }));
+    );
     refresh_conversation(cx.state, &tenant, conv_id);
     capacity_check(cx, agent_id);
 }
@@ -531,16 +539,14 @@ fn unassign(cx: &mut Ctx, conv_id: &str, reason: &str) -> Option<String> {
         .conversation_mut(&tenant, conv_id)?
         .assignee
         .take()?;
-    let id = cx.next_id();
-    cx.emit(Output::Assignment(AssignmentEvent {
-        id,
-        tenant: tenant.clone(),
-        conversation_id: conv_id.to_string(),
-        event: AssignmentEventKind::Unassigned(AgentReason {
+    emit_assignment(
+        cx,
+        conv_id,
+        AssignmentEventKind::Unassigned(AgentReason {
             agent_id: agent_id.clone(),
             reason: reason.to_string(),
         }),
-    }));
+    );
     refresh_conversation(cx.state, &tenant, conv_id);
     Some(agent_id)
 }
@@ -890,16 +896,11 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
         }
         Some(agent_id) => {
             let reject = |cx: &mut Ctx, reason: &str| {
-                let id = cx.next_id();
-                cx.emit(Output::Assignment(AssignmentEvent {
-                    id,
-                    tenant: cx.tenant.to_string(),
-                    conversation_id: conv_id.clone(),
-                    event: AssignmentEventKind::AssignmentRejected(AgentReason {
-                        agent_id: agent_id.clone(),
-                        reason: reason.to_string(),
-                    }),
-                }));
+                let event = AssignmentEventKind::AssignmentRejected(AgentReason {
+                    agent_id: agent_id.clone(),
+                    reason: reason.to_string(),
+                });
+                emit_assignment(cx, &conv_id, event);
             };
             match (agent(cx.state, &tenant, &agent_id), &conv.assignee) {
                 (None, _) => reject(cx, "unknown_agent"),

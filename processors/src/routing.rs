@@ -14,12 +14,13 @@ use crate::Processor;
 
 pub struct Routing;
 
-/// The destination of a new conversation: (queue, priority, matching route).
-pub fn route(
+/// What conditions see of a message: its attributes, the conversation's tags, and the
+/// queues whose senders include our address `to` (the `sender_queue` attribute).
+pub fn message_facts<'a>(
     config: &TenantConfig,
-    message: &InboundMessage,
-    conversation_tags: &std::collections::BTreeSet<String>,
-) -> (String, Priority, Option<String>) {
+    message: &'a InboundMessage,
+    conversation_tags: &'a std::collections::BTreeSet<String>,
+) -> MessageFacts<'a> {
     let sender_queues = config
         .queues
         .values()
@@ -30,11 +31,20 @@ pub fn route(
         })
         .map(|q| q.id.clone())
         .collect();
-    let facts = MessageFacts {
+    MessageFacts {
         message,
         conversation_tags,
         sender_queues,
-    };
+    }
+}
+
+/// The destination of a new conversation: (queue, priority, matching route).
+pub fn route(
+    config: &TenantConfig,
+    message: &InboundMessage,
+    conversation_tags: &std::collections::BTreeSet<String>,
+) -> (String, Priority, Option<String>) {
+    let facts = message_facts(config, message, conversation_tags);
     config
         .routes_in_order()
         .into_iter()

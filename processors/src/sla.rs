@@ -15,8 +15,9 @@ use std::collections::BTreeSet;
 use switchboard_schemas::*;
 
 use crate::calendar::{BusinessTime, Calendar};
-use crate::condition::{self, MessageFacts};
+use crate::condition;
 use crate::engine::{Ctx, Handled, Rejection};
+use crate::routing::message_facts;
 use crate::state::{Conversation, TenantConfig, Timer, TimerKind};
 use crate::Processor;
 
@@ -152,28 +153,6 @@ fn due_at(
     clock.add(cursor, left)
 }
 
-fn facts<'a>(
-    config: &TenantConfig,
-    conv: &'a Conversation,
-    message: &'a InboundMessage,
-) -> MessageFacts<'a> {
-    let sender_queues = config
-        .queues
-        .values()
-        .filter(|q| {
-            q.senders
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(&message.to))
-        })
-        .map(|q| q.id.clone())
-        .collect();
-    MessageFacts {
-        message,
-        conversation_tags: &conv.tags,
-        sender_queues,
-    }
-}
-
 /// The first enabled policy valid at `now` whose queue filter admits the conversation's queue
 /// and whose condition holds (SPEC §7.1).
 pub fn select_policy<'a>(
@@ -195,7 +174,7 @@ pub fn select_policy<'a>(
         };
         let holds = match (&p.condition, first) {
             (None, _) => true,
-            (Some(c), Some(m)) => condition::eval(c, &facts(config, conv, m)),
+            (Some(c), Some(m)) => condition::eval(c, &message_facts(config, m, &conv.tags)),
             (Some(_), None) => false,
         };
         valid && admits && holds

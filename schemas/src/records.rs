@@ -180,6 +180,33 @@ pub struct InboundMessage {
     pub is_visitor: bool,
 }
 
+impl InboundMessage {
+    /// A plain text message with no person, company, e-mail or custom data.
+    pub fn text(
+        id: &str,
+        tenant: &str,
+        channel: Channel,
+        from: &str,
+        to: &str,
+        content: &str,
+    ) -> InboundMessage {
+        InboundMessage {
+            id: id.to_string(),
+            tenant: tenant.to_string(),
+            channel,
+            from: from.to_string(),
+            to: to.to_string(),
+            content: content.to_string(),
+            person: None,
+            company: None,
+            email: None,
+            custom: Map::new(),
+            ivr: Map::new(),
+            is_visitor: false,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Person {

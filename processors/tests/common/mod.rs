@@ -47,20 +47,7 @@ pub fn not(child: Condition) -> Condition {
 }
 
 pub fn message(id: &str, channel: Channel, from: &str, content: &str) -> InboundMessage {
-    InboundMessage {
-        id: id.into(),
-        tenant: TENANT.into(),
-        channel,
-        from: from.into(),
-        to: "+100".into(),
-        content: content.into(),
-        person: None,
-        company: None,
-        email: None,
-        custom: Map::new(),
-        ivr: Map::new(),
-        is_visitor: false,
-    }
+    InboundMessage::text(id, TENANT, channel, from, "+100", content)
 }
 
 pub fn queue(id: &str) -> Queue {
