@@ -204,3 +204,26 @@ fn sentiment_eval_prints_figures_and_rejects_bad_files() {
         "{stderr}"
     );
 }
+
+/// R-RUN-7: `config check` prints the effective configuration, or one line naming the field.
+#[test]
+fn config_check_names_the_bad_field() {
+    let ok = bin()
+        .args(["config", "check"])
+        .env("SWITCHBOARD_TOPICS_PARTITIONS", "6")
+        .output()
+        .expect("run");
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("partitions = 6"));
+    let bad = bin()
+        .args(["config", "check"])
+        .env("SWITCHBOARD_TICKER_INTERVAL_MS", "5")
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "switchboard: invalid configuration: ticker.interval_ms: 5 is not between 10 and 60000"
+    );
+}

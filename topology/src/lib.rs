@@ -1,6 +1,8 @@
-//! The runtime that wires Switchboard's processors to the outside world. For now: the
-//! file-driven `simulate` command; the Kafka runtime (consumers, transactional producers,
-//! RocksDB stores with changelogs) lands here next.
+//! The runtime that wires Switchboard's processors to the outside world: the file-driven
+//! `simulate` command, the runtime configuration, and the RocksDB state stores. The Kafka
+//! runtime (consumers, transactional producers, changelogs) builds on these.
 
+pub mod config;
 pub mod sentiment_cli;
 pub mod simulate;
+pub mod state_store;

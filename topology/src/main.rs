@@ -30,6 +30,22 @@ enum Cmd {
         #[command(subcommand)]
         command: SentimentCmd,
     },
+    /// The runtime configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check a TOML configuration (with SWITCHBOARD_* environment overrides) and print the
+    /// effective configuration.
+    Check {
+        /// The configuration file; none: the defaults.
+        #[arg(long)]
+        config: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,6 +98,14 @@ fn run(cli: Cli) -> Result<(), String> {
             std::io::stdout().lock(),
         )
         .map_err(|e| e.to_string()),
+        Cmd::Config {
+            command: ConfigCmd::Check { config },
+        } => {
+            let config = switchboard::config::Config::load(config.as_deref())
+                .map_err(|e| format!("invalid configuration: {e}"))?;
+            print!("{}", config.to_toml());
+            Ok(())
+        }
         Cmd::Sentiment {
             command: SentimentCmd::Eval { file, split, alpha },
         } => {

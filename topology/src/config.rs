@@ -1,0 +1,324 @@
+//! Runtime configuration: a TOML file, every key overridable by an environment variable
+//! `SWITCHBOARD_<SECTION>_<KEY>` (for example `SWITCHBOARD_KAFKA_BOOTSTRAP_SERVERS`). Invalid
+//! configuration is rejected with the offending field named; nothing has a silent fallback
+//! except the documented defaults.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config file {path}: {reason}")]
+    Syntax { path: String, reason: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// How outputs reach consumers exactly once (see docs/operations.md when the runtime lands).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Kafka transactions: outputs, changelog writes and input offsets commit together.
+    ExactlyOnce,
+    /// No transactions: deterministic re-processing, with a per-partition output sequence in
+    /// record headers that consumers (and recovery) use to drop what was already written.
+    Deduplicated,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kafka {
+    pub bootstrap_servers: String,
+    pub application_id: String,
+    pub guarantee: Guarantee,
+    /// Extra librdkafka properties passed through unchanged (security settings, timeouts).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for Kafka {
+    fn default() -> Self {
+        Kafka {
+            bootstrap_servers: "localhost:9092".into(),
+            application_id: "switchboard".into(),
+            guarantee: Guarantee::ExactlyOnce,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    /// Create missing topics at start.
+    pub create: bool,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Appended to every output topic name (replay into separate topics).
+    pub output_suffix: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            create: true,
+            partitions: 4,
+            replication_factor: 1,
+            output_suffix: String::new(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct State {
+    /// One RocksDB store per assigned partition is kept below this directory.
+    pub dir: String,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            dir: "./switchboard-state".into(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// `/metrics`, `/healthz`, `/readyz` and the interactive queries.
+    pub listen: String,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ticker {
+    /// Write a `Tick` to every partition of `cc.ticks` every `interval_ms` of wall clock.
+    pub enabled: bool,
+    pub interval_ms: i64,
+}
+
+impl Default for Ticker {
+    fn default() -> Self {
+        Ticker {
+            enabled: true,
+            interval_ms: 1000,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Engine {
+    /// How long processed record ids are remembered for idempotency, in hours of stream time.
+    pub dedup_retention_hours: i64,
+    /// How long a partition waits for its other topics before processing what it has (SPEC
+    /// §1.3, live data).
+    pub max_idle_ms: i64,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine {
+            dedup_retention_hours: 168,
+            max_idle_ms: 100,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: Kafka,
+    pub topics: Topics,
+    pub state: State,
+    pub http: Http,
+    pub ticker: Ticker,
+    pub engine: Engine,
+}
+
+const PREFIX: &str = "SWITCHBOARD_";
+
+/// Apply `SWITCHBOARD_<SECTION>_<KEY>` variables to a parsed TOML table. The value is read as
+/// the type the key has in the defaults (integer, boolean or string).
+fn apply_env(table: &mut toml::Table, vars: &[(String, String)]) -> Result<(), ConfigError> {
+    let defaults =
+        toml::Table::try_from(Config::default()).map_err(|e| invalid("config", e.to_string()))?;
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let rest = rest.to_lowercase();
+        let Some((section, key)) = rest.split_once('_') else {
+            return Err(invalid(name, "expected SWITCHBOARD_<SECTION>_<KEY>"));
+        };
+        let field = format!("{section}.{key}");
+        let Some(default) = defaults
+            .get(section)
+            .and_then(|s| s.as_table())
+            .and_then(|s| s.get(key))
+        else {
+            return Err(invalid(&field, format!("unknown setting (from {name})")));
+        };
+        let parsed = match default {
+            toml::Value::Integer(_) => value
+                .trim()
+                .parse::<i64>()
+                .map(toml::Value::Integer)
+                .map_err(|_| {
+                    invalid(&field, format!("{value:?} is not an integer (from {name})"))
+                })?,
+            toml::Value::Boolean(_) => match value.trim() {
+                "true" | "1" => toml::Value::Boolean(true),
+                "false" | "0" => toml::Value::Boolean(false),
+                _ => {
+                    return Err(invalid(
+                        &field,
+                        format!("{value:?} is not true or false (from {name})"),
+                    ))
+                }
+            },
+            toml::Value::Table(_) => {
+                return Err(invalid(
+                    &field,
+                    format!("a table cannot be set from {name}"),
+                ))
+            }
+            _ => toml::Value::String(value.clone()),
+        };
+        let section_table = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match section_table {
+            toml::Value::Table(t) => {
+                t.insert(key.to_string(), parsed);
+            }
+            _ => return Err(invalid(section, "must be a table")),
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Load from TOML text (`path` names it in errors) with environment overrides.
+    pub fn parse(text: &str, path: &str, vars: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.to_string(),
+                    reason: e.message().to_string(),
+                })?;
+        apply_env(&mut table, vars)?;
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.to_string(),
+                    reason: e.message().to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Load `path` with the process environment's overrides; no file: the defaults.
+    pub fn load(path: Option<&str>) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(PREFIX))
+            .collect();
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                    path: p.to_string(),
+                    reason: e.to_string(),
+                })?;
+                Config::parse(&text, p, &vars)
+            }
+            None => Config::parse("", "(defaults)", &vars),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap_servers", "must not be empty"));
+        }
+        let id = &self.kafka.application_id;
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(invalid(
+                "kafka.application_id",
+                format!("{id:?} must be letters, digits, '.', '_' or '-'"),
+            ));
+        }
+        if !(1..=10_000).contains(&self.topics.partitions) {
+            return Err(invalid(
+                "topics.partitions",
+                format!("{} is not between 1 and 10000", self.topics.partitions),
+            ));
+        }
+        if !(1..=32).contains(&self.topics.replication_factor) {
+            return Err(invalid(
+                "topics.replication_factor",
+                format!("{} is not between 1 and 32", self.topics.replication_factor),
+            ));
+        }
+        if self.state.dir.trim().is_empty() {
+            return Err(invalid("state.dir", "must not be empty"));
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9464",
+                    self.http.listen
+                ),
+            ));
+        }
+        if !(10..=60_000).contains(&self.ticker.interval_ms) {
+            return Err(invalid(
+                "ticker.interval_ms",
+                format!("{} is not between 10 and 60000", self.ticker.interval_ms),
+            ));
+        }
+        if !(1..=8_760).contains(&self.engine.dedup_retention_hours) {
+            return Err(invalid(
+                "engine.dedup_retention_hours",
+                format!(
+                    "{} is not between 1 and 8760",
+                    self.engine.dedup_retention_hours
+                ),
+            ));
+        }
+        if !(0..=60_000).contains(&self.engine.max_idle_ms) {
+            return Err(invalid(
+                "engine.max_idle_ms",
+                format!("{} is not between 0 and 60000", self.engine.max_idle_ms),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
