@@ -713,12 +713,21 @@ fn bulk(cx: &mut Ctx, agent_id: &str) {
     }
 }
 
+fn emit_agent_state(cx: &mut Ctx, agent_id: &str, event: AgentStateEventKind) {
+    let id = cx.next_id();
+    cx.emit(Output::AgentState(AgentStateEvent {
+        id,
+        tenant: cx.tenant.to_string(),
+        agent_id: agent_id.to_string(),
+        event,
+    }));
+}
+
 /// Full capacity / Under capacity transitions at 90% combined workload (SPEC §5.4).
-/// Returns true when the agent (re-)entered the Available group.
-fn capacity_check(cx: &mut Ctx, agent_id: &str) -> bool {
+fn capacity_check(cx: &mut Ctx, agent_id: &str) {
     let tenant = cx.tenant.to_string();
     let Some(a) = agent(cx.state, &tenant, agent_id) else {
-        return false;
+        return;
     };
     let workload = cx
         .state
@@ -730,20 +739,14 @@ fn capacity_check(cx: &mut Ctx, agent_id: &str) -> bool {
     } else if a.status == "Full capacity" && workload < 90.0 {
         ("Under capacity", StatusGroup::Available, false)
     } else {
-        return false;
+        return;
     };
     set_status(cx, agent_id, status, group);
-    let id = cx.next_id();
-    cx.emit(Output::AgentState(AgentStateEvent {
-        id,
-        tenant,
-        agent_id: agent_id.to_string(),
-        event: AgentStateEventKind::AgentCapacityChanged(AgentCapacityChanged {
-            full,
-            workload_percent: (workload * 100.0).round() / 100.0,
-        }),
-    }));
-    !full
+    let event = AgentStateEventKind::AgentCapacityChanged(AgentCapacityChanged {
+        full,
+        workload_percent: (workload * 100.0).round() / 100.0,
+    });
+    emit_agent_state(cx, agent_id, event);
 }
 
 /// Set an agent's status, emit `AgentStatus`, and keep the availability index current.
@@ -762,16 +765,11 @@ fn set_status(cx: &mut Ctx, agent_id: &str, status: &str, group: StatusGroup) {
     a.status = status.to_string();
     a.group = group;
     refresh_agent(cx.state, &tenant, agent_id);
-    let id = cx.next_id();
-    cx.emit(Output::AgentState(AgentStateEvent {
-        id,
-        tenant,
-        agent_id: agent_id.to_string(),
-        event: AgentStateEventKind::AgentStatus(AgentStatus {
-            status: status.to_string(),
-            group,
-        }),
-    }));
+    let event = AgentStateEventKind::AgentStatus(AgentStatus {
+        status: status.to_string(),
+        group,
+    });
+    emit_agent_state(cx, agent_id, event);
 }
 
 /// After an agent's situation changed: the capacity status, then bulk assignment when they
