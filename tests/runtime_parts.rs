@@ -2,7 +2,7 @@
 //! (R-RUN-7).
 
 use switchboard::config::{Config, ConfigError, Guarantee};
-use switchboard::state_store::RocksStore;
+use switchboard::state_store::{Checkpoint, RocksStore};
 use switchboard_processors::{Engine, MemStore, Settings, Store};
 use switchboard_schemas::*;
 
@@ -94,20 +94,25 @@ fn r_run_2_rocksdb_store_restores_state_exactly() {
     );
 }
 
-/// R-RUN-2: the changelog checkpoint is kept apart from the state rows, survives a reopen,
-/// and can be cleared (after an unclean stop).
+/// R-RUN-2: the changelog checkpoint is kept apart from the state rows, is written in one
+/// batch with them, survives a reopen, and can be cleared (after an unclean stop).
 #[test]
 fn r_run_2_checkpoint_is_kept_apart_and_survives_reopen() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut store = RocksStore::open(dir.path()).expect("open");
     assert_eq!(store.checkpoint().expect("read"), None);
+    let checkpoint = Checkpoint {
+        changelog_offset: 41,
+        inputs: [("cc.inbound".to_string(), 7)].into_iter().collect(),
+        seq: 12,
+        outputs: Default::default(),
+    };
     store
-        .write(&[(b"k".to_vec(), Some(b"v".to_vec()))])
-        .expect("write");
-    store.set_checkpoint(41).expect("checkpoint");
+        .commit(&[(b"k".to_vec(), Some(b"v".to_vec()))], &checkpoint)
+        .expect("commit");
     drop(store);
     let mut store = RocksStore::open(dir.path()).expect("reopen");
-    assert_eq!(store.checkpoint().expect("read"), Some(41));
+    assert_eq!(store.checkpoint().expect("read"), Some(checkpoint));
     assert_eq!(
         store.entries().expect("entries"),
         vec![(b"k".to_vec(), b"v".to_vec())]

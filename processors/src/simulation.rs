@@ -57,6 +57,36 @@ pub fn dead_letter(source: &SourceRecord, partition: Option<u32>, reason: String
     }
 }
 
+/// Run one source record through `engine` (of partition `partition`): its outputs, then the
+/// dead-letter record if it could not be decoded or applied. The Kafka runtime and
+/// [`run`] both go through here, so they cannot disagree.
+pub fn apply_record<S: crate::Store>(
+    engine: &mut Engine<S>,
+    record: &SourceRecord,
+    partition: u32,
+) -> Vec<Emitted> {
+    let emitted = |(ts, output)| Emitted {
+        ts,
+        partition,
+        output,
+    };
+    match &record.decoded {
+        Ok(input) => {
+            let step = engine.process(record.ts, input);
+            let mut out: Vec<Emitted> = step.outputs.into_iter().map(emitted).collect();
+            if let Some(rejection) = step.rejected {
+                let dl = dead_letter(record, Some(partition), rejection.0);
+                out.push(emitted((record.ts, Output::DeadLetter(dl))));
+            }
+            out
+        }
+        Err(reason) => {
+            let dl = dead_letter(record, Some(partition), reason.clone());
+            vec![emitted((record.ts, Output::DeadLetter(dl)))]
+        }
+    }
+}
+
 fn partition_for(r: &SourceRecord, partitions: u32) -> u32 {
     if let Some(p) = r.partition {
         return p % partitions.max(1);
@@ -114,33 +144,7 @@ pub fn run(
             heads.push(Reverse((next.ts, q % n_topics, partition, q)));
         }
         let engine = &mut engines[partition];
-        let p = partition as u32;
-        match &record.decoded {
-            Ok(input) => {
-                let step = engine.process(record.ts, input);
-                out.extend(step.outputs.into_iter().map(|(ts, output)| Emitted {
-                    ts,
-                    partition: p,
-                    output,
-                }));
-                if let Some(rejection) = step.rejected {
-                    let dl = dead_letter(&record, Some(p), rejection.0);
-                    out.push(Emitted {
-                        ts: record.ts,
-                        partition: p,
-                        output: Output::DeadLetter(dl),
-                    });
-                }
-            }
-            Err(reason) => {
-                let dl = dead_letter(&record, Some(p), reason.clone());
-                out.push(Emitted {
-                    ts: record.ts,
-                    partition: p,
-                    output: Output::DeadLetter(dl),
-                });
-            }
-        }
+        out.extend(apply_record(engine, &record, partition as u32));
         engine.flush()?;
     }
     Ok(out)

@@ -40,6 +40,10 @@ pub struct Kafka {
     pub bootstrap_servers: String,
     pub application_id: String,
     pub guarantee: Guarantee,
+    /// This instance's name within the application: part of its `transactional.id`
+    /// (`<application.id>-<instance_id>`), so it must be stable across restarts and distinct
+    /// between instances. Empty: the host name.
+    pub instance_id: String,
     /// Extra librdkafka properties passed through unchanged (security settings, timeouts).
     pub properties: BTreeMap<String, String>,
 }
@@ -50,6 +54,7 @@ impl Default for Kafka {
             bootstrap_servers: "localhost:9092".into(),
             application_id: "switchboard".into(),
             guarantee: Guarantee::ExactlyOnce,
+            instance_id: String::new(),
             properties: BTreeMap::new(),
         }
     }
@@ -269,6 +274,20 @@ impl Config {
                 format!("{id:?} must be letters, digits, '.', '_' or '-'"),
             ));
         }
+        if !self
+            .kafka
+            .instance_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(invalid(
+                "kafka.instance_id",
+                format!(
+                    "{:?} must be letters, digits, '.', '_' or '-'",
+                    self.kafka.instance_id
+                ),
+            ));
+        }
         if !(1..=10_000).contains(&self.topics.partitions) {
             return Err(invalid(
                 "topics.partitions",
@@ -315,6 +334,18 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The instance id, defaulting to the host name.
+    pub fn instance_id(&self) -> String {
+        if !self.kafka.instance_id.is_empty() {
+            return self.kafka.instance_id.clone();
+        }
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "instance".to_string())
     }
 
     /// The effective configuration as TOML.

@@ -1,8 +1,14 @@
-//! The runtime that wires Switchboard's processors to the outside world: the file-driven
-//! `simulate` command, the runtime configuration, and the RocksDB state stores. The Kafka
-//! runtime (consumers, transactional producers, changelogs) builds on these.
+//! The runtime that wires Switchboard's processors to the outside world: the Kafka runtime
+//! (consumer group, transactions or deduplicated delivery, RocksDB state with changelogs,
+//! timers by stream time, the ticker), metrics and HTTP, the embedded `demo`, the file-driven
+//! `simulate` command and the runtime configuration.
 
+pub mod app;
 pub mod config;
+pub mod demo;
+pub mod kafka;
+pub mod metrics;
+pub mod runtime;
 pub mod sentiment_cli;
 pub mod simulate;
 pub mod state_store;

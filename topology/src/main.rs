@@ -1,5 +1,8 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use switchboard::app;
+use switchboard::metrics::Metrics;
+use switchboard::runtime::StartFrom;
 use switchboard::sentiment_cli::{self, Split};
 use switchboard_processors::sentiment::{Scorer, DEFAULT_ALPHA};
 
@@ -25,6 +28,65 @@ enum Cmd {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         partitions: u32,
     },
+    /// Run the engine against Kafka until SIGINT/SIGTERM.
+    Run {
+        /// TOML configuration (every key overridable by SWITCHBOARD_<SECTION>_<KEY>); none:
+        /// the defaults.
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Reprocess the input topics into fresh state under a new application id, writing to
+    /// separate output topics (R-RUN-6).
+    Replay {
+        #[arg(long)]
+        config: Option<String>,
+        /// Start from the beginning of every input topic.
+        #[arg(
+            long,
+            conflicts_with = "from_timestamp",
+            required_unless_present = "from_timestamp"
+        )]
+        from_beginning: bool,
+        /// Start from the first records at or after this time (ms since the Unix epoch, or
+        /// RFC 3339).
+        #[arg(long)]
+        from_timestamp: Option<String>,
+        /// The replay's application id (its consumer group, state and changelog).
+        #[arg(long)]
+        application_id: String,
+        /// Appended to every output topic name, e.g. `.replay` writes `cc.assignments.replay`.
+        #[arg(long)]
+        output_suffix: String,
+    },
+    /// Topic administration.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCmd,
+    },
+    /// Write a Tick to every partition of cc.ticks every ticker.interval_ms (when the engine's
+    /// built-in ticker is off).
+    Ticker {
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// A simulated contact center on an in-process Kafka cluster: no install, no config.
+    Demo {
+        /// How long to drive traffic, e.g. 30s, 2m.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Customer messages per second (wall clock).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        rate: u32,
+        /// Contact-center accounts to simulate.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+        tenants: u32,
+        /// Port for /metrics (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The delivery guarantee to run the engine with.
+        #[arg(long, value_enum, default_value = "exactly-once")]
+        guarantee: DemoGuarantee,
+    },
     /// The sentiment scorer on its own.
     Sentiment {
         #[command(subcommand)]
@@ -35,6 +97,54 @@ enum Cmd {
         #[command(subcommand)]
         command: ConfigCmd,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DemoGuarantee {
+    ExactlyOnce,
+    Deduplicated,
+}
+
+#[derive(Subcommand)]
+enum TopicsCmd {
+    /// Create the input, output and changelog topics that are missing (co-partitioned,
+    /// cc.config and the changelog compacted).
+    Create {
+        #[arg(long)]
+        config: Option<String>,
+        /// Also create the output topics with this suffix (for a replay).
+        #[arg(long, default_value = "")]
+        output_suffix: String,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 2m or 500ms"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("{s:?} is not a duration like 30s, 2m or 500ms")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+fn parse_timestamp(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.trim().parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| format!("--from-timestamp: {s:?} is neither ms since the epoch nor RFC 3339"))
+}
+
+fn load_config(path: Option<&str>) -> Result<switchboard::config::Config, String> {
+    switchboard::config::Config::load(path).map_err(|e| format!("invalid configuration: {e}"))
 }
 
 #[derive(Subcommand)]
@@ -90,6 +200,85 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Cmd::Run { config } => {
+            let config = load_config(config.as_deref())?;
+            app::init_logging();
+            let stop = app::stop_on_signal()?;
+            app::run_engine(
+                config,
+                String::new(),
+                StartFrom::Committed,
+                stop,
+                Metrics::new(),
+            )
+        }
+        Cmd::Replay {
+            config,
+            from_beginning: _,
+            from_timestamp,
+            application_id,
+            output_suffix,
+        } => {
+            let mut config = load_config(config.as_deref())?;
+            config.kafka.application_id = application_id;
+            config
+                .validate()
+                .map_err(|e| format!("invalid configuration: {e}"))?;
+            if output_suffix.is_empty() {
+                return Err(
+                    "--output-suffix must not be empty: a replay writes to its own topics".into(),
+                );
+            }
+            let start = match from_timestamp {
+                Some(t) => StartFrom::Timestamp(parse_timestamp(&t)?),
+                None => StartFrom::Committed,
+            };
+            app::init_logging();
+            let stop = app::stop_on_signal()?;
+            app::run_engine(config, output_suffix, start, stop, Metrics::new())
+        }
+        Cmd::Topics {
+            command:
+                TopicsCmd::Create {
+                    config,
+                    output_suffix,
+                },
+        } => {
+            let config = load_config(config.as_deref())?;
+            let created = switchboard::kafka::create_topics(&config, &output_suffix)
+                .map_err(|e| e.to_string())?;
+            eprintln!("switchboard: {} topic(s) created", created.len());
+            for t in created {
+                println!("{t}");
+            }
+            Ok(())
+        }
+        Cmd::Ticker { config } => {
+            let config = load_config(config.as_deref())?;
+            app::init_logging();
+            let stop = app::stop_on_signal()?;
+            app::run_ticker(&config, stop)
+        }
+        Cmd::Demo {
+            duration,
+            rate,
+            tenants,
+            port,
+            guarantee,
+        } => {
+            let summary = switchboard::demo::run(&switchboard::demo::DemoOptions {
+                duration,
+                rate,
+                tenants,
+                port,
+                guarantee: match guarantee {
+                    DemoGuarantee::ExactlyOnce => switchboard::config::Guarantee::ExactlyOnce,
+                    DemoGuarantee::Deduplicated => switchboard::config::Guarantee::Deduplicated,
+                },
+            })?;
+            print!("{summary}");
+            Ok(())
+        }
         Cmd::Sentiment {
             command: SentimentCmd::Score { alpha },
         } => sentiment_cli::score_lines(
@@ -101,8 +290,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Config {
             command: ConfigCmd::Check { config },
         } => {
-            let config = switchboard::config::Config::load(config.as_deref())
-                .map_err(|e| format!("invalid configuration: {e}"))?;
+            let config = load_config(config.as_deref())?;
             print!("{}", config.to_toml());
             Ok(())
         }

@@ -3,15 +3,17 @@
 //! One store per assigned partition. State rows live in the default column family, exactly
 //! as the engine writes them (the same bytes go to the partition's changelog topic). Runtime
 //! metadata, such as the changelog offset the local state is known to match, lives in a
-//! separate `meta` column family, so restoring state never sees it.
+//! separate `meta` column family, so restoring state never sees it. State rows and the
+//! checkpoint are written in one atomic batch ([`RocksStore::commit`]).
 
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use switchboard_processors::store::{Entry, Write};
 use switchboard_processors::{Store, StoreError};
 
 const META: &str = "meta";
-const CHECKPOINT: &[u8] = b"changelog-offset";
+const CHECKPOINT: &[u8] = b"checkpoint";
 
 pub struct RocksStore {
     db: DB,
@@ -47,50 +49,67 @@ impl RocksStore {
         &self.path
     }
 
-    /// The changelog offset the local state was last known to match, if any.
-    pub fn checkpoint(&self) -> Result<Option<i64>, StoreError> {
-        let cf = self
-            .db
+    fn meta(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
             .cf_handle(META)
-            .ok_or_else(|| StoreError::Io("missing meta column family".into()))?;
-        match self.db.get_cf(&cf, CHECKPOINT).map_err(io)? {
+            .ok_or_else(|| StoreError::Io("missing meta column family".into()))
+    }
+
+    /// Where the local state stands against the changelog and the input topics, if known.
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        match self.db.get_cf(self.meta()?, CHECKPOINT).map_err(io)? {
             None => Ok(None),
             Some(bytes) => {
-                let raw: [u8; 8] =
-                    bytes
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt {
-                            key: "meta/changelog-offset".into(),
-                            reason: format!("{} bytes, expected 8", bytes.len()),
-                        })?;
-                Ok(Some(i64::from_be_bytes(raw)))
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        key: "meta/checkpoint".into(),
+                        reason: e.to_string(),
+                    })
             }
         }
     }
 
-    /// Record that the local state matches the changelog up to `offset` (inclusive).
-    pub fn set_checkpoint(&mut self, offset: i64) -> Result<(), StoreError> {
-        let cf = self
-            .db
-            .cf_handle(META)
-            .ok_or_else(|| StoreError::Io("missing meta column family".into()))?;
+    /// Apply `batch` and record `checkpoint` in one atomic, synced write: the local state and
+    /// its checkpoint never disagree, even after a crash.
+    pub fn commit(&mut self, batch: &[Write], checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        for (k, v) in batch {
+            match v {
+                Some(v) => wb.put(k, v),
+                None => wb.delete(k),
+            }
+        }
+        let bytes = serde_json::to_vec(checkpoint).map_err(|e| StoreError::Io(e.to_string()))?;
+        wb.put_cf(self.meta()?, CHECKPOINT, bytes);
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db
-            .put_cf_opt(&cf, CHECKPOINT, offset.to_be_bytes(), &opts)
-            .map_err(io)
+        self.db.write_opt(wb, &opts).map_err(io)
     }
 
-    /// Forget the checkpoint: after an unclean stop the local state is not trusted beyond the
-    /// last committed transaction, so it is restored from the changelog.
-    pub fn clear_checkpoint(&mut self) -> Result<(), StoreError> {
-        let cf = self
-            .db
-            .cf_handle(META)
-            .ok_or_else(|| StoreError::Io("missing meta column family".into()))?;
-        self.db.delete_cf(&cf, CHECKPOINT).map_err(io)
+    /// Record `checkpoint` without state changes.
+    pub fn set_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.commit(&[], checkpoint)
     }
+
+    /// Forget the checkpoint: the local state is then restored from the changelog's start.
+    pub fn clear_checkpoint(&mut self) -> Result<(), StoreError> {
+        self.db.delete_cf(self.meta()?, CHECKPOINT).map_err(io)
+    }
+}
+
+/// Where one partition's state stands: written atomically with the state rows in RocksDB, and
+/// as the marker record that closes each batch in the changelog topic.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Offset of this checkpoint's marker in the changelog partition (-1: not in it yet).
+    pub changelog_offset: i64,
+    /// The next input offset to process, per input topic.
+    pub inputs: BTreeMap<String, i64>,
+    /// The next output sequence number of this source partition.
+    pub seq: u64,
+    /// The end offset of each output topic's partition after this batch's outputs.
+    pub outputs: BTreeMap<String, i64>,
 }
 
 impl Store for RocksStore {

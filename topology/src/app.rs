@@ -1,0 +1,142 @@
+//! The long-running commands: `run`, `replay`, `ticker`: logging, signals, the HTTP endpoints,
+//! the built-in ticker and the runtime, wired together.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_schemas::{Codec, Input, Tick, Topic};
+
+use crate::config::Config;
+use crate::kafka;
+use crate::metrics::{self, Metrics};
+use crate::runtime::{send, RunOptions, Runtime, StartFrom};
+
+/// Structured logs to stderr (`RUST_LOG` filters; default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+/// A flag set by SIGINT or SIGTERM: finish the round in flight, then stop (R-RUN-7).
+pub fn stop_on_signal() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the signal runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                tracing::info!("signal received: finishing the round in flight");
+                flag.store(true, Ordering::Relaxed);
+            })
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(stop)
+}
+
+/// Write a `Tick` to every partition of `cc.ticks` every `ticker.interval_ms` until `stop`
+/// (SPEC §1.5).
+pub fn run_ticker(config: &Config, stop: Arc<AtomicBool>) -> Result<(), String> {
+    let producer = kafka::idempotent_producer(config).map_err(|e| format!("ticker: {e}"))?;
+    let codec = Codec::new().map_err(|e| e.to_string())?;
+    let value = codec
+        .schema(Topic::Ticks)
+        .encode(&Input::Tick(Tick::default()).to_json())
+        .map_err(|e| format!("ticker: {e}"))?;
+    let interval = Duration::from_millis(config.ticker.interval_ms as u64);
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = chrono_now_ms();
+        for p in 0..config.topics.partitions {
+            send(
+                &producer,
+                Topic::Ticks.name(),
+                p,
+                None,
+                Some(&value),
+                Some(now),
+                None,
+            )
+            .map_err(|e| format!("ticker: {e}"))?;
+        }
+        kafka::flush(&producer, Duration::from_secs(30)).map_err(|e| format!("ticker: {e}"))?;
+        next += interval;
+        let wait = next.saturating_duration_since(Instant::now());
+        std::thread::sleep(wait.min(Duration::from_millis(200)));
+        while Instant::now() < next && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `run` and `replay`: serve HTTP, start the ticker if enabled, and run the engine until a
+/// signal (or `stop`) ends it.
+pub fn run_engine(
+    config: Config,
+    output_suffix: String,
+    start: StartFrom,
+    stop: Arc<AtomicBool>,
+    metrics: Metrics,
+) -> Result<(), String> {
+    let addr = metrics::serve(&config.http.listen, metrics.clone())?;
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    if config.topics.create {
+        kafka::create_topics(&config, &output_suffix).map_err(|e| e.to_string())?;
+    }
+    let ticker = if config.ticker.enabled {
+        let (c, s) = (config.clone(), stop.clone());
+        Some(
+            std::thread::Builder::new()
+                .name("ticker".into())
+                .spawn(move || run_ticker(&c, s))
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
+    let opts = RunOptions {
+        output_suffix,
+        start,
+        stop: stop.clone(),
+        metrics,
+    };
+    let result = Runtime::new(config, opts)
+        .and_then(Runtime::run)
+        .map_err(|e| e.to_string());
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = ticker {
+        match t.join() {
+            Ok(Err(e)) if result.is_ok() => return Err(e),
+            _ => {}
+        }
+    }
+    result
+}

@@ -1,0 +1,276 @@
+//! Kafka plumbing shared by the runtime, the ticker, the demo and the tools: client
+//! configuration, delivery tracking, topic bootstrap and offset look-ups.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use switchboard_schemas::Topic;
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("topic {topic}: {reason}")]
+    Topic { topic: String, reason: String },
+}
+
+/// The header naming the source partition of an output record: `<application.id>/<partition>`.
+pub const SOURCE_HEADER: &str = "switchboard.source";
+/// The header carrying an output's sequence number within its source partition.
+pub const SEQ_HEADER: &str = "switchboard.seq";
+
+/// The client properties every client of the application shares: the brokers, the
+/// Java-compatible murmur2 partitioner (R-TIME-2), and the user's `kafka.properties`.
+pub fn client_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.kafka.bootstrap_servers);
+    c.set("partitioner", "murmur2_random");
+    c.set("log_level", "4");
+    for (k, v) in &config.kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Every output topic name, with the configured suffix (replays write to their own topics).
+pub fn output_topic(topic: Topic, suffix: &str) -> String {
+    format!("{}{}", topic.name(), suffix)
+}
+
+/// The changelog topic of the application's state store.
+pub fn changelog_topic(application_id: &str) -> String {
+    format!("{application_id}-state-changelog")
+}
+
+pub fn output_topics() -> impl Iterator<Item = Topic> {
+    Topic::ALL.iter().copied().filter(|t| !t.is_input())
+}
+
+/// Delivery reports: the last offset written per (topic, partition) and the errors seen.
+#[derive(Default)]
+pub struct Deliveries {
+    state: Mutex<DeliveryState>,
+}
+
+#[derive(Default)]
+struct DeliveryState {
+    last: BTreeMap<(String, i32), i64>,
+    errors: Vec<String>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        match result {
+            Ok(m) => {
+                let key = (m.topic().to_string(), m.partition());
+                let last = st.last.entry(key).or_insert(-1);
+                *last = (*last).max(m.offset());
+            }
+            Err((e, m)) => {
+                let err = format!("{}/{}: {e}", m.topic(), m.partition());
+                st.errors.push(err);
+            }
+        }
+    }
+}
+
+impl Deliveries {
+    /// The errors reported since the last call.
+    pub fn take_errors(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.errors))
+            .unwrap_or_default()
+    }
+
+    /// The last offset delivered to `topic`/`partition`, if any.
+    pub fn last_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.last.get(&(topic.to_string(), partition)).copied())
+    }
+}
+
+pub type Producer_ = BaseProducer<Deliveries>;
+
+/// Flush `producer` and fail on any delivery error since the last flush.
+pub fn flush(producer: &Producer_, timeout: Duration) -> Result<(), String> {
+    producer.flush(timeout).map_err(|e| format!("flush: {e}"))?;
+    let errors = producer.context().take_errors();
+    match errors.first() {
+        None => Ok(()),
+        Some(first) => Err(format!(
+            "{} record(s) not delivered, first: {first}",
+            errors.len()
+        )),
+    }
+}
+
+/// An idempotent producer (acks=all, ordered, no duplicates from retries).
+pub fn idempotent_producer(config: &Config) -> Result<Producer_, KafkaError> {
+    let mut c = client_config(config);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "none");
+    c.create_with_context(Deliveries::default())
+}
+
+/// A consumer outside any group, for reading changelogs and output tails by assignment.
+pub fn reader(config: &Config, isolation: &str) -> Result<BaseConsumer, KafkaError> {
+    let mut c = client_config(config);
+    c.set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "false")
+        .set(
+            "group.id",
+            format!("{}-reader", config.kafka.application_id),
+        );
+    c.create()
+}
+
+/// The low and high watermarks of `topic`/`partition`, asked of the broker.
+pub fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
+    consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))
+}
+
+/// Partition counts of the topics that exist, by name.
+pub fn partition_counts(
+    consumer: &BaseConsumer,
+    timeout: Duration,
+) -> Result<BTreeMap<String, usize>, KafkaError> {
+    let md = consumer.fetch_metadata(None, timeout)?;
+    Ok(md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name().to_string(), t.partitions().len()))
+        .collect())
+}
+
+/// What `topics create` makes: every input and output topic with `topics.partitions`
+/// partitions (co-partitioned, R-TIME-2), `cc.config` and the changelog compacted.
+pub fn topic_plan(config: &Config, output_suffix: &str) -> Vec<(String, bool)> {
+    let mut plan: Vec<(String, bool)> = Topic::INPUTS
+        .iter()
+        .map(|t| (t.name().to_string(), *t == Topic::Config))
+        .collect();
+    plan.extend(output_topics().map(|t| (output_topic(t, output_suffix), false)));
+    plan.push((changelog_topic(&config.kafka.application_id), true));
+    plan
+}
+
+/// Create the topics of [`topic_plan`] that are missing; check the partition counts of those
+/// that exist. Returns the names created.
+pub fn create_topics(config: &Config, output_suffix: &str) -> Result<Vec<String>, KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(config).create()?;
+    let probe = reader(config, "read_uncommitted")?;
+    let existing = partition_counts(&probe, Duration::from_secs(10))?;
+    let want = config.topics.partitions;
+    let plan = topic_plan(config, output_suffix);
+    let mut created = Vec::new();
+    let mut new_topics = Vec::new();
+    for (name, compact) in &plan {
+        match existing.get(name) {
+            Some(&n) if n as i32 == want => {}
+            Some(&n) => {
+                return Err(KafkaSetupError::Topic {
+                    topic: name.clone(),
+                    reason: format!(
+                        "has {n} partitions, topics.partitions is {want}: co-partitioned topics need the same count"
+                    ),
+                })
+            }
+            None => {
+                let mut t = NewTopic::new(
+                    name,
+                    want,
+                    TopicReplication::Fixed(config.topics.replication_factor),
+                );
+                if *compact {
+                    t = t.set("cleanup.policy", "compact");
+                }
+                new_topics.push(t);
+            }
+        }
+    }
+    if new_topics.is_empty() {
+        return Ok(created);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures_lite_block_on(admin.create_topics(new_topics.iter(), &opts))?;
+    for r in results {
+        match r {
+            Ok(name) => created.push(name),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                let _ = name;
+            }
+            Err((name, code)) => {
+                return Err(KafkaSetupError::Topic {
+                    topic: name,
+                    reason: format!("cannot be created: {code}"),
+                })
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Run one admin future to completion on a small current-thread runtime.
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        // Building a current-thread runtime only fails when the OS refuses a timer or an
+        // I/O driver; there is nothing else to run the future on.
+        Err(e) => panic!("cannot start a tokio runtime: {e}"),
+    }
+}
+
+/// The cached high watermark librdkafka last saw for `topic`/`partition` in a fetch response
+/// (no broker round trip), if it has seen one.
+pub fn cached_high_watermark<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &std::ffi::CStr,
+    partition: i32,
+) -> Option<i64> {
+    let mut low = -1i64;
+    let mut high = -1i64;
+    // SAFETY: the client pointer is valid for the consumer's lifetime, the topic is a valid
+    // NUL-terminated string, and librdkafka only writes the two out-parameters.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
+}

@@ -1,0 +1,1077 @@
+//! The Kafka runtime: consumes the input topics as a consumer group, merges each partition's
+//! topics in timestamp order, runs the processors, and makes every batch durable under one of
+//! two guarantees (docs/guarantees.md):
+//!
+//! - `exactly_once`: outputs, changelog records and input offsets in one Kafka transaction.
+//! - `deduplicated`: no transactions. Each batch first writes an *intent* (its input records,
+//!   in merge order) to the changelog, then its outputs (each with a per-source-partition
+//!   sequence number in its headers), then its state changes and a *checkpoint* marker. A
+//!   restart restores the state to the last checkpoint, replays an unfinished intent in the
+//!   same order (processing is deterministic, so it re-derives the same outputs) and skips
+//!   the outputs that already reached their topics.
+//!
+//! The loop is crash-only: any failure to make a batch durable ends the process with an
+//! error, and the next start recovers from the changelog. Local RocksDB state is only updated
+//! after a batch is durable, atomically with its checkpoint, so it never runs ahead.
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchboard_processors::partition::check_key;
+use switchboard_processors::simulation::{apply_record, Emitted, SourceRecord};
+use switchboard_processors::store::{Entry, Write};
+use switchboard_processors::{Engine, Settings, Store, StoreError};
+use switchboard_schemas::{Codec, Input, Topic};
+
+use crate::config::{Config, Guarantee};
+use crate::kafka::{self, Deliveries, Producer_, SEQ_HEADER, SOURCE_HEADER};
+use crate::metrics::Metrics;
+use crate::state_store::{Checkpoint, RocksStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Setup(#[from] kafka::KafkaSetupError),
+    #[error("partition {partition}: {reason}")]
+    Partition { partition: i32, reason: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Changelog keys that are not state rows start with a NUL byte (state keys are text).
+const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
+const INTENT_KEY: &[u8] = b"\0intent";
+/// Records processed per partition per round, at most.
+const MAX_BATCH: usize = 2_000;
+/// Records buffered per input partition before the runtime stops polling for more.
+const MAX_BUFFERED: usize = 20_000;
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where to start when the group has no committed offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The group's committed offsets, else the beginning.
+    Committed,
+    /// The first offsets at or after this timestamp (ms), for a replay.
+    Timestamp(i64),
+}
+
+/// How one run is set up beyond the configuration file.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub output_suffix: String,
+    pub start: StartFrom,
+    /// Set to stop after the round in flight (graceful shutdown).
+    pub stop: Arc<AtomicBool>,
+    pub metrics: Metrics,
+}
+
+/// A batch's intent: its first input offsets and its records' topics in merge order
+/// (run-length encoded by merge rank), written before its outputs.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct Intent {
+    inputs: BTreeMap<String, i64>,
+    order: Vec<(u8, u32)>,
+    seq: u64,
+    outputs: BTreeMap<String, i64>,
+}
+
+/// The engine's store in the runtime: reads come from RocksDB; writes wait in `pending` until
+/// their batch is durable, then go to RocksDB with the checkpoint in one atomic write.
+pub struct PartitionStore {
+    rocks: RocksStore,
+    pending: Vec<Write>,
+}
+
+impl Store for PartitionStore {
+    fn entries(&self) -> Result<Vec<Entry>, StoreError> {
+        self.rocks.entries()
+    }
+
+    fn write(&mut self, batch: &[Write]) -> Result<(), StoreError> {
+        self.pending.extend_from_slice(batch);
+        Ok(())
+    }
+}
+
+/// One partition's batch for this round, in processing order.
+struct Plan {
+    partition: i32,
+    records: Vec<(u8, Buffered)>,
+    /// The batch re-runs an unfinished intent (its intent is already in the changelog).
+    recovering: bool,
+}
+
+struct Buffered {
+    offset: i64,
+    ts: Option<i64>,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+}
+
+/// One assigned partition: its engine, its state store and its input buffers.
+struct Task {
+    partition: i32,
+    engine: Engine<PartitionStore>,
+    buffers: Vec<VecDeque<Buffered>>,
+    /// The next offset to process per input topic (by merge rank).
+    next: Vec<i64>,
+    /// High watermarks asked of the broker when the task was created.
+    initial_hw: Vec<Option<i64>>,
+    checkpoint: Checkpoint,
+    /// Recovery of an unfinished intent: the order to follow, and per output topic the
+    /// highest sequence number already written.
+    replay: Option<Vec<(u8, u32)>>,
+    skip: BTreeMap<String, u64>,
+    waiting_since: Option<Instant>,
+    duplicates_seen: u64,
+}
+
+/// Group membership changes, noted during `poll` and handled right after it.
+#[derive(Default)]
+pub struct GroupContext {
+    events: Mutex<Vec<GroupEvent>>,
+}
+
+enum GroupEvent {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    let mut ps: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+    ps.sort_unstable();
+    ps.dedup();
+    ps
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // Every processed record is already durable when `poll` runs (rounds end with a
+        // commit), so revocation only has to drop the partitions: no work in the callback.
+        if let (Rebalance::Revoke(tpl), Ok(mut ev)) = (rebalance, self.events.lock()) {
+            ev.push(GroupEvent::Revoked(partitions_of(tpl)));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let (Rebalance::Assign(tpl), Ok(mut ev)) = (rebalance, self.events.lock()) {
+            ev.push(GroupEvent::Assigned(partitions_of(tpl)));
+        }
+    }
+}
+
+/// Decode one input record's value: Avro single-object bytes with the topic's schema, whose
+/// key must name the record's tenant. The error is the dead-letter reason.
+pub fn decode_input(
+    codec: &Codec,
+    topic: Topic,
+    key: Option<&str>,
+    payload: Option<&[u8]>,
+) -> Result<Input, String> {
+    let bytes = payload.ok_or_else(|| format!("{topic} record has no value"))?;
+    let input = Input::decode(codec, topic, bytes)
+        .map_err(|e| format!("cannot decode {topic} record: {e}"))?;
+    check_key(topic, key, &input)?;
+    Ok(input)
+}
+
+pub struct Runtime {
+    config: Config,
+    opts: RunOptions,
+    codec: Codec,
+    consumer: BaseConsumer<GroupContext>,
+    producer: Producer_,
+    reader: BaseConsumer,
+    tasks: BTreeMap<i32, Task>,
+    input_names: Vec<CString>,
+    changelog: String,
+    source: String,
+    settings: Settings,
+}
+
+impl Runtime {
+    pub fn new(config: Config, opts: RunOptions) -> Result<Runtime, RuntimeError> {
+        let codec = Codec::new().map_err(|e| RuntimeError::Other(e.to_string()))?;
+        let eos = config.kafka.guarantee == Guarantee::ExactlyOnce;
+        let isolation = if eos {
+            "read_committed"
+        } else {
+            "read_uncommitted"
+        };
+        let app = config.kafka.application_id.clone();
+        let mut cc = kafka::client_config(&config);
+        cc.set("group.id", &app)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("isolation.level", isolation)
+            .set("enable.partition.eof", "false");
+        let consumer: BaseConsumer<GroupContext> =
+            cc.create_with_context(GroupContext::default())?;
+        let producer = if eos {
+            let mut pc = kafka::client_config(&config);
+            let txid = format!("{app}-{}", config.instance_id());
+            pc.set("transactional.id", txid)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "5");
+            let p: Producer_ = pc.create_with_context(Deliveries::default())?;
+            p.init_transactions(Duration::from_secs(30))?;
+            p
+        } else {
+            kafka::idempotent_producer(&config)?
+        };
+        let reader = kafka::reader(&config, isolation)?;
+        let input_names = Topic::INPUTS
+            .iter()
+            .map(|t| CString::new(t.name()).map_err(|e| RuntimeError::Other(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        let settings = Settings {
+            dedup_retention_ms: config.engine.dedup_retention_hours * 3_600_000,
+            ..Settings::default()
+        };
+        Ok(Runtime {
+            changelog: kafka::changelog_topic(&app),
+            source: app,
+            codec,
+            consumer,
+            producer,
+            reader,
+            tasks: BTreeMap::new(),
+            input_names,
+            settings,
+            config,
+            opts,
+        })
+    }
+
+    fn eos(&self) -> bool {
+        self.config.kafka.guarantee == Guarantee::ExactlyOnce
+    }
+
+    /// Run until `stop` is set; every round ends with its batch durable.
+    pub fn run(mut self) -> Result<(), RuntimeError> {
+        self.check_partitions()?;
+        if let StartFrom::Timestamp(ts) = self.opts.start {
+            self.commit_start_offsets(ts)?;
+        }
+        let topics: Vec<&str> = Topic::INPUTS.iter().map(|t| t.name()).collect();
+        self.consumer.subscribe(&topics)?;
+        tracing::info!(
+            application_id = %self.source,
+            guarantee = ?self.config.kafka.guarantee,
+            "joined the consumer group"
+        );
+        while !self.opts.stop.load(Ordering::Relaxed) {
+            self.poll_round()?;
+            self.process_round()?;
+        }
+        tracing::info!("stopping: the last round is committed");
+        self.consumer.unsubscribe();
+        self.tasks.clear();
+        Ok(())
+    }
+
+    /// Co-partitioning (R-TIME-2): every input and output topic has the same partition count.
+    fn check_partitions(&self) -> Result<(), RuntimeError> {
+        let counts = kafka::partition_counts(&self.reader, Duration::from_secs(10))?;
+        let want = self.config.topics.partitions as usize;
+        for (name, _) in kafka::topic_plan(&self.config, &self.opts.output_suffix) {
+            match counts.get(&name) {
+                Some(&n) if n == want => {}
+                Some(&n) => {
+                    return Err(RuntimeError::Other(format!(
+                        "topic {name} has {n} partitions; topics.partitions is {want} and co-partitioned topics need the same count"
+                    )))
+                }
+                None => {
+                    return Err(RuntimeError::Other(format!(
+                        "topic {name} does not exist: run `switchboard topics create` or set topics.create = true"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A replay from a timestamp: commit the group's start offsets before joining it.
+    fn commit_start_offsets(&self, ts: i64) -> Result<(), RuntimeError> {
+        let mut tpl = TopicPartitionList::new();
+        for t in Topic::INPUTS {
+            for p in 0..self.config.topics.partitions {
+                tpl.add_partition_offset(t.name(), p, Offset::Offset(ts))?;
+            }
+        }
+        let found = self
+            .consumer
+            .offsets_for_times(tpl, Duration::from_secs(30))?;
+        let mut start = TopicPartitionList::new();
+        for e in found.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                // No record at or after the timestamp: start at the end.
+                _ => {
+                    let (_, high) = kafka::watermarks(&self.reader, e.topic(), e.partition())?;
+                    Offset::Offset(high)
+                }
+            };
+            start.add_partition_offset(e.topic(), e.partition(), offset)?;
+        }
+        self.consumer
+            .commit(&start, rdkafka::consumer::CommitMode::Sync)?;
+        Ok(())
+    }
+
+    fn handle_group_events(&mut self) -> Result<(), RuntimeError> {
+        let events = match self.consumer.context().events.lock() {
+            Ok(mut ev) => std::mem::take(&mut *ev),
+            Err(_) => return Err(RuntimeError::Other("group event lock poisoned".into())),
+        };
+        for ev in events {
+            match ev {
+                GroupEvent::Revoked(ps) => {
+                    for p in ps {
+                        if self.tasks.remove(&p).is_some() {
+                            tracing::info!(partition = p, "partition revoked; state closed");
+                        }
+                    }
+                }
+                GroupEvent::Assigned(ps) => {
+                    self.opts.metrics.ready.store(false, Ordering::Relaxed);
+                    for p in ps {
+                        if !self.tasks.contains_key(&p) {
+                            let task = self.open_task(p)?;
+                            self.tasks.insert(p, task);
+                        }
+                    }
+                }
+            }
+        }
+        self.opts
+            .metrics
+            .assigned_partitions
+            .set(self.tasks.len() as i64);
+        self.opts.metrics.ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Poll records into the partitions' buffers, for up to a short wait.
+    fn poll_round(&mut self) -> Result<(), RuntimeError> {
+        let mut wait = Duration::from_millis(20);
+        let started = Instant::now();
+        let mut n = 0usize;
+        loop {
+            let polled = self.consumer.poll(wait).map(|r| r.map(|m| m.detach()));
+            self.handle_group_events()?;
+            let Some(result) = polled else { break };
+            wait = Duration::ZERO;
+            let m = match result {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    continue;
+                }
+            };
+            let Some(topic) = Topic::from_name(m.topic()).filter(|t| t.is_input()) else {
+                continue;
+            };
+            let rank = topic.merge_rank() as usize;
+            tracing::trace!(
+                topic = m.topic(),
+                partition = m.partition(),
+                offset = m.offset(),
+                "polled"
+            );
+            let Some(task) = self.tasks.get_mut(&m.partition()) else {
+                tracing::warn!(
+                    topic = m.topic(),
+                    partition = m.partition(),
+                    "record for a partition not assigned here"
+                );
+                continue;
+            };
+            if m.offset() < task.next[rank] {
+                continue; // already processed before a restart or a rebalance
+            }
+            task.buffers[rank].push_back(Buffered {
+                offset: m.offset(),
+                ts: m.timestamp().to_millis(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+            });
+            n += 1;
+            if n >= MAX_BUFFERED || started.elapsed() > Duration::from_millis(200) {
+                break;
+            }
+        }
+        self.apply_backpressure()
+    }
+
+    /// Pause partitions whose buffers are full; resume them once drained.
+    fn apply_backpressure(&mut self) -> Result<(), RuntimeError> {
+        let mut pause = TopicPartitionList::new();
+        let mut resume = TopicPartitionList::new();
+        for (p, task) in &self.tasks {
+            for (rank, buf) in task.buffers.iter().enumerate() {
+                let name = Topic::INPUTS[rank].name();
+                if buf.len() >= MAX_BUFFERED {
+                    pause.add_partition(name, *p);
+                } else if buf.len() < MAX_BUFFERED / 2 {
+                    resume.add_partition(name, *p);
+                }
+            }
+        }
+        if pause.count() > 0 {
+            self.consumer.pause(&pause)?;
+        }
+        if resume.count() > 0 {
+            // Resuming a partition that is not paused is a no-op.
+            let _ = self.consumer.resume(&resume);
+        }
+        Ok(())
+    }
+
+    fn open_task(&mut self, partition: i32) -> Result<Task, RuntimeError> {
+        let started = Instant::now();
+        self.opts.metrics.restoring_partitions.inc();
+        let dir = PathBuf::from(&self.config.state.dir)
+            .join(&self.source)
+            .join(format!("partition-{partition}"));
+        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::Partition {
+            partition,
+            reason: format!("cannot create state directory {}: {e}", dir.display()),
+        })?;
+        let mut rocks = RocksStore::open(&dir)?;
+        let intent = self.restore(partition, &mut rocks)?;
+        let checkpoint = rocks.checkpoint()?.unwrap_or(Checkpoint {
+            changelog_offset: -1,
+            ..Checkpoint::default()
+        });
+        let engine = Engine::open(
+            PartitionStore {
+                rocks,
+                pending: Vec::new(),
+            },
+            self.settings.clone(),
+        )?;
+        let mut next = Vec::new();
+        let mut initial_hw = Vec::new();
+        for t in Topic::INPUTS {
+            next.push(checkpoint.inputs.get(t.name()).copied().unwrap_or(0));
+            initial_hw.push(Some(
+                kafka::watermarks(&self.reader, t.name(), partition)?.1,
+            ));
+        }
+        let mut task = Task {
+            partition,
+            engine,
+            buffers: (0..Topic::INPUTS.len()).map(|_| VecDeque::new()).collect(),
+            next,
+            initial_hw,
+            checkpoint,
+            replay: None,
+            skip: BTreeMap::new(),
+            waiting_since: None,
+            duplicates_seen: 0,
+        };
+        for t in kafka::output_topics() {
+            let name = kafka::output_topic(t, &self.opts.output_suffix);
+            if let std::collections::btree_map::Entry::Vacant(slot) =
+                task.checkpoint.outputs.entry(name)
+            {
+                let from = intent
+                    .as_ref()
+                    .and_then(|i| i.outputs.get(slot.key()).copied());
+                let end = match from {
+                    Some(o) => o,
+                    None => kafka::watermarks(&self.reader, slot.key(), partition)?.1,
+                };
+                slot.insert(end);
+            }
+        }
+        if let Some(intent) = intent {
+            if !self.eos() {
+                task.skip = self.written_outputs(partition, &intent)?;
+                tracing::info!(
+                    partition,
+                    records = intent.order.iter().map(|(_, n)| *n as u64).sum::<u64>(),
+                    "replaying an unfinished batch; outputs already written are skipped"
+                );
+                task.replay = Some(intent.order);
+            }
+        }
+        self.opts.metrics.restoring_partitions.dec();
+        tracing::info!(
+            partition,
+            seconds = started.elapsed().as_secs_f64(),
+            "partition assigned; state restored"
+        );
+        Ok(task)
+    }
+
+    /// Bring the local state up to the changelog's last checkpoint. Returns the intent of an
+    /// unfinished batch after it, if any.
+    fn restore(
+        &mut self,
+        partition: i32,
+        rocks: &mut RocksStore,
+    ) -> Result<Option<Intent>, RuntimeError> {
+        let from = rocks.checkpoint()?.map(|c| c.changelog_offset + 1);
+        let (low, high) = kafka::watermarks(&self.reader, &self.changelog, partition)?;
+        let start = from.unwrap_or(low).max(low);
+        if from.is_some_and(|f| f < low) {
+            // The local state is older than what the changelog still holds: start over.
+            rocks.clear_checkpoint()?;
+            let rows: Vec<Write> = rocks
+                .entries()?
+                .into_iter()
+                .map(|(k, _)| (k, None))
+                .collect();
+            rocks.commit(&rows, &Checkpoint::default())?;
+            rocks.clear_checkpoint()?;
+        }
+        if start >= high {
+            return Ok(None);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.changelog, partition, Offset::Offset(start))?;
+        self.reader.assign(&tpl)?;
+        let mut pending: Vec<Write> = Vec::new();
+        let mut intent: Option<Intent> = None;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut position = start;
+        while position < high {
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Partition {
+                    partition,
+                    reason: format!("restore stalled at changelog offset {position} of {high}"),
+                });
+            }
+            let Some(result) = self.reader.poll(Duration::from_millis(200)) else {
+                // Transaction markers occupy offsets without records: ask where we are.
+                if let Some(p) = self.reader_position(partition) {
+                    position = position.max(p);
+                }
+                continue;
+            };
+            let m = result?;
+            position = m.offset() + 1;
+            self.opts.metrics.restore_records.inc();
+            let key = m.key().unwrap_or_default();
+            if key == CHECKPOINT_KEY {
+                let mut cp: Checkpoint = parse_meta(partition, m.payload())?;
+                cp.changelog_offset = m.offset();
+                rocks.commit(&pending, &cp)?;
+                pending.clear();
+                intent = None;
+            } else if key == INTENT_KEY {
+                intent = Some(parse_meta(partition, m.payload())?);
+            } else {
+                pending.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
+            }
+        }
+        self.reader.unassign()?;
+        // Writes after the last checkpoint belong to an unfinished batch: it is re-derived.
+        Ok(intent)
+    }
+
+    fn reader_position(&self, partition: i32) -> Option<i64> {
+        let pos = self.reader.position().ok()?;
+        let elem = pos.find_partition(&self.changelog, partition)?;
+        match elem.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// For an unfinished batch: the highest sequence number this partition already wrote to
+    /// each output topic after the batch began.
+    fn written_outputs(
+        &mut self,
+        partition: i32,
+        intent: &Intent,
+    ) -> Result<BTreeMap<String, u64>, RuntimeError> {
+        let source = format!("{}/{partition}", self.source);
+        let mut written = BTreeMap::new();
+        for t in kafka::output_topics() {
+            let name = kafka::output_topic(t, &self.opts.output_suffix);
+            let from = intent.outputs.get(&name).copied().unwrap_or(0);
+            let (_, high) = kafka::watermarks(&self.reader, &name, partition)?;
+            if from >= high {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&name, partition, Offset::Offset(from))?;
+            self.reader.assign(&tpl)?;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut position = from;
+            while position < high && Instant::now() < deadline {
+                let Some(result) = self.reader.poll(Duration::from_millis(200)) else {
+                    continue;
+                };
+                let m = result?;
+                position = m.offset() + 1;
+                let Some(headers) = m.headers() else { continue };
+                let mut src = None;
+                let mut seq = None;
+                for h in headers.iter() {
+                    match h.key {
+                        SOURCE_HEADER => src = h.value,
+                        SEQ_HEADER => {
+                            seq = h
+                                .value
+                                .and_then(|v| std::str::from_utf8(v).ok())
+                                .and_then(|v| v.parse::<u64>().ok())
+                        }
+                        _ => {}
+                    }
+                }
+                if let (Some(src), Some(seq)) = (src, seq) {
+                    if src == source.as_bytes() && seq >= intent.seq {
+                        let w = written.entry(name.clone()).or_insert(seq);
+                        *w = (*w).max(seq);
+                    }
+                }
+            }
+            self.reader.unassign()?;
+            if position < high {
+                return Err(RuntimeError::Partition {
+                    partition,
+                    reason: format!(
+                        "could not read {name} up to offset {high} to skip outputs already written"
+                    ),
+                });
+            }
+        }
+        Ok(written)
+    }
+
+    /// Choose each task's next batch, process it, and make it durable.
+    fn process_round(&mut self) -> Result<(), RuntimeError> {
+        let max_idle = Duration::from_millis(self.config.engine.max_idle_ms.max(0) as u64);
+        let mut plans: Vec<Plan> = Vec::new();
+        for (p, task) in self.tasks.iter_mut() {
+            let cached: Vec<Option<i64>> = self
+                .input_names
+                .iter()
+                .map(|n| kafka::cached_high_watermark(&self.consumer, n, *p))
+                .collect();
+            let recovering = task.replay.is_some();
+            let plan = task.plan(&cached, max_idle);
+            if !plan.is_empty() {
+                plans.push(Plan {
+                    partition: *p,
+                    records: plan,
+                    recovering,
+                });
+            }
+            update_lag(&self.opts.metrics, task, &cached);
+        }
+        if plans.is_empty() {
+            return Ok(());
+        }
+        let eos = self.eos();
+        let commit_started = Instant::now();
+        if eos {
+            self.producer.begin_transaction()?;
+        }
+        let result = self.make_durable(&mut plans, eos);
+        if let Err(e) = result {
+            if eos {
+                let _ = self.producer.abort_transaction(Duration::from_secs(30));
+            }
+            return Err(e);
+        }
+        let guarantee = if eos { "exactly_once" } else { "deduplicated" };
+        self.opts
+            .metrics
+            .commit_seconds
+            .with_label_values(&[guarantee])
+            .observe(commit_started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn make_durable(&mut self, plans: &mut [Plan], eos: bool) -> Result<(), RuntimeError> {
+        // 1. Intents (deduplicated only): the merge order, durable before any output.
+        if !eos {
+            for plan in plans.iter() {
+                if plan.recovering {
+                    continue; // its intent is already in the changelog
+                }
+                let p = &plan.partition;
+                let task = &self.tasks[p];
+                let intent = Intent {
+                    inputs: task.checkpoint.inputs.clone(),
+                    order: run_lengths(&plan.records),
+                    seq: task.checkpoint.seq,
+                    outputs: task.checkpoint.outputs.clone(),
+                };
+                let bytes = meta_bytes(&intent)?;
+                send(
+                    &self.producer,
+                    &self.changelog,
+                    *p,
+                    Some(INTENT_KEY),
+                    Some(&bytes),
+                    None,
+                    None,
+                )?;
+            }
+            kafka::flush(&self.producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)?;
+        }
+        // 2. Process, and send the outputs.
+        let processing = Instant::now();
+        for plan in plans.iter_mut() {
+            let p = &plan.partition;
+            let source = self.source_of(*p);
+            let Some(task) = self.tasks.get_mut(p) else {
+                continue;
+            };
+            for (rank, rec) in std::mem::take(&mut plan.records) {
+                let topic = Topic::INPUTS[rank as usize];
+                self.opts
+                    .metrics
+                    .records_in
+                    .with_label_values(&[topic.name()])
+                    .inc();
+                let emitted = task.apply(&self.codec, topic, rec);
+                for e in emitted {
+                    let seq = task.checkpoint.seq;
+                    task.checkpoint.seq += 1;
+                    let name = kafka::output_topic(e.output.topic(), &self.opts.output_suffix);
+                    if task.skip.get(&name).is_some_and(|&w| seq <= w) {
+                        continue; // written before the crash
+                    }
+                    self.opts.metrics.observe_output(&e.output);
+                    let value = e.output.encode(&self.codec).map_err(|err| {
+                        RuntimeError::Other(format!("cannot encode an output: {err}"))
+                    })?;
+                    let headers = OwnedHeaders::new()
+                        .insert(Header {
+                            key: SOURCE_HEADER,
+                            value: Some(source.as_bytes()),
+                        })
+                        .insert(Header {
+                            key: SEQ_HEADER,
+                            value: Some(seq.to_string().as_bytes()),
+                        });
+                    send(
+                        &self.producer,
+                        &name,
+                        *p,
+                        e.output.key().map(str::as_bytes),
+                        Some(&value),
+                        Some(e.ts),
+                        Some(headers),
+                    )?;
+                }
+            }
+            task.replay = None;
+            task.skip.clear();
+            let dups = task.engine.stats.duplicates;
+            self.opts
+                .metrics
+                .duplicates
+                .inc_by(dups - task.duplicates_seen);
+            task.duplicates_seen = dups;
+        }
+        self.opts
+            .metrics
+            .processing_seconds
+            .observe(processing.elapsed().as_secs_f64());
+        kafka::flush(&self.producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)?;
+        // 3. State changes and the checkpoint marker.
+        let mut batches: BTreeMap<i32, Vec<Write>> = BTreeMap::new();
+        for Plan { partition: p, .. } in plans.iter() {
+            let Some(task) = self.tasks.get_mut(p) else {
+                continue;
+            };
+            for t in kafka::output_topics() {
+                let name = kafka::output_topic(t, &self.opts.output_suffix);
+                if let Some(last) = self.producer.context().last_offset(&name, *p) {
+                    task.checkpoint.outputs.insert(name, last + 1);
+                }
+            }
+            task.checkpoint_inputs();
+            task.engine.flush()?;
+            let writes = std::mem::take(&mut task.engine.store_mut().pending);
+            for (k, v) in &writes {
+                send(
+                    &self.producer,
+                    &self.changelog,
+                    *p,
+                    Some(k),
+                    v.as_deref(),
+                    None,
+                    None,
+                )?;
+            }
+            let marker = meta_bytes(&task.checkpoint)?;
+            send(
+                &self.producer,
+                &self.changelog,
+                *p,
+                Some(CHECKPOINT_KEY),
+                Some(&marker),
+                None,
+                None,
+            )?;
+            batches.insert(*p, writes);
+        }
+        kafka::flush(&self.producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)?;
+        let mut offsets = TopicPartitionList::new();
+        for Plan { partition: p, .. } in plans.iter() {
+            let task = &self.tasks[p];
+            for (rank, t) in Topic::INPUTS.iter().enumerate() {
+                offsets.add_partition_offset(t.name(), *p, Offset::Offset(task.next[rank]))?;
+            }
+        }
+        if eos {
+            let group = self
+                .consumer
+                .group_metadata()
+                .ok_or_else(|| RuntimeError::Other("no consumer group metadata".into()))?;
+            self.producer
+                .send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))?;
+            self.producer.commit_transaction(Duration::from_secs(60))?;
+        }
+        // 4. Durable: the local state catches up, atomically with its checkpoint.
+        for (p, writes) in batches {
+            let Some(task) = self.tasks.get_mut(&p) else {
+                continue;
+            };
+            let marker_offset = self
+                .producer
+                .context()
+                .last_offset(&self.changelog, p)
+                .unwrap_or(-1);
+            task.checkpoint.changelog_offset = marker_offset;
+            task.engine
+                .store_mut()
+                .rocks
+                .commit(&writes, &task.checkpoint)?;
+            let timers = task.engine.state().timers.len() as i64;
+            let label = p.to_string();
+            self.opts
+                .metrics
+                .pending_timers
+                .with_label_values(&[&label])
+                .set(timers);
+        }
+        if !eos {
+            // Informational (lag tools): the checkpoint is what restarts use.
+            if let Err(e) = self
+                .consumer
+                .commit(&offsets, rdkafka::consumer::CommitMode::Async)
+            {
+                tracing::warn!(error = %e, "committing group offsets failed");
+            }
+        }
+        Ok(())
+    }
+
+    fn source_of(&self, partition: i32) -> String {
+        format!("{}/{partition}", self.source)
+    }
+}
+
+fn update_lag(metrics: &Metrics, task: &Task, cached: &[Option<i64>]) {
+    for (rank, t) in Topic::INPUTS.iter().enumerate() {
+        if let Some(hw) = cached[rank].or(task.initial_hw[rank]) {
+            let lag = (hw - task.next[rank]).max(0);
+            metrics
+                .lag
+                .with_label_values(&[t.name(), &task.partition.to_string()])
+                .set(lag);
+        }
+    }
+}
+
+impl Task {
+    /// The next batch in timestamp order (SPEC §1.3; ties by topic order, then offset).
+    ///
+    /// An input partition with nothing buffered holds the merge back while it is known to
+    /// have unread records (its high watermark is past the next offset), and for at most
+    /// `max_idle` while nothing is known; a partition known to be caught up does not. During
+    /// recovery the batch is exactly the unfinished intent's, in its order.
+    fn plan(&mut self, cached: &[Option<i64>], max_idle: Duration) -> Vec<(u8, Buffered)> {
+        let mut plan = Vec::new();
+        if let Some(order) = &self.replay {
+            let mut need = vec![0usize; self.buffers.len()];
+            for (rank, n) in order {
+                need[*rank as usize] += *n as usize;
+            }
+            if need.iter().zip(&self.buffers).any(|(n, b)| b.len() < *n) {
+                return plan; // wait until the whole batch is buffered
+            }
+            for (rank, n) in order.clone() {
+                for _ in 0..n {
+                    if let Some(rec) = self.buffers[rank as usize].pop_front() {
+                        self.next[rank as usize] = rec.offset + 1;
+                        plan.push((rank, rec));
+                    }
+                }
+            }
+            return plan;
+        }
+        while plan.len() < MAX_BATCH {
+            let mut best: Option<(i64, usize)> = None;
+            let mut blocked = false;
+            for (rank, buf) in self.buffers.iter().enumerate() {
+                match buf.front() {
+                    Some(r) => {
+                        let ts = r.ts.unwrap_or(0);
+                        if best.is_none_or(|(bts, _)| ts < bts) {
+                            best = Some((ts, rank));
+                        }
+                    }
+                    None => {
+                        let hw = cached[rank].or(self.initial_hw[rank]);
+                        match hw {
+                            Some(hw) if self.next[rank] >= hw => {} // caught up
+                            Some(hw) => {
+                                // records on their way
+                                tracing::trace!(
+                                    partition = self.partition,
+                                    rank,
+                                    next = self.next[rank],
+                                    hw,
+                                    "waiting for records"
+                                );
+                                blocked = true;
+                            }
+                            None => {
+                                let since = *self.waiting_since.get_or_insert_with(Instant::now);
+                                if since.elapsed() < max_idle {
+                                    blocked = true;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let Some((_, rank)) = best else { break };
+            if blocked {
+                break;
+            }
+            self.waiting_since = None;
+            if let Some(rec) = self.buffers[rank].pop_front() {
+                self.next[rank] = rec.offset + 1;
+                plan.push((rank as u8, rec));
+            }
+        }
+        plan
+    }
+
+    fn checkpoint_inputs(&mut self) {
+        for (rank, t) in Topic::INPUTS.iter().enumerate() {
+            self.checkpoint
+                .inputs
+                .insert(t.name().to_string(), self.next[rank]);
+        }
+    }
+
+    /// Decode and process one record; its outputs (and dead letter, if any) in order.
+    fn apply(&mut self, codec: &Codec, topic: Topic, rec: Buffered) -> Vec<Emitted> {
+        let key = rec
+            .key
+            .as_deref()
+            .map(|k| String::from_utf8_lossy(k).into_owned());
+        let decoded = match rec.ts {
+            None => Err(format!("{topic} record has no timestamp")),
+            Some(_) => decode_input(codec, topic, key.as_deref(), rec.payload.as_deref()),
+        };
+        let source = SourceRecord {
+            topic,
+            key,
+            ts: rec.ts.unwrap_or(0),
+            partition: Some(self.partition as u32),
+            line: None,
+            offset: Some(rec.offset),
+            raw: rec.payload.unwrap_or_default(),
+            decoded,
+        };
+        apply_record(&mut self.engine, &source, self.partition as u32)
+    }
+}
+
+fn run_lengths(plan: &[(u8, Buffered)]) -> Vec<(u8, u32)> {
+    let mut out: Vec<(u8, u32)> = Vec::new();
+    for (rank, _) in plan {
+        match out.last_mut() {
+            Some((r, n)) if r == rank => *n += 1,
+            _ => out.push((*rank, 1)),
+        }
+    }
+    out
+}
+
+fn meta_bytes<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, RuntimeError> {
+    serde_json::to_vec(v).map_err(|e| RuntimeError::Other(e.to_string()))
+}
+
+fn parse_meta<T: serde::de::DeserializeOwned>(
+    partition: i32,
+    payload: Option<&[u8]>,
+) -> Result<T, RuntimeError> {
+    serde_json::from_slice(payload.unwrap_or_default()).map_err(|e| RuntimeError::Partition {
+        partition,
+        reason: format!("unreadable changelog marker: {e}"),
+    })
+}
+
+/// Send one record, waiting for room in the producer's queue.
+pub(crate) fn send(
+    producer: &Producer_,
+    topic: &str,
+    partition: i32,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    ts: Option<i64>,
+    headers: Option<OwnedHeaders>,
+) -> Result<(), RuntimeError> {
+    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if let Some(v) = payload {
+        record = record.payload(v);
+    }
+    if let Some(ts) = ts {
+        record = record.timestamp(ts);
+    }
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
+                record = r;
+                producer.poll(Duration::from_millis(50));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
