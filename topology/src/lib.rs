@@ -4,6 +4,7 @@
 //! `simulate` command and the runtime configuration.
 
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod kafka;
@@ -12,3 +13,4 @@ pub mod runtime;
 pub mod sentiment_cli;
 pub mod simulate;
 pub mod state_store;
+pub mod workload;

@@ -87,6 +87,24 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "exactly-once")]
         guarantee: DemoGuarantee,
     },
+    /// End-to-end throughput through Kafka: a no-op passthrough and the engine (exactly-once
+    /// and deduplicated) over the same generated records, with their ratios.
+    Bench {
+        /// Customer messages to generate (config, agents, commands and ticks are added).
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+        messages: u32,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        tenants: u32,
+        /// An external broker (default: librdkafka's in-process mock cluster).
+        #[arg(long)]
+        bootstrap_servers: Option<String>,
+        /// Skip the exactly-once run (for brokers without transactions, such as tansu).
+        #[arg(long)]
+        skip_exactly_once: bool,
+        /// Extra librdkafka property for every client, KEY=VALUE (repeatable).
+        #[arg(long = "property", value_parser = parse_property)]
+        properties: Vec<(String, String)>,
+    },
     /// The sentiment scorer on its own.
     Sentiment {
         #[command(subcommand)]
@@ -112,7 +130,8 @@ enum TopicsCmd {
     Create {
         #[arg(long)]
         config: Option<String>,
-        /// Also create the output topics with this suffix (for a replay).
+        /// Create the output topics with this suffix (for a replay; default:
+        /// topics.output_suffix).
         #[arg(long, default_value = "")]
         output_suffix: String,
     },
@@ -132,6 +151,13 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("{s:?} is not a duration like 30s, 2m or 500ms")),
     };
     Ok(std::time::Duration::from_millis(ms))
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 fn parse_timestamp(s: &str) -> Result<i64, String> {
@@ -245,6 +271,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
         } => {
             let config = load_config(config.as_deref())?;
+            let output_suffix = match output_suffix.is_empty() {
+                true => config.topics.output_suffix.clone(),
+                false => output_suffix,
+            };
             let created = switchboard::kafka::create_topics(&config, &output_suffix)
                 .map_err(|e| e.to_string())?;
             eprintln!("switchboard: {} topic(s) created", created.len());
@@ -277,6 +307,23 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
             })?;
             print!("{summary}");
+            Ok(())
+        }
+        Cmd::Bench {
+            messages,
+            tenants,
+            bootstrap_servers,
+            skip_exactly_once,
+            properties,
+        } => {
+            let report = switchboard::bench::run(&switchboard::bench::BenchOptions {
+                messages: messages as usize,
+                tenants: tenants as usize,
+                bootstrap_servers,
+                skip_exactly_once,
+                properties,
+            })?;
+            print!("{report}");
             Ok(())
         }
         Cmd::Sentiment {

@@ -1,0 +1,261 @@
+//! `switchboard bench`: end-to-end throughput through Kafka, in one run on the same broker and
+//! the same input records:
+//!
+//! - `passthrough`: a no-op consume → produce loop (each record's bytes copied to a topic of
+//!   the same partition, flushed and its offsets committed once per poll round, as the engine
+//!   makes each round durable): the ceiling that the broker and client set;
+//! - `exactly_once` and `deduplicated`: the engine, from an empty state, until it has
+//!   processed every input record.
+//!
+//! Figures are input records per second of wall clock, from the first record handled to the
+//! last (joining the group and restoring are left out); the engine's are also given as a
+//! ratio to the passthrough's, which is what to compare across machines.
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_schemas::{Codec, Input, Topic};
+
+use crate::config::{Config, Guarantee};
+use crate::kafka;
+use crate::metrics::Metrics;
+use crate::runtime::{send, RunOptions, Runtime, StartFrom};
+use crate::workload::{self, PARTITIONS};
+
+pub struct BenchOptions {
+    /// Customer messages to generate (the workload adds config, commands and ticks).
+    pub messages: usize,
+    pub tenants: usize,
+    /// An external broker; none: librdkafka's in-process mock cluster.
+    pub bootstrap_servers: Option<String>,
+    /// Skip `exactly_once` (for brokers without transactions).
+    pub skip_exactly_once: bool,
+    /// Extra librdkafka properties for every client (e.g. `batch.num.messages=1` on tansu).
+    pub properties: Vec<(String, String)>,
+}
+
+const PASSTHROUGH_TOPIC: &str = "bench.passthrough";
+
+/// Run the benchmark and return its report.
+pub fn run(opts: &BenchOptions) -> Result<String, String> {
+    let mock = match &opts.bootstrap_servers {
+        Some(_) => None,
+        None => Some(MockCluster::new(1).map_err(|e| format!("mock cluster: {e}"))?),
+    };
+    let bootstrap = match (&opts.bootstrap_servers, &mock) {
+        (Some(b), _) => b.clone(),
+        (None, Some(m)) => m.bootstrap_servers(),
+        (None, None) => return Err("no broker".into()),
+    };
+    let run_id = std::process::id();
+    let base = |app: &str, guarantee: Guarantee| {
+        let mut c = Config::default();
+        c.kafka.bootstrap_servers = bootstrap.clone();
+        c.kafka.application_id = format!("{app}-{run_id}");
+        c.kafka.guarantee = guarantee;
+        c.kafka.instance_id = "bench".into();
+        c.kafka.properties = opts.properties.iter().cloned().collect();
+        c.topics.partitions = PARTITIONS;
+        c.topics.create = false;
+        c.ticker.enabled = false;
+        c.state.dir = std::env::temp_dir()
+            .join(format!("switchboard-bench-{run_id}"))
+            .display()
+            .to_string();
+        c
+    };
+    let eos = base("bench-eos", Guarantee::ExactlyOnce);
+    let dedup = base("bench-dedup", Guarantee::Deduplicated);
+    // Topics: the mock cluster creates them itself (its admin API does not answer).
+    let mut topics: Vec<String> = kafka::topic_plan(&eos, "")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    topics.push(kafka::changelog_topic(&dedup.kafka.application_id));
+    topics.push(PASSTHROUGH_TOPIC.into());
+    match &mock {
+        Some(m) => {
+            for t in &topics {
+                m.create_topic(t, PARTITIONS, 1)
+                    .map_err(|e| format!("create {t}: {e}"))?;
+            }
+        }
+        None => {
+            kafka::create_topics(&eos, "").map_err(|e| e.to_string())?;
+            kafka::create_topics(&dedup, "").map_err(|e| e.to_string())?;
+            let mut one = dedup.clone();
+            one.kafka.application_id = PASSTHROUGH_TOPIC.into();
+            kafka::create_topics(&one, "").map_err(|e| e.to_string())?;
+        }
+    }
+    let records = produce_workload(&dedup, opts)?;
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "switchboard bench: {records} input records ({} messages, {} tenants, {PARTITIONS} partitions) on {}",
+        opts.messages,
+        opts.tenants,
+        if mock.is_some() { "librdkafka's in-process mock cluster".to_string() } else { bootstrap.clone() }
+    );
+    let pass = passthrough(&dedup, records)?;
+    let _ = writeln!(
+        report,
+        "{:<14} {:>10.0} records/s  (baseline)",
+        "passthrough", pass
+    );
+    let mut runs = Vec::new();
+    if !opts.skip_exactly_once {
+        runs.push(("exactly_once", eos));
+    }
+    runs.push(("deduplicated", dedup));
+    for (name, config) in runs {
+        let rate = engine(config, records)?;
+        let _ = writeln!(
+            report,
+            "{name:<14} {rate:>10.0} records/s  ratio to passthrough {:.3}",
+            rate / pass.max(f64::MIN_POSITIVE)
+        );
+    }
+    let _ =
+        std::fs::remove_dir_all(std::env::temp_dir().join(format!("switchboard-bench-{run_id}")));
+    Ok(report)
+}
+
+fn produce_workload(config: &Config, opts: &BenchOptions) -> Result<u64, String> {
+    let codec = Codec::new().map_err(|e| e.to_string())?;
+    let producer = kafka::idempotent_producer(config).map_err(|e| e.to_string())?;
+    let mut n = 0u64;
+    for r in workload::contact_center(opts.tenants, opts.messages) {
+        let input = Input::from_json(r.topic, r.value).map_err(|e| e.to_string())?;
+        let bytes = codec
+            .schema(r.topic)
+            .encode(&input.to_json())
+            .map_err(|e| e.to_string())?;
+        let p = r.partition.unwrap_or_else(|| {
+            let key = r.key.as_deref().unwrap_or("");
+            let tenant = key.split('/').next().unwrap_or(key);
+            switchboard_processors::partition::partition_of(tenant, PARTITIONS as u32) as i32
+        });
+        send(
+            &producer,
+            r.topic.name(),
+            p,
+            r.key.as_deref().map(str::as_bytes),
+            Some(&bytes),
+            Some(r.ts),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    kafka::flush(&producer, Duration::from_secs(120))?;
+    Ok(n)
+}
+
+/// The no-op loop: records/s from subscribing until every input record is copied.
+fn passthrough(config: &Config, records: u64) -> Result<f64, String> {
+    let consumer: BaseConsumer = {
+        let mut c = kafka::client_config(config);
+        c.set(
+            "group.id",
+            format!("{}-passthrough", config.kafka.application_id),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky");
+        c.create().map_err(|e| e.to_string())?
+    };
+    let producer = kafka::idempotent_producer(config).map_err(|e| e.to_string())?;
+    let topics: Vec<&str> = Topic::INPUTS.iter().map(|t| t.name()).collect();
+    let started = Instant::now();
+    consumer.subscribe(&topics).map_err(|e| e.to_string())?;
+    let deadline = started + Duration::from_secs(600);
+    let mut done = 0u64;
+    let mut first: Option<Instant> = None;
+    while done < records {
+        if Instant::now() > deadline {
+            return Err(format!("passthrough stalled at {done} of {records}"));
+        }
+        let mut round = 0;
+        let mut wait = Duration::from_millis(20);
+        while let Some(m) = consumer.poll(wait) {
+            wait = Duration::ZERO;
+            first.get_or_insert_with(Instant::now);
+            let m = m.map_err(|e| e.to_string())?;
+            send(
+                &producer,
+                PASSTHROUGH_TOPIC,
+                m.partition(),
+                m.key(),
+                m.payload(),
+                m.timestamp().to_millis(),
+                None,
+            )
+            .map_err(|e| e.to_string())?;
+            consumer
+                .store_offset_from_message(&m)
+                .map_err(|e| e.to_string())?;
+            round += 1;
+            if round >= 2_000 {
+                break;
+            }
+        }
+        if round > 0 {
+            kafka::flush(&producer, Duration::from_secs(60))?;
+            consumer
+                .commit_consumer_state(CommitMode::Sync)
+                .map_err(|e| e.to_string())?;
+            done += round;
+        }
+    }
+    let from = first.unwrap_or(started);
+    Ok(records as f64 / from.elapsed().as_secs_f64())
+}
+
+/// The engine from empty state: records/s until it has processed every input record.
+fn engine(config: Config, records: u64) -> Result<f64, String> {
+    let metrics = Metrics::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = RunOptions {
+        output_suffix: String::new(),
+        start: StartFrom::Committed,
+        stop: stop.clone(),
+        metrics: metrics.clone(),
+    };
+    let started = Instant::now();
+    let handle = std::thread::spawn(move || {
+        Runtime::new(config, opts)
+            .and_then(Runtime::run)
+            .map_err(|e| e.to_string())
+    });
+    let deadline = started + Duration::from_secs(600);
+    let mut first: Option<Instant> = None;
+    loop {
+        let n = Metrics::total(&metrics.records_in, &[]);
+        if n > 0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        if n >= records || handle.is_finished() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let elapsed = first.unwrap_or(started).elapsed().as_secs_f64();
+    let processed = Metrics::total(&metrics.records_in, &[]);
+    stop.store(true, Ordering::Relaxed);
+    let result = handle
+        .join()
+        .map_err(|_| "the engine thread panicked".to_string())?;
+    result?;
+    if processed < records {
+        return Err(format!(
+            "the engine processed {processed} of {records} records"
+        ));
+    }
+    Ok(records as f64 / elapsed)
+}
