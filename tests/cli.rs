@@ -227,3 +227,85 @@ fn config_check_names_the_bad_field() {
         "switchboard: invalid configuration: ticker.interval_ms: 5 is not between 10 and 60000"
     );
 }
+
+/// The number after `label` on the summary line that starts with it.
+fn figure(summary: &str, label: &str) -> u64 {
+    summary
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} figure in:\n{summary}"))
+}
+
+/// R-RUN-1, R-RUN-4: `demo` needs no Kafka and no config. It runs the engine (exactly-once
+/// path) on an in-process cluster, serves /metrics, and ends with a summary whose figures
+/// come from the engine's outputs: conversations, assignments, SLA, sentiment, throughput.
+#[test]
+fn r_run_1_demo_runs_without_kafka_and_summarizes() {
+    let run = bin()
+        .args(["demo", "--duration", "6s", "--rate", "60", "--tenants", "2"])
+        .output()
+        .expect("run switchboard demo");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "demo failed:\n{stderr}");
+    assert!(
+        stderr.contains("/metrics"),
+        "no metrics address in:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("records sent"),
+        "no progress line in:\n{stderr}"
+    );
+    let sent = figure(&stdout, "input records");
+    assert!(sent > 200, "{stdout}");
+    assert!(figure(&stdout, "conversations") > 0, "{stdout}");
+    assert!(figure(&stdout, "assignments") > 0, "{stdout}");
+    assert!(figure(&stdout, "throughput") > 0, "{stdout}");
+    assert!(stdout.contains("ExactlyOnce"), "{stdout}");
+    // Everything sent was processed before the summary.
+    assert!(
+        stdout.contains(&format!("{sent} sent, {sent} processed")),
+        "{stdout}"
+    );
+}
+
+/// R-RUN-7: bad command lines and configurations end with one readable line, no panic.
+#[test]
+fn r_run_7_runtime_commands_reject_bad_input_with_one_line() {
+    for args in [
+        vec!["demo", "--duration", "soon"],
+        vec![
+            "replay",
+            "--from-beginning",
+            "--application-id",
+            "x",
+            "--output-suffix",
+            "",
+        ],
+        vec![
+            "replay",
+            "--from-timestamp",
+            "yesterday",
+            "--application-id",
+            "x",
+            "--output-suffix",
+            ".r",
+        ],
+    ] {
+        let run = bin().args(&args).output().expect("run switchboard");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{args:?} succeeded");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let run = bin()
+        .args(["run"])
+        .env("SWITCHBOARD_KAFKA_GUARANTEE", "maybe")
+        .output()
+        .expect("run switchboard");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("invalid configuration"), "{stderr}");
+}
