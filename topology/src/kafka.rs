@@ -22,6 +22,8 @@ pub enum KafkaSetupError {
     Kafka(#[from] KafkaError),
     #[error("topic {topic}: {reason}")]
     Topic { topic: String, reason: String },
+    #[error("{0}")]
+    Runtime(String),
 }
 
 /// The header naming the source partition of an output record: `<application.id>/<partition>`.
@@ -220,13 +222,13 @@ pub fn create_topics(config: &Config, output_suffix: &str) -> Result<Vec<String>
         return Ok(created);
     }
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = futures_lite_block_on(admin.create_topics(new_topics.iter(), &opts))?;
+    let rt = crate::tokio_runtime().map_err(KafkaSetupError::Runtime)?;
+    let results = rt.block_on(admin.create_topics(new_topics.iter(), &opts))?;
     for r in results {
         match r {
             Ok(name) => created.push(name),
-            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                let _ = name;
-            }
+            // Created meanwhile by another instance: fine.
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
                 return Err(KafkaSetupError::Topic {
                     topic: name,
@@ -236,19 +238,6 @@ pub fn create_topics(config: &Config, output_suffix: &str) -> Result<Vec<String>
         }
     }
     Ok(created)
-}
-
-/// Run one admin future to completion on a small current-thread runtime.
-fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(f),
-        // Building a current-thread runtime only fails when the OS refuses a timer or an
-        // I/O driver; there is nothing else to run the future on.
-        Err(e) => panic!("cannot start a tokio runtime: {e}"),
-    }
 }
 
 /// The cached high watermark librdkafka last saw for `topic`/`partition` in a fetch response

@@ -14,3 +14,24 @@ pub mod sentiment_cli;
 pub mod simulate;
 pub mod state_store;
 pub mod workload;
+
+/// A current-thread tokio runtime, for the few async pieces (HTTP, signals, admin calls).
+pub(crate) fn tokio_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a tokio runtime: {e}"))
+}
+
+/// Run `future` to completion on a thread of its own, named `name`.
+pub(crate) fn spawn_async<F>(name: &str, future: F) -> Result<(), String>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let rt = tokio_runtime()?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || rt.block_on(future))
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the {name} thread: {e}"))
+}

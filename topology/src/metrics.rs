@@ -296,43 +296,38 @@ pub fn serve(listen: &str, metrics: Metrics) -> Result<SocketAddr, String> {
     std_listener
         .set_nonblocking(true)
         .map_err(|e| format!("http.listen: {e}"))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
-    std::thread::Builder::new()
-        .name("http".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
-                    return;
-                };
-                loop {
-                    let Ok((mut sock, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let metrics = metrics.clone();
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 4096];
-                        let n = match sock.read(&mut buf).await {
-                            Ok(n) => n,
-                            Err(_) => return,
-                        };
-                        let request = String::from_utf8_lossy(&buf[..n]);
-                        let path = request.split_whitespace().nth(1).unwrap_or("/");
-                        let (status, ctype, body) = respond(path, &metrics);
-                        let head = format!(
-                            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        );
-                        let _ = sock.write_all(head.as_bytes()).await;
-                        let _ = sock.write_all(body.as_bytes()).await;
-                        let _ = sock.shutdown().await;
-                    });
+    crate::spawn_async("http", async move {
+        let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+            return;
+        };
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                // Read the request head (the request line is all that is used).
+                let mut buf = Vec::with_capacity(1024);
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
                 }
-            })
-        })
-        .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
+                let request = String::from_utf8_lossy(&buf);
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let (status, ctype, body) = respond(path, &metrics);
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(body.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    })?;
     Ok(addr)
 }
 
@@ -412,5 +407,35 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut sock = std::net::TcpStream::connect(addr).expect("connect");
+        sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("write");
+        let mut out = String::new();
+        sock.read_to_string(&mut out).expect("read");
+        out
+    }
+
+    /// R-RUN-4: the endpoints answer over HTTP: /healthz always, /readyz only once ready,
+    /// /metrics in the Prometheus text format.
+    #[test]
+    fn r_run_4_http_endpoints() {
+        let m = Metrics::new();
+        m.records_in.with_label_values(&["cc.inbound"]).inc_by(3);
+        let addr = serve("127.0.0.1:0", m.clone()).expect("serve");
+        assert!(get(addr, "/healthz").starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/readyz").starts_with("HTTP/1.1 503"));
+        m.ready.store(true, Ordering::Relaxed);
+        assert!(get(addr, "/readyz").starts_with("HTTP/1.1 200"));
+        let metrics = get(addr, "/metrics");
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(
+            metrics.contains("switchboard_records_in_total{topic=\"cc.inbound\"} 3"),
+            "{metrics}"
+        );
+        assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
     }
 }
