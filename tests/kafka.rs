@@ -118,13 +118,19 @@ struct Engine {
 
 impl Engine {
     fn start(config: &Path, log: &Path) -> Engine {
+        Engine::command(&["run"], config, log)
+    }
+
+    /// `switchboard <args> --config <config>`, logging to `log`.
+    fn command(args: &[&str], config: &Path, log: &Path) -> Engine {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("engine log");
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["run", "--config"])
+            .args(args)
+            .arg("--config")
             .arg(config)
             .env(
                 "RUST_LOG",
@@ -711,7 +717,7 @@ fn r_run_2_restore_after_state_loss_and_r_run_6_replay_equals_original() {
     assert_count(n, total(&first_half), "first half", &[s.log("r")]);
     std::fs::remove_dir_all(s.dir.path().join("state-r")).expect("delete the state directory");
     sources.extend(s.produce(tail));
-    let want = expected(sources);
+    let want = expected(sources.clone());
     let mut engine = Engine::start(&config, &s.log("r"));
     let n = s.wait_for("", total(&want), Duration::from_secs(90));
     engine.terminate();
@@ -731,25 +737,18 @@ fn r_run_2_restore_after_state_loss_and_r_run_6_replay_equals_original() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let log = std::fs::File::create(s.log("replay")).expect("log");
-    let mut replay = Engine {
-        child: Some(
-            Command::new(env!("CARGO_BIN_EXE_switchboard"))
-                .args([
-                    "replay",
-                    "--from-beginning",
-                    "--application-id",
-                    "e2e-replay",
-                    "--output-suffix",
-                    ".replay",
-                    "--config",
-                ])
-                .arg(&replay_cfg)
-                .stderr(log)
-                .spawn()
-                .expect("replay"),
-        ),
-    };
+    let mut replay = Engine::command(
+        &[
+            "replay",
+            "--from-beginning",
+            "--application-id",
+            "e2e-replay",
+            "--output-suffix",
+            ".replay",
+        ],
+        &replay_cfg,
+        &s.log("replay"),
+    );
     let n = s.wait_for(".replay", total(&want), Duration::from_secs(90));
     replay.terminate();
     assert_count(n, total(&want), "replay", &[s.log("replay")]);
@@ -759,4 +758,76 @@ fn r_run_2_restore_after_state_loss_and_r_run_6_replay_equals_original() {
         "replay vs original",
         &[s.log("replay")],
     );
+
+    // Replay from a timestamp: the records at or after it, into fresh state (every input
+    // partition here is in timestamp order, so "at or after" is a suffix of each).
+    let from = sources[sources.len() * 3 / 4].ts;
+    let later: Vec<SourceRecord> = sources.into_iter().filter(|r| r.ts >= from).collect();
+    let want_later = expected(later);
+    let ts_cfg = s.config("replay-ts", "unused-ts", "");
+    let mut replay = Engine::command(
+        &[
+            "replay",
+            "--from-timestamp",
+            &from.to_string(),
+            "--application-id",
+            "e2e-replay-ts",
+            "--output-suffix",
+            ".ts",
+        ],
+        &ts_cfg,
+        &s.log("replay-ts"),
+    );
+    let n = s.wait_for(".ts", total(&want_later), Duration::from_secs(90));
+    replay.terminate();
+    assert_count(
+        n,
+        total(&want_later),
+        "replay from a timestamp",
+        &[s.log("replay-ts")],
+    );
+    assert_same(
+        &s.outputs(".ts"),
+        &want_later,
+        "replay from a timestamp",
+        &[s.log("replay-ts")],
+    );
+}
+
+/// R-TIME-5: the ticker writes a Tick to every partition of cc.ticks, about once per
+/// `ticker.interval_ms`, with the wall clock as event time; SIGTERM stops it cleanly.
+#[test]
+fn r_time_5_ticker_writes_a_tick_to_every_partition() {
+    let s = Setup::new();
+    let config = s.config("ticker", "e2e-ticker", "");
+    s.create_topics(&config);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let mut ticker = Engine::command(&["ticker"], &config, &s.log("ticker"));
+    std::thread::sleep(Duration::from_millis(3_500));
+    ticker.terminate();
+    let consumer = s.reader();
+    for p in 0..PARTITIONS {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("cc.ticks", p, Offset::Beginning)
+            .expect("tpl");
+        consumer.assign(&tpl).expect("assign");
+        let mut ticks = Vec::new();
+        while let Some(m) = consumer.poll(Duration::from_millis(1_000)) {
+            let m = m.expect("consume");
+            let input =
+                decode_input(&s.codec, Topic::Ticks, None, m.payload()).expect("a tick decodes");
+            assert!(matches!(input, Input::Tick(_)));
+            ticks.push(m.timestamp().to_millis().expect("timestamp"));
+        }
+        assert!(
+            (2..=6).contains(&ticks.len()),
+            "partition {p}: {} ticks in 3.5 s at 1 s intervals",
+            ticks.len()
+        );
+        assert!(ticks.iter().all(|&t| t >= started - 1_000), "{ticks:?}");
+        assert!(ticks.windows(2).all(|w| w[1] - w[0] >= 500), "{ticks:?}");
+    }
 }

@@ -15,7 +15,7 @@
 //! after a batch is durable, atomically with its checkpoint, so it never runs ahead.
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
@@ -137,6 +137,10 @@ struct Task {
     skip: BTreeMap<String, u64>,
     waiting_since: Option<Instant>,
     duplicates_seen: u64,
+    /// A replay from a timestamp, on fresh state: per input topic, whether its first record
+    /// at or after the timestamp has been seen.
+    start_ts: Option<i64>,
+    started: Vec<bool>,
 }
 
 /// Group membership changes, noted during `poll` and handled right after it.
@@ -409,6 +413,18 @@ impl Runtime {
             if m.offset() < task.next[rank] {
                 continue; // already processed before a restart or a rebalance
             }
+            if let Some(from) = task.start_ts {
+                // A replay from a timestamp starts each input partition at its first record
+                // at or after it (as ListOffsets by time does; checked here too, so a
+                // broker that answers that request loosely cannot widen the replay).
+                if !task.started[rank] {
+                    if m.timestamp().to_millis().unwrap_or(i64::MIN) < from {
+                        task.next[rank] = m.offset() + 1;
+                        continue;
+                    }
+                    task.started[rank] = true;
+                }
+            }
             task.buffers[rank].push_back(Buffered {
                 offset: m.offset(),
                 ts: m.timestamp().to_millis(),
@@ -489,7 +505,14 @@ impl Runtime {
             skip: BTreeMap::new(),
             waiting_since: None,
             duplicates_seen: 0,
+            start_ts: None,
+            started: vec![false; Topic::INPUTS.len()],
         };
+        if let (StartFrom::Timestamp(ts), true) =
+            (self.opts.start, task.checkpoint.inputs.is_empty())
+        {
+            task.start_ts = Some(ts);
+        }
         for t in kafka::output_topics() {
             let name = kafka::output_topic(t, &self.opts.output_suffix);
             if let std::collections::btree_map::Entry::Vacant(slot) =
@@ -546,33 +569,12 @@ impl Runtime {
             rocks.commit(&rows, &Checkpoint::default())?;
             rocks.clear_checkpoint()?;
         }
-        if start >= high {
-            return Ok(None);
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.changelog, partition, Offset::Offset(start))?;
-        self.reader.assign(&tpl)?;
         let mut pending: Vec<Write> = Vec::new();
         let mut intent: Option<Intent> = None;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let mut position = start;
-        while position < high {
-            if Instant::now() > deadline {
-                return Err(RuntimeError::Partition {
-                    partition,
-                    reason: format!("restore stalled at changelog offset {position} of {high}"),
-                });
-            }
-            let Some(result) = self.reader.poll(Duration::from_millis(200)) else {
-                // Transaction markers occupy offsets without records: ask where we are.
-                if let Some(p) = self.reader_position(partition) {
-                    position = position.max(p);
-                }
-                continue;
-            };
-            let m = result?;
-            position = m.offset() + 1;
-            self.opts.metrics.restore_records.inc();
+        let metrics = self.opts.metrics.clone();
+        let changelog = self.changelog.clone();
+        self.read_partition(&changelog, partition, start, high, &mut |m| {
+            metrics.restore_records.inc();
             let key = m.key().unwrap_or_default();
             if key == CHECKPOINT_KEY {
                 let mut cp: Checkpoint = parse_meta(partition, m.payload())?;
@@ -585,19 +587,57 @@ impl Runtime {
             } else {
                 pending.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
             }
-        }
-        self.reader.unassign()?;
+            Ok(())
+        })?;
         // Writes after the last checkpoint belong to an unfinished batch: it is re-derived.
         Ok(intent)
     }
 
-    fn reader_position(&self, partition: i32) -> Option<i64> {
-        let pos = self.reader.position().ok()?;
-        let elem = pos.find_partition(&self.changelog, partition)?;
-        match elem.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
+    /// Read `topic`/`partition` from `from` to its end, handing each record to `on`: up to
+    /// the high watermark `high`, then on until the partition stays quiet, as a broker may
+    /// report the watermark late (tansu 0.6.0 does after multi-record batches).
+    fn read_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        high: i64,
+        on: &mut dyn FnMut(&BorrowedMessage<'_>) -> Result<(), RuntimeError>,
+    ) -> Result<(), RuntimeError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
+        self.reader.assign(&tpl)?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut position = from;
+        loop {
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Partition {
+                    partition,
+                    reason: format!("reading {topic} stalled at offset {position} of {high}"),
+                });
+            }
+            let Some(result) = self.reader.poll(Duration::from_millis(200)) else {
+                if position >= high {
+                    break; // at the end, and nothing more came
+                }
+                // Transaction markers occupy offsets without records: ask where we are.
+                let here = self.reader.position().ok().and_then(|pos| {
+                    match pos.find_partition(topic, partition)?.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    }
+                });
+                if let Some(o) = here {
+                    position = position.max(o);
+                }
+                continue;
+            };
+            let m = result?;
+            position = m.offset() + 1;
+            on(&m)?;
         }
+        self.reader.unassign()?;
+        Ok(())
     }
 
     /// For an unfinished batch: the highest sequence number this partition already wrote to
@@ -613,21 +653,11 @@ impl Runtime {
             let name = kafka::output_topic(t, &self.opts.output_suffix);
             let from = intent.outputs.get(&name).copied().unwrap_or(0);
             let (_, high) = kafka::watermarks(&self.reader, &name, partition)?;
-            if from >= high {
-                continue;
-            }
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&name, partition, Offset::Offset(from))?;
-            self.reader.assign(&tpl)?;
-            let deadline = Instant::now() + Duration::from_secs(120);
-            let mut position = from;
-            while position < high && Instant::now() < deadline {
-                let Some(result) = self.reader.poll(Duration::from_millis(200)) else {
-                    continue;
+            let mut highest: Option<u64> = None;
+            self.read_partition(&name, partition, from, high, &mut |m| {
+                let Some(headers) = m.headers() else {
+                    return Ok(());
                 };
-                let m = result?;
-                position = m.offset() + 1;
-                let Some(headers) = m.headers() else { continue };
                 let mut src = None;
                 let mut seq = None;
                 for h in headers.iter() {
@@ -644,19 +674,13 @@ impl Runtime {
                 }
                 if let (Some(src), Some(seq)) = (src, seq) {
                     if src == source.as_bytes() && seq >= intent.seq {
-                        let w = written.entry(name.clone()).or_insert(seq);
-                        *w = (*w).max(seq);
+                        highest = Some(highest.map_or(seq, |h| h.max(seq)));
                     }
                 }
-            }
-            self.reader.unassign()?;
-            if position < high {
-                return Err(RuntimeError::Partition {
-                    partition,
-                    reason: format!(
-                        "could not read {name} up to offset {high} to skip outputs already written"
-                    ),
-                });
+                Ok(())
+            })?;
+            if let Some(h) = highest {
+                written.insert(name, h);
             }
         }
         Ok(written)
