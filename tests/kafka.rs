@@ -11,11 +11,13 @@
 //! calls but does not enforce their isolation (docs/guarantees.md says what that proves).
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -318,8 +320,16 @@ impl Setup {
 
     /// Every record of the output topics (with `suffix`), per (topic, partition), decoded.
     fn outputs(&self, suffix: &str) -> Outputs {
+        self.output_rows(suffix)
+            .into_iter()
+            .map(|(tp, rows)| (tp, rows.into_iter().map(|(_, row)| row).collect()))
+            .collect()
+    }
+
+    /// Like [`Setup::outputs`], each record with its dedup key (source and seq headers).
+    fn output_rows(&self, suffix: &str) -> KeyedOutputs {
         let consumer = self.reader();
-        let mut out: Outputs = BTreeMap::new();
+        let mut out: KeyedOutputs = BTreeMap::new();
         for t in Topic::ALL.iter().filter(|t| !t.is_input()) {
             let name = format!("{}{suffix}", t.name());
             for p in 0..PARTITIONS {
@@ -357,13 +367,48 @@ impl Setup {
                         .decode(m.payload().expect("payload"))
                         .expect("decode output");
                     let output = Output::from_json(*t, json).expect("output record");
+                    let header = |k: &str| {
+                        m.headers().and_then(|h| {
+                            h.iter()
+                                .find(|x| x.key == k)
+                                .and_then(|x| x.value)
+                                .map(|v| String::from_utf8_lossy(v).into_owned())
+                        })
+                    };
+                    let dedup = header(switchboard::kafka::SOURCE_HEADER)
+                        .zip(header(switchboard::kafka::SEQ_HEADER).and_then(|v| v.parse().ok()));
                     rows.push((
-                        m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                        m.timestamp().to_millis().unwrap_or(-1),
-                        output.to_json().to_string(),
+                        dedup,
+                        (
+                            m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                            m.timestamp().to_millis().unwrap_or(-1),
+                            output.to_json().to_string(),
+                        ),
                     ));
                 }
             }
+        }
+        out
+    }
+
+    /// The output records as a consumer using the dedup key sees them: per (source, seq)
+    /// only the last record, in the order of first appearance.
+    fn outputs_by_dedup_key(&self, suffix: &str) -> Outputs {
+        let mut out: Outputs = BTreeMap::new();
+        for (tp, rows) in self.output_rows(suffix) {
+            let mut order = Vec::new();
+            let mut last = BTreeMap::new();
+            for (key, row) in rows {
+                let key = key.expect("every output carries the dedup key headers");
+                if !last.contains_key(&key) {
+                    order.push(key.clone());
+                }
+                last.insert(key, row);
+            }
+            out.insert(
+                tp,
+                order.into_iter().filter_map(|k| last.remove(&k)).collect(),
+            );
         }
         out
     }
@@ -404,7 +449,12 @@ impl Setup {
     }
 }
 
-type Outputs = BTreeMap<(String, i32), Vec<(Option<String>, i64, String)>>;
+/// An output record as compared: key, timestamp, value (as the JSON mirror).
+type Row = (Option<String>, i64, String);
+type Outputs = BTreeMap<(String, i32), Vec<Row>>;
+/// `switchboard.source` and `switchboard.seq`.
+type DedupKey = (String, u64);
+type KeyedOutputs = BTreeMap<(String, i32), Vec<(Option<DedupKey>, Row)>>;
 
 enum Value {
     Json(serde_json::Value),
@@ -629,6 +679,52 @@ fn r_run_1_exactly_once_path_on_the_mock_cluster_equals_simulate() {
         &[s.log("eos")],
     );
     assert_count(n, total(&want), "exactly_once on the mock", &[s.log("eos")]);
+}
+
+/// R-RUN-1, R-RUN-7 (exactly_once): a round whose outputs cannot be written is aborted,
+/// and the engine exits with one readable line (crash-only); a restart redoes the round
+/// from the last committed state. The mock cluster leaks the aborted round's records to
+/// `read_committed` readers, so this reads them as a consumer would with the documented
+/// dedup key (`switchboard.source`, `switchboard.seq`), keeping the last record of each
+/// key: the redone round's outputs replace the aborted ones exactly.
+#[test]
+fn r_run_1_exactly_once_aborts_a_failed_round_and_a_restart_redoes_it() {
+    let s = Setup::on(Broker::mock());
+    let config = s.config("abort", "e2e-abort", "");
+    s.create_topics(&config);
+    let sources = s.produce(&quickstart());
+    let want = expected(sources);
+    let mock = s.broker.mock.as_ref().expect("mock cluster");
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 3],
+    );
+    let failed = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run the engine");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        !failed.status.success(),
+        "the engine ignored a failed round"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("switchboard: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    mock.clear_request_errors(RDKafkaApiKey::Produce);
+    let mut engine = Engine::start(&config, &s.log("abort"));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let deduped = loop {
+        let deduped = s.outputs_by_dedup_key("");
+        if total(&deduped) >= total(&want) || Instant::now() > deadline {
+            break deduped;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    engine.terminate();
+    assert_same(&deduped, &want, "after an aborted round", &[s.log("abort")]);
 }
 
 /// R-RUN-1, R-RUN-2 (deduplicated guarantee): SIGKILL at several points under load, restart
