@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard::runtime::decode_input;
-use switchboard_processors::partition::partition_of;
+use switchboard_processors::partition::{partition_of, tenant_of_key};
 use switchboard_processors::simulation::{self, SourceRecord};
 use switchboard_processors::Settings;
 use switchboard_schemas::{Codec, Input, Output, Topic};
@@ -264,8 +264,8 @@ impl Setup {
         let mut out = Vec::new();
         for r in records {
             let p = r.partition.unwrap_or_else(|| {
-                let tenant = r.key.as_deref().map(|k| k.split('/').next().unwrap_or(k));
-                partition_of(tenant.unwrap_or(""), PARTITIONS as u32) as i32
+                let tenant = tenant_of_key(r.key.as_deref().unwrap_or(""));
+                partition_of(tenant, PARTITIONS as u32) as i32
             });
             let bytes = match &r.value {
                 Value::Json(v) => {

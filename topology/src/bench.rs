@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchboard_processors::partition::{partition_of, tenant_of_key};
 use switchboard_schemas::{Codec, Input, Topic};
 
 use crate::config::{Config, Guarantee};
@@ -136,9 +137,8 @@ fn produce_workload(config: &Config, opts: &BenchOptions) -> Result<u64, String>
             .encode(&input.to_json())
             .map_err(|e| e.to_string())?;
         let p = r.partition.unwrap_or_else(|| {
-            let key = r.key.as_deref().unwrap_or("");
-            let tenant = key.split('/').next().unwrap_or(key);
-            switchboard_processors::partition::partition_of(tenant, PARTITIONS as u32) as i32
+            let tenant = tenant_of_key(r.key.as_deref().unwrap_or(""));
+            partition_of(tenant, PARTITIONS as u32) as i32
         });
         send(
             &producer,

@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchboard_processors::partition::{partition_of, tenant_of_key};
 use switchboard_schemas::{Codec, Input, Output, Topic};
 
 use crate::config::{Config, Guarantee};
@@ -100,8 +101,7 @@ impl Driver {
             .schema(topic)
             .encode(&input.to_json())
             .map_err(|e| format!("demo record: {e}"))?;
-        let tenant = key.split('/').next().unwrap_or(key);
-        let p = switchboard_processors::partition::partition_of(tenant, PARTITIONS as u32) as i32;
+        let p = partition_of(tenant_of_key(key), PARTITIONS as u32) as i32;
         let ts = self.now();
         send(
             &self.producer,
