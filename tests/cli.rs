@@ -255,6 +255,10 @@ fn r_run_1_demo_runs_without_kafka_and_summarizes() {
         "no metrics address in:\n{stderr}"
     );
     assert!(
+        stderr.contains("/tenants/tenant-0/queues/support"),
+        "no query address in:\n{stderr}"
+    );
+    assert!(
         stderr.contains("records sent"),
         "no progress line in:\n{stderr}"
     );

@@ -632,7 +632,7 @@ fn r_run_1_kafka_outputs_equal_simulate_and_bad_records_go_to_the_dlq() {
         },
     );
     let sources = s.produce(&records);
-    let want = expected(sources);
+    let want = expected(sources.clone());
     let dlq = &want[&(
         "cc.dlq".to_string(),
         partition_of("acme", PARTITIONS as u32) as i32,
@@ -644,9 +644,115 @@ fn r_run_1_kafka_outputs_equal_simulate_and_bad_records_go_to_the_dlq() {
     );
     let mut engine = Engine::start(&config, &s.log("one"));
     let n = s.wait_for("", total(&want), Duration::from_secs(90));
+    assert_queries_match_simulate(&config, sources, &[s.log("one")]);
     engine.terminate();
     assert_same(&s.outputs(""), &want, "kafka vs simulate", &[s.log("one")]);
     assert_count(n, total(&want), "kafka vs simulate", &[s.log("one")]);
+}
+
+/// `GET path` on the engine's HTTP endpoint: the status and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut sock) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let mut text = String::new();
+    let _ = sock.read_to_string(&mut text);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+/// The `[http] listen` address written into a test config.
+fn http_addr(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).expect("read config");
+    text.lines()
+        .find_map(|l| l.strip_prefix("listen = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("listen address")
+        .to_string()
+}
+
+/// R-RUN-5: the engine's interactive queries over HTTP answer exactly what the same queries
+/// answer over `simulate`'s final state for the same input: a conversation (by short id) with
+/// its assignee, SLA clocks, mood and survey; a queue's waiting list; each agent's load; and
+/// 404 with a reason for a conversation that does not exist.
+fn assert_queries_match_simulate(config: &Path, sources: Vec<SourceRecord>, logs: &[PathBuf]) {
+    use switchboard_processors::query::{Answer, Query};
+    let (_, engines) = simulation::run_engines(sources, PARTITIONS as u32, &Settings::default())
+        .expect("simulate");
+    let tenant = "acme".to_string();
+    let state = engines[partition_of(&tenant, PARTITIONS as u32) as usize].state();
+    let asked = [
+        (
+            "/tenants/acme/conversations/%231",
+            Query::Conversation {
+                tenant: tenant.clone(),
+                reference: "#1".into(),
+            },
+        ),
+        (
+            "/tenants/acme/conversations/%232",
+            Query::Conversation {
+                tenant: tenant.clone(),
+                reference: "#2".into(),
+            },
+        ),
+        (
+            "/tenants/acme/queues/billing",
+            Query::Queue {
+                tenant: tenant.clone(),
+                queue: "billing".into(),
+            },
+        ),
+        (
+            "/tenants/acme/agents/ana",
+            Query::Agent {
+                tenant: tenant.clone(),
+                agent: "ana".into(),
+            },
+        ),
+        (
+            "/tenants/acme/agents/bo",
+            Query::Agent {
+                tenant: tenant.clone(),
+                agent: "bo".into(),
+            },
+        ),
+    ];
+    let addr = http_addr(config);
+    for (path, query) in asked {
+        let Answer::Found(want) = query.answer(state) else {
+            panic!("simulate's state has no answer to {query:?}");
+        };
+        assert!(
+            want["conversation"].is_object()
+                || want["queue"].is_object()
+                || want["agent"].is_object()
+        );
+        // Records that emit nothing may still be in flight when the last output shows up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let got = loop {
+            let (status, body) = http_get(&addr, path);
+            let got: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            if (status == 200 && got == want) || Instant::now() > deadline {
+                break (status, got);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        if got != (200, want.clone()) {
+            dump(logs);
+            panic!("{path}: the engine answered {got:?}, simulate's state answers {want}");
+        }
+    }
+    let (status, body) = http_get(&addr, "/tenants/acme/conversations/%23999");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("#999"), "{body}");
 }
 
 /// R-RUN-1 (exactly_once): the engine's transactional path (init, begin, produce, send

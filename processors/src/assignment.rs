@@ -83,6 +83,11 @@ impl Load {
         self.occupancy[cat(category)] < self.capacity[cat(category)]
     }
 
+    /// (category, occupancy, capacity) for every category.
+    pub fn by_category(&self) -> [(Category, i64, i64); 4] {
+        CATEGORIES.map(|k| (k, self.occupancy[cat(k)], self.capacity[cat(k)]))
+    }
+
     fn percent(&self, category: Category) -> Option<f64> {
         let (occ, cap) = (self.occupancy[cat(category)], self.capacity[cat(category)]);
         (cap > 0).then(|| occ as f64 / cap as f64 * 100.0)
@@ -156,10 +161,23 @@ impl AssignIndex {
 
     /// The waiting conversations of a queue in one category, in assignment order.
     pub fn waiting(&self, tenant: &str, queue: &str, category: Category) -> Vec<String> {
+        self.waiting_entries(tenant, queue, category)
+            .map(|k| k.2.clone())
+            .collect()
+    }
+
+    /// The waiting list of a queue in one category, in assignment order: (priority, waiting
+    /// since, conversation id).
+    pub fn waiting_entries(
+        &self,
+        tenant: &str,
+        queue: &str,
+        category: Category,
+    ) -> impl Iterator<Item = &WaitKey> {
         self.waiting
             .get(&(tenant.to_string(), queue.to_string(), category))
-            .map(|w| w.iter().map(|k| k.2.clone()).collect())
-            .unwrap_or_default()
+            .into_iter()
+            .flatten()
     }
 }
 

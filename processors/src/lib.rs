@@ -12,6 +12,7 @@ pub mod config;
 pub mod csat;
 pub mod engine;
 pub mod partition;
+pub mod query;
 pub mod routing;
 pub mod sentiment;
 pub mod simulation;

@@ -109,6 +109,16 @@ pub fn run(
     partitions: u32,
     settings: &Settings,
 ) -> Result<Vec<Emitted>, StoreError> {
+    run_engines(records, partitions, settings).map(|(out, _)| out)
+}
+
+/// [`run`], also returning each partition's engine with its final state (by partition), for
+/// questions about that state ([`crate::query`]).
+pub fn run_engines(
+    records: Vec<SourceRecord>,
+    partitions: u32,
+    settings: &Settings,
+) -> Result<(Vec<Emitted>, Vec<Engine<MemStore>>), StoreError> {
     let partitions = partitions.max(1);
     let n_topics = Topic::INPUTS.len();
     // One queue per (partition, input topic), in offset order.
@@ -147,5 +157,5 @@ pub fn run(
         out.extend(apply_record(engine, &record, partition as u32));
         engine.flush()?;
     }
-    Ok(out)
+    Ok((out, engines))
 }

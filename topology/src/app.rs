@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use switchboard_schemas::{Codec, Input, Tick, Topic};
 
 use crate::config::Config;
+use crate::http;
 use crate::kafka;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::runtime::{send, RunOptions, Runtime, StartFrom};
 
 /// Structured logs to stderr (`RUST_LOG` filters; default `info`).
@@ -97,8 +98,9 @@ pub fn run_engine(
     stop: Arc<AtomicBool>,
     metrics: Metrics,
 ) -> Result<(), String> {
-    let addr = metrics::serve(&config.http.listen, metrics.clone())?;
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    let (queries, inbox) = http::query_channel();
+    let addr = http::serve(&config.http.listen, metrics.clone(), Some(queries))?;
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz and queries under /tenants/");
     if config.topics.create {
         kafka::create_topics(&config, &output_suffix).map_err(|e| e.to_string())?;
     }
@@ -118,6 +120,7 @@ pub fn run_engine(
         start,
         stop: stop.clone(),
         metrics,
+        queries: Some(inbox),
     };
     let result = Runtime::new(config, opts)
         .and_then(Runtime::run)

@@ -226,6 +226,7 @@ fn engine(config: Config, records: u64) -> Result<f64, String> {
         start: StartFrom::Committed,
         stop: stop.clone(),
         metrics: metrics.clone(),
+        queries: None,
     };
     let started = Instant::now();
     let handle = std::thread::spawn(move || {

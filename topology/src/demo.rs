@@ -19,8 +19,9 @@ use switchboard_processors::partition::{partition_of, tenant_of_key};
 use switchboard_schemas::{Codec, Input, Output, Topic};
 
 use crate::config::{Config, Guarantee};
+use crate::http;
 use crate::kafka::{self, Producer_};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::runtime::{send, RunOptions, Runtime, StartFrom};
 
 pub struct DemoOptions {
@@ -290,13 +291,21 @@ pub fn run(opts: &DemoOptions) -> Result<String, String> {
             .map_err(|e| format!("cannot create topic {name}: {e}"))?;
     }
     let metrics = Metrics::new();
-    let addr = metrics::serve(&format!("127.0.0.1:{}", opts.port), metrics.clone())?;
+    let (queries, inbox) = http::query_channel();
+    let addr = http::serve(
+        &format!("127.0.0.1:{}", opts.port),
+        metrics.clone(),
+        Some(queries),
+    )?;
     eprintln!(
         "switchboard demo: in-process Kafka at {}, {} tenants, {} messages/s for {}s; metrics at http://{addr}/metrics",
         config.kafka.bootstrap_servers,
         opts.tenants,
         opts.rate,
         opts.duration.as_secs()
+    );
+    eprintln!(
+        "  live state: http://{addr}/tenants/tenant-0/queues/support, .../tenants/tenant-0/agents/agent-0, .../tenants/tenant-0/conversations/%231"
     );
     let stop = Arc::new(AtomicBool::new(false));
     let engine = {
@@ -305,6 +314,7 @@ pub fn run(opts: &DemoOptions) -> Result<String, String> {
             start: StartFrom::Committed,
             stop: stop.clone(),
             metrics: metrics.clone(),
+            queries: Some(inbox),
         };
         let config = config.clone();
         std::thread::Builder::new()

@@ -7,6 +7,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod runtime;

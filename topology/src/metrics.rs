@@ -1,14 +1,13 @@
-//! Prometheus metrics (SPEC §12.4) and the HTTP endpoints `/metrics`, `/healthz`, `/readyz`.
+//! Prometheus metrics (SPEC §12.4): the pipeline figures the runtime records and the domain
+//! figures read off the outputs. `crate::http` serves them.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use switchboard_schemas::Output;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Every figure the runtime exports. Cheap to clone (the collectors are shared).
 #[derive(Clone)]
@@ -285,67 +284,6 @@ fn variant(v: Option<&serde_json::Value>) -> (String, Option<&serde_json::Value>
     }
 }
 
-/// Serve `/metrics`, `/healthz` and `/readyz` on `listen` from a background thread. Returns
-/// the bound address (port 0 picks a free port).
-pub fn serve(listen: &str, metrics: Metrics) -> Result<SocketAddr, String> {
-    let std_listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| format!("http.listen: cannot listen on {listen}: {e}"))?;
-    let addr = std_listener
-        .local_addr()
-        .map_err(|e| format!("http.listen: {e}"))?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("http.listen: {e}"))?;
-    crate::spawn_async("http", async move {
-        let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
-            return;
-        };
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                // Read the request head (the request line is all that is used).
-                let mut buf = Vec::with_capacity(1024);
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let request = String::from_utf8_lossy(&buf);
-                let path = request.split_whitespace().nth(1).unwrap_or("/");
-                let (status, ctype, body) = respond(path, &metrics);
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(body.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    })?;
-    Ok(addr)
-}
-
-fn respond(path: &str, metrics: &Metrics) -> (&'static str, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    match path {
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-        "/healthz" => ("200 OK", TEXT, "ok\n".into()),
-        "/readyz" if metrics.ready.load(Ordering::Relaxed) => ("200 OK", TEXT, "ready\n".into()),
-        "/readyz" => (
-            "503 Service Unavailable",
-            TEXT,
-            "not ready: joining the group or restoring state\n".into(),
-        ),
-        _ => ("404 Not Found", TEXT, "not found\n".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,35 +345,5 @@ mod tests {
             ),
             "{text}"
         );
-    }
-
-    fn get(addr: SocketAddr, path: &str) -> String {
-        use std::io::{Read, Write};
-        let mut sock = std::net::TcpStream::connect(addr).expect("connect");
-        sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .expect("write");
-        let mut out = String::new();
-        sock.read_to_string(&mut out).expect("read");
-        out
-    }
-
-    /// R-RUN-4: the endpoints answer over HTTP: /healthz always, /readyz only once ready,
-    /// /metrics in the Prometheus text format.
-    #[test]
-    fn r_run_4_http_endpoints() {
-        let m = Metrics::new();
-        m.records_in.with_label_values(&["cc.inbound"]).inc_by(3);
-        let addr = serve("127.0.0.1:0", m.clone()).expect("serve");
-        assert!(get(addr, "/healthz").starts_with("HTTP/1.1 200"));
-        assert!(get(addr, "/readyz").starts_with("HTTP/1.1 503"));
-        m.ready.store(true, Ordering::Relaxed);
-        assert!(get(addr, "/readyz").starts_with("HTTP/1.1 200"));
-        let metrics = get(addr, "/metrics");
-        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-        assert!(
-            metrics.contains("switchboard_records_in_total{topic=\"cc.inbound\"} 3"),
-            "{metrics}"
-        );
-        assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
     }
 }

@@ -25,13 +25,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchboard_processors::partition::check_key;
+use switchboard_processors::partition::{check_key, partition_of};
+use switchboard_processors::query::{Answer, Query};
 use switchboard_processors::simulation::{apply_record, Emitted, SourceRecord};
 use switchboard_processors::store::{Entry, Write};
 use switchboard_processors::{Engine, Settings, Store, StoreError};
 use switchboard_schemas::{Codec, Input, Topic};
 
 use crate::config::{Config, Guarantee};
+use crate::http::{QueryInbox, Reply};
 use crate::kafka::{self, Deliveries, Producer_, SEQ_HEADER, SOURCE_HEADER};
 use crate::metrics::Metrics;
 use crate::state_store::{Checkpoint, RocksStore};
@@ -69,13 +71,14 @@ pub enum StartFrom {
 }
 
 /// How one run is set up beyond the configuration file.
-#[derive(Clone)]
 pub struct RunOptions {
     pub output_suffix: String,
     pub start: StartFrom,
     /// Set to stop after the round in flight (graceful shutdown).
     pub stop: Arc<AtomicBool>,
     pub metrics: Metrics,
+    /// Interactive queries from the HTTP endpoints, answered between rounds (R-RUN-5).
+    pub queries: Option<QueryInbox>,
 }
 
 /// A batch's intent: its first input offsets and its records' topics in merge order
@@ -285,11 +288,42 @@ impl Runtime {
         while !self.opts.stop.load(Ordering::Relaxed) {
             self.poll_round()?;
             self.process_round()?;
+            self.answer_queries();
         }
         tracing::info!("stopping: the last round is committed");
         self.consumer.unsubscribe();
         self.tasks.clear();
         Ok(())
+    }
+
+    /// Answer the interactive queries that arrived, from committed state (R-RUN-5): every
+    /// round has ended durable when this runs.
+    fn answer_queries(&self) {
+        let Some(inbox) = &self.opts.queries else {
+            return;
+        };
+        for request in inbox.pending() {
+            let reply = self.answer(&request.query);
+            request.answer(reply);
+        }
+    }
+
+    fn answer(&self, query: &Query) -> Reply {
+        let tenant = query.tenant();
+        let p = partition_of(tenant, self.config.topics.partitions as u32) as i32;
+        match self.tasks.get(&p) {
+            Some(task) => match query.answer(task.engine.state()) {
+                Answer::Found(v) => Reply::found(v),
+                Answer::NotFound(why) => Reply::error(404, why),
+            },
+            None => Reply {
+                status: 503,
+                body: serde_json::json!({
+                    "error": format!("tenant {tenant:?} is on partition {p}, which is not assigned to this instance"),
+                    "partition": p,
+                }),
+            },
+        }
     }
 
     /// Co-partitioning (R-TIME-2): every input and output topic has the same partition count.
