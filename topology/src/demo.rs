@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_processors::partition::{partition_of, tenant_of_key};
-use switchboard_schemas::{Codec, Input, Output, Topic};
+use switchboard_schemas::{Codec, ConversationEventKind, Input, Output, Status, Topic};
 
 use crate::config::{Config, Guarantee};
 use crate::http;
@@ -35,7 +35,7 @@ pub struct DemoOptions {
 
 const PARTITIONS: i32 = 4;
 const SPEED: i64 = 60;
-const AGENTS: usize = 20;
+const AGENTS: usize = 30;
 const CHANNELS: &[(&str, &str)] = &[
     ("sms", "+1555"),
     ("whatsapp", "+4470"),
@@ -83,6 +83,8 @@ struct Driver {
     /// Commands and answers due at a simulated time: (due, topic, tenant, value).
     scheduled: BTreeMap<(i64, u64), (Topic, String, serde_json::Value)>,
     agent_busy: BTreeMap<(String, usize), bool>,
+    /// (tenant, conversation) → the agent holding it, to work on it again when it reopens.
+    holders: BTreeMap<(String, String), String>,
 }
 
 impl Driver {
@@ -157,6 +159,13 @@ impl Driver {
             "on",
             json!({"SetSentiment": {"enabled": true}}),
         )?;
+        // Solved conversations free the agent's capacity: agents here solve and move on.
+        self.config(
+            tenant,
+            "counted_statuses",
+            "default",
+            json!({"SetCountedStatuses": {"waiting": true, "solved": false}}),
+        )?;
         self.config(tenant, "surveys", "on", json!({"SetSurveySettings": {"enabled": true, "delay_seconds": 60, "question": "Were you happy with our help? Reply 1 (happy) or 2 (not happy)."}}))?;
         for a in 0..AGENTS {
             self.agent_event(tenant, a, json!({"AgentUpdated": {"queues": ["support"]}}))?;
@@ -192,21 +201,32 @@ impl Driver {
         match output {
             Output::Assignment(a) => {
                 let json = output.to_json();
-                let Some(agent) = json
+                let key = (a.tenant.clone(), a.conversation_id.clone());
+                match json
                     .pointer("/event/Assigned/agent_id")
                     .and_then(|v| v.as_str())
-                else {
-                    return;
-                };
-                let reply_at = now + 10_000 + self.rng.below(170) as i64 * 1000;
-                let solve_at = reply_at + 20_000 + self.rng.below(100) as i64 * 1000;
-                let conv = a.conversation_id.clone();
-                let id = self.id("cmd");
-                let reply = serde_json::json!({"id": id, "tenant": a.tenant, "conversation_id": conv, "by": agent, "command": {"Reply": {"content": "Thanks for writing, let me check that for you."}}});
-                self.schedule(reply_at, Topic::Commands, &a.tenant, reply);
-                let id = self.id("cmd");
-                let solve = serde_json::json!({"id": id, "tenant": a.tenant, "conversation_id": conv, "by": agent, "command": {"SetStatus": {"status": "solved"}}});
-                self.schedule(solve_at, Topic::Commands, &a.tenant, solve);
+                {
+                    Some(agent) => {
+                        self.holders.insert(key, agent.to_string());
+                        self.work_on(&a.tenant, &a.conversation_id, agent);
+                    }
+                    None if json.pointer("/event/Unassigned").is_some() => {
+                        self.holders.remove(&key);
+                    }
+                    None => {}
+                }
+            }
+            // A customer writes again after the conversation was solved: it reopens with
+            // the same agent, who answers and solves it again.
+            Output::Conversation(e) => {
+                if let ConversationEventKind::StatusChanged(c) = &e.event {
+                    let key = (e.tenant.clone(), e.conversation_id.clone());
+                    if c.from == Status::Solved && c.to == Status::Open {
+                        if let Some(agent) = self.holders.get(&key).cloned() {
+                            self.work_on(&e.tenant, &e.conversation_id, &agent);
+                        }
+                    }
+                }
             }
             Output::Outbound(m) if m.content.contains("Reply 1") => {
                 let answer = if self.rng.below(4) == 0 { "2" } else { "1" };
@@ -218,6 +238,19 @@ impl Driver {
             }
             _ => {}
         }
+    }
+
+    /// The agent replies 10–90 s from now and solves the conversation 20–80 s after that.
+    fn work_on(&mut self, tenant: &str, conv: &str, agent: &str) {
+        let now = self.now();
+        let reply_at = now + 10_000 + self.rng.below(80) as i64 * 1000;
+        let solve_at = reply_at + 20_000 + self.rng.below(60) as i64 * 1000;
+        let id = self.id("cmd");
+        let reply = serde_json::json!({"id": id, "tenant": tenant, "conversation_id": conv, "by": agent, "command": {"Reply": {"content": "Thanks for writing, let me check that for you."}}});
+        self.schedule(reply_at, Topic::Commands, tenant, reply);
+        let id = self.id("cmd");
+        let solve = serde_json::json!({"id": id, "tenant": tenant, "conversation_id": conv, "by": agent, "command": {"SetStatus": {"status": "solved"}}});
+        self.schedule(solve_at, Topic::Commands, tenant, solve);
     }
 
     fn due(&mut self) -> Result<(), String> {
@@ -353,7 +386,11 @@ fn drive(
         c.create().map_err(|e| e.to_string())?
     };
     watcher
-        .subscribe(&[Topic::Assignments.name(), Topic::Outbound.name()])
+        .subscribe(&[
+            Topic::Assignments.name(),
+            Topic::Outbound.name(),
+            Topic::ConversationEvents.name(),
+        ])
         .map_err(|e| e.to_string())?;
     let start_ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -369,6 +406,7 @@ fn drive(
         sent: 0,
         scheduled: BTreeMap::new(),
         agent_busy: BTreeMap::new(),
+        holders: BTreeMap::new(),
     };
     for t in 0..opts.tenants {
         d.setup_tenant(&format!("tenant-{t}"))?;
