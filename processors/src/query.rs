@@ -82,6 +82,19 @@ fn priority_name(p: Priority) -> Value {
     to_value(&p)
 }
 
+/// Survey answers counted for `scope` (`queue/<id>`, `agent/<id>`): happy, not happy and
+/// CSAT = happy / answered (null before the first answer).
+fn csat(state: &State, tenant: &str, scope: &str) -> Value {
+    let (happy, not_happy) = state
+        .csat
+        .get(&(tenant.to_string(), scope.to_string()))
+        .copied()
+        .unwrap_or((0, 0));
+    let answered = happy + not_happy;
+    let ratio = (answered > 0).then(|| happy as f64 / answered as f64);
+    json!({"happy": happy, "not_happy": not_happy, "csat": ratio})
+}
+
 fn conversation(state: &State, tenant: &str, reference: &str) -> Answer {
     let Some(id) = state.resolve_conversation(tenant, reference) else {
         return Answer::NotFound(format!(
@@ -163,6 +176,7 @@ fn queue_answer(state: &State, tenant: &str, queue: &str) -> Answer {
         "waiting_count": waiting.len(),
         "waiting": waiting,
         "agents": agents,
+        "csat": csat(state, tenant, &format!("queue/{queue}")),
     }))
 }
 
@@ -190,6 +204,7 @@ fn agent_answer(state: &State, tenant: &str, agent: &str) -> Answer {
         "tenant": tenant,
         "agent": to_value(row),
         "load": load,
+        "csat": csat(state, tenant, &format!("agent/{agent}")),
     }))
 }
 
@@ -329,6 +344,63 @@ mod tests {
         );
         assert_eq!(v["load"]["full_workload"].as_f64(), Some(100.0));
         assert_eq!(v["agent"]["queues"], json!(["billing"]));
+    }
+
+    /// R-RUN-5, R-CSAT: the queue and the agent show the survey answers counted for them.
+    #[test]
+    fn r_run_5_queue_and_agent_answers_show_csat() {
+        let mut e = engine();
+        let settings = json!({"id": "c3", "tenant": "acme", "version": 1, "change": {"SetSurveySettings": {"enabled": true, "delay_seconds": 30, "question": "Happy? Reply 1 or 2"}}});
+        let t = T0 + 10_000;
+        let solve = json!({"id": "k1", "tenant": "acme", "conversation_id": "#1", "by": "ana", "command": {"SetStatus": {"status": "solved"}}});
+        let tick = json!({"source": "test"});
+        let answer = json!({"id": "m9", "tenant": "acme", "channel": "sms", "from": "+1001", "to": "+2000", "content": "1"});
+        for (ts, topic, value) in [
+            (t, Topic::Config, settings),
+            (t + 1, Topic::Commands, solve),
+            (t + 60_000, Topic::Ticks, tick),
+        ] {
+            let step = e.process(ts, &input(topic, value));
+            assert!(step.rejected.is_none(), "{:?}", step.rejected);
+        }
+        // The survey went out 30 s after Solved and waits for the answer.
+        let conv = found(q_conv("#1").answer(e.state()));
+        assert_eq!(conv["survey"]["sent_at"], t + 1 + 30_000, "{conv}");
+        let step = e.process(t + 70_000, &input(Topic::Inbound, answer));
+        assert!(step.rejected.is_none(), "{:?}", step.rejected);
+        let queue = found(
+            Query::Queue {
+                tenant: "acme".into(),
+                queue: "billing".into(),
+            }
+            .answer(e.state()),
+        );
+        assert_eq!(
+            queue["csat"],
+            json!({"happy": 1, "not_happy": 0, "csat": 1.0})
+        );
+        let agent = found(
+            Query::Agent {
+                tenant: "acme".into(),
+                agent: "ana".into(),
+            }
+            .answer(e.state()),
+        );
+        assert_eq!(
+            agent["csat"],
+            json!({"happy": 1, "not_happy": 0, "csat": 1.0})
+        );
+        let other = found(
+            Query::Queue {
+                tenant: "acme".into(),
+                queue: "default".into(),
+            }
+            .answer(e.state()),
+        );
+        assert_eq!(
+            other["csat"],
+            json!({"happy": 0, "not_happy": 0, "csat": null})
+        );
     }
 
     /// R-RUN-5: unknown tenants, conversations, queues and agents are "not found" with the
