@@ -7,7 +7,7 @@ use prometheus::{
 };
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use switchboard_schemas::Output;
+use switchboard_schemas::Topic;
 
 /// Every figure the runtime exports. Cheap to clone (the collectors are shared).
 #[derive(Clone)]
@@ -185,12 +185,10 @@ impl Metrics {
         }
     }
 
-    /// Count one output record: per topic, and the domain figures it carries.
-    pub fn observe_output(&self, output: &Output) {
-        self.records_out
-            .with_label_values(&[output.topic().name()])
-            .inc();
-        let json = output.to_json();
+    /// Count one output record of `topic`, given as its JSON mirror (the form it is encoded
+    /// from): per topic, and the domain figures it carries.
+    pub fn observe_output(&self, topic: Topic, json: &serde_json::Value) {
+        self.records_out.with_label_values(&[topic.name()]).inc();
         let (kind, body) = variant(json.get("event").or_else(|| json.get("kind")));
         let field = |name: &str| -> String {
             body.and_then(|b| b.get(name))
@@ -200,23 +198,23 @@ impl Metrics {
                 })
                 .unwrap_or_default()
         };
-        match output {
-            Output::Conversation(_) => self.conversations.with_label_values(&[&kind]).inc(),
-            Output::Assignment(_) => self
+        match topic {
+            Topic::ConversationEvents => self.conversations.with_label_values(&[&kind]).inc(),
+            Topic::Assignments => self
                 .assignments
                 .with_label_values(&[&kind, &field("method")])
                 .inc(),
-            Output::Sla(_) => self.sla.with_label_values(&[&kind, &field("metric")]).inc(),
+            Topic::SlaEvents => self.sla.with_label_values(&[&kind, &field("metric")]).inc(),
             // Each customer message once (not the conversation's running mood).
-            Output::Sentiment(_) if kind == "MessageSentiment" => {
+            Topic::Sentiment if kind == "MessageSentiment" => {
                 self.sentiment.with_label_values(&[&field("label")]).inc()
             }
-            Output::Csat(_) => self.csat.with_label_values(&[&kind, &field("score")]).inc(),
-            Output::AgentState(_) => self
+            Topic::Csat => self.csat.with_label_values(&[&kind, &field("score")]).inc(),
+            Topic::AgentState => self
                 .agent_status
                 .with_label_values(&[&kind, &field("group")])
                 .inc(),
-            Output::DeadLetter(_) => self.dlq.inc(),
+            Topic::Dlq => self.dlq.inc(),
             _ => {}
         }
     }
@@ -287,6 +285,7 @@ fn variant(v: Option<&serde_json::Value>) -> (String, Option<&serde_json::Value>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_schemas::Output;
 
     /// R-RUN-4: every metric the Grafana dashboards query is one the engine exports.
     #[test]
@@ -331,9 +330,8 @@ mod tests {
         let m = Metrics::new();
         let json = serde_json::json!({"id": "x#0", "tenant": "acme", "conversation_id": "c1",
             "event": {"Assigned": {"agent_id": "ana", "method": "single", "score": null}}});
-        let output =
-            Output::from_json(switchboard_schemas::Topic::Assignments, json).expect("assignment");
-        m.observe_output(&output);
+        let output = Output::from_json(Topic::Assignments, json).expect("assignment");
+        m.observe_output(output.topic(), &output.to_json());
         let text = m.render();
         assert!(
             text.contains("switchboard_records_out_total{topic=\"cc.assignments\"} 1"),

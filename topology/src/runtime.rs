@@ -206,6 +206,9 @@ pub struct Runtime {
     reader: BaseConsumer,
     tasks: BTreeMap<i32, Task>,
     input_names: Vec<CString>,
+    /// Every topic's name with the output suffix, indexed by the topic's discriminant (only
+    /// output topics are looked up).
+    output_names: Vec<String>,
     changelog: String,
     source: String,
     settings: Settings,
@@ -253,7 +256,12 @@ impl Runtime {
             dedup_retention_ms: config.engine.dedup_retention_hours * 3_600_000,
             ..Settings::default()
         };
+        let output_names = Topic::ALL
+            .iter()
+            .map(|t| kafka::output_topic(*t, &opts.output_suffix))
+            .collect();
         Ok(Runtime {
+            output_names,
             changelog: kafka::changelog_topic(&app),
             source: app,
             codec,
@@ -548,7 +556,7 @@ impl Runtime {
             task.start_ts = Some(ts);
         }
         for t in kafka::output_topics() {
-            let name = kafka::output_topic(t, &self.opts.output_suffix);
+            let name = self.output_names[t as usize].clone();
             if let std::collections::btree_map::Entry::Vacant(slot) =
                 task.checkpoint.outputs.entry(name)
             {
@@ -684,7 +692,7 @@ impl Runtime {
         let source = format!("{}/{partition}", self.source);
         let mut written = BTreeMap::new();
         for t in kafka::output_topics() {
-            let name = kafka::output_topic(t, &self.opts.output_suffix);
+            let name = self.output_names[t as usize].clone();
             let from = intent.outputs.get(&name).copied().unwrap_or(0);
             let (_, high) = kafka::watermarks(&self.reader, &name, partition)?;
             let mut highest: Option<u64> = None;
@@ -812,12 +820,15 @@ impl Runtime {
                 for e in emitted {
                     let seq = task.checkpoint.seq;
                     task.checkpoint.seq += 1;
-                    let name = kafka::output_topic(e.output.topic(), &self.opts.output_suffix);
-                    if task.skip.get(&name).is_some_and(|&w| seq <= w) {
+                    let topic = e.output.topic();
+                    let name = &self.output_names[topic as usize];
+                    if task.skip.get(name).is_some_and(|&w| seq <= w) {
                         continue; // written before the crash
                     }
-                    self.opts.metrics.observe_output(&e.output);
-                    let value = e.output.encode(&self.codec).map_err(|err| {
+                    // One JSON mirror for both the metrics and the encoding.
+                    let json = e.output.to_json();
+                    self.opts.metrics.observe_output(topic, &json);
+                    let value = self.codec.schema(topic).encode(&json).map_err(|err| {
                         RuntimeError::Other(format!("cannot encode an output: {err}"))
                     })?;
                     let headers = OwnedHeaders::new()
@@ -831,7 +842,7 @@ impl Runtime {
                         });
                     send(
                         &self.producer,
-                        &name,
+                        name,
                         *p,
                         e.output.key().map(str::as_bytes),
                         Some(&value),
@@ -861,7 +872,7 @@ impl Runtime {
                 continue;
             };
             for t in kafka::output_topics() {
-                let name = kafka::output_topic(t, &self.opts.output_suffix);
+                let name = self.output_names[t as usize].clone();
                 if let Some(last) = self.producer.context().last_offset(&name, *p) {
                     task.checkpoint.outputs.insert(name, last + 1);
                 }
