@@ -270,10 +270,7 @@ impl Setup {
             let bytes = match &r.value {
                 Value::Json(v) => {
                     let input = Input::from_json(r.topic, v.clone()).expect("scenario record");
-                    self.codec
-                        .schema(r.topic)
-                        .encode(&input.to_json())
-                        .expect("encode")
+                    input.encode(&self.codec).expect("encode")
                 }
                 Value::Raw(b) => b.clone(),
             };

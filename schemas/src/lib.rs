@@ -183,6 +183,11 @@ impl Input {
         // Serializing these plain data types cannot fail (no maps with non-string keys).
         v.unwrap_or(serde_json::Value::Null)
     }
+
+    /// Encode as Avro single-object bytes with the topic's schema.
+    pub fn encode(&self, codec: &Codec) -> Result<Vec<u8>, CodecError> {
+        codec.schema(self.topic()).encode(&self.to_json())
+    }
 }
 
 /// A record the engine writes to one of the output topics.

@@ -8,7 +8,7 @@ use switchboard_schemas::{Codec, Input, Tick, Topic};
 
 use crate::config::Config;
 use crate::http;
-use crate::kafka;
+use crate::kafka::{self, Producer_};
 use crate::metrics::Metrics;
 use crate::runtime::{send, RunOptions, Runtime, StartFrom};
 
@@ -51,26 +51,17 @@ pub fn stop_on_signal() -> Result<Arc<AtomicBool>, String> {
 pub fn run_ticker(config: &Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     let producer = kafka::idempotent_producer(config).map_err(|e| format!("ticker: {e}"))?;
     let codec = Codec::new().map_err(|e| e.to_string())?;
-    let value = codec
-        .schema(Topic::Ticks)
-        .encode(&Input::Tick(Tick::default()).to_json())
-        .map_err(|e| format!("ticker: {e}"))?;
     let interval = Duration::from_millis(config.ticker.interval_ms as u64);
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let now = chrono_now_ms();
-        for p in 0..config.topics.partitions {
-            send(
-                &producer,
-                Topic::Ticks.name(),
-                p,
-                None,
-                Some(&value),
-                Some(now),
-                None,
-            )
-            .map_err(|e| format!("ticker: {e}"))?;
-        }
+        send_ticks(
+            &producer,
+            &codec,
+            &Tick::default(),
+            config.topics.partitions,
+            wall_clock_ms(),
+        )
+        .map_err(|e| format!("ticker: {e}"))?;
         kafka::flush(&producer, Duration::from_secs(30)).map_err(|e| format!("ticker: {e}"))?;
         next += interval;
         let wait = next.saturating_duration_since(Instant::now());
@@ -82,7 +73,34 @@ pub fn run_ticker(config: &Config, stop: Arc<AtomicBool>) -> Result<(), String> 
     Ok(())
 }
 
-fn chrono_now_ms() -> i64 {
+/// Send `tick` with timestamp `ts` to each of the first `partitions` partitions of `cc.ticks`.
+pub(crate) fn send_ticks(
+    producer: &Producer_,
+    codec: &Codec,
+    tick: &Tick,
+    partitions: i32,
+    ts: i64,
+) -> Result<(), String> {
+    let value = Input::Tick(tick.clone())
+        .encode(codec)
+        .map_err(|e| e.to_string())?;
+    for p in 0..partitions {
+        send(
+            producer,
+            Topic::Ticks.name(),
+            p,
+            None,
+            Some(&value),
+            Some(ts),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch by the wall clock.
+pub(crate) fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

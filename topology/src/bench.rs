@@ -131,10 +131,8 @@ fn produce_workload(config: &Config, opts: &BenchOptions) -> Result<u64, String>
     let producer = kafka::idempotent_producer(config).map_err(|e| e.to_string())?;
     let mut n = 0u64;
     for r in workload::contact_center(opts.tenants, opts.messages) {
-        let input = Input::from_json(r.topic, r.value).map_err(|e| e.to_string())?;
-        let bytes = codec
-            .schema(r.topic)
-            .encode(&input.to_json())
+        let bytes = Input::from_json(r.topic, r.value)?
+            .encode(&codec)
             .map_err(|e| e.to_string())?;
         let p = r.partition.unwrap_or_else(|| {
             let tenant = tenant_of_key(r.key.as_deref().unwrap_or(""));

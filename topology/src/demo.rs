@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_processors::partition::{partition_of, tenant_of_key};
-use switchboard_schemas::{Codec, ConversationEventKind, Input, Output, Status, Topic};
+use switchboard_schemas::{Codec, ConversationEventKind, Input, Output, Status, Tick, Topic};
 
+use crate::app;
 use crate::config::{Config, Guarantee};
 use crate::http;
 use crate::kafka::{self, Producer_};
@@ -98,11 +99,8 @@ impl Driver {
     }
 
     fn write(&mut self, topic: Topic, key: &str, value: serde_json::Value) -> Result<(), String> {
-        let input = Input::from_json(topic, value).map_err(|e| format!("demo record: {e}"))?;
-        let bytes = self
-            .codec
-            .schema(topic)
-            .encode(&input.to_json())
+        let bytes = Input::from_json(topic, value)
+            .and_then(|input| input.encode(&self.codec).map_err(|e| e.to_string()))
             .map_err(|e| format!("demo record: {e}"))?;
         let p = partition_of(tenant_of_key(key), PARTITIONS as u32) as i32;
         let ts = self.now();
@@ -282,25 +280,11 @@ impl Driver {
     }
 
     fn tick(&mut self) -> Result<(), String> {
-        let bytes = self
-            .codec
-            .schema(Topic::Ticks)
-            .encode(&serde_json::json!({"source": "demo"}))
-            .map_err(|e| e.to_string())?;
-        let ts = self.now();
-        for p in 0..PARTITIONS {
-            send(
-                &self.producer,
-                Topic::Ticks.name(),
-                p,
-                None,
-                Some(&bytes),
-                Some(ts),
-                None,
-            )
-            .map_err(|e| e.to_string())?;
-            self.sent += 1;
-        }
+        let tick = Tick {
+            source: "demo".into(),
+        };
+        app::send_ticks(&self.producer, &self.codec, &tick, PARTITIONS, self.now())?;
+        self.sent += PARTITIONS as u64;
         Ok(())
     }
 }
@@ -392,10 +376,7 @@ fn drive(
             Topic::ConversationEvents.name(),
         ])
         .map_err(|e| e.to_string())?;
-    let start_ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let start_ts = app::wall_clock_ms();
     let mut d = Driver {
         producer,
         codec: Codec::new().map_err(|e| e.to_string())?,
