@@ -221,6 +221,16 @@ fn apply_env(table: &mut toml::Table, vars: &[(String, String)]) -> Result<(), C
     Ok(())
 }
 
+/// Letters, digits, '.', '_' and '-' only: safe in topic names and client ids.
+fn is_kafka_name(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn name_rule(s: &str) -> String {
+    format!("{s:?} must be letters, digits, '.', '_' or '-'")
+}
+
 impl Config {
     /// Load from TOML text (`path` names it in errors) with environment overrides.
     pub fn parse(text: &str, path: &str, vars: &[(String, String)]) -> Result<Config, ConfigError> {
@@ -263,30 +273,14 @@ impl Config {
         if self.kafka.bootstrap_servers.trim().is_empty() {
             return Err(invalid("kafka.bootstrap_servers", "must not be empty"));
         }
+        // Both become parts of Kafka names (group, topics, transactional.id).
         let id = &self.kafka.application_id;
-        if id.is_empty()
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
-            return Err(invalid(
-                "kafka.application_id",
-                format!("{id:?} must be letters, digits, '.', '_' or '-'"),
-            ));
+        if id.is_empty() || !is_kafka_name(id) {
+            return Err(invalid("kafka.application_id", name_rule(id)));
         }
-        if !self
-            .kafka
-            .instance_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
-            return Err(invalid(
-                "kafka.instance_id",
-                format!(
-                    "{:?} must be letters, digits, '.', '_' or '-'",
-                    self.kafka.instance_id
-                ),
-            ));
+        let instance = &self.kafka.instance_id;
+        if !is_kafka_name(instance) {
+            return Err(invalid("kafka.instance_id", name_rule(instance)));
         }
         if !(1..=10_000).contains(&self.topics.partitions) {
             return Err(invalid(

@@ -172,6 +172,26 @@ pub fn partition_counts(
         .collect())
 }
 
+/// Whether topic `name` exists, given the partition counts of the existing topics; one with a
+/// count other than `want` is an error, as co-partitioned topics need the same count
+/// (R-TIME-2).
+pub fn topic_exists(
+    existing: &BTreeMap<String, usize>,
+    name: &str,
+    want: i32,
+) -> Result<bool, KafkaSetupError> {
+    match existing.get(name) {
+        None => Ok(false),
+        Some(&n) if n as i32 == want => Ok(true),
+        Some(&n) => Err(KafkaSetupError::Topic {
+            topic: name.to_string(),
+            reason: format!(
+                "has {n} partitions, topics.partitions is {want}: co-partitioned topics need the same count"
+            ),
+        }),
+    }
+}
+
 /// What `topics create` makes: every input and output topic with `topics.partitions`
 /// partitions (co-partitioned, R-TIME-2), `cc.config` and the changelog compacted.
 pub fn topic_plan(config: &Config, output_suffix: &str) -> Vec<(String, bool)> {
@@ -195,27 +215,16 @@ pub fn create_topics(config: &Config, output_suffix: &str) -> Result<Vec<String>
     let mut created = Vec::new();
     let mut new_topics = Vec::new();
     for (name, compact) in &plan {
-        match existing.get(name) {
-            Some(&n) if n as i32 == want => {}
-            Some(&n) => {
-                return Err(KafkaSetupError::Topic {
-                    topic: name.clone(),
-                    reason: format!(
-                        "has {n} partitions, topics.partitions is {want}: co-partitioned topics need the same count"
-                    ),
-                })
+        if !topic_exists(&existing, name, want)? {
+            let mut t = NewTopic::new(
+                name,
+                want,
+                TopicReplication::Fixed(config.topics.replication_factor),
+            );
+            if *compact {
+                t = t.set("cleanup.policy", "compact");
             }
-            None => {
-                let mut t = NewTopic::new(
-                    name,
-                    want,
-                    TopicReplication::Fixed(config.topics.replication_factor),
-                );
-                if *compact {
-                    t = t.set("cleanup.policy", "compact");
-                }
-                new_topics.push(t);
-            }
+            new_topics.push(t);
         }
     }
     if new_topics.is_empty() {

@@ -337,20 +337,12 @@ impl Runtime {
     /// Co-partitioning (R-TIME-2): every input and output topic has the same partition count.
     fn check_partitions(&self) -> Result<(), RuntimeError> {
         let counts = kafka::partition_counts(&self.reader, Duration::from_secs(10))?;
-        let want = self.config.topics.partitions as usize;
+        let want = self.config.topics.partitions;
         for (name, _) in kafka::topic_plan(&self.config, &self.opts.output_suffix) {
-            match counts.get(&name) {
-                Some(&n) if n == want => {}
-                Some(&n) => {
-                    return Err(RuntimeError::Other(format!(
-                        "topic {name} has {n} partitions; topics.partitions is {want} and co-partitioned topics need the same count"
-                    )))
-                }
-                None => {
-                    return Err(RuntimeError::Other(format!(
-                        "topic {name} does not exist: run `switchboard topics create` or set topics.create = true"
-                    )))
-                }
+            if !kafka::topic_exists(&counts, &name, want)? {
+                return Err(RuntimeError::Other(format!(
+                    "topic {name} does not exist: run `switchboard topics create` or set topics.create = true"
+                )));
             }
         }
         Ok(())
