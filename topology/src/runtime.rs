@@ -593,15 +593,19 @@ impl Runtime {
         let (low, high) = kafka::watermarks(&self.reader, &self.changelog, partition)?;
         let start = from.unwrap_or(low).max(low);
         if from.is_some_and(|f| f < low) {
-            // The local state is older than what the changelog still holds: start over.
-            rocks.clear_checkpoint()?;
+            // The local state is older than what the changelog still holds: start over from
+            // `low`. Deleting the rows and moving the checkpoint to just before `low` is one
+            // atomic write, so a crash cannot leave stale rows or skip a changelog record.
             let rows: Vec<Write> = rocks
                 .entries()?
                 .into_iter()
                 .map(|(k, _)| (k, None))
                 .collect();
-            rocks.commit(&rows, &Checkpoint::default())?;
-            rocks.clear_checkpoint()?;
+            let fresh = Checkpoint {
+                changelog_offset: low - 1,
+                ..Checkpoint::default()
+            };
+            rocks.commit(&rows, &fresh)?;
         }
         let mut pending: Vec<Write> = Vec::new();
         let mut intent: Option<Intent> = None;
@@ -681,7 +685,7 @@ impl Runtime {
         partition: i32,
         intent: &Intent,
     ) -> Result<BTreeMap<String, u64>, RuntimeError> {
-        let source = format!("{}/{partition}", self.source);
+        let source = self.source_of(partition);
         let mut written = BTreeMap::new();
         for t in kafka::output_topics() {
             let name = self.output_names[t as usize].clone();

@@ -87,11 +87,6 @@ impl RocksStore {
         self.db.write_opt(wb, &opts).map_err(io)
     }
 
-    /// Record `checkpoint` without state changes.
-    pub fn set_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        self.commit(&[], checkpoint)
-    }
-
     /// Forget the checkpoint: the local state is then restored from the changelog's start.
     pub fn clear_checkpoint(&mut self) -> Result<(), StoreError> {
         self.db.delete_cf(self.meta()?, CHECKPOINT).map_err(io)
