@@ -107,15 +107,12 @@ pub(crate) fn wall_clock_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// `run` and `replay`: serve HTTP, start the ticker if enabled, and run the engine until a
-/// signal (or `stop`) ends it.
-pub fn run_engine(
-    config: Config,
-    output_suffix: String,
-    start: StartFrom,
-    stop: Arc<AtomicBool>,
-    metrics: Metrics,
-) -> Result<(), String> {
+/// `run` and `replay`: log, serve HTTP, start the ticker if enabled, and run the engine until
+/// SIGINT or SIGTERM ends it.
+pub fn run_engine(config: Config, output_suffix: String, start: StartFrom) -> Result<(), String> {
+    init_logging();
+    let stop = stop_on_signal()?;
+    let metrics = Metrics::new();
     let (queries, inbox) = http::query_channel();
     let addr = http::serve(&config.http.listen, metrics.clone(), Some(queries))?;
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz and queries under /tenants/");

@@ -23,8 +23,9 @@ fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// How outputs reach consumers exactly once (see docs/operations.md when the runtime lands).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+/// How outputs reach consumers exactly once (docs/guarantees.md). On the command line (`demo
+/// --guarantee`): `exactly-once`, `deduplicated`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Guarantee {
     /// Kafka transactions: outputs, changelog writes and input offsets commit together.

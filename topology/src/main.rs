@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use switchboard::app;
-use switchboard::metrics::Metrics;
+use switchboard::config::Guarantee;
 use switchboard::runtime::StartFrom;
 use switchboard::sentiment_cli::{self, Split};
 use switchboard_processors::sentiment::{Scorer, DEFAULT_ALPHA};
@@ -85,7 +85,7 @@ enum Cmd {
         port: u16,
         /// The delivery guarantee to run the engine with.
         #[arg(long, value_enum, default_value = "exactly-once")]
-        guarantee: DemoGuarantee,
+        guarantee: Guarantee,
     },
     /// End-to-end throughput through Kafka: a no-op passthrough and the engine (exactly-once
     /// and deduplicated) over the same generated records, with their ratios.
@@ -115,12 +115,6 @@ enum Cmd {
         #[command(subcommand)]
         command: ConfigCmd,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum DemoGuarantee {
-    ExactlyOnce,
-    Deduplicated,
 }
 
 #[derive(Subcommand)]
@@ -228,15 +222,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Run { config } => {
             let config = load_config(config.as_deref())?;
-            app::init_logging();
-            let stop = app::stop_on_signal()?;
-            app::run_engine(
-                config,
-                String::new(),
-                StartFrom::Committed,
-                stop,
-                Metrics::new(),
-            )
+            app::run_engine(config, String::new(), StartFrom::Committed)
         }
         Cmd::Replay {
             config,
@@ -259,9 +245,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 Some(t) => StartFrom::Timestamp(parse_timestamp(&t)?),
                 None => StartFrom::Committed,
             };
-            app::init_logging();
-            let stop = app::stop_on_signal()?;
-            app::run_engine(config, output_suffix, start, stop, Metrics::new())
+            app::run_engine(config, output_suffix, start)
         }
         Cmd::Topics {
             command:
@@ -301,10 +285,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 rate,
                 tenants,
                 port,
-                guarantee: match guarantee {
-                    DemoGuarantee::ExactlyOnce => switchboard::config::Guarantee::ExactlyOnce,
-                    DemoGuarantee::Deduplicated => switchboard::config::Guarantee::Deduplicated,
-                },
+                guarantee,
             })?;
             print!("{summary}");
             Ok(())
