@@ -4,9 +4,13 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use switchboard::simulate::simulate_text;
-use switchboard_processors::Settings;
+use switchboard_processors::simulation::{self, Emitted, SourceRecord};
+use switchboard_processors::{standard_processors, Ctx, Handled, Processor, Rejection, Settings};
+use switchboard_schemas::{Input, Output};
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 const QUEUES: [&str; 4] = ["default", "sales", "support", "vip"];
@@ -363,6 +367,101 @@ proptest! {
             m.into_iter().map(|(t, vs)| (t, vs.into_iter().map(|mut v| { if v.get("source_partition").is_some() { v["source_partition"] = Value::Null; } v }).collect())).collect()
         };
         prop_assert_eq!(strip(by_tenant(&one)), strip(by_tenant(&many)));
+    }
+}
+
+/// A processor that rejects one record by id, from its place in the pipeline, after the
+/// processors before it have changed the state; it notes whether it saw the record.
+struct Reject {
+    id: String,
+    fired: Rc<Cell<bool>>,
+}
+
+impl Processor for Reject {
+    fn on_input(&mut self, _: &mut Ctx, input: &Input) -> Result<Handled, Rejection> {
+        if input.tenant_and_id().is_some_and(|(_, id)| id == self.id) {
+            self.fired.set(true);
+            return Err(Rejection::new("injected"));
+        }
+        Ok(Handled::No)
+    }
+}
+
+/// Run `records` on one partition (the `reject` processor at `at`, if any): the outputs
+/// without `skip_line`'s dead letter, and the final store.
+fn run_one(
+    records: &[SourceRecord],
+    reject: Option<(usize, &str, Rc<Cell<bool>>)>,
+    skip_line: Option<i64>,
+) -> (Vec<Emitted>, BTreeMap<Vec<u8>, Vec<u8>>) {
+    let make = || {
+        let mut ps = standard_processors();
+        if let Some((at, id, fired)) = &reject {
+            let at = (*at).min(ps.len());
+            ps.insert(
+                at,
+                Box::new(Reject {
+                    id: id.to_string(),
+                    fired: fired.clone(),
+                }),
+            );
+        }
+        ps
+    };
+    let (out, engines) =
+        simulation::run_engines_with(records.to_vec(), 1, &Settings::default(), &make)
+            .expect("run");
+    let out = out
+        .into_iter()
+        .filter(|e| !matches!(&e.output, Output::DeadLetter(d) if d.source_line.is_some() && d.source_line == skip_line))
+        .collect();
+    let store = engines
+        .into_iter()
+        .next()
+        .expect("one engine")
+        .into_store()
+        .map;
+    (out, store)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Atomic records (R-TOPIC bad input, R-TIME-6): a record rejected at any point of the
+    /// pipeline, after earlier processors changed state, leaves no trace: the outputs (but for
+    /// its dead letter) and the final state equal those of the same stream without it.
+    #[test]
+    fn a_rejected_record_leaves_no_trace(
+        ops in proptest::collection::vec((op(), 1i64..120_000), 2..50),
+        victim in any::<proptest::sample::Index>(),
+        at in 0usize..9,
+    ) {
+        let mut input = render(&ops);
+        // A last tick, so stream time ends the same whether or not the victim is applied.
+        input.push_str(&format!("\n{}", line("cc.ticks", None, 1_900_000_000_000, json!({}))));
+        let (records, broken) = simulation::parse_jsonl(input.as_bytes());
+        prop_assert!(broken.is_empty());
+        let candidates: Vec<&SourceRecord> = records
+            .iter()
+            .filter(|r| r.decoded.as_ref().is_ok_and(|i| i.tenant_and_id().is_some()))
+            .collect();
+        prop_assume!(!candidates.is_empty());
+        let victim = candidates[victim.index(candidates.len())];
+        let id = victim.decoded.as_ref().ok().and_then(|i| i.tenant_and_id()).map(|(_, id)| id.to_string()).unwrap_or_default();
+        let fired = Rc::new(Cell::new(false));
+        let (rejected, rejected_state) =
+            run_one(&records, Some((at, &id, fired.clone())), victim.line);
+        let expected = if fired.get() {
+            let without: Vec<SourceRecord> =
+                records.iter().filter(|r| r.line != victim.line).cloned().collect();
+            run_one(&without, None, None)
+        } else {
+            // Consumed (a survey answer) or rejected by a processor before the injected one:
+            // applied, or dead-lettered, as usual.
+            run_one(&records, None, victim.line)
+        };
+        prop_assert_eq!(&rejected, &expected.0);
+        prop_assert!(rejected_state == expected.1, "the final state differs");
     }
 }
 

@@ -12,6 +12,7 @@
 //! and each as a ratio to the baseline, since absolute figures vary between machines.
 
 use std::time::Instant;
+use switchboard_processors::assignment::weighted_choice;
 use switchboard_processors::{Engine, MemStore, Settings};
 use switchboard_schemas::*;
 
@@ -165,6 +166,88 @@ fn main() {
     }
     let single = per_second(n, started);
 
+    // Decisions alone: the weighted-sum choice for those conversations, over the same 5,000
+    // agents (whose loads now differ), with 50,000 conversations waiting elsewhere.
+    let now = f.ts;
+    let ids: Vec<String> = (1..=n as i64 + WAITING as i64 + 5_000)
+        .filter_map(|short| {
+            f.engine
+                .state()
+                .resolve_conversation(TENANT, &format!("#{short}"))
+        })
+        .filter(|id| {
+            f.engine
+                .state()
+                .conversation(TENANT, id)
+                .is_some_and(|c| c.queue_id.as_deref() == Some("sales"))
+        })
+        .collect();
+    let rounds = 50;
+    let started = Instant::now();
+    let mut picked = 0usize;
+    for _ in 0..rounds {
+        for id in &ids {
+            picked += usize::from(weighted_choice(f.engine.state(), TENANT, id, now).is_some());
+        }
+    }
+    let decisions = per_second(rounds * ids.len(), started);
+    assert_eq!(
+        picked,
+        rounds * ids.len(),
+        "every conversation has a choice"
+    );
+
+    // Baseline for the decision: the scan a competent user writes (and the engine did before
+    // its bucketed index): every agent's workload and unserved time, then the best score.
+    let state = f.engine.state();
+    // The pool is resolved once (as the engine's roster holds it): the scan walks loads only.
+    let pool: Vec<&switchboard_processors::assignment::Load> = (0..AGENTS)
+        .filter_map(|a| state.assign.load(TENANT, &format!("agent-{a:05}")))
+        .collect();
+    let linear = |now: i64| -> Option<String> {
+        let loads: Vec<(&str, f64, f64)> = pool
+            .iter()
+            .filter(|l| l.has_room(Category::LiveMessaging))
+            .map(|l| {
+                let unserved = (now - l.since.unwrap_or(now)).max(0) as f64 / 1000.0;
+                (l.id.as_str(), l.weighted_workload(), unserved)
+            })
+            .collect();
+        let min_w = loads.iter().map(|l| l.1).fold(f64::INFINITY, f64::min);
+        let max_u = loads.iter().map(|l| l.2).fold(0.0, f64::max);
+        let score = |w: f64, u: f64| {
+            let w = if w == 0.0 {
+                1.0
+            } else if min_w == 0.0 {
+                0.0
+            } else {
+                min_w / w
+            };
+            let u = if max_u == 0.0 { 0.0 } else { u / max_u };
+            0.5 * w + 0.5 * u
+        };
+        loads
+            .iter()
+            .map(|(id, w, u)| (score(*w, *u), *u, *id))
+            .min_by(|a, b| {
+                b.0.total_cmp(&a.0)
+                    .then(b.1.total_cmp(&a.1))
+                    .then(a.2.cmp(b.2))
+            })
+            .map(|(_, _, id)| id.to_string())
+    };
+    let n_linear = 2_000;
+    let started = Instant::now();
+    for _ in 0..n_linear {
+        std::hint::black_box(linear(now));
+    }
+    let scan = per_second(n_linear, started);
+    assert_eq!(
+        linear(now),
+        weighted_choice(state, TENANT, &ids[0], now).map(|(a, _)| a),
+        "the index and the scan agree"
+    );
+
     // Bulk: agents join the backlog queue one by one (capacity 50 each) and take conversations
     // out of the 50,000-deep waiting list until they are at Full capacity.
     let joiners = 200;
@@ -206,7 +289,9 @@ fn main() {
 
     println!("setup: {WAITING} waiting conversations in {:.2?}", setup);
     println!("baseline  threading+routing, no assignment : {baseline:>10.0} messages/s   (1.00x)");
-    println!("single    weighted sum over {AGENTS} agents  : {single:>10.0} decisions/s  ({:.2}x baseline)", single / baseline);
+    println!("single    weighted sum over {AGENTS} agents  : {single:>10.0} conversations/s ({:.2}x baseline)", single / baseline);
+    println!("decision  scan of {AGENTS} agents (baseline)  : {scan:>10.0} decisions/s  (1.00x)");
+    println!("decision  bucketed index, {AGENTS} agents    : {decisions:>10.0} decisions/s  ({:.1}x the scan)", decisions / scan);
     println!(
         "bulk      from {WAITING} waiting            : {bulk:>10.0} assigned/s   ({:.2}x baseline)",
         bulk / baseline

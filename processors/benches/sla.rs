@@ -124,7 +124,7 @@ fn conversations(n: usize, with_policy: bool) -> (f64, usize) {
 fn main() {
     // Due-time computations.
     let parsed = Calendar::parse(&office()).expect("valid");
-    let calendar = BusinessTime::Hours(parsed.clone());
+    let calendar = BusinessTime::Hours(&parsed);
     let starts: Vec<(i64, i64)> = (0..200_000i64)
         .map(|i| {
             (

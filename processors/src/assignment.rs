@@ -19,8 +19,8 @@
 //!
 //! | operation | cost |
 //! |---|---|
-//! | refresh one conversation or agent | O(log W + log A) (an agent: O(Q log A)) |
-//! | single assignment (sticky, or weighted sum) | O(A) — no conversation is scanned |
+//! | refresh one conversation or agent | O(log W + Q log A) |
+//! | single assignment (sticky, or weighted sum) | O(B + log A), B = distinct (workload, room) buckets among the queue's available agents — no conversation is scanned, and agents of a bucket are not compared |
 //! | bulk assignment for one agent | O((n + s) · 4Q · log W), s = conversations skipped because the agent held them before |
 //! | working-hours start of a queue | O(W · A) |
 //! | a config change | rebuilds the tenant's indexes: O(conversations + agents) |
@@ -29,7 +29,6 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use switchboard_schemas::*;
 
-use crate::calendar::Calendar;
 use crate::config::BUILT_IN_STATUSES;
 use crate::engine::{Ctx, Handled, Rejection};
 use crate::state::{Agent, Conversation, State, TenantConfig, Timer, TimerKind, DEFAULT_QUEUE};
@@ -121,14 +120,14 @@ impl Load {
     }
 }
 
-/// A tenant's agents by slot, and per queue the slots of its available agents: a decision
+/// A tenant's agents by slot, and per queue the pool of its available agents: a decision
 /// walks integers, not keys.
 #[derive(Default, Debug)]
 struct Roster {
     slots: BTreeMap<String, usize>,
     loads: Vec<Load>,
-    /// Sorted slots: iterated on every decision, changed only when availability changes.
-    available: BTreeMap<String, Vec<usize>>,
+    /// Per queue, its available agents bucketed for the weighted-sum decision.
+    available: BTreeMap<String, Pool>,
 }
 
 impl Roster {
@@ -142,6 +141,154 @@ impl Roster {
         });
         self.slots.insert(agent.to_string(), self.loads.len() - 1);
         self.loads.len() - 1
+    }
+
+    /// Take an agent out of its queues' pools, before its load figures change.
+    fn unlist(&mut self, slot: usize) {
+        let load = &self.loads[slot];
+        let key = BucketKey::of(load);
+        for q in &load.listed {
+            if let Some(pool) = self.available.get_mut(q) {
+                pool.remove(key, load, slot);
+                if pool.buckets.is_empty() {
+                    self.available.remove(q);
+                }
+            }
+        }
+    }
+
+    /// Put an agent into its queues' pools, after its load figures changed.
+    fn list(&mut self, slot: usize) {
+        let load = &self.loads[slot];
+        let key = BucketKey::of(load);
+        for q in &load.listed {
+            self.available
+                .entry(q.clone())
+                .or_default()
+                .insert(key, load, slot);
+        }
+    }
+}
+
+/// The figures that decide an agent's weighted workload and room: agents with equal keys
+/// have bit-identical workloads and room in every category.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct BucketKey {
+    /// (occupancy, capacity) of LiveChat and LiveMessaging.
+    figures: [(i64, i64); 2],
+    /// Bit `cat(k)` set when the agent has room in category `k`.
+    room: u8,
+}
+
+impl BucketKey {
+    fn of(load: &Load) -> BucketKey {
+        let i = |k| (load.occupancy[cat(k)], load.capacity[cat(k)]);
+        let room = CATEGORIES
+            .iter()
+            .filter(|k| load.has_room(**k))
+            .fold(0u8, |m, k| m | (1 << cat(*k)));
+        BucketKey {
+            figures: [i(Category::LiveChat), i(Category::LiveMessaging)],
+            room,
+        }
+    }
+}
+
+/// Agents of one bucket in the two orders a decision reads.
+#[derive(Default, Debug)]
+struct Bucket {
+    /// (since, or i64::MAX for never, agent id, slot): longest unserved first.
+    by_since: BTreeSet<(i64, String, usize)>,
+    /// (agent id, slot).
+    by_id: BTreeSet<(String, usize)>,
+}
+
+/// The available agents of one queue, bucketed by [`BucketKey`]. The weighted-sum score
+/// (SPEC §5.6) of agents with the same workload grows with unserved time, so each bucket's
+/// best agent is its longest-unserved one (smallest id on ties; smallest id outright when
+/// nobody in the bucket has unserved time): a decision compares one agent per bucket, not
+/// every agent, and picks exactly whom the linear scan picks.
+#[derive(Default, Debug)]
+struct Pool {
+    buckets: BTreeMap<BucketKey, Bucket>,
+}
+
+fn since_key(load: &Load) -> i64 {
+    load.since.unwrap_or(i64::MAX)
+}
+
+impl Pool {
+    fn insert(&mut self, key: BucketKey, load: &Load, slot: usize) {
+        let b = self.buckets.entry(key).or_default();
+        b.by_since.insert((since_key(load), load.id.clone(), slot));
+        b.by_id.insert((load.id.clone(), slot));
+    }
+
+    fn remove(&mut self, key: BucketKey, load: &Load, slot: usize) {
+        if let Some(b) = self.buckets.get_mut(&key) {
+            b.by_since.remove(&(since_key(load), load.id.clone(), slot));
+            b.by_id.remove(&(load.id.clone(), slot));
+            if b.by_id.is_empty() {
+                self.buckets.remove(&key);
+            }
+        }
+    }
+
+    fn contains(&self, load: &Load, slot: usize) -> bool {
+        self.buckets
+            .get(&BucketKey::of(load))
+            .is_some_and(|b| b.by_id.contains(&(load.id.clone(), slot)))
+    }
+
+    /// The weighted-sum winner among the pool's agents with room in `category` that
+    /// `excluded` does not name, with its score.
+    fn pick(
+        &self,
+        loads: &[Load],
+        category: Category,
+        excluded: &BTreeSet<String>,
+        now: i64,
+    ) -> Option<(usize, f64)> {
+        let bit = 1u8 << cat(category);
+        // Per eligible bucket: its best agent, with workload and unserved seconds.
+        let mut heads: Vec<(usize, f64, f64)> = Vec::new();
+        for (key, b) in &self.buckets {
+            if key.room & bit == 0 {
+                continue;
+            }
+            let mut eligible = b
+                .by_since
+                .iter()
+                .map(|(_, _, slot)| *slot)
+                .filter(|slot| !excluded.contains(&loads[*slot].id));
+            let Some(first) = eligible.next() else {
+                continue;
+            };
+            let mut best = &loads[first];
+            let mut slot = first;
+            if best.unserved_seconds(now) == 0.0 {
+                // Nobody eligible here has unserved time: the smallest id wins the bucket.
+                if let Some((_, s)) = b.by_id.iter().find(|(id, _)| !excluded.contains(id)) {
+                    slot = *s;
+                    best = &loads[slot];
+                }
+            }
+            heads.push((slot, best.weighted_workload(), best.unserved_seconds(now)));
+        }
+        let min_w = heads.iter().map(|h| h.1).fold(f64::INFINITY, f64::min);
+        let max_u = heads.iter().map(|h| h.2).fold(0.0, f64::max);
+        heads
+            .iter()
+            .map(|(slot, w, u)| {
+                (
+                    score(*w, *u, min_w, max_u),
+                    *u,
+                    loads[*slot].id.as_str(),
+                    *slot,
+                )
+            })
+            .min_by(|a, b| rank((a.0, a.1, a.2), (b.0, b.1, b.2)))
+            .map(|(score, _, _, slot)| (slot, score))
     }
 }
 
@@ -358,8 +505,10 @@ fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String
         for (delta, occ) in [(-1, &old.occupies), (1, &new.occupies)] {
             if let Some((agent, k)) = occ {
                 let slot = roster.slot(agent);
+                roster.unlist(slot);
                 let o = &mut roster.loads[slot].occupancy[cat(*k)];
                 *o = (*o + delta).max(0);
+                roster.list(slot);
                 changed.push(agent.clone());
             }
         }
@@ -404,27 +553,18 @@ fn refresh_agent(state: &mut State, tenant: &str, agent_id: &str) {
     };
     let roster = state.assign.rosters.entry(tenant.to_string()).or_default();
     let slot = roster.slot(agent_id);
+    roster.unlist(slot);
     let load = &mut roster.loads[slot];
     load.capacity = capacities;
     load.occupancy[cat(Category::Voice)] = calls;
     load.since = since;
-    let listed = std::mem::replace(&mut load.listed, queues.clone());
-    for q in listed {
-        if let Some(slots) = roster.available.get_mut(&q) {
-            if let Ok(i) = slots.binary_search(&slot) {
-                slots.remove(i);
-            }
-            if slots.is_empty() {
-                roster.available.remove(&q);
-            }
-        }
-    }
-    for q in queues {
-        let slots = roster.available.entry(q).or_default();
-        if let Err(i) = slots.binary_search(&slot) {
-            slots.insert(i, slot);
-        }
-    }
+    load.listed = queues;
+    roster.list(slot);
+}
+
+/// Rebuild one tenant's indexes from its rows (after its rows were rolled back).
+pub fn rebuild(state: &mut State, tenant: &str) {
+    rebuild_tenant(state, tenant);
 }
 
 /// Rebuild one tenant's indexes from its rows.
@@ -496,8 +636,7 @@ fn schedule_opening(cx: &mut Ctx, queue: &str) {
     let next = cx
         .state
         .config(cx.tenant)
-        .period_of(queue)
-        .and_then(|p| Calendar::parse(p).ok())
+        .calendar_of(queue)
         .and_then(|c| c.next_opening(cx.now));
     if let Some(due) = next {
         cx.schedule(
@@ -580,6 +719,22 @@ fn try_single(cx: &mut Ctx, conv_id: &str, method: AssignMethod) {
     }
 }
 
+/// The weighted-sum winner for a conversation among its queue's available agents at `now`,
+/// with its score, as if the conversation were waiting (whether or not it is): the decision
+/// alone, for questions and benchmarks. O(buckets of the queue's pool), not O(agents).
+pub fn weighted_choice(
+    state: &State,
+    tenant: &str,
+    conv_id: &str,
+    now: i64,
+) -> Option<(String, f64)> {
+    let conv = state.conversation(tenant, conv_id)?;
+    let roster = state.assign.rosters.get(tenant)?;
+    let pool = roster.available.get(conv.queue_id.as_deref()?)?;
+    pool.pick(&roster.loads, conv.category, &conv.previous_assignees, now)
+        .map(|(slot, score)| (roster.loads[slot].id.clone(), score))
+}
+
 enum Decision {
     None,
     QueueClosed(String),
@@ -587,8 +742,8 @@ enum Decision {
     Weighted(String, f64),
 }
 
-/// Who gets `conv_id` now, reading the state only. Walks the queue's available agents once
-/// (O(A)), without allocating per agent.
+/// Who gets `conv_id` now, reading the state only. Compares one agent per bucket of the
+/// queue's pool ([`Pool::pick`]), not every agent.
 fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decision {
     let Some(conv) = state.conversation(tenant, conv_id) else {
         return Decision::None;
@@ -612,45 +767,34 @@ fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decisi
     let Some(pool) = roster.available.get(queue_id) else {
         return Decision::None;
     };
-    let mut eligible: Vec<(&Load, f64, f64)> = Vec::with_capacity(pool.len());
-    let (mut min_w, mut max_u) = (f64::INFINITY, 0.0f64);
-    for slot in pool {
-        let load = &roster.loads[*slot];
-        if has_room_for(load, conv) {
-            let (w, u) = (load.weighted_workload(), load.unserved_seconds(now));
-            min_w = min_w.min(w);
-            max_u = max_u.max(u);
-            eligible.push((load, w, u));
-        }
-    }
-    if eligible.is_empty() {
+    let Some((winner, score)) =
+        pool.pick(&roster.loads, conv.category, &conv.previous_assignees, now)
+    else {
         return Decision::None;
-    }
+    };
     if let Some(lookback) = queue.sticky_lookback {
         let last = customer_keys(conv)
             .into_iter()
             .find_map(|k| state.last_replier.get(&(tenant.to_string(), k)));
         if let Some((agent_id, at)) = last {
             let within = now.saturating_sub(*at) <= lookback_ms(lookback);
-            if within && eligible.iter().any(|(l, _, _)| l.id == *agent_id) {
+            let eligible = roster.slots.get(agent_id).is_some_and(|slot| {
+                let load = &roster.loads[*slot];
+                pool.contains(load, *slot) && has_room_for(load, conv)
+            });
+            if within && eligible {
                 return Decision::Sticky(agent_id.clone());
             }
         }
     }
-    eligible
-        .iter()
-        .map(|(l, w, u)| (score(*w, *u, min_w, max_u), *u, l.id.as_str()))
-        .min_by(|a, b| rank(*a, *b))
-        .map_or(Decision::None, |(s, _, id)| {
-            Decision::Weighted(id.to_string(), s)
-        })
+    Decision::Weighted(roster.loads[winner].id.clone(), score)
 }
 
 /// Bulk assignment (SPEC §5.7): the unassigned conversations of the agent's auto-assigning,
 /// open queues, by priority then age, to this agent until they are no longer eligible.
 fn bulk(cx: &mut Ctx, agent_id: &str) {
     let tenant = cx.tenant.to_string();
-    let config = cx.state.config(&tenant).clone();
+    let config = cx.state.shared_config(&tenant);
     let Some(a) = agent(cx.state, &tenant, agent_id) else {
         return;
     };
@@ -1035,6 +1179,96 @@ impl Processor for Assignment {
         if let TimerKind::Wake { purpose, subject } = &timer.kind {
             if purpose == "queue-opens" {
                 on_queue_opens(cx, subject);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The weighted-sum decision by scanning every agent of the pool: what [`Pool::pick`]
+    /// must reproduce.
+    fn linear(
+        roster: &Roster,
+        queue: &str,
+        category: Category,
+        excluded: &BTreeSet<String>,
+        now: i64,
+    ) -> Option<(String, f64)> {
+        let candidates: Vec<Candidate> = roster
+            .loads
+            .iter()
+            .filter(|l| l.listed.iter().any(|q| q == queue))
+            .filter(|l| l.has_room(category) && !excluded.contains(&l.id))
+            .map(|l| Candidate {
+                agent: l.id.clone(),
+                workload: l.weighted_workload(),
+                unserved_seconds: l.unserved_seconds(now),
+            })
+            .collect();
+        weighted_sum(&candidates).into_iter().next()
+    }
+
+    fn arb_load() -> impl Strategy<Value = (i64, i64, i64, i64, i64, Option<i64>, u8)> {
+        (
+            0i64..4,
+            0i64..4,
+            0i64..4,
+            0i64..4,
+            0i64..2,
+            proptest::option::of(0i64..20),
+            0u8..4,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// R-ASSIGN-6 (weighted sum): the bucketed index picks the same agent with the same
+        /// score as a scan over every agent, on random rosters whose agents change figures
+        /// and queues between decisions, with excluded previous holders and unserved times
+        /// on both sides of `now`.
+        #[test]
+        fn pool_pick_equals_linear_scan(
+            agents in proptest::collection::vec(arb_load(), 1..40),
+            changes in proptest::collection::vec((0usize..40, arb_load()), 0..20),
+            excluded in proptest::collection::btree_set(0usize..40, 0..4),
+            category in 0usize..4,
+            now in 0i64..25,
+        ) {
+            let queues = ["q0", "q1", "q2", "q3"];
+            let set = |roster: &mut Roster, slot: usize, l: (i64, i64, i64, i64, i64, Option<i64>, u8)| {
+                roster.unlist(slot);
+                let load = &mut roster.loads[slot];
+                load.occupancy = [l.0, l.2, l.4, 0];
+                load.capacity = [l.1, l.3, 2, 1];
+                load.since = l.5.map(|s| s * 1000);
+                load.listed = queues[..=l.6 as usize].iter().map(|q| q.to_string()).collect();
+                roster.list(slot);
+            };
+            let mut roster = Roster::default();
+            for (i, l) in agents.iter().enumerate() {
+                let slot = roster.slot(&format!("a{:02}", (i * 7) % 40));
+                set(&mut roster, slot, *l);
+            }
+            for (i, l) in &changes {
+                if *i < roster.loads.len() {
+                    set(&mut roster, *i, *l);
+                }
+            }
+            let excluded: BTreeSet<String> =
+                excluded.iter().map(|i| format!("a{:02}", (i * 7) % 40)).collect();
+            let category = CATEGORIES[category];
+            let now = now * 1000;
+            for q in queues {
+                let picked = roster.available.get(q).and_then(|pool| {
+                    pool.pick(&roster.loads, category, &excluded, now)
+                        .map(|(slot, score)| (roster.loads[slot].id.clone(), score))
+                });
+                prop_assert_eq!(picked, linear(&roster, q, category, &excluded, now));
             }
         }
     }

@@ -280,12 +280,12 @@ impl Calendar {
 
 /// Business time for SLA counting: around the clock, or a working-hours calendar.
 #[derive(Debug, Clone)]
-pub enum BusinessTime {
+pub enum BusinessTime<'a> {
     Always,
-    Hours(Calendar),
+    Hours(&'a Calendar),
 }
 
-impl BusinessTime {
+impl BusinessTime<'_> {
     pub fn elapsed(&self, from: i64, to: i64) -> i64 {
         match self {
             BusinessTime::Always => (to - from).max(0),

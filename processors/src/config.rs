@@ -409,7 +409,7 @@ impl Processor for ConfigProcessor {
         };
         let event = match outcome {
             Ok(config) => {
-                tenant.config = config;
+                tenant.config = std::sync::Arc::new(config.compile());
                 tenant.versions.insert(entity.clone(), change.version);
                 ConfigEventKind::ConfigApplied(ConfigApplied { entity })
             }

@@ -16,7 +16,8 @@ use crate::Processor;
 /// Engine settings that are not per-tenant config.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// How long (in stream time) a processed record id is remembered for idempotency.
+    /// How long (in stream time) a processed record id is remembered for idempotency
+    /// (R-TIME-1; up to 1/24 longer, see [`crate::dedup`]).
     pub dedup_retention_ms: i64,
     /// Bound on the outputs one record may cause, against a misconfigured feedback loop.
     pub max_outputs_per_record: usize,
@@ -25,7 +26,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            dedup_retention_ms: 7 * 24 * 3600 * 1000,
+            dedup_retention_ms: 24 * 3600 * 1000,
             max_outputs_per_record: 100_000,
         }
     }
@@ -149,7 +150,7 @@ impl<S: Store> Engine<S> {
         settings: Settings,
         processors: Vec<Box<dyn Processor>>,
     ) -> Result<Engine<S>, StoreError> {
-        let state = State::load(&store)?;
+        let state = State::load(&store, settings.dedup_retention_ms)?;
         Ok(Engine {
             state,
             store,
@@ -185,31 +186,21 @@ impl<S: Store> Engine<S> {
         let mut step = Step::default();
         if ts > self.state.stream_time() {
             self.state.stream_time.insert((), ts);
+            self.state.dedup.expire(ts);
         }
         self.fire_due_timers(&mut step);
 
         if let Some((tenant, id)) = input.tenant_and_id() {
             if tenant.is_empty() || id.is_empty() {
                 step.rejected = Some(Rejection::new("tenant and id must not be empty"));
-            } else if self
-                .state
-                .seen
-                .contains(&(tenant.to_string(), id.to_string()))
-            {
+            } else if self.state.dedup.contains(tenant, id) {
                 self.stats.duplicates += 1;
                 step.duplicate = true;
             } else {
                 match self.apply(ts, tenant, id, Some(input), None) {
                     Ok(outputs) => {
-                        let key = (tenant.to_string(), id.to_string());
-                        self.state.seen.insert(key, ts);
-                        let forget = format!("seen/{tenant}/{id}");
-                        let timer = Timer {
-                            tenant: tenant.to_string(),
-                            kind: TimerKind::ForgetRecordId { id: id.to_string() },
-                        };
-                        self.state
-                            .schedule(ts + self.settings.dedup_retention_ms, forget, timer);
+                        let now = self.state.stream_time();
+                        self.state.dedup.insert(tenant, id, ts, now);
                         step.outputs.extend(outputs.into_iter().map(|o| (ts, o)));
                     }
                     Err(r) => step.rejected = Some(r),
@@ -246,15 +237,34 @@ impl<S: Store> Engine<S> {
     /// Timers the engine handles itself; true when `timer` was one.
     fn engine_timer(&mut self, timer: &Timer) -> bool {
         match &timer.kind {
-            TimerKind::ForgetRecordId { id } => {
-                self.state.seen.remove(&(timer.tenant.clone(), id.clone()));
-                true
-            }
+            // A timer of the former one-row-per-id dedup layout: ids now expire with their
+            // bucket of the dedup window.
+            TimerKind::ForgetRecordId { .. } => true,
             TimerKind::Wake { .. } => false,
         }
     }
 
+    /// Apply one record (or timer) atomically: its state changes stay only if every
+    /// processor accepts it and its outputs stay within the bound; otherwise the state is as
+    /// before it and the rejection says why.
     fn apply(
+        &mut self,
+        now: i64,
+        tenant: &str,
+        cause: &str,
+        input: Option<&Input>,
+        timer: Option<&Timer>,
+    ) -> Result<Vec<Output>, Rejection> {
+        self.state.begin();
+        let result = self.run_processors(now, tenant, cause, input, timer);
+        match &result {
+            Ok(_) => self.state.commit(),
+            Err(_) => self.state.rollback(tenant),
+        }
+        result
+    }
+
+    fn run_processors(
         &mut self,
         now: i64,
         tenant: &str,

@@ -10,6 +10,7 @@ pub mod calendar;
 pub mod condition;
 pub mod config;
 pub mod csat;
+pub mod dedup;
 pub mod engine;
 pub mod partition;
 pub mod query;
@@ -31,8 +32,8 @@ use switchboard_schemas::{Input, Output};
 /// only what it reacts to.
 pub trait Processor {
     /// An input record. Return `Handled::Yes` when the record is (also) this processor's; an
-    /// error rejects the record to the dead-letter topic and must be returned before this
-    /// processor changes any state.
+    /// error rejects the record to the dead-letter topic, and the engine undoes every state
+    /// change the record made, in this processor and the ones before it.
     fn on_input(&mut self, _cx: &mut Ctx, _input: &Input) -> Result<Handled, Rejection> {
         Ok(Handled::No)
     }

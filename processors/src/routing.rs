@@ -5,7 +5,6 @@
 
 use switchboard_schemas::*;
 
-use crate::calendar::Calendar;
 use crate::condition::{self, MessageFacts};
 use crate::engine::{Ctx, Handled, Rejection};
 use crate::state::{TenantConfig, DEFAULT_QUEUE};
@@ -55,11 +54,7 @@ pub fn route(
 
 /// Whether `queue_id` is open at `now`: true without a working-hours period.
 pub fn queue_open(config: &TenantConfig, queue_id: &str, now: i64) -> bool {
-    match config.period_of(queue_id) {
-        // Periods are validated when configured, so parsing succeeds.
-        Some(p) => Calendar::parse(p).map_or(true, |c| c.is_open(now)),
-        None => true,
-    }
+    config.calendar_of(queue_id).is_none_or(|c| c.is_open(now))
 }
 
 fn on_opened(cx: &mut Ctx, conversation_id: &str) {

@@ -7,8 +7,11 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use switchboard_schemas::*;
 
+use serde::Serialize;
+use serde_json::Value;
+
 use crate::engine::{Engine, Settings};
-use crate::partition::{partition_of, tenant_of_key};
+use crate::partition::{check_key, partition_of, tenant_of_key};
 use crate::store::{MemStore, StoreError};
 
 /// One input record as read from a file or topic.
@@ -119,6 +122,32 @@ pub fn run_engines(
     partitions: u32,
     settings: &Settings,
 ) -> Result<(Vec<Emitted>, Vec<Engine<MemStore>>), StoreError> {
+    run_engines_with(records, partitions, settings, &crate::standard_processors)
+}
+
+/// [`run_engines`] with the processors `processors()` makes for each partition's engine.
+pub fn run_engines_with(
+    records: Vec<SourceRecord>,
+    partitions: u32,
+    settings: &Settings,
+    processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
+) -> Result<(Vec<Emitted>, Vec<Engine<MemStore>>), StoreError> {
+    let mut out = Vec::new();
+    let engines = run_streaming(records, partitions, settings, processors, &mut |e| {
+        out.push(e)
+    })?;
+    Ok((out, engines))
+}
+
+/// Run `records` as [`run_engines_with`] does, handing each output to `sink` as it is made
+/// (so a large run need not hold its outputs), and return the engines.
+pub fn run_streaming(
+    records: Vec<SourceRecord>,
+    partitions: u32,
+    settings: &Settings,
+    processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
+    sink: &mut dyn FnMut(Emitted),
+) -> Result<Vec<Engine<MemStore>>, StoreError> {
     let partitions = partitions.max(1);
     let n_topics = Topic::INPUTS.len();
     // One queue per (partition, input topic), in offset order.
@@ -131,12 +160,18 @@ pub fn run_engines(
         } else {
             vec![partition_for(&r, partitions)]
         };
-        for p in targets {
-            queues[p as usize * n_topics + rank.min(n_topics - 1)].push_back(r.clone());
+        let slot = |p: u32| p as usize * n_topics + rank.min(n_topics - 1);
+        match targets.as_slice() {
+            [p] => queues[slot(*p)].push_back(r),
+            _ => {
+                for p in &targets {
+                    queues[slot(*p)].push_back(r.clone());
+                }
+            }
         }
     }
     let mut engines = (0..partitions)
-        .map(|_| Engine::open(MemStore::default(), settings.clone()))
+        .map(|_| Engine::with_processors(MemStore::default(), settings.clone(), processors()))
         .collect::<Result<Vec<_>, _>>()?;
     // Heads ordered by (ts, topic rank, partition); each queue keeps offset order.
     let mut heads = BinaryHeap::new();
@@ -145,7 +180,6 @@ pub fn run_engines(
             heads.push(Reverse((r.ts, q % n_topics, q / n_topics, q)));
         }
     }
-    let mut out = Vec::new();
     while let Some(Reverse((_, _, partition, q))) = heads.pop() {
         let Some(record) = queues[q].pop_front() else {
             continue;
@@ -153,9 +187,183 @@ pub fn run_engines(
         if let Some(next) = queues[q].front() {
             heads.push(Reverse((next.ts, q % n_topics, partition, q)));
         }
-        let engine = &mut engines[partition];
-        out.extend(apply_record(engine, &record, partition as u32));
+        for e in apply_record(&mut engines[partition], &record, partition as u32) {
+            sink(e);
+        }
+    }
+    // The store mirrors the state at the end of the run, as the runtime's does at the end of
+    // each round: each changed row is written once, not once per record that touched it.
+    for engine in engines.iter_mut() {
         engine.flush()?;
     }
-    Ok((out, engines))
+    Ok(engines)
+}
+
+// ---- JSON lines: the format of `switchboard simulate` and of the benchmarks' workloads ----
+
+/// A parsed line, or why the line has no usable envelope.
+enum Line {
+    Record(Box<SourceRecord>),
+    Broken {
+        line: i64,
+        ts: i64,
+        raw: Vec<u8>,
+        reason: String,
+    },
+}
+
+fn parse_line(number: i64, text: &str) -> Line {
+    let raw = text.as_bytes().to_vec();
+    let broken = |ts: i64, reason: String| Line::Broken {
+        line: number,
+        ts,
+        raw: raw.clone(),
+        reason,
+    };
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return broken(0, format!("line {number}: not valid JSON: {e}")),
+    };
+    let Value::Object(mut obj) = value else {
+        return broken(
+            0,
+            format!("line {number}: expected an object {{\"topic\", \"key\", \"ts\", \"value\"}}"),
+        );
+    };
+    let ts = match obj.get("ts").and_then(Value::as_i64) {
+        Some(ts) if ts >= 0 => ts,
+        _ => {
+            return broken(
+                0,
+                format!(
+                "line {number}: \"ts\" must be a non-negative integer (ms since the Unix epoch)"
+            ),
+            )
+        }
+    };
+    for k in obj.keys() {
+        if !matches!(k.as_str(), "topic" | "key" | "ts" | "value" | "partition") {
+            return broken(ts, format!("line {number}: unknown field {k:?} (expected topic, key, ts, value, partition)"));
+        }
+    }
+    let topic = match obj.get("topic").and_then(Value::as_str).map(|t| (t, Topic::from_name(t))) {
+        Some((_, Some(t))) if t.is_input() => t,
+        Some((t, _)) => {
+            return broken(ts, format!("line {number}: {t:?} is not an input topic (cc.config, cc.agent-events, cc.commands, cc.inbound, cc.ticks)"))
+        }
+        None => return broken(ts, format!("line {number}: missing \"topic\"")),
+    };
+    let key = match obj.get("key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return broken(ts, format!("line {number}: \"key\" must be a string")),
+    };
+    let partition = match obj.get("partition") {
+        None | Some(Value::Null) => None,
+        Some(p) => match p.as_u64().and_then(|p| u32::try_from(p).ok()) {
+            Some(p) => Some(p),
+            None => {
+                return broken(
+                    ts,
+                    format!("line {number}: \"partition\" must be a non-negative integer"),
+                )
+            }
+        },
+    };
+    let decoded = match obj.remove("value") {
+        None => Err(format!("line {number}: missing \"value\"")),
+        Some(v) => Input::from_json(topic, v)
+            .map_err(|e| format!("line {number}: invalid {topic} record: {e}"))
+            .and_then(|input| {
+                check_key(topic, key.as_deref(), &input)
+                    .map_err(|e| format!("line {number}: {e}"))?;
+                Ok(input)
+            }),
+    };
+    Line::Record(Box::new(SourceRecord {
+        topic,
+        key,
+        ts,
+        partition,
+        line: Some(number),
+        offset: None,
+        raw,
+        decoded,
+    }))
+}
+
+#[derive(Serialize)]
+struct OutLine<'a> {
+    topic: &'a str,
+    key: Option<&'a str>,
+    ts: i64,
+    value: OutputValue<'a>,
+}
+
+/// Parse JSON-lines input (one record a line; blank lines and `#` comments skipped): the
+/// records, and a dead letter for each line without a usable envelope (not UTF-8, not JSON,
+/// no topic...), which takes no part in the timestamp merge.
+pub fn parse_jsonl(input: &[u8]) -> (Vec<SourceRecord>, Vec<Emitted>) {
+    let mut records = Vec::new();
+    let mut broken = Vec::new();
+    for (i, bytes) in input.split(|b| *b == b'\n').enumerate() {
+        let number = i as i64 + 1;
+        let parsed = match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                let trimmed = text.trim();
+                if trimmed.is_empty() || trimmed.starts_with('#') {
+                    continue;
+                }
+                parse_line(number, trimmed)
+            }
+            Err(e) => Line::Broken {
+                line: number,
+                ts: 0,
+                raw: bytes.to_vec(),
+                reason: format!("line {number}: not valid UTF-8: {e}"),
+            },
+        };
+        match parsed {
+            Line::Record(r) => records.push(*r),
+            Line::Broken {
+                line,
+                ts,
+                raw,
+                reason,
+            } => {
+                let source = SourceRecord {
+                    topic: Topic::Inbound,
+                    key: None,
+                    ts,
+                    partition: None,
+                    line: Some(line),
+                    offset: None,
+                    raw,
+                    decoded: Err(reason.clone()),
+                };
+                let mut dl = dead_letter(&source, None, reason);
+                dl.source_topic = "unknown".to_string();
+                dl.id = format!("dlq/line-{line}");
+                broken.push(Emitted {
+                    ts,
+                    partition: 0,
+                    output: Output::DeadLetter(dl),
+                });
+            }
+        }
+    }
+    (records, broken)
+}
+
+/// Write one output as a JSON line (`{"topic", "key", "ts", "value"}`), serialized straight
+/// from the typed record.
+pub fn write_jsonl(e: &Emitted, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let line = OutLine {
+        topic: e.output.topic().name(),
+        key: e.output.key(),
+        ts: e.ts,
+        value: e.output.value(),
+    };
+    serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")
 }

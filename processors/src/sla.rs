@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use switchboard_schemas::*;
 
-use crate::calendar::{BusinessTime, Calendar};
+use crate::calendar::BusinessTime;
 use crate::condition;
 use crate::engine::{Ctx, Handled, Rejection};
 use crate::routing::message_facts;
@@ -191,11 +191,13 @@ fn budget(sev: &Severity, metric: SlaMetric) -> Option<i64> {
 }
 
 /// The business clock of a severity for a conversation in `queue`.
-fn business_time(config: &TenantConfig, sev: &Severity, queue: Option<&str>) -> BusinessTime {
-    match (sev.counting, queue.and_then(|q| config.period_of(q))) {
-        (Counting::WorkingHours, Some(p)) => {
-            Calendar::parse(p).map_or(BusinessTime::Always, BusinessTime::Hours)
-        }
+fn business_time<'a>(
+    config: &'a TenantConfig,
+    sev: &Severity,
+    queue: Option<&str>,
+) -> BusinessTime<'a> {
+    match (sev.counting, queue.and_then(|q| config.calendar_of(q))) {
+        (Counting::WorkingHours, Some(c)) => BusinessTime::Hours(c),
         _ => BusinessTime::Always,
     }
 }
@@ -231,17 +233,22 @@ enum Reason {
 fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
     let tenant = cx.tenant.to_string();
     let key = (tenant.clone(), conv_id.to_string());
-    let (Some(conv), Some(mut s)) = (
-        cx.state.conversation(&tenant, conv_id).cloned(),
-        cx.state.sla.get(&key).cloned(),
-    ) else {
+    let Some(conv) = cx.state.conversation(&tenant, conv_id) else {
         return;
     };
-    let config = cx.state.config(&tenant).clone();
+    let queue = conv.queue_id.clone();
+    let selected = (reason == Reason::Reselect).then(|| {
+        let s = cx.state.sla.get(&key)?;
+        let config = cx.state.config(&tenant);
+        select_policy(&config, conv, s.first_message.as_ref(), cx.now).map(|p| p.id.clone())
+    });
+    // Taken out while the clocks are re-derived, and put back (changed) at the end.
+    let Some(mut s) = cx.state.sla.remove(&key) else {
+        return;
+    };
+    let config = cx.state.shared_config(&tenant);
     let before = (s.policy.clone(), s.severity.clone());
-    if reason == Reason::Reselect {
-        let selected =
-            select_policy(&config, &conv, s.first_message.as_ref(), cx.now).map(|p| p.id.clone());
+    if let Some(selected) = selected {
         if selected != s.policy {
             s.severity = selected
                 .as_ref()
@@ -266,12 +273,11 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
             .iter()
             .find(|v| Some(&v.name) == s.severity.as_ref())
     });
-    for id in std::mem::take(&mut s.timers) {
-        cx.state.cancel(&id);
-    }
+    // Timers are reconciled, not replaced: one already due at the same instant stays as it is.
+    let previous_timers = std::mem::take(&mut s.timers);
     let mut dues: (Option<i64>, Option<i64>, Option<i64>) = (None, None, None);
     if let (Some(p), Some(sev), None) = (policy, severity, s.closed_at) {
-        let clock = business_time(&config, sev, conv.queue_id.as_deref());
+        let clock = business_time(&config, sev, queue.as_deref());
         for inst in instances(&s, p.exclude_automated) {
             let Some(budget) = budget(sev, inst.metric) else {
                 continue;
@@ -330,18 +336,25 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
                             metric_name(inst.metric),
                             inst.n
                         );
-                        cx.schedule(
-                            due,
-                            id.clone(),
-                            TimerKind::Wake {
-                                purpose: "sla".into(),
-                                subject: conv_id.to_string(),
-                            },
-                        );
+                        if cx.state.timer_index.get(&id) != Some(&due) {
+                            cx.schedule(
+                                due,
+                                id.clone(),
+                                TimerKind::Wake {
+                                    purpose: "sla".into(),
+                                    subject: conv_id.to_string(),
+                                },
+                            );
+                        }
                         s.timers.push(id);
                     }
                 }
             }
+        }
+    }
+    for id in previous_timers {
+        if !s.timers.contains(&id) {
+            cx.state.cancel(&id);
         }
     }
     let changed = (s.policy.clone(), s.severity.clone()) != before;

@@ -6,8 +6,10 @@
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use switchboard_schemas::*;
 
+use crate::calendar::Calendar;
 use crate::store::{Store, StoreError, Table, Write};
 
 /// The id of the system queue that always exists and holds every agent.
@@ -63,6 +65,21 @@ pub struct TenantConfig {
     pub sentiment_enabled: bool,
     #[serde(default)]
     pub surveys: Option<SurveySettings>,
+    /// Every working-hours period parsed once, when the config is applied or loaded
+    /// ([`TenantConfig::compile`]); derived, never stored.
+    #[serde(skip)]
+    pub calendars: Calendars,
+}
+
+/// Parsed working-hours periods by id. Derived from the periods, so it takes no part in
+/// comparing configs.
+#[derive(Clone, Debug, Default)]
+pub struct Calendars(BTreeMap<String, Calendar>);
+
+impl PartialEq for Calendars {
+    fn eq(&self, _: &Calendars) -> bool {
+        true
+    }
 }
 
 impl TenantConfig {
@@ -114,12 +131,35 @@ impl TenantConfig {
         let id = self.queues.get(queue_id)?.working_hours_id.as_ref()?;
         self.working_hours.get(id)
     }
+
+    /// The parsed working hours of a queue, if it has a period (periods are validated when
+    /// configured, so every period has its calendar).
+    pub fn calendar_of(&self, queue_id: &str) -> Option<&Calendar> {
+        let id = self.queues.get(queue_id)?.working_hours_id.as_ref()?;
+        self.calendars.0.get(id)
+    }
+
+    /// Parse every working-hours period into [`TenantConfig::calendars`]; a period that does
+    /// not parse (impossible once validated) gets no calendar and counts as always open.
+    pub fn compile(mut self) -> TenantConfig {
+        self.calendars = Calendars(
+            self.working_hours
+                .iter()
+                .filter_map(|(id, p)| Calendar::parse(p).ok().map(|c| (id.clone(), c)))
+                .collect(),
+        );
+        self
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct Tenant {
+    /// The short-id counter of stores written before it got its own row
+    /// ([`State::short_id_counters`]); read only when that row is missing.
+    #[serde(default)]
     pub next_short_id: i64,
-    pub config: TenantConfig,
+    /// Shared, so a processor holds it across its own state changes without copying it.
+    pub config: Arc<TenantConfig>,
     /// Last applied config version per entity key (`queue/<id>`, `route/<id>`, ...).
     pub versions: BTreeMap<String, i64>,
 }
@@ -133,7 +173,8 @@ pub struct Timer {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum TimerKind {
-    /// Forget a processed record id once the dedup retention has passed.
+    /// Written by versions before the dedup window ([`crate::dedup`]); kept so their stores
+    /// still load, and fired as a no-op.
     ForgetRecordId { id: String },
     /// Work for a processor: `purpose` names it (each processor matches its own purposes),
     /// `subject` is what it is about (a conversation id, a queue id).
@@ -182,7 +223,6 @@ impl Agent {
 
 pub type TenantKey = (String, String);
 
-#[derive(Default)]
 pub struct State {
     pub tenants: Table<String, Tenant>,
     pub conversations: Table<TenantKey, Conversation>,
@@ -209,10 +249,15 @@ pub struct State {
     pub csat: Table<TenantKey, (u64, u64)>,
     /// Derived assignment indexes (not stored: rebuilt from the tables on load).
     pub assign: crate::assignment::AssignIndex,
+    /// tenant → the last short id given to a conversation: a small row of its own, so a new
+    /// conversation does not rewrite the tenant's config row.
+    pub short_id_counters: Table<String, i64>,
     /// (tenant, short id) → conversation id.
     pub short_ids: Table<(String, i64), String>,
-    /// (tenant, record id) → event time, for idempotency (R-TIME-1).
-    pub seen: Table<TenantKey, i64>,
+    /// The record ids processed in the last dedup window, for idempotency (R-TIME-1).
+    pub dedup: crate::dedup::DedupWindow,
+    /// Rows of a former layout to delete at the next flush.
+    legacy_rows: Vec<Vec<u8>>,
     /// (due, timer id) → timer.
     pub timers: Table<(i64, String), Timer>,
     /// timer id → due, to cancel or replace a timer by id.
@@ -238,6 +283,7 @@ const T_CSAT: u8 = b'q';
 const T_TIMER: u8 = b'x';
 const T_TIMER_INDEX: u8 = b'i';
 const T_STREAM_TIME: u8 = b'm';
+const T_SHORT_COUNTER: u8 = b'k';
 
 fn key_bytes<K: Serialize>(tag: u8, k: &K) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![tag];
@@ -252,7 +298,7 @@ fn parse<T: DeserializeOwned>(what: &[u8], raw: &[u8]) -> Result<T, StoreError> 
     })
 }
 
-fn load_row<K: Ord + Clone + DeserializeOwned, V: DeserializeOwned>(
+fn load_row<K: Ord + Clone + std::hash::Hash + DeserializeOwned, V: Clone + DeserializeOwned>(
     table: &mut Table<K, V>,
     key: &[u8],
     value: &[u8],
@@ -263,7 +309,7 @@ fn load_row<K: Ord + Clone + DeserializeOwned, V: DeserializeOwned>(
     Ok(())
 }
 
-fn drain<K: Ord + Clone + Serialize, V: Serialize>(
+fn drain<K: Ord + Clone + std::hash::Hash + Serialize, V: Clone + Serialize>(
     tag: u8,
     table: &mut Table<K, V>,
     batch: &mut Vec<Write>,
@@ -280,16 +326,55 @@ fn drain<K: Ord + Clone + Serialize, V: Serialize>(
 }
 
 impl State {
+    /// Empty state whose dedup window is `dedup_window_ms` of stream time.
+    pub fn new(dedup_window_ms: i64) -> State {
+        State {
+            tenants: Table::default(),
+            conversations: Table::default(),
+            threads: Table::default(),
+            agents: Table::default(),
+            last_replier: Table::default(),
+            sla: Table::default(),
+            waits: Table::default(),
+            moods: Table::default(),
+            surveys: Table::default(),
+            survey_index: Table::default(),
+            last_survey: Table::default(),
+            csat: Table::default(),
+            assign: Default::default(),
+            short_id_counters: Table::default(),
+            short_ids: Table::default(),
+            dedup: crate::dedup::DedupWindow::new(dedup_window_ms),
+            legacy_rows: Vec::new(),
+            timers: Table::default(),
+            timer_index: Table::default(),
+            stream_time: Table::default(),
+        }
+    }
+
     /// Restore the state from every entry of a store.
-    pub fn load<S: Store>(store: &S) -> Result<State, StoreError> {
-        let mut state = State::default();
+    pub fn load<S: Store>(store: &S, dedup_window_ms: i64) -> Result<State, StoreError> {
+        let mut state = State::new(dedup_window_ms);
         for (k, v) in store.entries()? {
             match k.first().copied() {
-                Some(T_TENANT) => load_row(&mut state.tenants, &k, &v)?,
+                Some(T_TENANT) => {
+                    let tenant: String = parse(&k, &k[1..])?;
+                    let mut row: Tenant = parse(&k, &v)?;
+                    row.config = Arc::new(Arc::unwrap_or_clone(row.config).compile());
+                    state.tenants.load(tenant, row);
+                }
                 Some(T_CONV) => load_row(&mut state.conversations, &k, &v)?,
                 Some(T_THREAD) => load_row(&mut state.threads, &k, &v)?,
-                Some(T_SEEN) => load_row(&mut state.seen, &k, &v)?,
+                Some(crate::dedup::T_DEDUP) => state.dedup.load_row(&k, &v)?,
+                Some(T_SEEN) => {
+                    // The former one-row-per-id layout: adopt the id, delete the row.
+                    let (tenant, id): TenantKey = parse(&k, &k[1..])?;
+                    let ts: i64 = parse(&k, &v)?;
+                    state.dedup.adopt(&tenant, &id, ts);
+                    state.legacy_rows.push(k.clone());
+                }
                 Some(T_SHORT) => load_row(&mut state.short_ids, &k, &v)?,
+                Some(T_SHORT_COUNTER) => load_row(&mut state.short_id_counters, &k, &v)?,
                 Some(T_AGENT) => load_row(&mut state.agents, &k, &v)?,
                 Some(T_REPLIER) => load_row(&mut state.last_replier, &k, &v)?,
                 Some(T_SLA) => load_row(&mut state.sla, &k, &v)?,
@@ -314,14 +399,54 @@ impl State {
         Ok(state)
     }
 
+    /// Run `f` over every table (the same list as the store layout).
+    fn each_table(&mut self, f: &mut dyn FnMut(&mut dyn Journaled)) {
+        f(&mut self.tenants);
+        f(&mut self.conversations);
+        f(&mut self.threads);
+        f(&mut self.agents);
+        f(&mut self.last_replier);
+        f(&mut self.sla);
+        f(&mut self.waits);
+        f(&mut self.moods);
+        f(&mut self.surveys);
+        f(&mut self.survey_index);
+        f(&mut self.last_survey);
+        f(&mut self.csat);
+        f(&mut self.short_id_counters);
+        f(&mut self.short_ids);
+        f(&mut self.timers);
+        f(&mut self.timer_index);
+        f(&mut self.stream_time);
+    }
+
+    /// Start applying one record (or timer): its changes are kept apart until
+    /// [`State::commit`], or undone by [`State::rollback`].
+    pub fn begin(&mut self) {
+        self.each_table(&mut |t| t.begin());
+    }
+
+    pub fn commit(&mut self) {
+        self.each_table(&mut |t| t.commit());
+    }
+
+    /// Undo every change since [`State::begin`]; the assignment indexes, derived from the
+    /// rows, are rebuilt for `tenant`, the only tenant a record touches.
+    pub fn rollback(&mut self, tenant: &str) {
+        self.each_table(&mut |t| t.rollback());
+        crate::assignment::rebuild(self, tenant);
+    }
+
     /// Every row changed since the last call, encoded for the store (and its changelog).
     pub fn take_changes(&mut self) -> Result<Vec<Write>, StoreError> {
         let mut batch = Vec::new();
         drain(T_TENANT, &mut self.tenants, &mut batch)?;
         drain(T_CONV, &mut self.conversations, &mut batch)?;
         drain(T_THREAD, &mut self.threads, &mut batch)?;
-        drain(T_SEEN, &mut self.seen, &mut batch)?;
+        batch.extend(self.legacy_rows.drain(..).map(|k| (k, None)));
+        self.dedup.take_changes(&mut batch);
         drain(T_SHORT, &mut self.short_ids, &mut batch)?;
+        drain(T_SHORT_COUNTER, &mut self.short_id_counters, &mut batch)?;
         drain(T_AGENT, &mut self.agents, &mut batch)?;
         drain(T_REPLIER, &mut self.last_replier, &mut batch)?;
         drain(T_SLA, &mut self.sla, &mut batch)?;
@@ -341,6 +466,16 @@ impl State {
         self.tenants.get(&tenant.to_string())
     }
 
+    /// The next short id of a tenant's conversations (1, 2, 3...).
+    pub fn next_short_id(&mut self, tenant: &str) -> i64 {
+        let last = match self.short_id_counters.get(&tenant.to_string()) {
+            Some(n) => *n,
+            None => self.tenant(tenant).map_or(0, |t| t.next_short_id),
+        };
+        self.short_id_counters.insert(tenant.to_string(), last + 1);
+        last + 1
+    }
+
     /// The tenant's row, created empty on first use.
     pub fn tenant_mut(&mut self, tenant: &str) -> &mut Tenant {
         self.tenants
@@ -348,7 +483,16 @@ impl State {
     }
 
     pub fn config(&self, tenant: &str) -> TenantConfigRef<'_> {
-        TenantConfigRef(self.tenant(tenant).map(|t| &t.config))
+        TenantConfigRef(self.tenant(tenant).map(|t| &*t.config))
+    }
+
+    /// The tenant's config as a shared handle, to read while changing other state.
+    pub fn shared_config(&self, tenant: &str) -> Arc<TenantConfig> {
+        static EMPTY: std::sync::OnceLock<Arc<TenantConfig>> = std::sync::OnceLock::new();
+        match self.tenant(tenant) {
+            Some(t) => Arc::clone(&t.config),
+            None => Arc::clone(EMPTY.get_or_init(Arc::default)),
+        }
     }
 
     pub fn conversation(&self, tenant: &str, id: &str) -> Option<&Conversation> {
@@ -395,6 +539,25 @@ impl State {
         let timer = self.timers.remove(&(due, id.clone()))?;
         self.timer_index.remove(&id);
         Some((due, id, timer))
+    }
+}
+
+/// What [`State`] needs of each table to apply a record atomically.
+trait Journaled {
+    fn begin(&mut self);
+    fn commit(&mut self);
+    fn rollback(&mut self);
+}
+
+impl<K: Ord + Clone + std::hash::Hash, V: Clone> Journaled for Table<K, V> {
+    fn begin(&mut self) {
+        Table::begin(self);
+    }
+    fn commit(&mut self) {
+        Table::commit(self);
+    }
+    fn rollback(&mut self) {
+        Table::rollback(self);
     }
 }
 

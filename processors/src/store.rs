@@ -4,7 +4,9 @@
 //! change through to a [`Store`]: an in-memory map in tests and `simulate`, RocksDB (with a
 //! changelog topic) in the runtime. Opening an engine on a store restores the state exactly.
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
+use std::hash::Hash;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,22 +56,74 @@ impl Store for MemStore {
 }
 
 /// A typed table: an ordered map that remembers which keys changed since the last flush.
+///
+/// Changed keys are kept in a hash set (marking a key is one hash, whatever the table's size)
+/// and sorted once when drained, so a flush writes them in key order, the same on every run.
+///
+/// While a record is being applied ([`Table::begin`]), the first change to each key keeps the
+/// row as it was, so [`Table::rollback`] can put every row (and its changed mark) back when
+/// the record is rejected: a record's changes are all applied, or none.
 #[derive(Clone, Debug)]
-pub struct Table<K: Ord + Clone, V> {
+pub struct Table<K: Ord + Clone + Hash, V: Clone> {
     rows: BTreeMap<K, V>,
-    dirty: std::collections::BTreeSet<K>,
+    dirty: FxHashSet<K>,
+    /// Open while a record is applied: key → (row before the record, changed mark before).
+    journal: Option<FxHashMap<K, (Option<V>, bool)>>,
 }
 
-impl<K: Ord + Clone, V> Default for Table<K, V> {
+impl<K: Ord + Clone + Hash, V: Clone> Default for Table<K, V> {
     fn default() -> Self {
         Table {
             rows: BTreeMap::new(),
             dirty: Default::default(),
+            journal: None,
         }
     }
 }
 
-impl<K: Ord + Clone, V> Table<K, V> {
+impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
+    /// Mark `k` changed, keeping its row as it was for a rollback when a record is open.
+    fn touch(&mut self, k: &K) {
+        if let Some(journal) = &mut self.journal {
+            if !journal.contains_key(k) {
+                let before = (self.rows.get(k).cloned(), self.dirty.contains(k));
+                journal.insert(k.clone(), before);
+            }
+        }
+        self.dirty.insert(k.clone());
+    }
+
+    /// Start keeping what the next record changes.
+    pub fn begin(&mut self) {
+        match &mut self.journal {
+            Some(journal) => journal.clear(),
+            None => self.journal = Some(FxHashMap::default()),
+        }
+    }
+
+    /// Keep what the record changed.
+    pub fn commit(&mut self) {
+        if let Some(journal) = &mut self.journal {
+            journal.clear();
+        }
+    }
+
+    /// Undo every change since [`Table::begin`].
+    pub fn rollback(&mut self) {
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        for (k, (row, was_dirty)) in journal.drain() {
+            match row {
+                Some(v) => self.rows.insert(k.clone(), v),
+                None => self.rows.remove(&k),
+            };
+            if !was_dirty {
+                self.dirty.remove(&k);
+            }
+        }
+    }
+
     pub fn get(&self, k: &K) -> Option<&V> {
         self.rows.get(k)
     }
@@ -79,26 +133,30 @@ impl<K: Ord + Clone, V> Table<K, V> {
     }
 
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        let v = self.rows.get_mut(k)?;
-        self.dirty.insert(k.clone());
-        Some(v)
+        if !self.rows.contains_key(k) {
+            return None;
+        }
+        self.touch(k);
+        self.rows.get_mut(k)
     }
 
     /// The row for `k`, inserted with `make()` when missing; marked changed.
     pub fn get_or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
-        self.dirty.insert(k.clone());
+        self.touch(&k);
         self.rows.entry(k).or_insert_with(make)
     }
 
     pub fn insert(&mut self, k: K, v: V) {
-        self.dirty.insert(k.clone());
+        self.touch(&k);
         self.rows.insert(k, v);
     }
 
     pub fn remove(&mut self, k: &K) -> Option<V> {
-        let v = self.rows.remove(k)?;
-        self.dirty.insert(k.clone());
-        Some(v)
+        if !self.rows.contains_key(k) {
+            return None;
+        }
+        self.touch(k);
+        self.rows.remove(k)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
@@ -128,7 +186,8 @@ impl<K: Ord + Clone, V> Table<K, V> {
 
     /// The changed rows since the last call, as (key, value or deletion).
     pub(crate) fn drain_dirty(&mut self) -> Vec<(K, Option<&V>)> {
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty: Vec<K> = self.dirty.drain().collect();
+        dirty.sort_unstable();
         dirty
             .into_iter()
             .map(|k| {

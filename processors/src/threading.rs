@@ -137,9 +137,7 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
             id
         }
         None => {
-            let t = cx.state.tenant_mut(&tenant);
-            t.next_short_id += 1;
-            let short_id = t.next_short_id;
+            let short_id = cx.state.next_short_id(&tenant);
             let id = conversation_id(&tenant, &m.id);
             let conv = Conversation {
                 id: id.clone(),

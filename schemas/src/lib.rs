@@ -238,20 +238,14 @@ impl Output {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        let v = match self {
-            Output::Conversation(r) => serde_json::to_value(r),
-            Output::Outbound(r) => serde_json::to_value(r),
-            Output::Assignment(r) => serde_json::to_value(r),
-            Output::Sla(r) => serde_json::to_value(r),
-            Output::Sentiment(r) => serde_json::to_value(r),
-            Output::Csat(r) => serde_json::to_value(r),
-            Output::AgentState(r) => serde_json::to_value(r),
-            Output::Action(r) => serde_json::to_value(r),
-            Output::DeadLetter(r) => serde_json::to_value(r),
-            Output::Config(r) => serde_json::to_value(r),
-        };
         // Serializing these plain data types cannot fail (no maps with non-string keys).
-        v.unwrap_or(serde_json::Value::Null)
+        serde_json::to_value(self.value()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The record itself, to serialize straight from the typed value (the JSON mirror's
+    /// `value`), without building a `serde_json::Value` first.
+    pub fn value(&self) -> OutputValue<'_> {
+        OutputValue(self)
     }
 
     pub fn from_json(topic: Topic, value: serde_json::Value) -> Result<Output, String> {
@@ -276,5 +270,25 @@ impl Output {
     /// Encode as Avro single-object bytes with the topic's schema.
     pub fn encode(&self, codec: &Codec) -> Result<Vec<u8>, CodecError> {
         codec.schema(self.topic()).encode(&self.to_json())
+    }
+}
+
+/// Serializes an [`Output`] as its record alone (no variant tag): see [`Output::value`].
+pub struct OutputValue<'a>(&'a Output);
+
+impl serde::Serialize for OutputValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Output::Conversation(r) => r.serialize(s),
+            Output::Outbound(r) => r.serialize(s),
+            Output::Assignment(r) => r.serialize(s),
+            Output::Sla(r) => r.serialize(s),
+            Output::Sentiment(r) => r.serialize(s),
+            Output::Csat(r) => r.serialize(s),
+            Output::AgentState(r) => r.serialize(s),
+            Output::Action(r) => r.serialize(s),
+            Output::DeadLetter(r) => r.serialize(s),
+            Output::Config(r) => r.serialize(s),
+        }
     }
 }

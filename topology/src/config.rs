@@ -143,7 +143,7 @@ pub struct Engine {
 impl Default for Engine {
     fn default() -> Self {
         Engine {
-            dedup_retention_hours: 168,
+            dedup_retention_hours: 24,
             max_idle_ms: 100,
         }
     }

@@ -7,12 +7,9 @@
 //! a valid record, becomes a `cc.dlq` line with its line number and a readable reason, and
 //! processing continues. The output is byte-identical from run to run.
 
-use serde::Serialize;
-use serde_json::Value;
-use switchboard_processors::partition::check_key;
-use switchboard_processors::simulation::{self, dead_letter, Emitted, SourceRecord};
+use std::io::Write;
+use switchboard_processors::simulation::{self, Emitted};
 use switchboard_processors::Settings;
-use switchboard_schemas::{Input, Output, Topic};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
@@ -26,186 +23,96 @@ pub enum SimulateError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
     #[error("state store: {0}")]
     Store(#[from] switchboard_processors::StoreError),
 }
 
-/// A parsed line, or why the line has no usable envelope.
-enum Line {
-    Record(Box<SourceRecord>),
-    Broken {
-        line: i64,
-        ts: i64,
-        raw: Vec<u8>,
-        reason: String,
-    },
-}
-
-fn parse_line(number: i64, text: &str) -> Line {
-    let raw = text.as_bytes().to_vec();
-    let broken = |ts: i64, reason: String| Line::Broken {
-        line: number,
-        ts,
-        raw: raw.clone(),
-        reason,
-    };
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => return broken(0, format!("line {number}: not valid JSON: {e}")),
-    };
-    let Value::Object(mut obj) = value else {
-        return broken(
-            0,
-            format!("line {number}: expected an object {{\"topic\", \"key\", \"ts\", \"value\"}}"),
-        );
-    };
-    let ts = match obj.get("ts").and_then(Value::as_i64) {
-        Some(ts) if ts >= 0 => ts,
-        _ => {
-            return broken(
-                0,
-                format!(
-                "line {number}: \"ts\" must be a non-negative integer (ms since the Unix epoch)"
-            ),
-            )
+/// Run the processors over JSON-lines `input`, writing each output line to `out` as it is
+/// made; how many input records there were (bad lines included).
+pub fn simulate_into(
+    input: &[u8],
+    partitions: u32,
+    settings: &Settings,
+    out: &mut impl Write,
+) -> Result<usize, SimulateError> {
+    let (records, broken) = simulation::parse_jsonl(input);
+    let count = records.len() + broken.len();
+    let mut failed: Option<std::io::Error> = None;
+    let mut write = |e: Emitted| {
+        if failed.is_none() {
+            failed = simulation::write_jsonl(&e, out).err();
         }
     };
-    for k in obj.keys() {
-        if !matches!(k.as_str(), "topic" | "key" | "ts" | "value" | "partition") {
-            return broken(ts, format!("line {number}: unknown field {k:?} (expected topic, key, ts, value, partition)"));
-        }
+    for e in broken {
+        write(e);
     }
-    let topic = match obj.get("topic").and_then(Value::as_str).map(|t| (t, Topic::from_name(t))) {
-        Some((_, Some(t))) if t.is_input() => t,
-        Some((t, _)) => {
-            return broken(ts, format!("line {number}: {t:?} is not an input topic (cc.config, cc.agent-events, cc.commands, cc.inbound, cc.ticks)"))
-        }
-        None => return broken(ts, format!("line {number}: missing \"topic\"")),
-    };
-    let key = match obj.get("key") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(k)) => Some(k.clone()),
-        Some(_) => return broken(ts, format!("line {number}: \"key\" must be a string")),
-    };
-    let partition = match obj.get("partition") {
-        None | Some(Value::Null) => None,
-        Some(p) => match p.as_u64().and_then(|p| u32::try_from(p).ok()) {
-            Some(p) => Some(p),
-            None => {
-                return broken(
-                    ts,
-                    format!("line {number}: \"partition\" must be a non-negative integer"),
-                )
-            }
-        },
-    };
-    let decoded = match obj.remove("value") {
-        None => Err(format!("line {number}: missing \"value\"")),
-        Some(v) => Input::from_json(topic, v)
-            .map_err(|e| format!("line {number}: invalid {topic} record: {e}"))
-            .and_then(|input| {
-                check_key(topic, key.as_deref(), &input)
-                    .map_err(|e| format!("line {number}: {e}"))?;
-                Ok(input)
-            }),
-    };
-    Line::Record(Box::new(SourceRecord {
-        topic,
-        key,
-        ts,
-        partition,
-        line: Some(number),
-        offset: None,
-        raw,
-        decoded,
-    }))
+    simulation::run_streaming(
+        records,
+        partitions,
+        settings,
+        &switchboard_processors::standard_processors,
+        &mut write,
+    )?;
+    match failed {
+        Some(source) => Err(SimulateError::Output(source)),
+        None => Ok(count),
+    }
 }
 
-#[derive(Serialize)]
-struct OutLine<'a> {
-    topic: &'a str,
-    key: Option<&'a str>,
-    ts: i64,
-    value: Value,
-}
-
-/// Run the processors over the JSON-lines `input` text and return the output text.
+/// [`simulate_into`] over text, returning the output text.
 pub fn simulate_text(
     input: &str,
     partitions: u32,
     settings: &Settings,
 ) -> Result<String, SimulateError> {
-    let mut records = Vec::new();
-    let mut broken = Vec::new();
-    for (i, text) in input.lines().enumerate() {
-        let trimmed = text.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        match parse_line(i as i64 + 1, trimmed) {
-            Line::Record(r) => records.push(*r),
-            Line::Broken {
-                line,
-                ts,
-                raw,
-                reason,
-            } => {
-                let source = SourceRecord {
-                    topic: Topic::Inbound,
-                    key: None,
-                    ts,
-                    partition: None,
-                    line: Some(line),
-                    offset: None,
-                    raw,
-                    decoded: Err(reason.clone()),
-                };
-                let mut dl = dead_letter(&source, None, reason);
-                dl.source_topic = "unknown".to_string();
-                dl.id = format!("dlq/line-{line}");
-                broken.push(Emitted {
-                    ts,
-                    partition: 0,
-                    output: Output::DeadLetter(dl),
-                });
-            }
-        }
-    }
-    let mut emitted = broken;
-    emitted.extend(simulation::run(records, partitions, settings)?);
-    let mut out = String::new();
-    for e in &emitted {
-        let line = OutLine {
-            topic: e.output.topic().name(),
-            key: e.output.key(),
-            ts: e.ts,
-            value: e.output.to_json(),
-        };
-        // Plain data with string keys: serializing cannot fail.
-        out.push_str(&serde_json::to_string(&line).unwrap_or_default());
-        out.push('\n');
-    }
-    Ok(out)
+    let mut out = Vec::new();
+    simulate_into(input.as_bytes(), partitions, settings, &mut out)?;
+    // serde_json writes UTF-8 only.
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// `switchboard simulate --input FILE --output FILE`.
+/// `switchboard simulate --input FILE --output FILE`: the output is written as it is made.
 pub fn simulate_file(
     input: &str,
     output: &str,
     partitions: u32,
 ) -> Result<(usize, usize), SimulateError> {
-    let text = std::fs::read_to_string(input).map_err(|source| SimulateError::Read {
+    let bytes = std::fs::read(input).map_err(|source| SimulateError::Read {
         path: input.to_string(),
         source,
     })?;
-    let out = simulate_text(&text, partitions, &Settings::default())?;
-    std::fs::write(output, &out).map_err(|source| SimulateError::Write {
+    let write_error = |source| SimulateError::Write {
         path: output.to_string(),
         source,
-    })?;
-    let records = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
-        .count();
-    Ok((records, out.lines().count()))
+    };
+    let file = std::fs::File::create(output).map_err(write_error)?;
+    let mut out = CountingWriter {
+        inner: std::io::BufWriter::new(file),
+        lines: 0,
+    };
+    let records = match simulate_into(&bytes, partitions, &Settings::default(), &mut out) {
+        Err(SimulateError::Output(source)) => return Err(write_error(source)),
+        other => other?,
+    };
+    out.inner.flush().map_err(write_error)?;
+    Ok((records, out.lines))
+}
+
+/// Counts the lines written through it.
+struct CountingWriter<W: Write> {
+    inner: W,
+    lines: usize,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.lines += buf[..n].iter().filter(|b| **b == b'\n').count();
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
