@@ -1,0 +1,149 @@
+//! The whole engine in process on the mixed contact-center workload of
+//! `shared/bench/gen_workload.py` (100 tenants × 20 agents, 3 queues and routes, SLA, waiting
+//! strategy, replies and solves; with and without sentiment), one partition on one core.
+//!
+//! Figures, each beside a baseline from the same run (docs/benchmarks.md):
+//! - `parse`: the JSON-lines workload into decoded records (not part of the engine figures);
+//! - `floor`: what a competent user would hand-write for the least of the job over the same
+//!   decoded records: drop repeated ids, thread each message into its customer's
+//!   conversation in a hash map, count it. The engine does that and everything else;
+//! - `engine`: `simulation::run` (merge, timers, every processor, state flushed to the store
+//!   at the end as the runtime does per round).
+//!
+//! Workloads: `SWITCHBOARD_WORKLOAD` and `SWITCHBOARD_WORKLOAD_NO_SENTIMENT` name JSON-lines
+//! files; otherwise they are generated with the generator at `SWITCHBOARD_WORKLOAD_GEN`
+//! (default `../shared/bench/gen_workload.py` from the workspace) with
+//! `--messages $SWITCHBOARD_BENCH_MESSAGES` (default 200,000) `--customers 500`.
+//!
+//! Run: `cargo bench -p switchboard-processors --bench engine`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use switchboard_processors::simulation::{self, SourceRecord};
+use switchboard_processors::Settings;
+use switchboard_schemas::Input;
+
+const RUNS: usize = 3;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The workload file: given, or generated once into the target folder.
+fn workload(var: &str, extra: &[&str]) -> Result<PathBuf, String> {
+    if let Ok(path) = std::env::var(var) {
+        return Ok(PathBuf::from(path));
+    }
+    let gen = std::env::var("SWITCHBOARD_WORKLOAD_GEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("../shared/bench/gen_workload.py"));
+    let messages = std::env::var("SWITCHBOARD_BENCH_MESSAGES").unwrap_or("200000".into());
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target"));
+    let dir = target.join("bench-workloads");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let out = dir.join(format!("workload-{messages}{}.jsonl", extra.join("")));
+    if !out.exists() {
+        let status = std::process::Command::new("python3")
+            .arg(&gen)
+            .args(["--messages", &messages, "--customers", "500", "--out"])
+            .arg(&out)
+            .args(extra)
+            .status()
+            .map_err(|e| format!("python3 {}: {e}", gen.display()))?;
+        if !status.success() {
+            return Err(format!("{} failed: {status}", gen.display()));
+        }
+    }
+    Ok(out)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Records per second of `f` over `n` records, the median of [`RUNS`] runs.
+fn rate(n: usize, mut f: impl FnMut() -> usize) -> f64 {
+    let mut rates = Vec::new();
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        std::hint::black_box(f());
+        rates.push(n as f64 / t.elapsed().as_secs_f64());
+    }
+    median(rates)
+}
+
+/// The hand-written floor: dedup by id and thread by customer address in hash maps.
+fn floor(records: &[SourceRecord]) -> usize {
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    let mut conversations: HashMap<(&str, &str), u64> = HashMap::new();
+    for r in records {
+        let Ok(input) = &r.decoded else { continue };
+        let Some((tenant, id)) = input.tenant_and_id() else {
+            continue;
+        };
+        if !seen.insert((tenant, id)) {
+            continue;
+        }
+        if let Input::Inbound(m) = input {
+            *conversations.entry((tenant, m.from.as_str())).or_default() += 1;
+        }
+    }
+    conversations.len()
+}
+
+fn bench(name: &str, path: &Path) {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            std::process::exit(1);
+        }
+    };
+    let (records, _) = simulation::parse_jsonl(&bytes);
+    let n = records.len();
+    let parse = rate(n, || simulation::parse_jsonl(&bytes).0.len());
+    let floor_rate = rate(n, || floor(&records));
+    let settings = Settings::default();
+    let engine = rate(n, || {
+        let input = records.clone();
+        simulation::run(input, 1, &settings).map_or(0, |o| o.len())
+    });
+    println!("{name}: {n} records ({})", path.display());
+    println!("  parse JSON lines      {parse:>12.0} records/s");
+    println!("  floor (by hand)       {floor_rate:>12.0} records/s");
+    println!(
+        "  engine                {engine:>12.0} records/s   {:.3} of the floor",
+        engine / floor_rate
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a plain `cargo test` builds benches and runs nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    for (name, var, extra) in [
+        ("mixed, with sentiment", "SWITCHBOARD_WORKLOAD", &[][..]),
+        (
+            "mixed, without sentiment",
+            "SWITCHBOARD_WORKLOAD_NO_SENTIMENT",
+            &["--no-sentiment"][..],
+        ),
+    ] {
+        match workload(var, extra) {
+            Ok(path) => bench(name, &path),
+            Err(e) => {
+                eprintln!("workload: {e} (set {var} to a JSON-lines workload)");
+                std::process::exit(1);
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Engine memory on the workload of `shared/bench/gen_workload.py`, counted by the allocator
+//! (live heap bytes, exact and free of the machine's noise), one partition.
+//!
+//! The workload streams through one engine record by record (the file is read a line at a
+//! time, so only the engine's own memory grows). Every `SWITCHBOARD_MEMORY_EVERY` records
+//! (default 100,000) it prints the live heap beside the conversations that are open (not
+//! Closed), the Closed ones still in state, and the record ids in the dedup window. A second
+//! run with a 1 ms dedup window tells the window's share: at the end it prints bytes per
+//! conversation held without the window, and bytes per remembered id.
+//!
+//! Workload: `SWITCHBOARD_MEMORY_WORKLOAD` names a JSON-lines file; otherwise it is generated
+//! with `SWITCHBOARD_WORKLOAD_GEN` (default `../shared/bench/gen_workload.py`) with
+//! `--messages $SWITCHBOARD_MEMORY_MESSAGES` (default 1,000,000) `--customers 500`.
+//!
+//! Run: `cargo bench -p switchboard-processors --bench memory`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use switchboard_processors::simulation::{self, apply_record};
+use switchboard_processors::state::State;
+use switchboard_processors::{Engine, MemStore, Settings};
+use switchboard_schemas::Status;
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn workload() -> Result<PathBuf, String> {
+    if let Ok(path) = std::env::var("SWITCHBOARD_MEMORY_WORKLOAD") {
+        return Ok(PathBuf::from(path));
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let gen = std::env::var("SWITCHBOARD_WORKLOAD_GEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace.join("../shared/bench/gen_workload.py"));
+    let messages = std::env::var("SWITCHBOARD_MEMORY_MESSAGES").unwrap_or("1000000".into());
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace.join("target"));
+    let dir = target.join("bench-workloads");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let out = dir.join(format!("workload-{messages}.jsonl"));
+    if !out.exists() {
+        let status = std::process::Command::new("python3")
+            .arg(&gen)
+            .args(["--messages", &messages, "--customers", "500", "--out"])
+            .arg(&out)
+            .status()
+            .map_err(|e| format!("python3 {}: {e}", gen.display()))?;
+        if !status.success() {
+            return Err(format!("{} failed: {status}", gen.display()));
+        }
+    }
+    Ok(out)
+}
+
+/// (open conversations, Closed conversations still held).
+fn conversations(state: &State) -> (usize, usize) {
+    state
+        .conversations
+        .iter()
+        .fold((0, 0), |(open, closed), (_, c)| {
+            if c.status == Status::Closed {
+                (open, closed + 1)
+            } else {
+                (open + 1, closed)
+            }
+        })
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let path = match workload() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("workload: {e} (set SWITCHBOARD_MEMORY_WORKLOAD)");
+            std::process::exit(1);
+        }
+    };
+    let every: usize = std::env::var("SWITCHBOARD_MEMORY_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    println!("{} ({every} records a sample)", path.display());
+    let with_ids = run(&path, every, Settings::default(), true);
+    let without_ids = run(
+        &path,
+        every,
+        Settings {
+            dedup_retention_ms: 1,
+            ..Settings::default()
+        },
+        false,
+    );
+    let (Some(with), Some(without)) = (with_ids, without_ids) else {
+        return;
+    };
+    let ids = with.3.max(1) as f64;
+    println!(
+        "at the end: {:.0} bytes per conversation held (open {}, Closed {}), without the dedup window; {:.0} bytes per remembered record id ({} ids)",
+        without.0 as f64 / (without.1 + without.2).max(1) as f64,
+        without.1,
+        without.2,
+        with.0.saturating_sub(without.0) as f64 / ids,
+        with.3
+    );
+}
+
+/// Stream the workload through one engine; print samples when `print`; the last sample:
+/// (live bytes, open, Closed, remembered ids).
+fn run(
+    path: &Path,
+    every: usize,
+    settings: Settings,
+    print: bool,
+) -> Option<(usize, usize, usize, usize)> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            std::process::exit(1);
+        }
+    };
+    let start = LIVE.load(Ordering::Relaxed);
+    let mut engine = match Engine::open(MemStore::default(), settings) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("engine: {e}");
+            std::process::exit(1);
+        }
+    };
+    if print {
+        println!(
+            "{:>10} {:>12} {:>8} {:>8} {:>9} {:>12}",
+            "records", "live MB", "open", "closed", "ids", "bytes/conv"
+        );
+    }
+    let mut last = None;
+    let mut n = 0usize;
+    for line in std::io::BufReader::new(file).split(b'\n') {
+        let Ok(line) = line else { break };
+        let (records, _) = simulation::parse_jsonl(&line);
+        for r in &records {
+            std::hint::black_box(apply_record(&mut engine, r, 0));
+            n += 1;
+            if n % every == 0 {
+                // The store is a copy of the state for tests and `simulate`; the runtime's is
+                // RocksDB, on disk. Flushed and emptied so only the engine's memory counts.
+                let _ = engine.flush();
+                engine.store_mut().map.clear();
+                let live = LIVE.load(Ordering::Relaxed).saturating_sub(start);
+                let (open, closed) = conversations(engine.state());
+                let ids = engine.state().dedup.len();
+                if print {
+                    println!(
+                        "{n:>10} {:>12.1} {open:>8} {closed:>8} {ids:>9} {:>12.0}",
+                        live as f64 / 1e6,
+                        live as f64 / (open + closed).max(1) as f64
+                    );
+                }
+                last = Some((live, open, closed, ids));
+            }
+        }
+    }
+    last
+}
