@@ -116,12 +116,28 @@ fn bench(name: &str, path: &Path) {
         let input = records.clone();
         simulation::run(input, 1, &settings).map_or(0, |o| o.len())
     });
+    // What the run leaves in the store (the changelog's size after compaction).
+    let (rows, bytes) = simulation::run_engines(records.clone(), 1, &settings)
+        .map(|(_, engines)| {
+            engines.iter().fold((0, 0), |(n, b), e| {
+                let map = &e.store().map;
+                (
+                    n + map.len(),
+                    b + map.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
+                )
+            })
+        })
+        .unwrap_or_default();
     println!("{name}: {n} records ({})", path.display());
     println!("  parse JSON lines      {parse:>12.0} records/s");
     println!("  floor (by hand)       {floor_rate:>12.0} records/s");
     println!(
         "  engine                {engine:>12.0} records/s   {:.3} of the floor",
         engine / floor_rate
+    );
+    println!(
+        "  state at the end      {rows:>12} rows, {:.1} MB",
+        bytes as f64 / 1e6
     );
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Every table is keyed by tenant first, so one partition's store holds whole tenants. In the
 //! store, a row's key is a one-byte table tag followed by the JSON of its key, and its value is
-//! the JSON of the row (readable with any tool, tolerant of added fields).
+//! a version byte (1) and the row in postcard, a compact binary serde format; tenant rows
+//! (the config, rarely written) stay JSON, and JSON rows of older stores still load. The
+//! record-id window has its own layout ([`crate::dedup`]).
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -298,13 +300,47 @@ fn parse<T: DeserializeOwned>(what: &[u8], raw: &[u8]) -> Result<T, StoreError> 
     })
 }
 
+/// The version byte of binary rows: postcard after it. A row that starts with anything else
+/// is JSON (every row before binary rows, and the tenant rows, whose config holds optional
+/// fields that only a self-describing format can leave out).
+const BINARY_ROW_V1: u8 = 1;
+
+/// How a table's rows are encoded in the store.
+#[derive(Clone, Copy)]
+enum Rows {
+    Binary,
+    Json,
+}
+
+fn parse_row<T: DeserializeOwned>(what: &[u8], raw: &[u8]) -> Result<T, StoreError> {
+    match raw.split_first() {
+        Some((&BINARY_ROW_V1, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| StoreError::Corrupt {
+                key: String::from_utf8_lossy(what).into_owned(),
+                reason: e.to_string(),
+            })
+        }
+        _ => parse(what, raw),
+    }
+}
+
+fn encode_row<V: Serialize>(rows: Rows, v: &V) -> Result<Vec<u8>, StoreError> {
+    match rows {
+        Rows::Binary => {
+            let out = vec![BINARY_ROW_V1];
+            postcard::to_extend(v, out).map_err(|e| StoreError::Io(e.to_string()))
+        }
+        Rows::Json => serde_json::to_vec(v).map_err(|e| StoreError::Io(e.to_string())),
+    }
+}
+
 fn load_row<K: Ord + Clone + std::hash::Hash + DeserializeOwned, V: Clone + DeserializeOwned>(
     table: &mut Table<K, V>,
     key: &[u8],
     value: &[u8],
 ) -> Result<(), StoreError> {
     let k: K = parse(key, &key[1..])?;
-    let v: V = parse(key, value)?;
+    let v: V = parse_row(key, value)?;
     table.load(k, v);
     Ok(())
 }
@@ -312,12 +348,18 @@ fn load_row<K: Ord + Clone + std::hash::Hash + DeserializeOwned, V: Clone + Dese
 fn drain<K: Ord + Clone + std::hash::Hash + Serialize, V: Clone + Serialize>(
     tag: u8,
     table: &mut Table<K, V>,
+    rows: Option<Rows>,
     batch: &mut Vec<Write>,
 ) -> Result<(), StoreError> {
+    let rows = rows.unwrap_or(if tag == T_TENANT {
+        Rows::Json
+    } else {
+        Rows::Binary
+    });
     for (k, v) in table.drain_dirty() {
         let key = key_bytes(tag, &k)?;
         let value = match v {
-            Some(v) => Some(serde_json::to_vec(v).map_err(|e| StoreError::Io(e.to_string()))?),
+            Some(v) => Some(encode_row(rows, v)?),
             None => None,
         };
         batch.push((key, value));
@@ -369,7 +411,7 @@ impl State {
                 Some(T_SEEN) => {
                     // The former one-row-per-id layout: adopt the id, delete the row.
                     let (tenant, id): TenantKey = parse(&k, &k[1..])?;
-                    let ts: i64 = parse(&k, &v)?;
+                    let ts: i64 = parse_row(&k, &v)?;
                     state.dedup.adopt(&tenant, &id, ts);
                     state.legacy_rows.push(k.clone());
                 }
@@ -439,26 +481,37 @@ impl State {
 
     /// Every row changed since the last call, encoded for the store (and its changelog).
     pub fn take_changes(&mut self) -> Result<Vec<Write>, StoreError> {
+        self.take_changes_as(None)
+    }
+
+    /// [`State::take_changes`], with every row in `rows` when given (tests write the JSON
+    /// rows of stores from before binary rows).
+    fn take_changes_as(&mut self, rows: Option<Rows>) -> Result<Vec<Write>, StoreError> {
         let mut batch = Vec::new();
-        drain(T_TENANT, &mut self.tenants, &mut batch)?;
-        drain(T_CONV, &mut self.conversations, &mut batch)?;
-        drain(T_THREAD, &mut self.threads, &mut batch)?;
+        drain(T_TENANT, &mut self.tenants, rows, &mut batch)?;
+        drain(T_CONV, &mut self.conversations, rows, &mut batch)?;
+        drain(T_THREAD, &mut self.threads, rows, &mut batch)?;
         batch.extend(self.legacy_rows.drain(..).map(|k| (k, None)));
         self.dedup.take_changes(&mut batch);
-        drain(T_SHORT, &mut self.short_ids, &mut batch)?;
-        drain(T_SHORT_COUNTER, &mut self.short_id_counters, &mut batch)?;
-        drain(T_AGENT, &mut self.agents, &mut batch)?;
-        drain(T_REPLIER, &mut self.last_replier, &mut batch)?;
-        drain(T_SLA, &mut self.sla, &mut batch)?;
-        drain(T_WAIT, &mut self.waits, &mut batch)?;
-        drain(T_MOOD, &mut self.moods, &mut batch)?;
-        drain(T_SURVEY, &mut self.surveys, &mut batch)?;
-        drain(T_SURVEY_INDEX, &mut self.survey_index, &mut batch)?;
-        drain(T_LAST_SURVEY, &mut self.last_survey, &mut batch)?;
-        drain(T_CSAT, &mut self.csat, &mut batch)?;
-        drain(T_TIMER, &mut self.timers, &mut batch)?;
-        drain(T_TIMER_INDEX, &mut self.timer_index, &mut batch)?;
-        drain(T_STREAM_TIME, &mut self.stream_time, &mut batch)?;
+        drain(T_SHORT, &mut self.short_ids, rows, &mut batch)?;
+        drain(
+            T_SHORT_COUNTER,
+            &mut self.short_id_counters,
+            rows,
+            &mut batch,
+        )?;
+        drain(T_AGENT, &mut self.agents, rows, &mut batch)?;
+        drain(T_REPLIER, &mut self.last_replier, rows, &mut batch)?;
+        drain(T_SLA, &mut self.sla, rows, &mut batch)?;
+        drain(T_WAIT, &mut self.waits, rows, &mut batch)?;
+        drain(T_MOOD, &mut self.moods, rows, &mut batch)?;
+        drain(T_SURVEY, &mut self.surveys, rows, &mut batch)?;
+        drain(T_SURVEY_INDEX, &mut self.survey_index, rows, &mut batch)?;
+        drain(T_LAST_SURVEY, &mut self.last_survey, rows, &mut batch)?;
+        drain(T_CSAT, &mut self.csat, rows, &mut batch)?;
+        drain(T_TIMER, &mut self.timers, rows, &mut batch)?;
+        drain(T_TIMER_INDEX, &mut self.timer_index, rows, &mut batch)?;
+        drain(T_STREAM_TIME, &mut self.stream_time, rows, &mut batch)?;
         Ok(batch)
     }
 
@@ -544,12 +597,18 @@ impl State {
 
 /// What [`State`] needs of each table to apply a record atomically.
 trait Journaled {
+    #[cfg(test)]
+    fn mark_all_changed(&mut self);
     fn begin(&mut self);
     fn commit(&mut self);
     fn rollback(&mut self);
 }
 
 impl<K: Ord + Clone + std::hash::Hash, V: Clone> Journaled for Table<K, V> {
+    #[cfg(test)]
+    fn mark_all_changed(&mut self) {
+        Table::mark_all_changed(self);
+    }
     fn begin(&mut self) {
         Table::begin(self);
     }
@@ -570,5 +629,72 @@ impl std::ops::Deref for TenantConfigRef<'_> {
         static EMPTY: std::sync::OnceLock<TenantConfig> = std::sync::OnceLock::new();
         self.0
             .unwrap_or_else(|| EMPTY.get_or_init(TenantConfig::default))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+    use crate::{Engine, Settings};
+
+    fn sms(id: &str, from: &str, text: &str) -> Input {
+        Input::Inbound(InboundMessage::text(
+            id,
+            "acme",
+            Channel::Sms,
+            from,
+            "+100",
+            text,
+        ))
+    }
+
+    /// Stores written before binary rows hold JSON rows: they load, and the engine goes on
+    /// exactly as over its own binary rows.
+    #[test]
+    fn json_rows_of_former_stores_load_like_binary_rows() {
+        let t0 = 1_772_445_600_000;
+        let mut engine = Engine::open(MemStore::default(), Settings::default()).expect("open");
+        for (i, from) in ["+1", "+2", "+1", "+3"].iter().enumerate() {
+            engine.process(
+                t0 + i as i64,
+                &sms(&format!("m{i}"), from, "where is my refund"),
+            );
+        }
+        engine.flush().expect("flush");
+        let binary = engine.store().clone();
+        assert!(binary
+            .map
+            .values()
+            .any(|v| v.first() == Some(&BINARY_ROW_V1)));
+
+        let mut state = State::load(&binary, Settings::default().dedup_retention_ms).expect("load");
+        state.each_table(&mut |t| t.mark_all_changed());
+        let mut json = MemStore::default();
+        json.write(&state.take_changes_as(Some(Rows::Json)).expect("encode"))
+            .expect("write");
+        for (k, v) in binary
+            .map
+            .iter()
+            .filter(|(k, _)| k[0] == crate::dedup::T_DEDUP)
+        {
+            json.map.insert(k.clone(), v.clone());
+        }
+        assert!(json
+            .map
+            .iter()
+            .all(|(k, v)| k[0] == crate::dedup::T_DEDUP || v.first() != Some(&BINARY_ROW_V1)));
+
+        let mut a = Engine::open(binary, Settings::default()).expect("binary");
+        let mut b = Engine::open(json, Settings::default()).expect("json");
+        for (i, from) in ["+1", "+4", "+2"].iter().enumerate() {
+            let input = sms(&format!("n{i}"), from, "thanks");
+            assert_eq!(
+                a.process(t0 + 10 + i as i64, &input),
+                b.process(t0 + 10 + i as i64, &input)
+            );
+        }
+        let repeat = sms("m0", "+1", "where is my refund");
+        assert!(b.process(t0 + 20, &repeat).duplicate);
     }
 }

@@ -67,8 +67,9 @@ impl Store for MemStore {
 pub struct Table<K: Ord + Clone + Hash, V: Clone> {
     rows: BTreeMap<K, V>,
     dirty: FxHashSet<K>,
-    /// Open while a record is applied: key → (row before the record, changed mark before).
-    journal: Option<FxHashMap<K, (Option<V>, bool)>>,
+    /// While `journaling`: key → (row before the record, changed mark before).
+    journal: FxHashMap<K, (Option<V>, bool)>,
+    journaling: bool,
 }
 
 impl<K: Ord + Clone + Hash, V: Clone> Default for Table<K, V> {
@@ -76,7 +77,8 @@ impl<K: Ord + Clone + Hash, V: Clone> Default for Table<K, V> {
         Table {
             rows: BTreeMap::new(),
             dirty: Default::default(),
-            journal: None,
+            journal: Default::default(),
+            journaling: false,
         }
     }
 }
@@ -84,36 +86,35 @@ impl<K: Ord + Clone + Hash, V: Clone> Default for Table<K, V> {
 impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
     /// Mark `k` changed, keeping its row as it was for a rollback when a record is open.
     fn touch(&mut self, k: &K) {
-        if let Some(journal) = &mut self.journal {
-            if !journal.contains_key(k) {
-                let before = (self.rows.get(k).cloned(), self.dirty.contains(k));
-                journal.insert(k.clone(), before);
-            }
+        if self.journaling && !self.journal.contains_key(k) {
+            let before = (self.rows.get(k).cloned(), self.dirty.contains(k));
+            self.journal.insert(k.clone(), before);
         }
         self.dirty.insert(k.clone());
     }
 
     /// Start keeping what the next record changes.
     pub fn begin(&mut self) {
-        match &mut self.journal {
-            Some(journal) => journal.clear(),
-            None => self.journal = Some(FxHashMap::default()),
-        }
+        self.journal.clear();
+        self.journaling = true;
     }
 
     /// Keep what the record changed.
     pub fn commit(&mut self) {
-        if let Some(journal) = &mut self.journal {
-            journal.clear();
-        }
+        self.journal.clear();
+        self.journaling = false;
+    }
+
+    /// Mark every row changed (tests re-encode whole stores).
+    #[cfg(test)]
+    pub(crate) fn mark_all_changed(&mut self) {
+        self.dirty.extend(self.rows.keys().cloned());
     }
 
     /// Undo every change since [`Table::begin`].
     pub fn rollback(&mut self) {
-        let Some(journal) = &mut self.journal else {
-            return;
-        };
-        for (k, (row, was_dirty)) in journal.drain() {
+        self.journaling = false;
+        for (k, (row, was_dirty)) in self.journal.drain() {
             match row {
                 Some(v) => self.rows.insert(k.clone(), v),
                 None => self.rows.remove(&k),
