@@ -482,3 +482,37 @@ fn output_ids_are_unique() {
     }
     assert!(seen.len() > 40);
 }
+
+/// R-TOPIC bad input: a line that is not UTF-8 becomes a dead letter with its line number,
+/// and the lines after it are processed as usual.
+#[test]
+fn a_line_that_is_not_utf8_is_dead_lettered_and_processing_continues() {
+    let good = |id: &str, ts: i64| {
+        line(
+            "cc.inbound",
+            Some("acme".into()),
+            ts,
+            json!({"id": id, "tenant": "acme", "channel": "sms", "from": "+1", "to": "+100", "content": "hello"}),
+        )
+    };
+    let mut input = good("m1", 1_772_445_600_000).into_bytes();
+    input.extend_from_slice(b"\n{\"topic\": \"cc.inbound\", \"ts\": 1, \"value\": \"\xff\xfe\"}\n");
+    input.extend_from_slice(good("m2", 1_772_445_600_001).as_bytes());
+    let mut out = Vec::new();
+    let records = switchboard::simulate::simulate_into(&input, 1, &Settings::default(), &mut out)
+        .expect("simulate");
+    assert_eq!(records, 3);
+    let text = String::from_utf8(out).expect("output is UTF-8");
+    let lines = outputs(&text);
+    let dead: Vec<&Value> = lines.iter().filter(|o| o["topic"] == "cc.dlq").collect();
+    assert_eq!(dead.len(), 1, "{text}");
+    assert_eq!(dead[0]["value"]["source_line"], 2);
+    assert!(dead[0]["value"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("line 2: not valid UTF-8")));
+    let received = lines
+        .iter()
+        .filter(|o| o["value"]["event"].get("MessageReceived").is_some())
+        .count();
+    assert_eq!(received, 2, "both valid messages are processed");
+}

@@ -23,6 +23,8 @@ use crate::store::{StoreError, Write};
 /// The table tag of dedup rows in the store.
 pub(crate) const T_DEDUP: u8 = b'd';
 const ROW_VERSION: u8 = 1;
+/// The default window: 24 hours of stream time (SPEC R-TIME-1).
+pub const DEFAULT_WINDOW_MS: i64 = 24 * 3_600_000;
 /// Buckets per window.
 const BUCKETS: i64 = 24;
 
@@ -84,6 +86,12 @@ pub struct DedupWindow {
     buckets: BTreeMap<i64, Bucket>,
     /// Rows to delete at the next flush (forgotten buckets).
     deleted: Vec<Vec<u8>>,
+}
+
+impl Default for DedupWindow {
+    fn default() -> DedupWindow {
+        DedupWindow::new(DEFAULT_WINDOW_MS)
+    }
 }
 
 impl DedupWindow {

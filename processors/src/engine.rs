@@ -26,7 +26,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            dedup_retention_ms: 24 * 3600 * 1000,
+            dedup_retention_ms: crate::dedup::DEFAULT_WINDOW_MS,
             max_outputs_per_record: 100_000,
         }
     }

@@ -225,6 +225,7 @@ impl Agent {
 
 pub type TenantKey = (String, String);
 
+#[derive(Default)]
 pub struct State {
     pub tenants: Table<String, Tenant>,
     pub conversations: Table<TenantKey, Conversation>,
@@ -371,26 +372,8 @@ impl State {
     /// Empty state whose dedup window is `dedup_window_ms` of stream time.
     pub fn new(dedup_window_ms: i64) -> State {
         State {
-            tenants: Table::default(),
-            conversations: Table::default(),
-            threads: Table::default(),
-            agents: Table::default(),
-            last_replier: Table::default(),
-            sla: Table::default(),
-            waits: Table::default(),
-            moods: Table::default(),
-            surveys: Table::default(),
-            survey_index: Table::default(),
-            last_survey: Table::default(),
-            csat: Table::default(),
-            assign: Default::default(),
-            short_id_counters: Table::default(),
-            short_ids: Table::default(),
             dedup: crate::dedup::DedupWindow::new(dedup_window_ms),
-            legacy_rows: Vec::new(),
-            timers: Table::default(),
-            timer_index: Table::default(),
-            stream_time: Table::default(),
+            ..State::default()
         }
     }
 

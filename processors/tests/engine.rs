@@ -328,3 +328,28 @@ fn r_time_2_murmur2_matches_the_java_client() {
         ((-790332482i32 & 0x7fffffff) % 4) as u32
     );
 }
+
+/// R-TOPIC (bad input), atomic records: a record whose outputs pass `max_outputs_per_record` is rejected after the
+/// processors changed the state, and none of those changes remain: no conversation, no short
+/// id used, no remembered id, nothing written but stream time.
+#[test]
+fn a_record_over_the_output_bound_leaves_no_state_behind() {
+    let settings = Settings {
+        max_outputs_per_record: 2,
+        ..Settings::default()
+    };
+    let mut engine = Engine::open(MemStore::default(), settings).expect("engine");
+    let t0 = utc("2026-03-02T10:00");
+    let m = Input::Inbound(message("m1", Channel::Sms, "+1", "hello"));
+    let step = engine.process(t0, &m);
+    let reason = step.rejected.expect("rejected").0;
+    assert!(reason.contains("more than 2 outputs"), "{reason}");
+    assert!(step.outputs.is_empty());
+    assert!(engine.state().conversations.is_empty());
+    assert!(engine.state().short_id_counters.is_empty());
+    assert!(engine.state().dedup.is_empty());
+    let written = engine.flush().expect("flush");
+    assert_eq!(written.len(), 1, "only stream time is written: {written:?}");
+    // The same id again is not a duplicate: it was never applied.
+    assert!(!engine.process(t0 + 1, &m).duplicate);
+}
