@@ -306,21 +306,25 @@ impl<S: Store> Engine<S> {
                 p.on_timer(&mut cx, timer);
             }
         }
-        let mut next = 0;
-        while next < cx.outputs.len() {
-            if next >= self.settings.max_outputs_per_record {
+        // Each output is offered to every processor in emission order; what they emit in turn
+        // joins the end of the queue. Outputs move through, never copied.
+        let mut done = Vec::new();
+        let mut pending: std::collections::VecDeque<Output> =
+            std::mem::take(&mut cx.outputs).into();
+        while let Some(output) = pending.pop_front() {
+            if done.len() >= self.settings.max_outputs_per_record {
                 return Err(Rejection(format!(
                     "record caused more than {} outputs; processors are looping",
                     self.settings.max_outputs_per_record
                 )));
             }
-            let output = cx.outputs[next].clone();
             for p in self.processors.iter_mut() {
                 p.on_output(&mut cx, &output);
             }
-            next += 1;
+            pending.extend(cx.outputs.drain(..));
+            done.push(output);
         }
-        Ok(cx.outputs)
+        Ok(done)
     }
 
     /// Write every state change since the last flush to the store, returning the batch (the
