@@ -388,8 +388,6 @@ impl State {
                     row.config = Arc::new(Arc::unwrap_or_clone(row.config).compile());
                     state.tenants.load(tenant, row);
                 }
-                Some(T_CONV) => load_row(&mut state.conversations, &k, &v)?,
-                Some(T_THREAD) => load_row(&mut state.threads, &k, &v)?,
                 Some(crate::dedup::T_DEDUP) => state.dedup.load_row(&k, &v)?,
                 Some(T_SEEN) => {
                     // The former one-row-per-id layout: adopt the id, delete the row.
@@ -398,25 +396,15 @@ impl State {
                     state.dedup.adopt(&tenant, &id, ts);
                     state.legacy_rows.push(k.clone());
                 }
-                Some(T_SHORT) => load_row(&mut state.short_ids, &k, &v)?,
-                Some(T_SHORT_COUNTER) => load_row(&mut state.short_id_counters, &k, &v)?,
-                Some(T_AGENT) => load_row(&mut state.agents, &k, &v)?,
-                Some(T_REPLIER) => load_row(&mut state.last_replier, &k, &v)?,
-                Some(T_SLA) => load_row(&mut state.sla, &k, &v)?,
-                Some(T_WAIT) => load_row(&mut state.waits, &k, &v)?,
-                Some(T_MOOD) => load_row(&mut state.moods, &k, &v)?,
-                Some(T_SURVEY) => load_row(&mut state.surveys, &k, &v)?,
-                Some(T_SURVEY_INDEX) => load_row(&mut state.survey_index, &k, &v)?,
-                Some(T_LAST_SURVEY) => load_row(&mut state.last_survey, &k, &v)?,
-                Some(T_CSAT) => load_row(&mut state.csat, &k, &v)?,
-                Some(T_TIMER) => load_row(&mut state.timers, &k, &v)?,
-                Some(T_TIMER_INDEX) => load_row(&mut state.timer_index, &k, &v)?,
-                Some(T_STREAM_TIME) => load_row(&mut state.stream_time, &k, &v)?,
-                _ => {
-                    return Err(StoreError::Corrupt {
-                        key: String::from_utf8_lossy(&k).into_owned(),
-                        reason: "unknown table".into(),
-                    })
+                tag => {
+                    let mut tables = state.tables();
+                    let Some((_, table)) = tables.iter_mut().find(|(t, _)| Some(*t) == tag) else {
+                        return Err(StoreError::Corrupt {
+                            key: String::from_utf8_lossy(&k).into_owned(),
+                            reason: "unknown table".into(),
+                        });
+                    };
+                    table.load_row(&k, &v)?;
                 }
             }
         }
@@ -424,41 +412,50 @@ impl State {
         Ok(state)
     }
 
-    /// Run `f` over every table (the same list as the store layout).
-    fn each_table(&mut self, f: &mut dyn FnMut(&mut dyn Journaled)) {
-        f(&mut self.tenants);
-        f(&mut self.conversations);
-        f(&mut self.threads);
-        f(&mut self.agents);
-        f(&mut self.last_replier);
-        f(&mut self.sla);
-        f(&mut self.waits);
-        f(&mut self.moods);
-        f(&mut self.surveys);
-        f(&mut self.survey_index);
-        f(&mut self.last_survey);
-        f(&mut self.csat);
-        f(&mut self.short_id_counters);
-        f(&mut self.short_ids);
-        f(&mut self.timers);
-        f(&mut self.timer_index);
-        f(&mut self.stream_time);
+    /// Every table with its tag in the store: the one list that loading, flushing and the
+    /// record journal go by.
+    fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 17] {
+        [
+            (T_TENANT, &mut self.tenants),
+            (T_CONV, &mut self.conversations),
+            (T_THREAD, &mut self.threads),
+            (T_SHORT, &mut self.short_ids),
+            (T_SHORT_COUNTER, &mut self.short_id_counters),
+            (T_AGENT, &mut self.agents),
+            (T_REPLIER, &mut self.last_replier),
+            (T_SLA, &mut self.sla),
+            (T_WAIT, &mut self.waits),
+            (T_MOOD, &mut self.moods),
+            (T_SURVEY, &mut self.surveys),
+            (T_SURVEY_INDEX, &mut self.survey_index),
+            (T_LAST_SURVEY, &mut self.last_survey),
+            (T_CSAT, &mut self.csat),
+            (T_TIMER, &mut self.timers),
+            (T_TIMER_INDEX, &mut self.timer_index),
+            (T_STREAM_TIME, &mut self.stream_time),
+        ]
     }
 
     /// Start applying one record (or timer): its changes are kept apart until
     /// [`State::commit`], or undone by [`State::rollback`].
     pub fn begin(&mut self) {
-        self.each_table(&mut |t| t.begin());
+        for (_, t) in self.tables() {
+            t.begin();
+        }
     }
 
     pub fn commit(&mut self) {
-        self.each_table(&mut |t| t.commit());
+        for (_, t) in self.tables() {
+            t.commit();
+        }
     }
 
     /// Undo every change since [`State::begin`]; the assignment indexes, derived from the
     /// rows, are rebuilt for `tenant`, the only tenant a record touches.
     pub fn rollback(&mut self, tenant: &str) {
-        self.each_table(&mut |t| t.rollback());
+        for (_, t) in self.tables() {
+            t.rollback();
+        }
         crate::assignment::rebuild(self, tenant);
     }
 
@@ -470,31 +467,11 @@ impl State {
     /// [`State::take_changes`], with every row in `rows` when given (tests write the JSON
     /// rows of stores from before binary rows).
     fn take_changes_as(&mut self, rows: Option<Rows>) -> Result<Vec<Write>, StoreError> {
-        let mut batch = Vec::new();
-        drain(T_TENANT, &mut self.tenants, rows, &mut batch)?;
-        drain(T_CONV, &mut self.conversations, rows, &mut batch)?;
-        drain(T_THREAD, &mut self.threads, rows, &mut batch)?;
-        batch.extend(self.legacy_rows.drain(..).map(|k| (k, None)));
+        let mut batch: Vec<Write> = self.legacy_rows.drain(..).map(|k| (k, None)).collect();
         self.dedup.take_changes(&mut batch);
-        drain(T_SHORT, &mut self.short_ids, rows, &mut batch)?;
-        drain(
-            T_SHORT_COUNTER,
-            &mut self.short_id_counters,
-            rows,
-            &mut batch,
-        )?;
-        drain(T_AGENT, &mut self.agents, rows, &mut batch)?;
-        drain(T_REPLIER, &mut self.last_replier, rows, &mut batch)?;
-        drain(T_SLA, &mut self.sla, rows, &mut batch)?;
-        drain(T_WAIT, &mut self.waits, rows, &mut batch)?;
-        drain(T_MOOD, &mut self.moods, rows, &mut batch)?;
-        drain(T_SURVEY, &mut self.surveys, rows, &mut batch)?;
-        drain(T_SURVEY_INDEX, &mut self.survey_index, rows, &mut batch)?;
-        drain(T_LAST_SURVEY, &mut self.last_survey, rows, &mut batch)?;
-        drain(T_CSAT, &mut self.csat, rows, &mut batch)?;
-        drain(T_TIMER, &mut self.timers, rows, &mut batch)?;
-        drain(T_TIMER_INDEX, &mut self.timer_index, rows, &mut batch)?;
-        drain(T_STREAM_TIME, &mut self.stream_time, rows, &mut batch)?;
+        for (tag, table) in self.tables() {
+            table.drain_into(tag, rows, &mut batch)?;
+        }
         Ok(batch)
     }
 
@@ -578,16 +555,29 @@ impl State {
     }
 }
 
-/// What [`State`] needs of each table to apply a record atomically.
-trait Journaled {
+/// What [`State`] does with each of its tables, whatever its key and row types.
+trait StoredTable {
     #[cfg(test)]
     fn mark_all_changed(&mut self);
     fn begin(&mut self);
     fn commit(&mut self);
     fn rollback(&mut self);
+    /// Encode the changed rows into `batch` (rows as `rows` says, else the table's default).
+    fn drain_into(
+        &mut self,
+        tag: u8,
+        rows: Option<Rows>,
+        batch: &mut Vec<Write>,
+    ) -> Result<(), StoreError>;
+    /// Load one stored row of this table.
+    fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
 }
 
-impl<K: Ord + Clone + std::hash::Hash, V: Clone> Journaled for Table<K, V> {
+impl<K, V> StoredTable for Table<K, V>
+where
+    K: Ord + Clone + std::hash::Hash + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
     #[cfg(test)]
     fn mark_all_changed(&mut self) {
         Table::mark_all_changed(self);
@@ -600,6 +590,17 @@ impl<K: Ord + Clone + std::hash::Hash, V: Clone> Journaled for Table<K, V> {
     }
     fn rollback(&mut self) {
         Table::rollback(self);
+    }
+    fn drain_into(
+        &mut self,
+        tag: u8,
+        rows: Option<Rows>,
+        batch: &mut Vec<Write>,
+    ) -> Result<(), StoreError> {
+        drain(tag, self, rows, batch)
+    }
+    fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        load_row(self, key, value)
     }
 }
 
@@ -652,7 +653,9 @@ mod tests {
             .any(|v| v.first() == Some(&BINARY_ROW_V1)));
 
         let mut state = State::load(&binary, Settings::default().dedup_retention_ms).expect("load");
-        state.each_table(&mut |t| t.mark_all_changed());
+        for (_, t) in state.tables() {
+            t.mark_all_changed();
+        }
         let mut json = MemStore::default();
         json.write(&state.take_changes_as(Some(Rows::Json)).expect("encode"))
             .expect("write");

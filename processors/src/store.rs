@@ -5,6 +5,7 @@
 //! changelog topic) in the runtime. Opening an engine on a store restores the state exactly.
 
 use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::btree_map::Entry as RowEntry;
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
@@ -84,11 +85,13 @@ impl<K: Ord + Clone + Hash, V: Clone> Default for Table<K, V> {
 }
 
 impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
-    /// Mark `k` changed, keeping its row as it was for a rollback when a record is open.
-    fn touch(&mut self, k: &K) {
+    /// Mark `k` changed; while a record is open, keep `before` (the row as it was) for a
+    /// rollback the first time the record changes `k`. Callers look the row up once and hand
+    /// over what they found, so a change costs one search of the rows.
+    fn note(&mut self, k: &K, before: impl FnOnce() -> Option<V>) {
         if self.journaling && !self.journal.contains_key(k) {
-            let before = (self.rows.get(k).cloned(), self.dirty.contains(k));
-            self.journal.insert(k.clone(), before);
+            let was_dirty = self.dirty.contains(k);
+            self.journal.insert(k.clone(), (before(), was_dirty));
         }
         self.dirty.insert(k.clone());
     }
@@ -134,30 +137,46 @@ impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
     }
 
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        if !self.rows.contains_key(k) {
-            return None;
+        let v = self.rows.get_mut(k)?;
+        if self.journaling && !self.journal.contains_key(k) {
+            let was_dirty = self.dirty.contains(k);
+            self.journal.insert(k.clone(), (Some(v.clone()), was_dirty));
         }
-        self.touch(k);
-        self.rows.get_mut(k)
+        self.dirty.insert(k.clone());
+        Some(v)
     }
 
     /// The row for `k`, inserted with `make()` when missing; marked changed.
     pub fn get_or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
-        self.touch(&k);
-        self.rows.entry(k).or_insert_with(make)
+        let first = self.journaling && !self.journal.contains_key(&k);
+        let was_dirty = self.dirty.contains(&k);
+        self.dirty.insert(k.clone());
+        match self.rows.entry(k) {
+            RowEntry::Occupied(row) => {
+                if first {
+                    let before = (Some(row.get().clone()), was_dirty);
+                    self.journal.insert(row.key().clone(), before);
+                }
+                row.into_mut()
+            }
+            RowEntry::Vacant(row) => {
+                if first {
+                    self.journal.insert(row.key().clone(), (None, was_dirty));
+                }
+                row.insert(make())
+            }
+        }
     }
 
     pub fn insert(&mut self, k: K, v: V) {
-        self.touch(&k);
-        self.rows.insert(k, v);
+        let before = self.rows.insert(k.clone(), v);
+        self.note(&k, || before);
     }
 
     pub fn remove(&mut self, k: &K) -> Option<V> {
-        if !self.rows.contains_key(k) {
-            return None;
-        }
-        self.touch(k);
-        self.rows.remove(k)
+        let v = self.rows.remove(k)?;
+        self.note(k, || Some(v.clone()));
+        Some(v)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
