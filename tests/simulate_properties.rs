@@ -499,11 +499,14 @@ fn a_line_that_is_not_utf8_is_dead_lettered_and_processing_continues() {
     input.extend_from_slice(b"\n{\"topic\": \"cc.inbound\", \"ts\": 1, \"value\": \"\xff\xfe\"}\n");
     input.extend_from_slice(good("m2", 1_772_445_600_001).as_bytes());
     let mut out = Vec::new();
-    let records = switchboard::simulate::simulate_into(&input, 1, &Settings::default(), &mut out)
-        .expect("simulate");
+    let (records, lines) =
+        switchboard::simulate::simulate_into(&input, 1, &Settings::default(), &mut out)
+            .expect("simulate");
     assert_eq!(records, 3);
     let text = String::from_utf8(out).expect("output is UTF-8");
+    let lines_written = lines;
     let lines = outputs(&text);
+    assert_eq!(lines.len(), lines_written);
     let dead: Vec<&Value> = lines.iter().filter(|o| o["topic"] == "cc.dlq").collect();
     assert_eq!(dead.len(), 1, "{text}");
     assert_eq!(dead[0]["value"]["source_line"], 2);

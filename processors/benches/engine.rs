@@ -17,8 +17,10 @@
 //!
 //! Run: `cargo bench -p switchboard-processors --bench engine`.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use switchboard_processors::simulation::{self, SourceRecord};
@@ -26,43 +28,6 @@ use switchboard_processors::Settings;
 use switchboard_schemas::Input;
 
 const RUNS: usize = 3;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
-/// The workload file: given, or generated once into the target folder.
-fn workload(var: &str, extra: &[&str]) -> Result<PathBuf, String> {
-    if let Ok(path) = std::env::var(var) {
-        return Ok(PathBuf::from(path));
-    }
-    let gen = std::env::var("SWITCHBOARD_WORKLOAD_GEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace().join("../shared/bench/gen_workload.py"));
-    let messages = std::env::var("SWITCHBOARD_BENCH_MESSAGES").unwrap_or("200000".into());
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace().join("target"));
-    let dir = target.join("bench-workloads");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let out = dir.join(format!("workload-{messages}{}.jsonl", extra.join("")));
-    if !out.exists() {
-        let status = std::process::Command::new("python3")
-            .arg(&gen)
-            .args(["--messages", &messages, "--customers", "500", "--out"])
-            .arg(&out)
-            .args(extra)
-            .status()
-            .map_err(|e| format!("python3 {}: {e}", gen.display()))?;
-        if !status.success() {
-            return Err(format!("{} failed: {status}", gen.display()));
-        }
-    }
-    Ok(out)
-}
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -156,7 +121,7 @@ fn main() {
             &["--no-sentiment"][..],
         ),
     ] {
-        match workload(var, extra) {
+        match common::workload(var, "SWITCHBOARD_BENCH_MESSAGES", "200000", extra) {
             Ok(path) => bench(name, &path),
             Err(e) => {
                 eprintln!("workload: {e} (set {var} to a JSON-lines workload)");

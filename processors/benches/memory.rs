@@ -14,9 +14,11 @@
 //!
 //! Run: `cargo bench -p switchboard-processors --bench memory`.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use switchboard_processors::simulation::{self, apply_record};
@@ -47,38 +49,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-fn workload() -> Result<PathBuf, String> {
-    if let Ok(path) = std::env::var("SWITCHBOARD_MEMORY_WORKLOAD") {
-        return Ok(PathBuf::from(path));
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let gen = std::env::var("SWITCHBOARD_WORKLOAD_GEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace.join("../shared/bench/gen_workload.py"));
-    let messages = std::env::var("SWITCHBOARD_MEMORY_MESSAGES").unwrap_or("1000000".into());
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace.join("target"));
-    let dir = target.join("bench-workloads");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let out = dir.join(format!("workload-{messages}.jsonl"));
-    if !out.exists() {
-        let status = std::process::Command::new("python3")
-            .arg(&gen)
-            .args(["--messages", &messages, "--customers", "500", "--out"])
-            .arg(&out)
-            .status()
-            .map_err(|e| format!("python3 {}: {e}", gen.display()))?;
-        if !status.success() {
-            return Err(format!("{} failed: {status}", gen.display()));
-        }
-    }
-    Ok(out)
-}
-
 /// (open conversations, Closed conversations still held).
 fn conversations(state: &State) -> (usize, usize) {
     state
@@ -97,7 +67,12 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let path = match workload() {
+    let path = match common::workload(
+        "SWITCHBOARD_MEMORY_WORKLOAD",
+        "SWITCHBOARD_MEMORY_MESSAGES",
+        "1000000",
+        &[],
+    ) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("workload: {e} (set SWITCHBOARD_MEMORY_WORKLOAD)");

@@ -234,12 +234,6 @@ impl Pool {
         }
     }
 
-    fn contains(&self, load: &Load, slot: usize) -> bool {
-        self.buckets
-            .get(&BucketKey::of(load))
-            .is_some_and(|b| b.by_id.contains(&(load.id.clone(), slot)))
-    }
-
     /// The weighted-sum winner among the pool's agents with room in `category` that
     /// `excluded` does not name, with its score.
     fn pick(
@@ -562,13 +556,8 @@ fn refresh_agent(state: &mut State, tenant: &str, agent_id: &str) {
     roster.list(slot);
 }
 
-/// Rebuild one tenant's indexes from its rows (after its rows were rolled back).
-pub fn rebuild(state: &mut State, tenant: &str) {
-    rebuild_tenant(state, tenant);
-}
-
-/// Rebuild one tenant's indexes from its rows.
-fn rebuild_tenant(state: &mut State, tenant: &str) {
+/// Rebuild one tenant's indexes from its rows (after a config change, or a rollback).
+pub(crate) fn rebuild_tenant(state: &mut State, tenant: &str) {
     let t = tenant.to_string();
     let index = &mut state.assign;
     index.waiting.retain(|k, _| k.0 != t);
@@ -780,7 +769,7 @@ fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decisi
             let within = now.saturating_sub(*at) <= lookback_ms(lookback);
             let eligible = roster.slots.get(agent_id).is_some_and(|slot| {
                 let load = &roster.loads[*slot];
-                pool.contains(load, *slot) && has_room_for(load, conv)
+                load.listed.iter().any(|q| q == queue_id) && has_room_for(load, conv)
             });
             if within && eligible {
                 return Decision::Sticky(agent_id.clone());

@@ -456,7 +456,7 @@ impl State {
         for (_, t) in self.tables() {
             t.rollback();
         }
-        crate::assignment::rebuild(self, tenant);
+        crate::assignment::rebuild_tenant(self, tenant);
     }
 
     /// Every row changed since the last call, encoded for the store (and its changelog).

@@ -30,19 +30,21 @@ pub enum SimulateError {
 }
 
 /// Run the processors over JSON-lines `input`, writing each output line to `out` as it is
-/// made; how many input records there were (bad lines included).
+/// made: (input records, bad lines included; output lines).
 pub fn simulate_into(
     input: &[u8],
     partitions: u32,
     settings: &Settings,
     out: &mut impl Write,
-) -> Result<usize, SimulateError> {
+) -> Result<(usize, usize), SimulateError> {
     let (records, broken) = simulation::parse_jsonl(input);
     let count = records.len() + broken.len();
     let mut failed: Option<std::io::Error> = None;
+    let mut lines = 0;
     let mut write = |e: Emitted| {
         if failed.is_none() {
             failed = simulation::write_jsonl(&e, out).err();
+            lines += 1;
         }
     };
     for e in broken {
@@ -57,7 +59,7 @@ pub fn simulate_into(
     )?;
     match failed {
         Some(source) => Err(SimulateError::Output(source)),
-        None => Ok(count),
+        None => Ok((count, lines)),
     }
 }
 
@@ -88,31 +90,11 @@ pub fn simulate_file(
         source,
     };
     let file = std::fs::File::create(output).map_err(write_error)?;
-    let mut out = CountingWriter {
-        inner: std::io::BufWriter::new(file),
-        lines: 0,
-    };
-    let records = match simulate_into(&bytes, partitions, &Settings::default(), &mut out) {
+    let mut out = std::io::BufWriter::new(file);
+    let counts = match simulate_into(&bytes, partitions, &Settings::default(), &mut out) {
         Err(SimulateError::Output(source)) => return Err(write_error(source)),
         other => other?,
     };
-    out.inner.flush().map_err(write_error)?;
-    Ok((records, out.lines))
-}
-
-/// Counts the lines written through it.
-struct CountingWriter<W: Write> {
-    inner: W,
-    lines: usize,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.lines += buf[..n].iter().filter(|b| **b == b'\n').count();
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
+    out.flush().map_err(write_error)?;
+    Ok(counts)
 }
