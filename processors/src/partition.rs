@@ -63,6 +63,26 @@ pub fn check_key(topic: Topic, key: Option<&str>, input: &Input) -> Result<(), S
         Some(k) if topic != Topic::Config && k != tenant => {
             Err(format!("key {k:?} must be the tenant {tenant:?}"))
         }
-        Some(_) => Ok(()),
+        Some(k) => match (input, k.split_once('/')) {
+            // A config key names the entity the change is to, so compaction keeps the latest
+            // change of each entity: a key naming another entity would let compaction drop
+            // a change that is still in force.
+            (Input::Config(c), Some((_, entity))) => {
+                let expected = crate::config::entity_of(&c.change);
+                let matches = entity == expected
+                    || entity
+                        .strip_prefix(expected.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'));
+                if matches {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "key {k:?} names entity {entity:?}, but the change is to {expected:?} \
+                         (key {tenant}/{expected})"
+                    ))
+                }
+            }
+            _ => Ok(()),
+        },
     }
 }

@@ -153,9 +153,18 @@ pub fn run_streaming(
     // One queue per (partition, input topic), in offset order.
     let mut queues: Vec<VecDeque<SourceRecord>> =
         vec![VecDeque::new(); partitions as usize * n_topics];
-    for r in records {
+    for mut r in records {
         let rank = r.topic.merge_rank() as usize;
-        let targets: Vec<u32> = if r.topic == Topic::Ticks && r.partition.is_none() {
+        if let Some(p) = r.partition.filter(|p| *p >= partitions) {
+            // Never wrapped onto a partition that exists: that would apply it elsewhere.
+            r.partition = None;
+            r.decoded = Err(format!(
+                "partition {p} does not exist (partitions 0..{partitions})"
+            ));
+        }
+        // A tick without a partition goes to every partition; a broken one is one dead letter.
+        let broadcast = r.topic == Topic::Ticks && r.partition.is_none() && r.decoded.is_ok();
+        let targets: Vec<u32> = if broadcast {
             (0..partitions).collect()
         } else {
             vec![partition_for(&r, partitions)]
@@ -173,9 +182,28 @@ pub fn run_streaming(
     let mut engines = (0..partitions)
         .map(|_| Engine::with_processors(MemStore::default(), settings.clone(), processors()))
         .collect::<Result<Vec<_>, _>>()?;
+    /// A record that cannot be decoded is dead-lettered where it stands, as soon as it is the
+    /// head of its queue: it takes no part in the merge, so its timestamp (which may be
+    /// anything) never holds back the valid records behind it.
+    fn drain_undecodable(
+        queue: &mut VecDeque<SourceRecord>,
+        engine: &mut Engine<MemStore>,
+        partition: u32,
+        sink: &mut dyn FnMut(Emitted),
+    ) {
+        while queue.front().is_some_and(|r| r.decoded.is_err()) {
+            if let Some(record) = queue.pop_front() {
+                for e in apply_record(engine, &record, partition) {
+                    sink(e);
+                }
+            }
+        }
+    }
     // Heads ordered by (ts, topic rank, partition); each queue keeps offset order.
     let mut heads = BinaryHeap::new();
-    for (q, queue) in queues.iter().enumerate() {
+    for (q, queue) in queues.iter_mut().enumerate() {
+        let p = q / n_topics;
+        drain_undecodable(queue, &mut engines[p], p as u32, sink);
         if let Some(r) = queue.front() {
             heads.push(Reverse((r.ts, q % n_topics, q / n_topics, q)));
         }
@@ -184,11 +212,17 @@ pub fn run_streaming(
         let Some(record) = queues[q].pop_front() else {
             continue;
         };
-        if let Some(next) = queues[q].front() {
-            heads.push(Reverse((next.ts, q % n_topics, partition, q)));
-        }
         for e in apply_record(&mut engines[partition], &record, partition as u32) {
             sink(e);
+        }
+        drain_undecodable(
+            &mut queues[q],
+            &mut engines[partition],
+            partition as u32,
+            sink,
+        );
+        if let Some(next) = queues[q].front() {
+            heads.push(Reverse((next.ts, q % n_topics, partition, q)));
         }
     }
     // The store mirrors the state at the end of the run, as the runtime's does at the end of
@@ -220,6 +254,9 @@ fn parse_line(number: i64, text: &str) -> Line {
         raw: raw.clone(),
         reason,
     };
+    if let Err(e) = limits::check_record_size(text.len()) {
+        return broken(0, format!("line {number}: {e}"));
+    }
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return broken(0, format!("line {number}: not valid JSON: {e}")),
@@ -231,13 +268,14 @@ fn parse_line(number: i64, text: &str) -> Line {
         );
     };
     let ts = match obj.get("ts").and_then(Value::as_i64) {
-        Some(ts) if ts >= 0 => ts,
-        _ => {
+        Some(ts) => match limits::check_timestamp(ts) {
+            Ok(()) => ts,
+            Err(e) => return broken(0, format!("line {number}: \"ts\": {e}")),
+        },
+        None => {
             return broken(
                 0,
-                format!(
-                "line {number}: \"ts\" must be a non-negative integer (ms since the Unix epoch)"
-            ),
+                format!("line {number}: \"ts\" must be an integer (ms since the Unix epoch)"),
             )
         }
     };

@@ -113,6 +113,7 @@ impl TopicSchema {
             return Err(CodecError::UnknownSchema(fp));
         }
         let mut rest = &bytes[10..];
+        self.check_nesting(rest)?;
         let value = apache_avro::from_avro_datum(&self.schema, &mut rest, None)
             .map_err(|e| CodecError::Malformed(e.to_string()))?;
         if !rest.is_empty() {
@@ -122,6 +123,160 @@ impl TopicSchema {
             )));
         }
         self.to_json(&value, &self.schema, &None, "")
+    }
+
+    /// Walk an Avro datum without building it and fail if it nests deeper than
+    /// [`crate::limits::MAX_NESTING`] records, arrays and maps. apache-avro's decoder (and
+    /// the `Drop` of what it builds) recurses once per level, so a recursive type such as
+    /// `Condition` nested a few thousand times in a few KB would overflow the stack; this
+    /// walk keeps its own stack.
+    fn check_nesting(&self, bytes: &[u8]) -> Result<(), CodecError> {
+        enum Work<'s> {
+            Value(&'s Schema, &'s Namespace, usize),
+            Items {
+                items: &'s Schema,
+                ns: &'s Namespace,
+                depth: usize,
+                left: i64,
+                seen: i64,
+                map: bool,
+            },
+        }
+        static NO_NAMESPACE: Namespace = None;
+        let truncated = || CodecError::Malformed("the record ends inside a value".into());
+        let mut pos = 0usize;
+        let long = |pos: &mut usize| -> Result<i64, CodecError> {
+            let mut value: u64 = 0;
+            for shift in (0..64).step_by(7) {
+                let byte = *bytes.get(*pos).ok_or_else(truncated)?;
+                *pos += 1;
+                value |= u64::from(byte & 0x7f) << shift;
+                if byte & 0x80 == 0 {
+                    return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+                }
+            }
+            Err(CodecError::Malformed("integer longer than 10 bytes".into()))
+        };
+        let skip = |pos: &mut usize, n: i64| -> Result<(), CodecError> {
+            let n =
+                usize::try_from(n).map_err(|_| CodecError::Malformed("negative length".into()))?;
+            *pos = pos
+                .checked_add(n)
+                .filter(|p| *p <= bytes.len())
+                .ok_or_else(truncated)?;
+            Ok(())
+        };
+        fn too_deep() -> CodecError {
+            CodecError::Json(format!(
+                "record: nested deeper than the limit of {} levels",
+                crate::limits::MAX_NESTING
+            ))
+        }
+        fn items_of<'s>(
+            items: &'s Schema,
+            ns: &'s Namespace,
+            depth: usize,
+            map: bool,
+        ) -> Result<Work<'s>, CodecError> {
+            if depth >= crate::limits::MAX_NESTING {
+                return Err(too_deep());
+            }
+            Ok(Work::Items {
+                items,
+                ns,
+                depth: depth + 1,
+                left: 0,
+                seen: 0,
+                map,
+            })
+        }
+        let mut stack = vec![Work::Value(&self.schema, &NO_NAMESPACE, 0)];
+        while let Some(work) = stack.pop() {
+            match work {
+                Work::Value(schema, ns, depth) => match self.resolve(schema, ns)? {
+                    Schema::Null => {}
+                    Schema::Boolean => skip(&mut pos, 1)?,
+                    Schema::Float => skip(&mut pos, 4)?,
+                    Schema::Double => skip(&mut pos, 8)?,
+                    Schema::String | Schema::Bytes | Schema::Uuid => {
+                        let n = long(&mut pos)?;
+                        skip(&mut pos, n)?
+                    }
+                    Schema::Fixed(f) => skip(&mut pos, f.size as i64)?,
+                    Schema::Union(u) => {
+                        let i = long(&mut pos)?;
+                        let branch = usize::try_from(i)
+                            .ok()
+                            .and_then(|i| u.variants().get(i))
+                            .ok_or_else(|| {
+                                CodecError::Malformed(format!("union branch {i} out of range"))
+                            })?;
+                        stack.push(Work::Value(branch, ns, depth));
+                    }
+                    Schema::Record(r) => {
+                        if depth >= crate::limits::MAX_NESTING {
+                            return Err(too_deep());
+                        }
+                        let inner = if r.name.namespace.is_some() {
+                            &r.name.namespace
+                        } else {
+                            ns
+                        };
+                        for f in r.fields.iter().rev() {
+                            stack.push(Work::Value(&f.schema, inner, depth + 1));
+                        }
+                    }
+                    Schema::Array(a) => stack.push(items_of(&a.items, ns, depth, false)?),
+                    Schema::Map(m) => stack.push(items_of(&m.types, ns, depth, true)?),
+                    // int, long, enum and the logical types on them: one zig-zag varint.
+                    _ => {
+                        long(&mut pos)?;
+                    }
+                },
+                Work::Items {
+                    items,
+                    ns,
+                    depth,
+                    mut left,
+                    mut seen,
+                    map,
+                } => {
+                    if left == 0 {
+                        left = long(&mut pos)?;
+                        if left == 0 {
+                            continue;
+                        }
+                        if left < 0 {
+                            long(&mut pos)?; // the block's size in bytes
+                            left = left
+                                .checked_neg()
+                                .ok_or_else(|| CodecError::Malformed("bad block count".into()))?;
+                        }
+                        seen = seen.saturating_add(left);
+                        if seen > crate::limits::MAX_LIST_ITEMS as i64 {
+                            return Err(CodecError::Json(format!(
+                                "record: an array or map of {seen} items exceeds the limit of {}",
+                                crate::limits::MAX_LIST_ITEMS
+                            )));
+                        }
+                    }
+                    stack.push(Work::Items {
+                        items,
+                        ns,
+                        depth,
+                        left: left - 1,
+                        seen,
+                        map,
+                    });
+                    stack.push(Work::Value(items, ns, depth));
+                    if map {
+                        let n = long(&mut pos)?;
+                        skip(&mut pos, n)?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// JSON mirror → Avro value, validated against the schema.
@@ -459,6 +614,6 @@ impl Codec {
         bytes: &[u8],
     ) -> Result<T, CodecError> {
         let json = self.schema(topic).decode(bytes)?;
-        serde_json::from_value(json).map_err(|e| CodecError::Json(e.to_string()))
+        crate::strict::from_value(json).map_err(|e| CodecError::Json(e.to_string()))
     }
 }

@@ -2,7 +2,9 @@
 //! truth), the Rust types that mirror them, and the codec between the two.
 
 pub mod codec;
+pub mod limits;
 pub mod records;
+pub mod strict;
 
 pub use codec::{Codec, CodecError, TopicSchema};
 pub use records::*;
@@ -151,11 +153,13 @@ impl Input {
         }
     }
 
-    /// Parse the JSON mirror of a record of `topic`.
+    /// Parse the JSON mirror of a record of `topic`: a JSON object (never an array) within
+    /// the limits of [`limits::check_value`].
     pub fn from_json(topic: Topic, value: serde_json::Value) -> Result<Input, String> {
         fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
-            serde_json::from_value(v).map_err(|e| e.to_string())
+            strict::from_value(v).map_err(|e| e.to_string())
         }
+        limits::check_value(&value)?;
         Ok(match topic {
             Topic::Config => Input::Config(parse(value)?),
             Topic::AgentEvents => Input::Agent(parse(value)?),
@@ -168,6 +172,7 @@ impl Input {
 
     /// Decode Avro single-object bytes of a record of `topic`.
     pub fn decode(codec: &Codec, topic: Topic, bytes: &[u8]) -> Result<Input, CodecError> {
+        limits::check_record_size(bytes.len()).map_err(CodecError::Json)?;
         let json = codec.schema(topic).decode(bytes)?;
         Input::from_json(topic, json).map_err(CodecError::Json)
     }

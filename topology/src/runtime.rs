@@ -30,7 +30,7 @@ use switchboard_processors::query::{Answer, Query};
 use switchboard_processors::simulation::{apply_record, Emitted, SourceRecord};
 use switchboard_processors::store::{Entry, Write};
 use switchboard_processors::{Engine, Settings, Store, StoreError};
-use switchboard_schemas::{Codec, Input, Topic};
+use switchboard_schemas::{limits, Codec, Input, Topic};
 
 use crate::config::{Config, Guarantee};
 use crate::http::{QueryInbox, Reply};
@@ -53,7 +53,7 @@ pub enum RuntimeError {
 }
 
 /// Changelog keys that are not state rows start with a NUL byte (state keys are text).
-const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
+pub(crate) const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
 const INTENT_KEY: &[u8] = b"\0intent";
 /// Records processed per partition per round, at most.
 const MAX_BATCH: usize = 2_000;
@@ -119,9 +119,39 @@ struct Plan {
 
 struct Buffered {
     offset: i64,
+    /// Decoded as it is read, so a record that cannot be decoded is known before the merge
+    /// and takes no part in it.
+    source: SourceRecord,
+}
+
+impl Buffered {
+    fn undecodable(&self) -> bool {
+        self.source.decoded.is_err()
+    }
+}
+
+/// A consumed record as the engine sees it: decoded (or why not), with its place.
+fn source_record(
+    codec: &Codec,
+    topic: Topic,
+    partition: i32,
+    offset: i64,
     ts: Option<i64>,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+) -> SourceRecord {
+    let key = key.map(|k| String::from_utf8_lossy(k).into_owned());
+    let decoded = decode_input(codec, topic, ts, key.as_deref(), payload);
+    SourceRecord {
+        topic,
+        key,
+        ts: ts.unwrap_or(0),
+        partition: Some(partition as u32),
+        line: None,
+        offset: Some(offset),
+        raw: payload.map(<[u8]>::to_vec).unwrap_or_default(),
+        decoded,
+    }
 }
 
 /// One assigned partition: its engine, its state store and its input buffers.
@@ -182,14 +212,18 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-/// Decode one input record's value: Avro single-object bytes with the topic's schema, whose
-/// key must name the record's tenant. The error is the dead-letter reason.
+/// Decode one input record: its timestamp within the accepted range, its value Avro
+/// single-object bytes with the topic's schema, its key naming the record's tenant. The error
+/// is the dead-letter reason.
 pub fn decode_input(
     codec: &Codec,
     topic: Topic,
+    ts: Option<i64>,
     key: Option<&str>,
     payload: Option<&[u8]>,
 ) -> Result<Input, String> {
+    let ts = ts.ok_or_else(|| format!("{topic} record has no timestamp"))?;
+    limits::check_timestamp(ts)?;
     let bytes = payload.ok_or_else(|| format!("{topic} record has no value"))?;
     let input = Input::decode(codec, topic, bytes)
         .map_err(|e| format!("cannot decode {topic} record: {e}"))?;
@@ -461,9 +495,15 @@ impl Runtime {
             }
             task.buffers[rank].push_back(Buffered {
                 offset: m.offset(),
-                ts: m.timestamp().to_millis(),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().map(<[u8]>::to_vec),
+                source: source_record(
+                    &self.codec,
+                    topic,
+                    m.partition(),
+                    m.offset(),
+                    m.timestamp().to_millis(),
+                    m.key(),
+                    m.payload(),
+                ),
             });
             n += 1;
             if n >= MAX_BUFFERED || started.elapsed() > Duration::from_millis(200) {
@@ -812,7 +852,7 @@ impl Runtime {
                     .records_in
                     .with_label_values(&[topic.name()])
                     .inc();
-                let emitted = task.apply(&self.codec, topic, rec);
+                let emitted = task.apply(rec);
                 for e in emitted {
                     let seq = task.checkpoint.seq;
                     task.checkpoint.seq += 1;
@@ -996,12 +1036,23 @@ impl Task {
             return plan;
         }
         while plan.len() < MAX_BATCH {
+            // A record that cannot be decoded is dead-lettered where it stands, as soon as it
+            // is the head of its topic: its timestamp (which may be anything) never holds
+            // back the valid records behind it. `simulate` does the same.
+            for (rank, buf) in self.buffers.iter_mut().enumerate() {
+                while buf.front().is_some_and(Buffered::undecodable) {
+                    if let Some(rec) = buf.pop_front() {
+                        self.next[rank] = rec.offset + 1;
+                        plan.push((rank as u8, rec));
+                    }
+                }
+            }
             let mut best: Option<(i64, usize)> = None;
             let mut blocked = false;
             for (rank, buf) in self.buffers.iter().enumerate() {
                 match buf.front() {
                     Some(r) => {
-                        let ts = r.ts.unwrap_or(0);
+                        let ts = r.source.ts;
                         if best.is_none_or(|(bts, _)| ts < bts) {
                             best = Some((ts, rank));
                         }
@@ -1052,27 +1103,9 @@ impl Task {
         }
     }
 
-    /// Decode and process one record; its outputs (and dead letter, if any) in order.
-    fn apply(&mut self, codec: &Codec, topic: Topic, rec: Buffered) -> Vec<Emitted> {
-        let key = rec
-            .key
-            .as_deref()
-            .map(|k| String::from_utf8_lossy(k).into_owned());
-        let decoded = match rec.ts {
-            None => Err(format!("{topic} record has no timestamp")),
-            Some(_) => decode_input(codec, topic, key.as_deref(), rec.payload.as_deref()),
-        };
-        let source = SourceRecord {
-            topic,
-            key,
-            ts: rec.ts.unwrap_or(0),
-            partition: Some(self.partition as u32),
-            line: None,
-            offset: Some(rec.offset),
-            raw: rec.payload.unwrap_or_default(),
-            decoded,
-        };
-        apply_record(&mut self.engine, &source, self.partition as u32)
+    /// Process one record; its outputs (and dead letter, if any) in order.
+    fn apply(&mut self, rec: Buffered) -> Vec<Emitted> {
+        apply_record(&mut self.engine, &rec.source, self.partition as u32)
     }
 }
 

@@ -1,0 +1,145 @@
+//! Limits on input records, enforced when a record is decoded (both framings: the JSON mirror
+//! of `simulate` and Avro from Kafka). A record beyond any of them is dead-lettered with the
+//! limit named, so no single record can exhaust the stack, the heap or the CPU of the engine.
+//! docs/operations.md lists them beside the per-tenant config limits.
+
+use serde_json::Value as Json;
+
+/// Largest encoded record (Avro bytes, or the JSON `value` text of a simulate line). Kafka's
+/// default `message.max.bytes` is about the same.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Deepest nesting of objects and arrays in a record's JSON mirror (records, arrays and maps
+/// in Avro). Deep enough for the deepest condition config accepts (16 levels of `all`, each
+/// an object and an array, inside the 5 levels of a route change), shallow enough that every
+/// decoder (apache-avro's recurses with ~25 KB per level in a debug build), the state rows
+/// and `Drop` stay far from the stack's end.
+pub const MAX_NESTING: usize = 48;
+/// Most items in one array and entries in one map.
+pub const MAX_LIST_ITEMS: usize = 1_000;
+/// Longest identifier: `id`, `tenant` and every `*_id` field.
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest string of any other field (message text, notes, condition values).
+pub const MAX_TEXT_BYTES: usize = 256 * 1024;
+/// Event times accepted: from the Unix epoch to the start of 2200 (ms, UTC). Keeps every
+/// time computation far from `i64` overflow and bounds business-time walks.
+pub const MIN_TIMESTAMP_MS: i64 = 0;
+pub const MAX_TIMESTAMP_MS: i64 = 7_258_118_400_000;
+
+/// Check an event time against [`MIN_TIMESTAMP_MS`]..[`MAX_TIMESTAMP_MS`].
+pub fn check_timestamp(ts: i64) -> Result<(), String> {
+    if (MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&ts) {
+        Ok(())
+    } else {
+        Err(format!(
+            "timestamp {ts} is outside the accepted range (1970-01-01 to 2200-01-01, \
+             {MIN_TIMESTAMP_MS}..{MAX_TIMESTAMP_MS} ms)"
+        ))
+    }
+}
+
+/// Check an encoded record's size against [`MAX_RECORD_BYTES`].
+pub fn check_record_size(len: usize) -> Result<(), String> {
+    if len > MAX_RECORD_BYTES {
+        Err(format!(
+            "record of {len} bytes exceeds the limit of {MAX_RECORD_BYTES} bytes"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn is_identifier(field: &str) -> bool {
+    field == "id" || field == "tenant" || field.ends_with("_id")
+}
+
+/// Check a record's JSON mirror against the nesting, list and string limits. The error names
+/// the field path and the limit.
+pub fn check_value(value: &Json) -> Result<(), String> {
+    // Explicit stack: the check itself must not recurse on hostile input.
+    let mut stack: Vec<(&Json, usize, String)> = vec![(value, 0, String::new())];
+    while let Some((v, depth, path)) = stack.pop() {
+        let at = |path: &str| {
+            if path.is_empty() {
+                "record".to_string()
+            } else {
+                path.to_string()
+            }
+        };
+        match v {
+            Json::Object(_) | Json::Array(_) if depth >= MAX_NESTING => {
+                return Err(format!(
+                    "{}: nested deeper than the limit of {MAX_NESTING} levels",
+                    at(&path)
+                ));
+            }
+            Json::Object(map) => {
+                if map.len() > MAX_LIST_ITEMS {
+                    return Err(format!(
+                        "{}: {} entries exceed the limit of {MAX_LIST_ITEMS}",
+                        at(&path),
+                        map.len()
+                    ));
+                }
+                for (k, child) in map {
+                    if let Json::String(s) = child {
+                        let limit = if is_identifier(k) {
+                            MAX_ID_BYTES
+                        } else {
+                            MAX_TEXT_BYTES
+                        };
+                        if s.len() > limit {
+                            return Err(format!(
+                                "{}: {} bytes exceed the limit of {limit} bytes",
+                                join(&path, k),
+                                s.len()
+                            ));
+                        }
+                    } else if child.is_object() || child.is_array() {
+                        stack.push((child, depth + 1, join(&path, k)));
+                    }
+                }
+            }
+            Json::Array(items) => {
+                if items.len() > MAX_LIST_ITEMS {
+                    return Err(format!(
+                        "{}: {} items exceed the limit of {MAX_LIST_ITEMS}",
+                        at(&path),
+                        items.len()
+                    ));
+                }
+                for (i, child) in items.iter().enumerate() {
+                    match child {
+                        Json::String(s) if s.len() > MAX_TEXT_BYTES => {
+                            return Err(format!(
+                                "{}[{i}]: {} bytes exceed the limit of {MAX_TEXT_BYTES} bytes",
+                                at(&path),
+                                s.len()
+                            ));
+                        }
+                        Json::Object(_) | Json::Array(_) => {
+                            stack.push((child, depth + 1, format!("{}[{i}]", at(&path))))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Json::String(s) if s.len() > MAX_TEXT_BYTES => {
+                return Err(format!(
+                    "{}: {} bytes exceed the limit of {MAX_TEXT_BYTES} bytes",
+                    at(&path),
+                    s.len()
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
