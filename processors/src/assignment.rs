@@ -930,11 +930,29 @@ fn settle_agent(cx: &mut Ctx, agent_id: &str) {
     bulk(cx, agent_id);
 }
 
+/// Most agents one tenant may have (docs/operations.md, "Limits"): an event for a new agent
+/// beyond it is dead-lettered.
+pub const MAX_AGENTS: usize = 10_000;
+
 fn on_agent_event(cx: &mut Ctx, e: &AgentEvent) -> Result<(), Rejection> {
     let tenant = cx.tenant.to_string();
     let key = (tenant.clone(), e.agent_id.clone());
     if e.agent_id.is_empty() {
         return Err(Rejection::new("agent_id must not be empty"));
+    }
+    if !cx.state.agents.contains(&key) {
+        let known = cx
+            .state
+            .agents
+            .range((tenant.clone(), String::new())..)
+            .take_while(|((t, _), _)| *t == tenant)
+            .take(MAX_AGENTS)
+            .count();
+        if known >= MAX_AGENTS {
+            return Err(Rejection(format!(
+                "agent_id: the tenant already has {MAX_AGENTS} agents, the limit"
+            )));
+        }
     }
     match &e.event {
         AgentEventKind::AgentStatusChanged(s) => {

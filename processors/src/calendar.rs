@@ -14,7 +14,16 @@ pub struct Calendar {
     pub week: [Vec<(u32, u32)>; 7],
     /// Inclusive date ranges.
     pub holidays: Vec<(NaiveDate, NaiveDate)>,
+    /// Business time of each whole local year from [`FIRST_YEAR`], computed the first time a
+    /// span covers the year, so a span of many years costs O(1) per year (plus two partial
+    /// years walked day by day).
+    years: std::sync::Arc<[std::sync::OnceLock<i64>]>,
 }
+
+/// The years whose business time is kept: the accepted event times (1970 to 2200, see
+/// `switchboard_schemas::limits`).
+const FIRST_YEAR: i32 = 1970;
+const LAST_YEAR: i32 = 2200;
 
 /// Parse `HH:MM` (00:00 … 24:00) into minutes of the day.
 pub fn parse_hhmm(s: &str) -> Option<u32> {
@@ -97,6 +106,9 @@ impl Calendar {
             zone,
             week,
             holidays,
+            years: (FIRST_YEAR..=LAST_YEAR)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
         })
     }
 
@@ -236,21 +248,67 @@ impl Calendar {
         self.zone.from_utc_datetime(&naive).date_naive()
     }
 
-    /// Business time in [from, to), in ms. O(days spanned).
+    /// Business time in [from, to), in ms. O(days spanned) within two years; beyond, the
+    /// whole local years between the two ends come from a per-year cache, so the cost is two
+    /// partial years plus O(1) per year.
     pub fn elapsed(&self, from: i64, to: i64) -> i64 {
         if to <= from {
             return 0;
         }
         let (first, last) = (self.local_date(from), self.local_date(to));
+        let start = first.pred_opt().unwrap_or(first);
+        if last.year() - first.year() < 2 {
+            return self.walk(start, last, from, to);
+        }
+        // Local dates follow time, so every open segment of a local year strictly between
+        // the two ends lies inside [from, to) and counts whole.
+        let (Some(end_of_first), Some(start_of_last)) = (
+            NaiveDate::from_ymd_opt(first.year(), 12, 31),
+            NaiveDate::from_ymd_opt(last.year(), 1, 1),
+        ) else {
+            return self.walk(start, last, from, to);
+        };
+        let mut total = self.walk(start, end_of_first, from, to);
+        for year in first.year() + 1..last.year() {
+            total += self.year_total(year);
+        }
+        total + self.walk(start_of_last, last, from, to)
+    }
+
+    /// Business time of the open segments of local dates `first..=last`, clipped to [from, to).
+    fn walk(&self, first: NaiveDate, last: NaiveDate, from: i64, to: i64) -> i64 {
         let mut total = 0;
-        let mut date = first.pred_opt().unwrap_or(first);
+        let mut date = first;
         while date <= last {
             for (a, b) in self.day_segments(date) {
                 total += (b.min(to) - a.max(from)).max(0);
             }
-            date = date.succ_opt().unwrap_or(last + chrono::Days::new(1));
+            match date.succ_opt() {
+                Some(next) => date = next,
+                None => break,
+            }
         }
         total
+    }
+
+    /// Business time of the whole local year `year`.
+    fn year_total(&self, year: i32) -> i64 {
+        let compute = || {
+            let (Some(a), Some(b)) = (
+                NaiveDate::from_ymd_opt(year, 1, 1),
+                NaiveDate::from_ymd_opt(year, 12, 31),
+            ) else {
+                return 0;
+            };
+            self.walk(a, b, i64::MIN, i64::MAX)
+        };
+        match usize::try_from(year - FIRST_YEAR)
+            .ok()
+            .and_then(|i| self.years.get(i))
+        {
+            Some(cell) => *cell.get_or_init(compute),
+            None => compute(),
+        }
     }
 
     /// The instant at which `budget` ms of business time, counted from `from`, run out; none

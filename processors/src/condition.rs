@@ -163,8 +163,46 @@ fn list_values(c: &Condition) -> Vec<String> {
     }
 }
 
-/// Check a condition's shape; the error names the offending field under `path`.
+/// Deepest condition config accepts (`all`, `any` and `not` each add a level); routing
+/// rules rarely go past 4.
+pub const MAX_CONDITION_DEPTH: usize = 16;
+/// Most nodes (operators and leaves) in one condition.
+pub const MAX_CONDITION_NODES: usize = 500;
+
+/// Check a condition's size and shape; the error names the offending field under `path`.
+/// The size comes first and without recursion, so the shape check (and evaluation, which
+/// recurse) only ever see conditions within [`MAX_CONDITION_DEPTH`].
 pub fn validate(c: &Condition, path: &str) -> Result<(), (String, String)> {
+    let mut nodes = 0usize;
+    let mut stack = vec![(c, 1usize)];
+    while let Some((node, depth)) = stack.pop() {
+        nodes += 1;
+        if depth > MAX_CONDITION_DEPTH {
+            return Err((
+                path.to_string(),
+                format!("nested deeper than the limit of {MAX_CONDITION_DEPTH} levels"),
+            ));
+        }
+        if nodes > MAX_CONDITION_NODES {
+            return Err((
+                path.to_string(),
+                format!("more than the limit of {MAX_CONDITION_NODES} nodes"),
+            ));
+        }
+        stack.extend(
+            node.all
+                .iter()
+                .chain(&node.any)
+                .map(|child| (child, depth + 1)),
+        );
+        if let Some(child) = &node.not {
+            stack.push((child, depth + 1));
+        }
+    }
+    validate_shape(c, path)
+}
+
+fn validate_shape(c: &Condition, path: &str) -> Result<(), (String, String)> {
     let kinds = [
         !c.all.is_empty(),
         !c.any.is_empty(),
@@ -187,13 +225,13 @@ pub fn validate(c: &Condition, path: &str) -> Result<(), (String, String)> {
         }
     }
     for (i, child) in c.all.iter().enumerate() {
-        validate(child, &format!("{path}.all[{i}]"))?;
+        validate_shape(child, &format!("{path}.all[{i}]"))?;
     }
     for (i, child) in c.any.iter().enumerate() {
-        validate(child, &format!("{path}.any[{i}]"))?;
+        validate_shape(child, &format!("{path}.any[{i}]"))?;
     }
     if let Some(child) = &c.not {
-        validate(child, &format!("{path}.not"))?;
+        validate_shape(child, &format!("{path}.not"))?;
     }
     if kinds[3] {
         let attribute = c.attribute.as_deref().unwrap_or("");

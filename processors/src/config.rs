@@ -262,7 +262,55 @@ fn apply(config: &TenantConfig, change: &ConfigChangeKind) -> Result<TenantConfi
             }
         }
     }
+    check_counts(config, &next)?;
     Ok(next)
+}
+
+/// Most entities of each kind one tenant may configure (docs/operations.md, "Limits"). A
+/// change that would go past one is rejected with the field named; one that removes or
+/// replaces entities is always accepted.
+pub const MAX_QUEUES: usize = 1_000;
+pub const MAX_ROUTES: usize = 1_000;
+pub const MAX_WORKING_HOURS: usize = 100;
+pub const MAX_AGENT_STATUSES: usize = 100;
+pub const MAX_SLA_POLICIES: usize = 100;
+pub const MAX_WAITING_STRATEGIES: usize = 100;
+/// Largest config (with its versions) one tenant may have, as stored: it is one state row and
+/// one changelog record, which must fit Kafka's default `max.message.bytes` (1 MB).
+pub const MAX_TENANT_CONFIG_BYTES: usize = 768 * 1024;
+
+/// The counted entities: (field named in a rejection, what, limit), in [`counts`] order.
+const COUNTED: [(&str, &str, usize); 6] = [
+    ("queue.id", "queues", MAX_QUEUES),
+    ("route.id", "routes", MAX_ROUTES),
+    ("period.id", "working-hours periods", MAX_WORKING_HOURS),
+    ("name", "custom agent statuses", MAX_AGENT_STATUSES),
+    ("policy.id", "SLA policies", MAX_SLA_POLICIES),
+    ("strategy.id", "waiting strategies", MAX_WAITING_STRATEGIES),
+];
+
+fn counts(c: &TenantConfig) -> [usize; 6] {
+    [
+        c.queues.len(),
+        c.routes.len(),
+        c.working_hours.len(),
+        c.agent_statuses.len(),
+        c.sla_policies.len(),
+        c.waiting_strategies.len(),
+    ]
+}
+
+fn check_counts(before: &TenantConfig, after: &TenantConfig) -> Result<(), Invalid> {
+    let pairs = counts(before).into_iter().zip(counts(after));
+    for ((field, what, limit), (before, after)) in COUNTED.into_iter().zip(pairs) {
+        if after > limit && after > before {
+            return Err(invalid(
+                field,
+                format!("the tenant already has {before} {what}, the limit is {limit}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// At most a year, in minutes, for any SLA target.
@@ -407,6 +455,25 @@ impl Processor for ConfigProcessor {
             )),
             _ => apply(&tenant.config, &change.change),
         };
+        // Whatever is accepted must be storable: the tenant's row (its config and versions)
+        // goes to the changelog topic as one record.
+        let outcome = outcome.and_then(|config| {
+            let mut versions = tenant.versions.clone();
+            versions.insert(entity.clone(), change.version);
+            let bytes = serde_json::to_vec(&config).map_or(usize::MAX, |b| b.len())
+                + serde_json::to_vec(&versions).map_or(usize::MAX, |b| b.len());
+            if bytes > MAX_TENANT_CONFIG_BYTES {
+                Err(invalid(
+                    "change",
+                    format!(
+                        "the tenant's config would take {bytes} bytes, more than the limit of \
+                         {MAX_TENANT_CONFIG_BYTES}"
+                    ),
+                ))
+            } else {
+                Ok(config)
+            }
+        });
         let event = match outcome {
             Ok(config) => {
                 tenant.config = std::sync::Arc::new(config.compile());

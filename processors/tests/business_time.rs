@@ -171,6 +171,28 @@ proptest! {
         prop_assert_eq!(calendar.elapsed(from, to), reference);
     }
 
+    /// Issue 14 (bounded work): over spans of years, where whole local years come from the
+    /// per-year cache, elapsed(from, to) equals the sum over consecutive spans of 200 days
+    /// (each walked day by day), to the millisecond.
+    #[test]
+    fn elapsed_over_years_equals_the_sum_of_its_parts(
+        (spec, from) in spec_and_start(),
+        years in 2i64..40,
+        extra_minutes in 0i64..(365 * 24 * 60),
+    ) {
+        let calendar = Calendar::parse(&spec.period()).expect("valid period");
+        let to = from + years * 365 * 24 * 60 * MIN + extra_minutes * MIN;
+        let chunk = 200 * 24 * 60 * MIN;
+        let mut parts = 0;
+        let mut at = from;
+        while at < to {
+            let end = (at + chunk).min(to);
+            parts += calendar.elapsed(at, end);
+            at = end;
+        }
+        prop_assert_eq!(calendar.elapsed(from, to), parts);
+    }
+
     /// add(from, budget) is the end of the minute in which the budget's last open minute falls.
     #[test]
     fn add_matches_minute_by_minute((spec, from) in spec_and_start(), budget_minutes in 0i64..(2 * 24 * 60)) {
