@@ -256,7 +256,22 @@ impl<S: Store> Engine<S> {
         timer: Option<&Timer>,
     ) -> Result<Vec<Output>, Rejection> {
         self.state.begin();
-        let result = self.run_processors(now, tenant, cause, input, timer);
+        // A panic in a processor is a bug, but it must not stop the partition: it rejects
+        // this record (or drops this timer) like any other failure, and the journal puts the
+        // state back as it was before the record.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_processors(now, tenant, cause, input, timer)
+        }));
+        let result = run.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a processor panicked".to_string());
+            Err(Rejection(format!(
+                "processing failed (internal error): {message}"
+            )))
+        });
         match &result {
             Ok(_) => self.state.commit(),
             Err(_) => self.state.rollback(tenant),

@@ -412,6 +412,41 @@ impl State {
         Ok(state)
     }
 
+    /// Decode one stored row on its own, as JSON: what `switchboard state` shows, and how
+    /// it tells a row that cannot be read (the error names the key and the reason).
+    pub fn inspect_row(key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError> {
+        let unknown = || StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: "unknown table".into(),
+        };
+        match key.first().copied() {
+            Some(T_TENANT) => {
+                let tenant: String = parse(key, &key[1..])?;
+                let row: Tenant = parse(key, value)?;
+                Ok(serde_json::json!({ "key": tenant, "value": row }))
+            }
+            Some(crate::dedup::T_DEDUP) => {
+                let mut scratch = State::new(crate::dedup::DEFAULT_WINDOW_MS);
+                scratch.dedup.load_row(key, value)?;
+                Ok(serde_json::json!({ "dedup_bucket_bytes": value.len() }))
+            }
+            Some(T_SEEN) => {
+                let k: TenantKey = parse(key, &key[1..])?;
+                let ts: i64 = parse_row(key, value)?;
+                Ok(serde_json::json!({ "key": k, "value": ts }))
+            }
+            tag => {
+                let mut scratch = State::default();
+                let tables = scratch.tables();
+                let (_, table) = tables
+                    .iter()
+                    .find(|(t, _)| Some(*t) == tag)
+                    .ok_or_else(unknown)?;
+                table.row_json(key, value)
+            }
+        }
+    }
+
     /// Every table with its tag in the store: the one list that loading, flushing and the
     /// record journal go by.
     fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 17] {
@@ -571,6 +606,8 @@ trait StoredTable {
     ) -> Result<(), StoreError>;
     /// Load one stored row of this table.
     fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// One stored row of this table decoded, as JSON (for `switchboard state`).
+    fn row_json(&self, key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError>;
 }
 
 impl<K, V> StoredTable for Table<K, V>
@@ -598,6 +635,11 @@ where
         batch: &mut Vec<Write>,
     ) -> Result<(), StoreError> {
         drain(tag, self, rows, batch)
+    }
+    fn row_json(&self, key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError> {
+        let k: K = parse(key, &key[1..])?;
+        let v: V = parse_row(key, value)?;
+        Ok(serde_json::json!({ "key": k, "value": v }))
     }
     fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         load_row(self, key, value)

@@ -13,7 +13,7 @@ use std::hash::Hash;
 pub enum StoreError {
     #[error("state store I/O failed: {0}")]
     Io(String),
-    #[error("state entry {key:?} cannot be read: {reason}")]
+    #[error("state row {key} cannot be read: {reason} (`switchboard state list --unreadable` finds it, `switchboard state delete` removes it)")]
     Corrupt { key: String, reason: String },
 }
 

@@ -13,7 +13,7 @@
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use switchboard_processors::query::Query;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +23,19 @@ use crate::metrics::Metrics;
 
 /// How long an HTTP query waits for the runtime (a round, or a restore, may be in flight).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most connections open at once that have not yet sent their request (docs/operations.md).
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a client has to send its request head, and to take the response.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections still reading their request, oldest first, each with the signal that closes
+/// it.
+#[derive(Default)]
+struct Reading {
+    next_id: u64,
+    open: std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>,
+}
 
 /// An answer to a query: an HTTP status and a JSON body.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,21 +124,60 @@ pub fn serve(
         let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
             return;
         };
+        let reading = Arc::new(Mutex::new(Reading::default()));
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                continue;
+            let mut sock = match listener.accept().await {
+                Ok((sock, _)) => sock,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait instead of spinning.
+                    tracing::warn!(error = %e, "http: cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            // At the cap, the connection that has waited longest without sending its request
+            // is closed to make room: idle or slow clients can never lock out /healthz.
+            let close = Arc::new(tokio::sync::Notify::new());
+            let id = {
+                let mut r = reading.lock().unwrap_or_else(|p| p.into_inner());
+                if r.open.len() >= MAX_CONNECTIONS {
+                    if let Some((_, oldest)) = r.open.pop_front() {
+                        oldest.notify_one();
+                    }
+                }
+                r.next_id += 1;
+                let id = r.next_id;
+                r.open.push_back((id, close.clone()));
+                id
             };
             let metrics = metrics.clone();
             let queries = queries.clone();
+            let reading = reading.clone();
             tokio::spawn(async move {
-                // Read the request head (the request line is all that is used).
+                // Read the request head (the request line is all that is used), within
+                // HEAD_TIMEOUT and unless evicted.
                 let mut buf = Vec::with_capacity(1024);
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                let head = async {
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return false,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
                     }
+                    true
+                };
+                let complete = tokio::select! {
+                    complete = tokio::time::timeout(HEAD_TIMEOUT, head) => complete.unwrap_or(false),
+                    _ = close.notified() => false,
+                };
+                reading
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .open
+                    .retain(|(other, _)| *other != id);
+                if !complete {
+                    return;
                 }
                 let request = String::from_utf8_lossy(&buf);
                 let target = request.split_whitespace().nth(1).unwrap_or("/");
@@ -148,9 +200,12 @@ pub fn serve(
                     "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(body.as_bytes()).await;
-                let _ = sock.shutdown().await;
+                let write = async {
+                    sock.write_all(head.as_bytes()).await?;
+                    sock.write_all(body.as_bytes()).await?;
+                    sock.shutdown().await
+                };
+                let _ = tokio::time::timeout(HEAD_TIMEOUT, write).await;
             });
         }
     })?;
@@ -266,6 +321,37 @@ mod tests {
             "{metrics}"
         );
         assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+    }
+
+    /// Hostile input (issue 14, finding 7): idle clients holding more connections than the
+    /// cap never keep /healthz from answering; the oldest idle connection is closed instead.
+    #[test]
+    fn idle_connections_beyond_the_cap_do_not_block_healthz() {
+        use std::io::Read;
+        let addr = serve("127.0.0.1:0", Metrics::new(), None).expect("serve");
+        let mut idle: Vec<std::net::TcpStream> = (0..MAX_CONNECTIONS + 40)
+            .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+            .collect();
+        let started = std::time::Instant::now();
+        let answer = get(addr, "/healthz");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            started.elapsed() < HEAD_TIMEOUT,
+            "/healthz waited {:?}",
+            started.elapsed()
+        );
+        // The first idle connection was evicted: the server closed it without a response.
+        let first = &mut idle[0];
+        first
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut buf = Vec::new();
+        let read = first.read_to_end(&mut buf);
+        assert!(
+            matches!(read, Ok(0)),
+            "the oldest idle connection stayed open: {read:?}"
+        );
+        assert!(buf.is_empty());
     }
 
     /// R-RUN-5: query paths name the tenant and the thing asked for, percent-decoded (`%23`

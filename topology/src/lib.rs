@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod sentiment_cli;
 pub mod simulate;
+pub mod state_cli;
 pub mod state_store;
 pub mod workload;
 

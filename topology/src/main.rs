@@ -115,6 +115,49 @@ enum Cmd {
         #[command(subcommand)]
         command: ConfigCmd,
     },
+    /// Inspect one partition's local state store, and delete a row that cannot be read (stop
+    /// the engine on this host first).
+    State {
+        #[command(subcommand)]
+        command: StateCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCmd {
+    /// List the rows of a partition's store: readable or not, size in bytes, key.
+    List {
+        #[arg(long)]
+        config: Option<String>,
+        #[arg(long)]
+        partition: i32,
+        /// Only the rows that cannot be read.
+        #[arg(long)]
+        unreadable: bool,
+    },
+    /// Print one row, decoded, as JSON.
+    Show {
+        #[arg(long)]
+        config: Option<String>,
+        #[arg(long)]
+        partition: i32,
+        /// The key as `list` prints it (`hex:…` for a key that is not text).
+        #[arg(long)]
+        key: String,
+    },
+    /// Delete one row, locally and in the changelog topic (a tombstone and a checkpoint), so
+    /// no restore brings it back.
+    Delete {
+        #[arg(long)]
+        config: Option<String>,
+        #[arg(long)]
+        partition: i32,
+        #[arg(long)]
+        key: String,
+        /// Only in the local store (the changelog keeps the row).
+        #[arg(long)]
+        local_only: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -322,6 +365,38 @@ fn run(cli: Cli) -> Result<(), String> {
             print!("{}", config.to_toml());
             Ok(())
         }
+        Cmd::State { command } => {
+            use switchboard::state_cli;
+            let text = match command {
+                StateCmd::List {
+                    config,
+                    partition,
+                    unreadable,
+                } => state_cli::list(&load_config(config.as_deref())?, partition, unreadable)?,
+                StateCmd::Show {
+                    config,
+                    partition,
+                    key,
+                } => state_cli::show(
+                    &load_config(config.as_deref())?,
+                    partition,
+                    &state_cli::parse_key(&key)?,
+                )?,
+                StateCmd::Delete {
+                    config,
+                    partition,
+                    key,
+                    local_only,
+                } => state_cli::delete(
+                    &load_config(config.as_deref())?,
+                    partition,
+                    &state_cli::parse_key(&key)?,
+                    local_only,
+                )?,
+            };
+            print!("{text}");
+            Ok(())
+        }
         Cmd::Sentiment {
             command: SentimentCmd::Eval { file, split, alpha },
         } => {
@@ -334,6 +409,26 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // A panic is a bug: one readable line (to the log when logging is on), never a
+    // backtrace. The engine catches a panic in a processor, dead-letters the record and goes
+    // on (docs/operations.md, "Poison records").
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string());
+        if tracing::dispatcher::has_been_set() {
+            tracing::error!(place = %place.trim(), "internal error: {message}");
+        } else {
+            eprintln!("switchboard: internal error{place}: {message}");
+        }
+    }));
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

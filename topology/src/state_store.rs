@@ -87,6 +87,11 @@ impl RocksStore {
         self.db.write_opt(wb, &opts).map_err(io)
     }
 
+    /// One row, if present.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(key).map_err(io)
+    }
+
     /// Forget the checkpoint: the local state is then restored from the changelog's start.
     pub fn clear_checkpoint(&mut self) -> Result<(), StoreError> {
         self.db.delete_cf(self.meta()?, CHECKPOINT).map_err(io)
