@@ -290,7 +290,13 @@ impl Setup {
             }
             producer.send(rec).map_err(|(e, _)| e).expect("send");
             producer.poll(Duration::ZERO);
-            let decoded = decode_input(&self.codec, r.topic, r.key.as_deref(), Some(&bytes));
+            let decoded = decode_input(
+                &self.codec,
+                r.topic,
+                Some(r.ts),
+                r.key.as_deref(),
+                Some(&bytes),
+            );
             out.push(SourceRecord {
                 topic: r.topic,
                 key: r.key.clone(),
@@ -1016,8 +1022,14 @@ fn r_time_5_ticker_writes_a_tick_to_every_partition() {
         let mut ticks = Vec::new();
         while let Some(m) = consumer.poll(Duration::from_millis(1_000)) {
             let m = m.expect("consume");
-            let input =
-                decode_input(&s.codec, Topic::Ticks, None, m.payload()).expect("a tick decodes");
+            let input = decode_input(
+                &s.codec,
+                Topic::Ticks,
+                m.timestamp().to_millis(),
+                None,
+                m.payload(),
+            )
+            .expect("a tick decodes");
             assert!(matches!(input, Input::Tick(_)));
             ticks.push(m.timestamp().to_millis().expect("timestamp"));
         }
@@ -1029,4 +1041,205 @@ fn r_time_5_ticker_writes_a_tick_to_every_partition() {
         assert!(ticks.iter().all(|&t| t >= started - 1_000), "{ticks:?}");
         assert!(ticks.windows(2).all(|w| w[1] - w[0] >= 500), "{ticks:?}");
     }
+}
+
+/// Issue 14, findings 1, 2 and 7 through Kafka: a config record whose condition nests 5,000
+/// deep (35 KB of Avro that would overflow the decoder's stack), and an undecodable record
+/// with a late timestamp ahead of valid records on its topic, are each one dead letter; the
+/// valid records behind them are processed as `simulate` processes them (the command on the
+/// new conversation is applied, not dead-lettered as `unknown conversation`); 300 idle HTTP
+/// connections leave /healthz answering; and a restart over the same topics comes up.
+#[test]
+fn hostile_records_never_stop_a_partition() {
+    let s = Setup::new();
+    let config = s.config("hostile", "e2e-hostile", "");
+    s.create_topics(&config);
+    let mut records = quickstart();
+    // Encoded on a thread with room for the recursion of building it.
+    let deep = std::thread::Builder::new()
+        .stack_size(1 << 30)
+        .spawn(|| {
+            let mut condition = serde_json::json!({"attribute": "channel", "operator": "is", "value": "sms"});
+            for _ in 0..5_000 {
+                condition = serde_json::json!({ "not": condition });
+            }
+            let record = serde_json::json!({"id": "cfg-deep", "tenant": "acme", "version": 1, "change": {"UpsertRoute": {"route": {
+                "id": "deep", "order": 1, "condition": condition, "queue_id": "billing"}}}});
+            Codec::new()
+                .expect("codec")
+                .schema(Topic::Config)
+                .encode(&record)
+                .expect("encode")
+        })
+        .expect("spawn")
+        .join()
+        .expect("encode the deep record");
+    records.insert(
+        5,
+        Rec {
+            topic: Topic::Config,
+            key: Some("acme/route/deep".into()),
+            ts: 1_772_431_200_009,
+            partition: None,
+            value: Value::Raw(deep),
+        },
+    );
+    let t = 1_772_442_000_000;
+    let message = serde_json::json!({"id": "h-1", "tenant": "hostile", "channel": "sms", "from": "+1", "to": "+2", "content": "hello"});
+    let note = serde_json::json!({"id": "h-2", "tenant": "hostile", "conversation_id": "#1", "by": "ana", "command": {"AddNote": {"text": "seen"}}});
+    records.extend([
+        Rec {
+            topic: Topic::Inbound,
+            key: Some("hostile".into()),
+            ts: t + 1_000_000,
+            partition: None,
+            value: Value::Raw(b"\x00 late garbage".to_vec()),
+        },
+        Rec {
+            topic: Topic::Inbound,
+            key: Some("hostile".into()),
+            ts: t + 10,
+            partition: None,
+            value: Value::Json(message),
+        },
+        Rec {
+            topic: Topic::Commands,
+            key: Some("hostile".into()),
+            ts: t + 20,
+            partition: None,
+            value: Value::Json(note),
+        },
+    ]);
+    let sources = s.produce(&records);
+    let want = expected(sources);
+    let reasons: Vec<String> = want
+        .iter()
+        .filter(|((topic, _), _)| topic == "cc.dlq")
+        .flat_map(|(_, rows)| rows.iter().map(|(_, _, v)| v.clone()))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("nested deeper than the limit")),
+        "the deep record is a dead letter"
+    );
+    let hostile: Vec<&String> = reasons
+        .iter()
+        .filter(|r| r.contains("\"key\":\"hostile\""))
+        .collect();
+    assert_eq!(hostile.len(), 1, "only the garbage record: {hostile:?}");
+    assert!(hostile[0].contains("cannot decode"), "{hostile:?}");
+    let log = s.log("hostile");
+    let mut engine = Engine::start(&config, &log);
+    let addr = http_addr(&config);
+    let n = s.wait_for("", total(&want), Duration::from_secs(90));
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert_eq!(idle.len(), 300);
+    let (status, _) = http_get(&addr, "/healthz");
+    assert_eq!(status, 200, "/healthz with 300 idle connections open");
+    drop(idle);
+    engine.terminate();
+    assert_same(
+        &s.outputs(""),
+        &want,
+        "hostile records",
+        std::slice::from_ref(&log),
+    );
+    assert_count(
+        n,
+        total(&want),
+        "hostile records",
+        std::slice::from_ref(&log),
+    );
+    // A restart over the same topics (the poison record included) comes up and is ready.
+    // (Ready: /readyz answers 200 and every partition has logged its restore.)
+    let restored = |engine_log: &Path| {
+        std::fs::read_to_string(engine_log)
+            .unwrap_or_default()
+            .matches("state restored")
+            .count()
+    };
+    let ready = |engine_log: &Path| {
+        let before = restored(engine_log);
+        let mut engine = Engine::start(&config, engine_log);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (http_get(&addr, "/readyz").0 != 200
+            || restored(engine_log) < before + PARTITIONS as usize)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(http_get(&addr, "/readyz").0, 200, "ready after a restart");
+        assert_eq!(restored(engine_log), before + PARTITIONS as usize);
+        engine.terminate();
+    };
+    ready(&log);
+    assert_count(
+        s.count(""),
+        total(&want),
+        "nothing new after the restart",
+        std::slice::from_ref(&log),
+    );
+
+    // `switchboard state delete` removes a row locally and in the changelog: after the state
+    // directory is lost, the restore from the changelog does not bring it back.
+    let partition = partition_of("acme", PARTITIONS as u32).to_string();
+    let state = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("state")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .args(["--partition", &partition])
+            .output()
+            .expect("switchboard state");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let keys = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .filter_map(|l| l.strip_prefix("ok"))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .collect()
+    };
+    let before = keys(&state(&["list"]));
+    let victim = before
+        .iter()
+        .find(|k| k.starts_with('c'))
+        .expect("a conversation row")
+        .clone();
+    let deleted = state(&["delete", "--key", &victim]);
+    assert!(
+        deleted.contains("and in e2e-hostile-state-changelog"),
+        "{deleted}"
+    );
+    let store = std::fs::read_to_string(&config)
+        .expect("config")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("dir = \"")
+                .and_then(|d| d.strip_suffix('"'))
+                .map(str::to_string)
+        })
+        .expect("state dir");
+    std::fs::remove_dir_all(
+        Path::new(&store)
+            .join("e2e-hostile")
+            .join(format!("partition-{partition}")),
+    )
+    .expect("lose the state directory");
+    ready(&log);
+    let after = keys(&state(&["list"]));
+    assert!(
+        !after.contains(&victim),
+        "{victim} came back from the changelog"
+    );
+    assert_eq!(after.len(), before.len() - 1, "every other row restored");
 }

@@ -206,3 +206,205 @@ fn r_run_7_invalid_config_names_the_field() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Issue 14: a state row that cannot be read is a loud error naming its key, and
+/// `switchboard state` finds it and deletes it without wiping the partition: the other
+/// rows stay, and the engine opens the store again.
+#[test]
+fn an_unreadable_state_row_is_named_and_switchboard_state_deletes_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[kafka]\napplication_id = \"repair\"\n\n[state]\ndir = \"{}\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("config");
+    let config = Config::load(config_path.to_str()).expect("load config");
+    let store_dir = switchboard::state_cli::partition_dir(&config, 0);
+    std::fs::create_dir_all(&store_dir).expect("store dir");
+    let mut engine = Engine::open(
+        RocksStore::open(&store_dir).expect("open"),
+        Settings::default(),
+    )
+    .expect("engine");
+    run(&mut engine, &stream());
+    let rows_before = engine.store().entries().expect("entries").len();
+    drop(engine);
+    // A tenant row nested deeper than the JSON reader allows (what an older version could
+    // store from a deep condition), with a checkpoint as the runtime keeps one.
+    let poison = format!(
+        "{{\"config\": {}1{}}}",
+        "{\"not\": ".repeat(200),
+        "}".repeat(200)
+    );
+    let checkpoint = Checkpoint {
+        changelog_offset: 9,
+        ..Checkpoint::default()
+    };
+    let mut store = RocksStore::open(&store_dir).expect("open");
+    store
+        .commit(
+            &[(b"t\"evil\"".to_vec(), Some(poison.into_bytes()))],
+            &checkpoint,
+        )
+        .expect("commit");
+    drop(store);
+
+    let err = Engine::open(
+        RocksStore::open(&store_dir).expect("open"),
+        Settings::default(),
+    )
+    .err()
+    .expect("the poisoned row stops the load");
+    assert!(err.to_string().contains("t\"evil\""), "{err}");
+
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["state"])
+            .args(args)
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--partition", "0"])
+            .output()
+            .expect("run switchboard state");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, listed, stderr) = cli(&["list", "--unreadable"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        listed.contains("UNREADABLE") && listed.contains("t\"evil\""),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!("{} rows, 1 unreadable", rows_before + 1)),
+        "{listed}"
+    );
+    let (_, all, _) = cli(&["list"]);
+    let conversation = all
+        .lines()
+        .filter_map(|l| l.strip_prefix("ok"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .find(|k| k.starts_with('c'))
+        .expect("a conversation row")
+        .to_string();
+    let (ok, shown, stderr) = cli(&["show", "--key", &conversation]);
+    assert!(ok && shown.contains("\"value\""), "{shown}{stderr}");
+    let (ok, _, stderr) = cli(&["show", "--key", "t\"nobody\""]);
+    assert!(!ok && stderr.lines().count() == 1, "{stderr}");
+    let (ok, deleted, stderr) = cli(&["delete", "--key", "t\"evil\"", "--local-only"]);
+    assert!(ok, "{stderr}");
+    assert!(deleted.contains("deleted locally"), "{deleted}");
+
+    let store = RocksStore::open(&store_dir).expect("open");
+    assert_eq!(store.checkpoint().expect("checkpoint"), Some(checkpoint));
+    let engine = Engine::open(store, Settings::default()).expect("the store opens again");
+    assert_eq!(
+        engine.store().entries().expect("entries").len(),
+        rows_before
+    );
+}
+
+fn config_change(id: &str, version: i64, change: serde_json::Value) -> Input {
+    Input::from_json(
+        Topic::Config,
+        serde_json::json!({"id": id, "tenant": "acme", "version": version, "change": change}),
+    )
+    .expect("a config record")
+}
+
+fn applied(outputs: &[(i64, Output)]) -> bool {
+    outputs.iter().any(|(_, o)| {
+        matches!(o, Output::Config(c) if matches!(c.event, ConfigEventKind::ConfigApplied(_)))
+    })
+}
+
+/// Issue 14: whatever config accepts can be stored and restored. The largest config the
+/// limits allow (a condition at the depth limit, then routes until the size limit rejects
+/// one) is written as state rows that each fit one Kafka record (1 MB), restored exactly
+/// from RocksDB and from the changelog's records (the same writes replayed into an empty
+/// store), and routes a message the same way after either restore.
+#[test]
+fn the_largest_accepted_config_is_stored_and_restored() {
+    use serde_json::json;
+    let mut engine = Engine::open(MemStore::default(), Settings::default()).expect("engine");
+    let t = 1_772_445_600_000;
+    let depth = switchboard_processors::condition::MAX_CONDITION_DEPTH;
+    let mut deep = json!({"attribute": "content", "operator": "contains", "value": "deep"});
+    for _ in 1..depth {
+        deep = json!({ "all": [deep] });
+    }
+    let queue = json!({"UpsertQueue": {"queue": {"id": "deep", "name": "Deep"}}});
+    assert!(applied(
+        &engine.process(t, &config_change("q", 1, queue)).outputs
+    ));
+    let route = json!({"UpsertRoute": {"route": {"id": "deep", "order": 0, "condition": deep, "queue_id": "deep"}}});
+    assert!(applied(
+        &engine
+            .process(t, &config_change("r-deep", 1, route))
+            .outputs
+    ));
+    let mut routes = 0;
+    loop {
+        let leaves: Vec<_> = (0..50)
+            .map(|j| json!({"attribute": "content", "operator": "contains", "value": format!("{}-{routes}-{j}", "w".repeat(40))}))
+            .collect();
+        let change = json!({"UpsertRoute": {"route": {"id": format!("r{routes}"), "order": routes + 1, "condition": {"any": leaves}, "queue_id": "default"}}});
+        let out = engine
+            .process(t, &config_change(&format!("r{routes}"), 1, change))
+            .outputs;
+        if !applied(&out) {
+            let rejected = format!("{out:?}");
+            assert!(rejected.contains("limit of"), "{rejected}");
+            break;
+        }
+        routes += 1;
+    }
+    assert!(routes > 50, "{routes} routes");
+    let writes = engine.flush().expect("flush");
+    for (k, v) in &writes {
+        let len = v.as_ref().map_or(0, Vec::len);
+        assert!(
+            len + k.len() < 1_000_000,
+            "row {:?}: {len} bytes",
+            String::from_utf8_lossy(k)
+        );
+    }
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rocks = RocksStore::open(dir.path()).expect("open");
+    rocks.write(&writes).expect("write");
+    drop(rocks);
+    let mut from_rocks = Engine::open(
+        RocksStore::open(dir.path()).expect("reopen"),
+        Settings::default(),
+    )
+    .expect("restore from RocksDB");
+    let mut replayed = MemStore::default();
+    replayed
+        .write(&writes)
+        .expect("replay the changelog records");
+    let mut from_changelog = Engine::open(replayed, Settings::default()).expect("restore");
+    let config = |e: &Engine<_>| e.state().tenant("acme").map(|t| t.config.clone());
+    let original = config(&engine);
+    assert!(original.is_some());
+    assert_eq!(config(&from_changelog), original);
+    assert_eq!(
+        from_rocks.state().tenant("acme").map(|t| t.config.clone()),
+        original
+    );
+    let message = inbound("m-deep", "+1", "a deep question");
+    let want = engine.process(t + 1, &message).outputs;
+    assert!(
+        format!("{want:?}").contains("\"deep\""),
+        "routed by the deep condition"
+    );
+    assert_eq!(from_rocks.process(t + 1, &message).outputs, want);
+    assert_eq!(from_changelog.process(t + 1, &message).outputs, want);
+}
