@@ -113,9 +113,26 @@ impl Deliveries {
 
 pub type Producer_ = BaseProducer<Deliveries>;
 
-/// Flush `producer` and fail on any delivery error since the last flush.
+/// Wait until every record sent through `producer` is acknowledged (or failed), serving
+/// delivery reports in 1 ms polls, and fail on any delivery error since the last flush.
+///
+/// Not `BaseProducer::flush`: in rust-rdkafka 0.39 it polls in 100 ms quanta and each poll
+/// runs to its deadline, so every flush with a record in flight cost at least 100 ms
+/// (docs/benchmarks.md, issue 12). Here a flush costs what the broker takes.
 pub fn flush(producer: &Producer_, timeout: Duration) -> Result<(), String> {
-    producer.flush(timeout).map_err(|e| format!("flush: {e}"))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        producer.poll(Duration::from_millis(1));
+        if producer.in_flight_count() == 0 {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "flush: {} record(s) still unacknowledged after {timeout:?}",
+                producer.in_flight_count()
+            ));
+        }
+    }
     let errors = producer.context().take_errors();
     match errors.first() {
         None => Ok(()),
