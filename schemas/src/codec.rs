@@ -89,15 +89,14 @@ impl TopicSchema {
             .collect()
     }
 
-    /// Encode a JSON mirror value as Avro single-object bytes.
+    /// Encode a JSON mirror value as Avro single-object bytes, writing the binary encoding
+    /// straight from the JSON as the schema is walked (no intermediate Avro value, no second
+    /// schema resolution): the same bytes apache-avro writes (`schemas/tests/roundtrip.rs`).
     pub fn encode(&self, json: &Json) -> Result<Vec<u8>, CodecError> {
-        let value = self.to_avro(json)?;
-        let datum = apache_avro::to_avro_datum(&self.schema, value)
-            .map_err(|e| CodecError::Malformed(e.to_string()))?;
-        let mut out = Vec::with_capacity(datum.len() + 10);
+        let mut out = Vec::with_capacity(128);
         out.extend_from_slice(&[0xC3, 0x01]);
         out.extend_from_slice(&self.fingerprint.to_le_bytes());
-        out.extend_from_slice(&datum);
+        self.write(json, &self.schema, &None, &Path::Root, &mut out)?;
         Ok(out)
     }
 
@@ -279,11 +278,6 @@ impl TopicSchema {
         Ok(())
     }
 
-    /// JSON mirror → Avro value, validated against the schema.
-    pub fn to_avro(&self, json: &Json) -> Result<Avro, CodecError> {
-        self.json_to_avro(json, &self.schema, &None, "")
-    }
-
     fn resolve<'a>(&'a self, schema: &'a Schema, ns: &Namespace) -> Result<&'a Schema, CodecError> {
         match schema {
             Schema::Ref { name } => {
@@ -296,162 +290,168 @@ impl TopicSchema {
         }
     }
 
-    fn json_to_avro(
+    /// Write `json` in Avro's binary encoding of `schema`, validating it as it goes: a field
+    /// the schema does not know is an error, a missing one takes the schema's default or is
+    /// an error. The error names the field's path.
+    fn write(
         &self,
         json: &Json,
         schema: &Schema,
         ns: &Namespace,
-        path: &str,
-    ) -> Result<Avro, CodecError> {
+        path: &Path<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
         let schema = self.resolve(schema, ns)?;
         match (schema, json) {
-            (Schema::Null, Json::Null) => Ok(Avro::Null),
-            (Schema::Boolean, Json::Bool(b)) => Ok(Avro::Boolean(*b)),
-            (Schema::Int, Json::Number(n)) => n
-                .as_i64()
-                .and_then(|v| i32::try_from(v).ok())
-                .map(Avro::Int)
-                .ok_or_else(|| field_err(path, format!("{n} is not a 32-bit integer"))),
-            (Schema::Long, Json::Number(n)) => n
-                .as_i64()
-                .map(Avro::Long)
-                .ok_or_else(|| field_err(path, format!("{n} is not a 64-bit integer"))),
-            (Schema::Double, Json::Number(n)) => n
-                .as_f64()
-                .map(Avro::Double)
-                .ok_or_else(|| field_err(path, format!("{n} is not a number"))),
-            (Schema::Float, Json::Number(n)) => n
-                .as_f64()
-                .map(|v| Avro::Float(v as f32))
-                .ok_or_else(|| field_err(path, format!("{n} is not a number"))),
-            (Schema::String, Json::String(s)) => Ok(Avro::String(s.clone())),
-            (Schema::Bytes, Json::String(s)) => s
-                .chars()
-                .map(|c| u8::try_from(u32::from(c)))
-                .collect::<Result<Vec<u8>, _>>()
-                .map(Avro::Bytes)
-                .map_err(|_| field_err(path, "bytes string holds a code point above U+00FF")),
-            (Schema::Enum(e), Json::String(s)) => e
-                .symbols
-                .iter()
-                .position(|sym| sym == s)
-                .map(|i| Avro::Enum(i as u32, s.clone()))
-                .ok_or_else(|| {
-                    field_err(
-                        path,
-                        format!("{s:?} is not one of {}", e.symbols.join(", ")),
-                    )
-                }),
-            (Schema::Array(a), Json::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| self.json_to_avro(v, &a.items, ns, &format!("{path}[{i}]")))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Avro::Array),
-            (Schema::Map(m), Json::Object(obj)) => obj
-                .iter()
-                .map(|(k, v)| {
-                    self.json_to_avro(v, &m.types, ns, &format!("{path}.{k}"))
-                        .map(|v| (k.clone(), v))
-                })
-                .collect::<Result<HashMap<_, _>, _>>()
-                .map(Avro::Map),
-            (Schema::Union(u), _) => self.union_to_avro(json, u, ns, path),
-            (Schema::Record(r), Json::Object(obj)) => {
-                let inner_ns = r.name.namespace.clone().or_else(|| ns.clone());
-                for key in obj.keys() {
-                    if !r.lookup.contains_key(key) {
-                        return Err(field_err(
-                            &join(path, key),
-                            format!("unknown field of {}", r.name.name),
-                        ));
+            (Schema::Null, Json::Null) => {}
+            (Schema::Boolean, Json::Bool(b)) => out.push(u8::from(*b)),
+            (Schema::Int, Json::Number(n)) => {
+                let v = n
+                    .as_i64()
+                    .and_then(|v| i32::try_from(v).ok())
+                    .ok_or_else(|| path.err(format!("{n} is not a 32-bit integer")))?;
+                write_long(i64::from(v), out);
+            }
+            (Schema::Long, Json::Number(n)) => {
+                let v = n
+                    .as_i64()
+                    .ok_or_else(|| path.err(format!("{n} is not a 64-bit integer")))?;
+                write_long(v, out);
+            }
+            (Schema::Double, Json::Number(n)) => {
+                let v = n
+                    .as_f64()
+                    .ok_or_else(|| path.err(format!("{n} is not a number")))?;
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            (Schema::Float, Json::Number(n)) => {
+                let v = n
+                    .as_f64()
+                    .ok_or_else(|| path.err(format!("{n} is not a number")))?;
+                out.extend_from_slice(&(v as f32).to_le_bytes());
+            }
+            (Schema::String, Json::String(s)) => write_bytes(s.as_bytes(), out),
+            (Schema::Bytes, Json::String(s)) => {
+                let bytes = s
+                    .chars()
+                    .map(|c| u8::try_from(u32::from(c)))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|_| path.err("bytes string holds a code point above U+00FF"))?;
+                write_bytes(&bytes, out);
+            }
+            (Schema::Enum(e), Json::String(s)) => {
+                let i = e.symbols.iter().position(|sym| sym == s).ok_or_else(|| {
+                    path.err(format!("{s:?} is not one of {}", e.symbols.join(", ")))
+                })?;
+                write_long(i as i64, out);
+            }
+            (Schema::Array(a), Json::Array(items)) => {
+                if !items.is_empty() {
+                    write_long(items.len() as i64, out);
+                    for (i, v) in items.iter().enumerate() {
+                        self.write(v, &a.items, ns, &Path::Index(path, i), out)?;
                     }
                 }
-                let mut fields = Vec::with_capacity(r.fields.len());
-                for f in &r.fields {
-                    let fpath = join(path, &f.name);
-                    let value = match obj.get(&f.name) {
-                        Some(v) => self.json_to_avro(v, &f.schema, &inner_ns, &fpath)?,
-                        None => match &f.default {
-                            Some(d) => self.json_to_avro(d, &f.schema, &inner_ns, &fpath)?,
-                            None => return Err(field_err(&fpath, "missing required field")),
-                        },
-                    };
-                    fields.push((f.name.clone(), value));
-                }
-                Ok(Avro::Record(fields))
+                out.push(0);
             }
-            (s, j) => Err(field_err(
-                path,
-                format!("expected {}, found {}", describe(s), json_kind(j)),
-            )),
+            (Schema::Map(m), Json::Object(obj)) => {
+                if !obj.is_empty() {
+                    write_long(obj.len() as i64, out);
+                    for (k, v) in obj {
+                        write_bytes(k.as_bytes(), out);
+                        self.write(v, &m.types, ns, &Path::Field(path, k), out)?;
+                    }
+                }
+                out.push(0);
+            }
+            (Schema::Union(u), _) => {
+                let (i, branch, value, inner) = self.union_branch(json, u, ns, path)?;
+                write_long(i as i64, out);
+                let tagged;
+                let at = match inner {
+                    Some(tag) => {
+                        tagged = Path::Field(path, tag);
+                        &tagged
+                    }
+                    None => path,
+                };
+                self.write(value, branch, ns, at, out)?;
+            }
+            (Schema::Record(r), Json::Object(obj)) => {
+                let inner_ns = if r.name.namespace.is_some() {
+                    &r.name.namespace
+                } else {
+                    ns
+                };
+                if let Some(key) = obj.keys().find(|k| !r.lookup.contains_key(*k)) {
+                    return Err(
+                        Path::Field(path, key).err(format!("unknown field of {}", r.name.name))
+                    );
+                }
+                for f in &r.fields {
+                    let at = Path::Field(path, &f.name);
+                    match obj.get(&f.name).or(f.default.as_ref()) {
+                        Some(v) => self.write(v, &f.schema, inner_ns, &at, out)?,
+                        None => return Err(at.err("missing required field")),
+                    }
+                }
+            }
+            (s, j) => {
+                return Err(path.err(format!("expected {}, found {}", describe(s), json_kind(j))))
+            }
         }
+        Ok(())
     }
 
-    /// Unions: `null` for a null branch; for a union of null and one other type (an optional
-    /// field), the bare value; otherwise `{"BranchName": value}` (Avro's JSON encoding of a union).
-    fn union_to_avro(
-        &self,
-        json: &Json,
-        u: &UnionSchema,
+    /// Which branch of union `u` a JSON value takes: (index, branch schema, the value to write
+    /// with it, the branch name when the value was tagged). `null` takes the null branch; for
+    /// a union of null and one other type (an optional field) the bare value takes the other;
+    /// otherwise the value is `{"BranchName": value}` (Avro's JSON encoding of a union).
+    fn union_branch<'j, 's>(
+        &'s self,
+        json: &'j Json,
+        u: &'s UnionSchema,
         ns: &Namespace,
-        path: &str,
-    ) -> Result<Avro, CodecError> {
+        path: &Path<'_>,
+    ) -> Result<(usize, &'s Schema, &'j Json, Option<&'j str>), CodecError> {
         let variants = u.variants();
         if json.is_null() {
             return variants
                 .iter()
                 .position(|s| matches!(s, Schema::Null))
-                .map(|i| Avro::Union(i as u32, Box::new(Avro::Null)))
-                .ok_or_else(|| field_err(path, "null is not allowed here"));
+                .map(|i| (i, &variants[i], json, None))
+                .ok_or_else(|| path.err("null is not allowed here"));
         }
-        let non_null: Vec<usize> = (0..variants.len())
-            .filter(|i| !matches!(variants[*i], Schema::Null))
-            .collect();
-        let nullable = non_null.len() < variants.len();
-        if let ([only], true) = (&non_null[..], nullable) {
-            let only = *only;
-            let v = self.json_to_avro(json, &variants[only], ns, path)?;
-            return Ok(Avro::Union(only as u32, Box::new(v)));
+        let mut non_null = (0..variants.len()).filter(|i| !matches!(variants[*i], Schema::Null));
+        let nullable = variants.iter().any(|s| matches!(s, Schema::Null));
+        if let (Some(only), None, true) = (non_null.next(), non_null.next(), nullable) {
+            return Ok((only, &variants[only], json, None));
         }
         let Json::Object(obj) = json else {
-            return Err(field_err(
-                path,
-                format!(
-                    "expected one of {{\"{}\": {{...}}}}",
-                    self.branch_names(u, ns).join("\"|\"")
-                ),
-            ));
+            return Err(path.err(format!(
+                "expected one of {{\"{}\": {{...}}}}",
+                self.branch_names(u, ns).join("\"|\"")
+            )));
         };
         if obj.len() != 1 {
-            return Err(field_err(
-                path,
-                format!(
-                    "a union value has exactly one key, one of {}",
-                    self.branch_names(u, ns).join(", ")
-                ),
-            ));
+            return Err(path.err(format!(
+                "a union value has exactly one key, one of {}",
+                self.branch_names(u, ns).join(", ")
+            )));
         }
-        let (tag, inner) = obj
-            .iter()
-            .next()
-            .ok_or_else(|| field_err(path, "empty union"))?;
+        let (tag, inner) = obj.iter().next().ok_or_else(|| path.err("empty union"))?;
         for (i, s) in variants.iter().enumerate() {
             let resolved = self.resolve(s, ns)?;
             if let Some(name) = schema_name(resolved) {
                 if name.name == *tag || name.fullname(None) == *tag {
-                    let v = self.json_to_avro(inner, s, ns, &join(path, tag))?;
-                    return Ok(Avro::Union(i as u32, Box::new(v)));
+                    return Ok((i, s, inner, Some(tag.as_str())));
                 }
             }
         }
-        Err(field_err(
-            path,
-            format!(
-                "unknown variant {tag:?}, expected one of {}",
-                self.branch_names(u, ns).join(", ")
-            ),
-        ))
+        Err(path.err(format!(
+            "unknown variant {tag:?}, expected one of {}",
+            self.branch_names(u, ns).join(", ")
+        )))
     }
 
     fn branch_names(&self, u: &UnionSchema, ns: &Namespace) -> Vec<String> {
@@ -534,6 +534,43 @@ impl TopicSchema {
             }
         })
     }
+}
+
+/// Where in a record a value is, rendered only for an error message.
+enum Path<'a> {
+    Root,
+    Field(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        match self {
+            Path::Root => String::new(),
+            Path::Field(parent, name) => join(&parent.render(), name),
+            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
+        }
+    }
+
+    fn err(&self, message: impl Into<String>) -> CodecError {
+        field_err(&self.render(), message)
+    }
+}
+
+/// Avro's `long` (and `int`): zig-zag, then base-128 varint.
+fn write_long(v: i64, out: &mut Vec<u8>) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// Avro's `bytes` and `string`: the length as a `long`, then the bytes.
+fn write_bytes(b: &[u8], out: &mut Vec<u8>) {
+    write_long(b.len() as i64, out);
+    out.extend_from_slice(b);
 }
 
 fn join(path: &str, field: &str) -> String {
