@@ -9,7 +9,6 @@
 
 use apache_avro::rabin::Rabin;
 use apache_avro::schema::{Name, Namespace, ResolvedSchema, UnionSchema};
-use apache_avro::types::Value as Avro;
 use apache_avro::Schema;
 use serde_json::{Map as JsonMap, Value as Json};
 use std::collections::HashMap;
@@ -112,170 +111,133 @@ impl TopicSchema {
             return Err(CodecError::UnknownSchema(fp));
         }
         let mut rest = &bytes[10..];
-        self.check_nesting(rest)?;
-        let value = apache_avro::from_avro_datum(&self.schema, &mut rest, None)
-            .map_err(|e| CodecError::Malformed(e.to_string()))?;
+        let json = self.read(&self.schema, &None, 0, &mut rest)?;
         if !rest.is_empty() {
             return Err(CodecError::Malformed(format!(
                 "{} trailing bytes after the record",
                 rest.len()
             )));
         }
-        self.to_json(&value, &self.schema, &None, "")
+        Ok(json)
     }
 
-    /// Walk an Avro datum without building it and fail if it nests deeper than
-    /// [`crate::limits::MAX_NESTING`] records, arrays and maps. apache-avro's decoder (and
-    /// the `Drop` of what it builds) recurses once per level, so a recursive type such as
-    /// `Condition` nested a few thousand times in a few KB would overflow the stack; this
-    /// walk keeps its own stack.
-    fn check_nesting(&self, bytes: &[u8]) -> Result<(), CodecError> {
-        enum Work<'s> {
-            Value(&'s Schema, &'s Namespace, usize),
-            Items {
-                items: &'s Schema,
-                ns: &'s Namespace,
-                depth: usize,
-                left: i64,
-                seen: i64,
-                map: bool,
-            },
-        }
-        static NO_NAMESPACE: Namespace = None;
-        let truncated = || CodecError::Malformed("the record ends inside a value".into());
-        let mut pos = 0usize;
-        let long = |pos: &mut usize| -> Result<i64, CodecError> {
-            let mut value: u64 = 0;
-            for shift in (0..64).step_by(7) {
-                let byte = *bytes.get(*pos).ok_or_else(truncated)?;
-                *pos += 1;
-                value |= u64::from(byte & 0x7f) << shift;
-                if byte & 0x80 == 0 {
-                    return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
-                }
-            }
-            Err(CodecError::Malformed("integer longer than 10 bytes".into()))
-        };
-        let skip = |pos: &mut usize, n: i64| -> Result<(), CodecError> {
-            let n =
-                usize::try_from(n).map_err(|_| CodecError::Malformed("negative length".into()))?;
-            *pos = pos
-                .checked_add(n)
-                .filter(|p| *p <= bytes.len())
-                .ok_or_else(truncated)?;
-            Ok(())
-        };
-        fn too_deep() -> CodecError {
-            CodecError::Json(format!(
-                "record: nested deeper than the limit of {} levels",
-                crate::limits::MAX_NESTING
-            ))
-        }
-        fn items_of<'s>(
-            items: &'s Schema,
-            ns: &'s Namespace,
-            depth: usize,
-            map: bool,
-        ) -> Result<Work<'s>, CodecError> {
+    /// Read one value of `schema` from Avro's binary encoding straight into the JSON mirror.
+    /// Records, arrays and maps nested deeper than [`crate::limits::MAX_NESTING`], and arrays
+    /// or maps of more than [`crate::limits::MAX_LIST_ITEMS`], are refused before anything is
+    /// read for them, so the recursion is bounded whatever the bytes say.
+    fn read(
+        &self,
+        schema: &Schema,
+        ns: &Namespace,
+        depth: usize,
+        bytes: &mut &[u8],
+    ) -> Result<Json, CodecError> {
+        let nested = |depth: usize| {
             if depth >= crate::limits::MAX_NESTING {
-                return Err(too_deep());
+                Err(too_deep())
+            } else {
+                Ok(depth + 1)
             }
-            Ok(Work::Items {
-                items,
-                ns,
-                depth: depth + 1,
-                left: 0,
-                seen: 0,
-                map,
-            })
-        }
-        let mut stack = vec![Work::Value(&self.schema, &NO_NAMESPACE, 0)];
-        while let Some(work) = stack.pop() {
-            match work {
-                Work::Value(schema, ns, depth) => match self.resolve(schema, ns)? {
-                    Schema::Null => {}
-                    Schema::Boolean => skip(&mut pos, 1)?,
-                    Schema::Float => skip(&mut pos, 4)?,
-                    Schema::Double => skip(&mut pos, 8)?,
-                    Schema::String | Schema::Bytes | Schema::Uuid => {
-                        let n = long(&mut pos)?;
-                        skip(&mut pos, n)?
-                    }
-                    Schema::Fixed(f) => skip(&mut pos, f.size as i64)?,
-                    Schema::Union(u) => {
-                        let i = long(&mut pos)?;
-                        let branch = usize::try_from(i)
-                            .ok()
-                            .and_then(|i| u.variants().get(i))
-                            .ok_or_else(|| {
-                                CodecError::Malformed(format!("union branch {i} out of range"))
-                            })?;
-                        stack.push(Work::Value(branch, ns, depth));
-                    }
-                    Schema::Record(r) => {
-                        if depth >= crate::limits::MAX_NESTING {
-                            return Err(too_deep());
-                        }
-                        let inner = if r.name.namespace.is_some() {
-                            &r.name.namespace
-                        } else {
-                            ns
-                        };
-                        for f in r.fields.iter().rev() {
-                            stack.push(Work::Value(&f.schema, inner, depth + 1));
-                        }
-                    }
-                    Schema::Array(a) => stack.push(items_of(&a.items, ns, depth, false)?),
-                    Schema::Map(m) => stack.push(items_of(&m.types, ns, depth, true)?),
-                    // int, long, enum and the logical types on them: one zig-zag varint.
-                    _ => {
-                        long(&mut pos)?;
-                    }
-                },
-                Work::Items {
-                    items,
-                    ns,
-                    depth,
-                    mut left,
-                    mut seen,
-                    map,
-                } => {
-                    if left == 0 {
-                        left = long(&mut pos)?;
-                        if left == 0 {
-                            continue;
-                        }
-                        if left < 0 {
-                            long(&mut pos)?; // the block's size in bytes
-                            left = left
-                                .checked_neg()
-                                .ok_or_else(|| CodecError::Malformed("bad block count".into()))?;
-                        }
-                        seen = seen.saturating_add(left);
-                        if seen > crate::limits::MAX_LIST_ITEMS as i64 {
-                            return Err(CodecError::Json(format!(
-                                "record: an array or map of {seen} items exceeds the limit of {}",
-                                crate::limits::MAX_LIST_ITEMS
-                            )));
-                        }
-                    }
-                    stack.push(Work::Items {
-                        items,
-                        ns,
-                        depth,
-                        left: left - 1,
-                        seen,
-                        map,
-                    });
-                    stack.push(Work::Value(items, ns, depth));
-                    if map {
-                        let n = long(&mut pos)?;
-                        skip(&mut pos, n)?;
-                    }
+        };
+        Ok(match self.resolve(schema, ns)? {
+            Schema::Null => Json::Null,
+            Schema::Boolean => match take(bytes, 1)?[0] {
+                0 => Json::Bool(false),
+                1 => Json::Bool(true),
+                b => return Err(CodecError::Malformed(format!("{b} is not a boolean"))),
+            },
+            Schema::Int => {
+                let v = read_long(bytes)?;
+                i32::try_from(v)
+                    .map(Json::from)
+                    .map_err(|_| CodecError::Malformed(format!("{v} is not a 32-bit integer")))?
+            }
+            Schema::Long => Json::from(read_long(bytes)?),
+            Schema::Float => {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(take(bytes, 4)?);
+                finite(f64::from(f32::from_le_bytes(b)))?
+            }
+            Schema::Double => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(take(bytes, 8)?);
+                finite(f64::from_le_bytes(b))?
+            }
+            Schema::String => Json::String(read_string(bytes)?),
+            Schema::Bytes => {
+                let n = read_len(bytes)?;
+                Json::String(take(bytes, n)?.iter().map(|c| char::from(*c)).collect())
+            }
+            Schema::Enum(e) => {
+                let i = read_long(bytes)?;
+                let symbol = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| e.symbols.get(i))
+                    .ok_or_else(|| CodecError::Malformed(format!("enum index {i} out of range")))?;
+                Json::String(symbol.clone())
+            }
+            Schema::Array(a) => {
+                let depth = nested(depth)?;
+                let mut items = Vec::new();
+                read_blocks(bytes, |bytes| {
+                    items.push(self.read(&a.items, ns, depth, bytes)?);
+                    Ok(())
+                })?;
+                Json::Array(items)
+            }
+            Schema::Map(m) => {
+                let depth = nested(depth)?;
+                let mut entries = Vec::new();
+                read_blocks(bytes, |bytes| {
+                    let key = read_string(bytes)?;
+                    entries.push((key, self.read(&m.types, ns, depth, bytes)?));
+                    Ok(())
+                })?;
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Json::Object(entries.into_iter().collect())
+            }
+            Schema::Union(u) => {
+                let i = read_long(bytes)?;
+                let branch = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| u.variants().get(i))
+                    .ok_or_else(|| {
+                        CodecError::Malformed(format!("union branch {i} out of range"))
+                    })?;
+                let value = self.read(branch, ns, depth, bytes)?;
+                let bare = u.variants().len() == 2
+                    && u.variants().iter().any(|s| matches!(s, Schema::Null));
+                if bare || value.is_null() {
+                    value
+                } else {
+                    let name = schema_name(self.resolve(branch, ns)?)
+                        .map(|n| n.name.clone())
+                        .ok_or_else(|| CodecError::Malformed("unnamed union branch".into()))?;
+                    let mut obj = JsonMap::new();
+                    obj.insert(name, value);
+                    Json::Object(obj)
                 }
             }
-        }
-        Ok(())
+            Schema::Record(r) => {
+                let depth = nested(depth)?;
+                let inner = if r.name.namespace.is_some() {
+                    &r.name.namespace
+                } else {
+                    ns
+                };
+                let mut obj = JsonMap::new();
+                for f in &r.fields {
+                    obj.insert(f.name.clone(), self.read(&f.schema, inner, depth, bytes)?);
+                }
+                Json::Object(obj)
+            }
+            other => {
+                return Err(CodecError::Malformed(format!(
+                    "unsupported schema type {}",
+                    describe(other)
+                )))
+            }
+        })
     }
 
     fn resolve<'a>(&'a self, schema: &'a Schema, ns: &Namespace) -> Result<&'a Schema, CodecError> {
@@ -461,79 +423,6 @@ impl TopicSchema {
             .map(|n| n.name.clone())
             .collect()
     }
-
-    fn to_json(
-        &self,
-        value: &Avro,
-        schema: &Schema,
-        ns: &Namespace,
-        path: &str,
-    ) -> Result<Json, CodecError> {
-        let schema = self.resolve(schema, ns)?;
-        Ok(match (schema, value) {
-            (_, Avro::Null) => Json::Null,
-            (_, Avro::Boolean(b)) => Json::Bool(*b),
-            (_, Avro::Int(i)) => Json::from(*i),
-            (_, Avro::Long(i)) => Json::from(*i),
-            (_, Avro::Double(d)) => serde_json::Number::from_f64(*d)
-                .map(Json::Number)
-                .ok_or_else(|| field_err(path, "not a finite number"))?,
-            (_, Avro::Float(d)) => serde_json::Number::from_f64(f64::from(*d))
-                .map(Json::Number)
-                .ok_or_else(|| field_err(path, "not a finite number"))?,
-            (_, Avro::String(s)) => Json::String(s.clone()),
-            (_, Avro::Bytes(b)) => Json::String(b.iter().map(|c| char::from(*c)).collect()),
-            (_, Avro::Enum(_, s)) => Json::String(s.clone()),
-            (Schema::Array(a), Avro::Array(items)) => Json::Array(
-                items
-                    .iter()
-                    .map(|v| self.to_json(v, &a.items, ns, path))
-                    .collect::<Result<_, _>>()?,
-            ),
-            (Schema::Map(m), Avro::Map(entries)) => {
-                let mut sorted: Vec<_> = entries.iter().collect();
-                sorted.sort_by(|a, b| a.0.cmp(b.0));
-                let mut obj = JsonMap::new();
-                for (k, v) in sorted {
-                    obj.insert(k.clone(), self.to_json(v, &m.types, ns, path)?);
-                }
-                Json::Object(obj)
-            }
-            (Schema::Union(u), Avro::Union(i, inner)) => {
-                let branch = u
-                    .variants()
-                    .get(*i as usize)
-                    .ok_or_else(|| field_err(path, "union branch out of range"))?;
-                let as_json = self.to_json(inner, branch, ns, path)?;
-                let bare = u.variants().len() == 2
-                    && u.variants().iter().any(|s| matches!(s, Schema::Null));
-                if bare || as_json.is_null() {
-                    as_json
-                } else {
-                    let name = schema_name(self.resolve(branch, ns)?)
-                        .map(|n| n.name.clone())
-                        .ok_or_else(|| field_err(path, "unnamed union branch"))?;
-                    let mut obj = JsonMap::new();
-                    obj.insert(name, as_json);
-                    Json::Object(obj)
-                }
-            }
-            (Schema::Record(r), Avro::Record(fields)) => {
-                let inner_ns = r.name.namespace.clone().or_else(|| ns.clone());
-                let mut obj = JsonMap::new();
-                for ((name, v), f) in fields.iter().zip(&r.fields) {
-                    obj.insert(name.clone(), self.to_json(v, &f.schema, &inner_ns, path)?);
-                }
-                Json::Object(obj)
-            }
-            (s, _) => {
-                return Err(field_err(
-                    path,
-                    format!("value does not match {}", describe(s)),
-                ))
-            }
-        })
-    }
 }
 
 /// Where in a record a value is, rendered only for an error message.
@@ -555,6 +444,91 @@ impl Path<'_> {
     fn err(&self, message: impl Into<String>) -> CodecError {
         field_err(&self.render(), message)
     }
+}
+
+fn too_deep() -> CodecError {
+    CodecError::Json(format!(
+        "record: nested deeper than the limit of {} levels",
+        crate::limits::MAX_NESTING
+    ))
+}
+
+fn truncated() -> CodecError {
+    CodecError::Malformed("the record ends inside a value".into())
+}
+
+fn take<'b>(bytes: &mut &'b [u8], n: usize) -> Result<&'b [u8], CodecError> {
+    if bytes.len() < n {
+        return Err(truncated());
+    }
+    let (head, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Ok(head)
+}
+
+/// A zig-zag varint `long` (or `int`).
+fn read_long(bytes: &mut &[u8]) -> Result<i64, CodecError> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = take(bytes, 1)?[0];
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    Err(CodecError::Malformed("integer longer than 10 bytes".into()))
+}
+
+fn read_len(bytes: &mut &[u8]) -> Result<usize, CodecError> {
+    let n = read_long(bytes)?;
+    let n = usize::try_from(n).map_err(|_| CodecError::Malformed("negative length".into()))?;
+    if n > bytes.len() {
+        return Err(truncated());
+    }
+    Ok(n)
+}
+
+fn read_string(bytes: &mut &[u8]) -> Result<String, CodecError> {
+    let n = read_len(bytes)?;
+    String::from_utf8(take(bytes, n)?.to_vec())
+        .map_err(|_| CodecError::Malformed("a string is not valid UTF-8".into()))
+}
+
+/// An array's or a map's blocks: a count (negative: followed by the block's size in bytes),
+/// that many items, until a count of 0; at most [`crate::limits::MAX_LIST_ITEMS`] in all.
+fn read_blocks(
+    bytes: &mut &[u8],
+    mut item: impl FnMut(&mut &[u8]) -> Result<(), CodecError>,
+) -> Result<(), CodecError> {
+    let mut seen: i64 = 0;
+    loop {
+        let mut n = read_long(bytes)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if n < 0 {
+            read_long(bytes)?;
+            n = n
+                .checked_neg()
+                .ok_or_else(|| CodecError::Malformed("bad block count".into()))?;
+        }
+        seen = seen.saturating_add(n);
+        if seen > crate::limits::MAX_LIST_ITEMS as i64 {
+            return Err(CodecError::Json(format!(
+                "record: an array or map of {seen} items exceeds the limit of {}",
+                crate::limits::MAX_LIST_ITEMS
+            )));
+        }
+        for _ in 0..n {
+            item(bytes)?;
+        }
+    }
+}
+
+fn finite(v: f64) -> Result<Json, CodecError> {
+    serde_json::Number::from_f64(v)
+        .map(Json::Number)
+        .ok_or_else(|| CodecError::Malformed("not a finite number".into()))
 }
 
 /// Avro's `long` (and `int`): zig-zag, then base-128 varint.
