@@ -37,15 +37,112 @@ struct Broker {
     child: Option<Child>,
     mock: Option<MockCluster<'static, DefaultProducerContext>>,
     addr: String,
+    /// The TLS terminator in front of tansu, when the broker is reached over TLS.
+    tls: Option<Child>,
+    /// librdkafka properties every client of this broker needs (TLS settings).
+    client_properties: Vec<(String, String)>,
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
+        for c in [self.child.as_mut(), self.tls.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, with the `openssl` command.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=e2e-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("write san.ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    // A second CA that signed nothing here: trusting it must fail.
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=other-ca",
+        "-keyout",
+        "other.key",
+        "-out",
+        "other.pem",
+    ]);
 }
 
 fn free_port() -> u16 {
@@ -70,6 +167,11 @@ fn tansu_binary() -> String {
 impl Broker {
     fn start() -> Broker {
         let port = free_port();
+        Broker::tansu(port, port)
+    }
+
+    /// tansu listening on `port`, telling clients to come to `advertised`.
+    fn tansu(port: u16, advertised: u16) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_binary())
             .args([
@@ -77,7 +179,7 @@ impl Broker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &format!("tcp://127.0.0.1:{advertised}"),
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -85,17 +187,44 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, "tansu");
         Broker {
             child: Some(child),
             mock: None,
-            addr,
+            addr: format!("127.0.0.1:{advertised}"),
+            tls: None,
+            client_properties: Vec::new(),
         }
+    }
+
+    /// tansu behind a TLS terminator (socat's `openssl-listen`, from Debian's packages) with a
+    /// certificate for 127.0.0.1 signed by a CA made in `dir`; tansu advertises the TLS port,
+    /// so every connection a client makes is TLS. Clients trust the CA.
+    fn start_tls(dir: &Path) -> Broker {
+        make_certificates(dir);
+        let (plain, tls) = (free_port(), free_port());
+        let mut broker = Broker::tansu(plain, tls);
+        let proxy = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{tls},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+                dir.join("server.pem").display(),
+                dir.join("server.key").display()
+            ))
+            .arg(format!("TCP:127.0.0.1:{plain}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start socat (apt-get install socat)");
+        broker.tls = Some(proxy);
+        wait_for_port(tls, "socat");
+        broker.client_properties = vec![
+            ("security.protocol".into(), "ssl".into()),
+            (
+                "ssl.ca.location".into(),
+                dir.join("ca.pem").display().to_string(),
+            ),
+        ];
+        broker
     }
 
     fn mock() -> Broker {
@@ -104,6 +233,8 @@ impl Broker {
             addr: mock.bootstrap_servers(),
             child: None,
             mock: Some(mock),
+            tls: None,
+            client_properties: Vec::new(),
         }
     }
 
@@ -204,13 +335,18 @@ impl Setup {
     fn config(&self, name: &str, application_id: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.toml"));
         let text = format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\napplication_id = \"{application_id}\"\nguarantee = \"{}\"\ninstance_id = \"{name}\"\n\n[topics]\ncreate = {}\npartitions = {PARTITIONS}\n\n[state]\ndir = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n[ticker]\nenabled = false\n\n[engine]\nmax_idle_ms = 2000\n\n[kafka.properties]\n\"batch.num.messages\" = \"1\"\n\"session.timeout.ms\" = \"6000\"\n\"max.poll.interval.ms\" = \"30000\"\n{extra}",
+            "[kafka]\nbootstrap_servers = \"{}\"\napplication_id = \"{application_id}\"\nguarantee = \"{}\"\ninstance_id = \"{name}\"\n\n[topics]\ncreate = {}\npartitions = {PARTITIONS}\n\n[state]\ndir = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n[ticker]\nenabled = false\n\n[engine]\nmax_idle_ms = 2000\n\n[kafka.properties]\n\"batch.num.messages\" = \"1\"\n\"session.timeout.ms\" = \"6000\"\n\"max.poll.interval.ms\" = \"30000\"\n{}{extra}",
             self.broker.addr,
             if self.broker.transactional() { "exactly_once" } else { "deduplicated" },
             // The mock cluster's admin API does not answer: it creates topics itself.
             self.broker.mock.is_none(),
             self.dir.path().join(format!("state-{name}")).display(),
             free_port(),
+            self.broker
+                .client_properties
+                .iter()
+                .map(|(k, v)| format!("{k:?} = {v:?}\n"))
+                .collect::<String>(),
         );
         std::fs::write(&path, text).expect("write config");
         path
@@ -226,6 +362,9 @@ impl Setup {
         // + 1, which is only right for one-record batches (docs/guarantees.md).
         c.set("bootstrap.servers", &self.broker.addr)
             .set("batch.num.messages", "1");
+        for (k, v) in &self.broker.client_properties {
+            c.set(k, v);
+        }
         c
     }
 
@@ -1242,4 +1381,52 @@ fn hostile_records_never_stop_a_partition() {
         "{victim} came back from the changelog"
     );
     assert_eq!(after.len(), before.len() - 1, "every other row restored");
+}
+
+/// Issue 13: the engine reaches a broker over TLS (tansu behind socat's TLS terminator, a
+/// CA made by the test): its outputs equal `simulate`'s. With a CA that did not sign the
+/// broker's certificate it says so within 10 s, in a log line naming the broker.
+#[test]
+fn over_tls_outputs_equal_simulate_and_a_wrong_ca_is_named() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(Broker::start_tls(certs.path()));
+    let config = s.config("tls", "e2e-tls", "");
+    s.create_topics(&config);
+    let sources = s.produce(&quickstart());
+    let want = expected(sources);
+    let log = s.log("tls");
+    let mut engine = Engine::start(&config, &log);
+    let n = s.wait_for("", total(&want), Duration::from_secs(90));
+    engine.terminate();
+    assert_same(
+        &s.outputs(""),
+        &want,
+        "over TLS",
+        std::slice::from_ref(&log),
+    );
+    assert_count(n, total(&want), "over TLS", std::slice::from_ref(&log));
+
+    let wrong = s.config("wrong-ca", "e2e-wrong-ca", "");
+    let text = std::fs::read_to_string(&wrong).expect("config");
+    std::fs::write(&wrong, text.replace("ca.pem", "other.pem")).expect("config");
+    let wrong_log = s.log("wrong-ca");
+    let mut engine = Engine::start(&wrong, &wrong_log);
+    let started = Instant::now();
+    let named = |text: &str| {
+        text.lines()
+            .find(|l| l.contains(&s.broker.addr) && l.contains("certificate verify failed"))
+            .map(str::to_string)
+    };
+    let mut line = None;
+    while line.is_none() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+        line = named(&std::fs::read_to_string(&wrong_log).unwrap_or_default());
+    }
+    engine.kill();
+    assert!(
+        line.is_some(),
+        "no line naming {} and the certificate within 10 s:\n{}",
+        s.broker.addr,
+        std::fs::read_to_string(&wrong_log).unwrap_or_default()
+    );
 }

@@ -116,6 +116,7 @@ pub fn run_engine(config: Config, output_suffix: String, start: StartFrom) -> Re
     let (queries, inbox) = http::query_channel();
     let addr = http::serve(&config.http.listen, metrics.clone(), Some(queries))?;
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz and queries under /tenants/");
+    kafka::wait_for_brokers(&config, &stop)?;
     if config.topics.create {
         kafka::create_topics(&config, &output_suffix).map_err(|e| e.to_string())?;
     }

@@ -328,6 +328,24 @@ impl Config {
                 format!("{} is not between 0 and 60000", self.engine.max_idle_ms),
             ));
         }
+        // librdkafka knows its properties: a typo is an error here, not a silent default.
+        for (key, value) in &self.kafka.properties {
+            let mut probe = rdkafka::ClientConfig::new();
+            probe.set(key, value);
+            if let Err(e) = probe.create_native_config() {
+                let reason = e.to_string();
+                // The value is never repeated for an unknown property: it may be a secret
+                // under a misspelt name.
+                let reason = if reason.contains("No such configuration property") {
+                    "librdkafka has no such property (its CONFIGURATION.md lists them)".to_string()
+                } else if is_secret(key) && !value.is_empty() {
+                    reason.replace(value.as_str(), REDACTED)
+                } else {
+                    reason
+                };
+                return Err(invalid(&format!("kafka.properties.{key}"), reason));
+            }
+        }
         Ok(())
     }
 
@@ -343,8 +361,32 @@ impl Config {
             .unwrap_or_else(|| "instance".to_string())
     }
 
-    /// The effective configuration as TOML.
+    /// The effective configuration as TOML, secrets redacted.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+        let mut shown = self.clone();
+        for (key, value) in shown.kafka.properties.iter_mut() {
+            if is_secret(key) {
+                *value = REDACTED.to_string();
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_default()
     }
+}
+
+/// What a secret is shown as in `config check`, logs and errors.
+pub const REDACTED: &str = "[redacted]";
+
+/// Whether a librdkafka property holds a secret (passwords, private keys, client secrets).
+pub fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "ssl.key.pem",
+        "ssl_key",
+        "private",
+        "token",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
 }

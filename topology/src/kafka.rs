@@ -10,6 +10,7 @@ use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::Duration;
 use switchboard_schemas::Topic;
@@ -31,17 +32,29 @@ pub const SOURCE_HEADER: &str = "switchboard.source";
 /// The header carrying an output's sequence number within its source partition.
 pub const SEQ_HEADER: &str = "switchboard.seq";
 
-/// The client properties every client of the application shares: the brokers, the
-/// Java-compatible murmur2 partitioner (R-TIME-2), and the user's `kafka.properties`.
+/// The client properties every client of the application shares: the brokers, and the
+/// user's `kafka.properties`. (Every record is sent to an explicit partition, murmur2 of the
+/// tenant computed by the engine (R-TIME-2), so no client relies on a partitioner.)
 pub fn client_config(config: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.kafka.bootstrap_servers);
-    c.set("partitioner", "murmur2_random");
     c.set("log_level", "4");
     for (k, v) in &config.kafka.properties {
         c.set(k, v);
     }
     c
+}
+
+/// librdkafka's version and built-in features (`builtin.features`: ssl, sasl_scram, zstd,
+/// ...), as `switchboard config check` prints them.
+pub fn librdkafka_build() -> (String, String) {
+    let (_, version) = rdkafka::util::get_rdkafka_version();
+    let features = ClientConfig::new()
+        .create_native_config()
+        .ok()
+        .and_then(|c| c.get("builtin.features").ok())
+        .unwrap_or_default();
+    (version, features)
 }
 
 /// Every output topic name, with the configured suffix (replays write to their own topics).
@@ -140,6 +153,44 @@ pub fn flush(producer: &Producer_, timeout: Duration) -> Result<(), String> {
             "{} record(s) not delivered, first: {first}",
             errors.len()
         )),
+    }
+}
+
+/// Wait until the brokers answer, with a WARN naming them every few seconds while they do
+/// not (a wrong address, a TLS or SASL failure: librdkafka's own lines, delivered here, say
+/// which). Fails only when `stop` is set.
+pub fn wait_for_brokers(config: &Config, stop: &AtomicBool) -> Result<(), String> {
+    let probe: BaseConsumer = client_config(config)
+        .create()
+        .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+    let started = std::time::Instant::now();
+    loop {
+        match probe.fetch_metadata(None, Duration::from_secs(3)) {
+            Ok(_) => {
+                if started.elapsed() > Duration::from_secs(3) {
+                    tracing::info!(
+                        bootstrap_servers = %config.kafka.bootstrap_servers,
+                        "the Kafka brokers answer"
+                    );
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                // Serves the client's queue: librdkafka's log lines about the failure.
+                let _ = probe.poll(Duration::ZERO);
+                tracing::warn!(
+                    bootstrap_servers = %config.kafka.bootstrap_servers,
+                    error = %e,
+                    "cannot reach the Kafka brokers; retrying"
+                );
+            }
+        }
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(format!(
+                "stopped before the Kafka brokers at {} answered",
+                config.kafka.bootstrap_servers
+            ));
+        }
     }
 }
 
@@ -288,4 +339,30 @@ pub fn cached_high_watermark<C: rdkafka::consumer::ConsumerContext>(
     };
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some(high)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 13: librdkafka is built with TLS, the SASL mechanisms managed Kafka services use
+    /// (SCRAM, OAUTHBEARER with its OIDC token fetch) and every compression codec.
+    #[test]
+    fn librdkafka_has_tls_sasl_and_every_codec() {
+        let (version, features) = super::librdkafka_build();
+        assert!(version.starts_with("2."), "{version}");
+        let features: Vec<&str> = features.split(',').collect();
+        for want in [
+            "ssl",
+            "sasl_plain",
+            "sasl_scram",
+            "sasl_oauthbearer",
+            "http",
+            "oidc",
+            "zstd",
+            "lz4",
+            "snappy",
+            "gzip",
+        ] {
+            assert!(features.contains(&want), "{want} missing from {features:?}");
+        }
+    }
 }

@@ -362,6 +362,8 @@ fn run(cli: Cli) -> Result<(), String> {
             command: ConfigCmd::Check { config },
         } => {
             let config = load_config(config.as_deref())?;
+            let (version, features) = switchboard::kafka::librdkafka_build();
+            println!("# librdkafka {version}, built with: {features}");
             print!("{}", config.to_toml());
             Ok(())
         }
