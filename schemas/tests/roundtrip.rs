@@ -657,7 +657,8 @@ fn json_mirror_errors_name_the_field() {
 
 /// The encoder writes Avro's binary encoding straight from the JSON mirror: its bytes are
 /// exactly what apache-avro writes for the same value (decoded by apache-avro and written
-/// again by it), for every sample record of every topic.
+/// again by it), for every sample record of every topic; for records holding a map, whose
+/// entries apache-avro writes in no fixed order, the same value in the same number of bytes.
 #[test]
 fn the_direct_encoder_writes_what_apache_avro_writes() {
     let codec = Codec::new().expect("codec");
@@ -677,8 +678,17 @@ fn the_direct_encoder_writes_what_apache_avro_writes() {
         let value =
             apache_avro::from_avro_datum(schema, &mut datum, None).expect("apache reads it");
         assert!(datum.is_empty(), "{topic}: trailing bytes");
-        let again = apache_avro::to_avro_datum(schema, value).expect("apache writes it");
-        assert_eq!(again, &bytes[10..], "{topic}");
+        let again = apache_avro::to_avro_datum(schema, value.clone()).expect("apache writes it");
+        // apache-avro keeps a map in a HashMap, so it writes map entries in no fixed order
+        // (the direct encoder writes them in the mirror's key order): compare what the bytes
+        // say, and their length, rather than the bytes of records that hold maps.
+        let reread =
+            apache_avro::from_avro_datum(schema, &mut &again[..], None).expect("apache rereads");
+        assert_eq!(reread, value, "{topic}");
+        assert_eq!(again.len(), bytes.len() - 10, "{topic}");
+        if !format!("{value:?}").contains("Map(") {
+            assert_eq!(again, &bytes[10..], "{topic}");
+        }
         checked += 1;
     }
     assert!(checked > 50, "{checked}");
