@@ -217,7 +217,7 @@ fn config_check_names_the_bad_field() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("partitions = 6"));
     let bad = bin()
         .args(["config", "check"])
-        .env("SWITCHBOARD_TICKER_INTERVAL_MS", "5")
+        .env("SWITCHBOARD__TICKER__INTERVAL_MS", "5")
         .output()
         .expect("run");
     assert!(!bad.status.success());
@@ -305,7 +305,7 @@ fn r_run_7_runtime_commands_reject_bad_input_with_one_line() {
     }
     let run = bin()
         .args(["run"])
-        .env("SWITCHBOARD_KAFKA_GUARANTEE", "maybe")
+        .env("SWITCHBOARD__KAFKA__GUARANTEE", "maybe")
         .output()
         .expect("run switchboard");
     let stderr = String::from_utf8_lossy(&run.stderr);

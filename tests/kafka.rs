@@ -1385,7 +1385,8 @@ fn hostile_records_never_stop_a_partition() {
 
 /// Issue 13: the engine reaches a broker over TLS (tansu behind socat's TLS terminator, a
 /// CA made by the test): its outputs equal `simulate`'s. With a CA that did not sign the
-/// broker's certificate it says so within 10 s, in a log line naming the broker.
+/// broker's certificate it says so within 10 s, in a log line naming the broker, and
+/// answers /readyz with 503 (no partition assigned) while /healthz answers 200.
 #[test]
 fn over_tls_outputs_equal_simulate_and_a_wrong_ca_is_named() {
     let certs = tempfile::tempdir().expect("temp dir");
@@ -1422,6 +1423,10 @@ fn over_tls_outputs_equal_simulate_and_a_wrong_ca_is_named() {
         std::thread::sleep(Duration::from_millis(200));
         line = named(&std::fs::read_to_string(&wrong_log).unwrap_or_default());
     }
+    // Up, but not ready: no partition is assigned (the brokers cannot even be reached).
+    let addr = http_addr(&wrong);
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    assert_eq!(http_get(&addr, "/readyz").0, 503);
     engine.kill();
     assert!(
         line.is_some(),

@@ -138,8 +138,9 @@ fn r_run_7_config_file_with_environment_overrides() {
         text,
         "switchboard.toml",
         &env(&[
-            ("SWITCHBOARD_TOPICS_PARTITIONS", "12"),
-            ("SWITCHBOARD_TICKER_ENABLED", "false"),
+            ("SWITCHBOARD__TOPICS__PARTITIONS", "12"),
+            ("SWITCHBOARD__TICKER__ENABLED", "false"),
+            // The former single-underscore form still works for a setting it names.
             ("SWITCHBOARD_STATE_DIR", "/var/lib/sb"),
         ]),
     )
@@ -194,7 +195,7 @@ fn r_run_7_invalid_config_names_the_field() {
         field(Config::parse(
             "",
             "f",
-            &env(&[("SWITCHBOARD_KAFKA_COLOUR", "red")])
+            &env(&[("SWITCHBOARD__KAFKA__COLOUR", "red")])
         )),
         "kafka.colour"
     );
@@ -438,5 +439,61 @@ fn unknown_librdkafka_properties_are_rejected_and_secrets_redacted() {
     assert!(
         shown.contains("[redacted]") && shown.contains("SCRAM-SHA-512"),
         "{shown}"
+    );
+}
+
+/// Issue 13: overrides cannot collide with the variables Kubernetes sets for a Service named
+/// switchboard (`SWITCHBOARD_SERVICE_HOST`, `SWITCHBOARD_PORT_9464_TCP`, ...): those are
+/// ignored and listed; librdkafka properties come from `SWITCHBOARD__KAFKA__PROPERTIES__*`,
+/// a secret from a file with `_FILE`.
+#[test]
+fn kubernetes_variables_are_ignored_and_properties_and_secret_files_apply() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("password");
+    std::fs::write(&secret, "hunter2\n").expect("secret file");
+    let c = Config::parse(
+        "",
+        "f",
+        &env(&[
+            ("SWITCHBOARD_SERVICE_HOST", "10.0.0.7"),
+            ("SWITCHBOARD_SERVICE_PORT", "9464"),
+            ("SWITCHBOARD_PORT_9464_TCP", "tcp://10.0.0.7:9464"),
+            ("SWITCHBOARD__KAFKA__BOOTSTRAP_SERVERS", "kafka-0:9093"),
+            (
+                "SWITCHBOARD__KAFKA__PROPERTIES__SECURITY_PROTOCOL",
+                "sasl_ssl",
+            ),
+            (
+                "SWITCHBOARD__KAFKA__PROPERTIES__SASL_MECHANISM",
+                "SCRAM-SHA-256",
+            ),
+            (
+                "SWITCHBOARD__KAFKA__PROPERTIES__SASL_PASSWORD_FILE",
+                secret.to_str().expect("path"),
+            ),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(c.kafka.bootstrap_servers, "kafka-0:9093");
+    assert_eq!(c.kafka.properties["security.protocol"], "sasl_ssl");
+    assert_eq!(c.kafka.properties["sasl.mechanism"], "SCRAM-SHA-256");
+    assert_eq!(c.kafka.properties["sasl.password"], "hunter2");
+    assert_eq!(
+        c.ignored_env,
+        vec![
+            "SWITCHBOARD_SERVICE_HOST".to_string(),
+            "SWITCHBOARD_SERVICE_PORT".to_string(),
+            "SWITCHBOARD_PORT_9464_TCP".to_string()
+        ]
+    );
+    let err = Config::parse(
+        "",
+        "f",
+        &env(&[("SWITCHBOARD__KAFKA__PROPERTIES__SASL_PASWORD", "x")]),
+    )
+    .expect_err("a misspelt property");
+    assert!(
+        err.to_string().contains("kafka.properties.sasl.pasword"),
+        "{err}"
     );
 }

@@ -111,6 +111,9 @@ pub(crate) fn wall_clock_ms() -> i64 {
 /// SIGINT or SIGTERM ends it.
 pub fn run_engine(config: Config, output_suffix: String, start: StartFrom) -> Result<(), String> {
     init_logging();
+    for name in &config.ignored_env {
+        tracing::debug!(variable = %name, "ignored: not a SWITCHBOARD__<SECTION>__<KEY> override");
+    }
     let stop = stop_on_signal()?;
     let metrics = Metrics::new();
     let (queries, inbox) = http::query_channel();

@@ -1,5 +1,7 @@
 //! Runtime configuration: a TOML file, every key overridable by an environment variable
-//! `SWITCHBOARD_<SECTION>_<KEY>` (for example `SWITCHBOARD_KAFKA_BOOTSTRAP_SERVERS`). Invalid
+//! `SWITCHBOARD__<SECTION>__<KEY>` (for example `SWITCHBOARD__KAFKA__BOOTSTRAP_SERVERS`), and
+//! librdkafka properties by `SWITCHBOARD__KAFKA__PROPERTIES__<PROPERTY>` (`_` for `.`; a
+//! `_FILE` suffix reads the value from a file, as Kubernetes mounts secrets). Invalid
 //! configuration is rejected with the offending field named; nothing has a silent fallback
 //! except the documented defaults.
 
@@ -158,67 +160,149 @@ pub struct Config {
     pub http: Http,
     pub ticker: Ticker,
     pub engine: Engine,
+    /// `SWITCHBOARD_*` variables that are not overrides (Kubernetes sets
+    /// `SWITCHBOARD_SERVICE_HOST` and the like for a Service named switchboard): ignored, and
+    /// named in a debug line at start.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 const PREFIX: &str = "SWITCHBOARD_";
+/// The override form: a double underscore, which Kubernetes' service variables never have.
+const OVERRIDE: &str = "SWITCHBOARD__";
 
-/// Apply `SWITCHBOARD_<SECTION>_<KEY>` variables to a parsed TOML table. The value is read as
-/// the type the key has in the defaults (integer, boolean or string).
-fn apply_env(table: &mut toml::Table, vars: &[(String, String)]) -> Result<(), ConfigError> {
+/// Apply the environment's overrides to a parsed TOML table; return the `SWITCHBOARD_*`
+/// variables that are not overrides.
+///
+/// - `SWITCHBOARD__<SECTION>__<KEY>`: one setting, read as the type the key has in the
+///   defaults (integer, boolean or string); an unknown one is an error.
+/// - `SWITCHBOARD__KAFKA__PROPERTIES__<PROPERTY>`: a librdkafka property, `_` standing for
+///   `.` (`SASL_PASSWORD` is `sasl.password`); with a `_FILE` suffix the value is read from
+///   the file it names (trailing newline dropped).
+/// - `SWITCHBOARD_<SECTION>_<KEY>` (one underscore, the former form): applied when it names
+///   a setting, otherwise ignored.
+fn apply_env(
+    table: &mut toml::Table,
+    vars: &[(String, String)],
+) -> Result<Vec<String>, ConfigError> {
     let defaults =
         toml::Table::try_from(Config::default()).map_err(|e| invalid("config", e.to_string()))?;
-    for (name, value) in vars {
-        let Some(rest) = name.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let rest = rest.to_lowercase();
-        let Some((section, key)) = rest.split_once('_') else {
-            return Err(invalid(name, "expected SWITCHBOARD_<SECTION>_<KEY>"));
-        };
-        let field = format!("{section}.{key}");
-        let Some(default) = defaults
+    let known = |section: &str, key: &str| {
+        defaults
             .get(section)
             .and_then(|s| s.as_table())
             .and_then(|s| s.get(key))
-        else {
-            return Err(invalid(&field, format!("unknown setting (from {name})")));
-        };
-        let parsed = match default {
-            toml::Value::Integer(_) => value
-                .trim()
-                .parse::<i64>()
-                .map(toml::Value::Integer)
-                .map_err(|_| {
-                    invalid(&field, format!("{value:?} is not an integer (from {name})"))
-                })?,
-            toml::Value::Boolean(_) => match value.trim() {
-                "true" | "1" => toml::Value::Boolean(true),
-                "false" | "0" => toml::Value::Boolean(false),
+            .cloned()
+    };
+    let mut ignored = Vec::new();
+    for (name, value) in vars {
+        if let Some(rest) = name.strip_prefix(OVERRIDE) {
+            let parts: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            match parts.as_slice() {
+                [kafka, properties, property] if kafka == "kafka" && properties == "properties" => {
+                    let (property, value) = match property.strip_suffix("_file") {
+                        Some(p) => (p, read_secret_file(name, value)?),
+                        None => (property.as_str(), value.clone()),
+                    };
+                    let property = property.replace('_', ".");
+                    let kafka = section_mut(table, "kafka")?;
+                    let props = kafka
+                        .entry("properties")
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    match props {
+                        toml::Value::Table(t) => {
+                            t.insert(property, toml::Value::String(value));
+                        }
+                        _ => return Err(invalid("kafka.properties", "must be a table")),
+                    }
+                }
+                [section, key] => {
+                    let Some(default) = known(section, key) else {
+                        return Err(invalid(
+                            &format!("{section}.{key}"),
+                            format!("unknown setting (from {name})"),
+                        ));
+                    };
+                    set_from_env(table, section, key, &default, name, value)?;
+                }
                 _ => {
                     return Err(invalid(
-                        &field,
-                        format!("{value:?} is not true or false (from {name})"),
+                        name,
+                        "expected SWITCHBOARD__<SECTION>__<KEY> or \
+                         SWITCHBOARD__KAFKA__PROPERTIES__<PROPERTY>",
                     ))
                 }
-            },
-            toml::Value::Table(_) => {
-                return Err(invalid(
-                    &field,
-                    format!("a table cannot be set from {name}"),
-                ))
             }
-            _ => toml::Value::String(value.clone()),
-        };
-        let section_table = table
-            .entry(section.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        match section_table {
-            toml::Value::Table(t) => {
-                t.insert(key.to_string(), parsed);
+        } else if let Some(rest) = name.strip_prefix(PREFIX) {
+            let rest = rest.to_lowercase();
+            let setting = rest
+                .split_once('_')
+                .and_then(|(section, key)| known(section, key).map(|d| (section, key, d)));
+            match setting {
+                Some((section, key, default)) => {
+                    set_from_env(table, section, key, &default, name, value)?
+                }
+                None => ignored.push(name.clone()),
             }
-            _ => return Err(invalid(section, "must be a table")),
         }
     }
+    Ok(ignored)
+}
+
+fn read_secret_file(name: &str, path: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+        .map_err(|e| invalid(name, format!("cannot read {path}: {e}")))
+}
+
+fn section_mut<'t>(
+    table: &'t mut toml::Table,
+    section: &str,
+) -> Result<&'t mut toml::Table, ConfigError> {
+    match table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+    {
+        toml::Value::Table(t) => Ok(t),
+        _ => Err(invalid(section, "must be a table")),
+    }
+}
+
+/// Set `section.key` from the variable `name`, read as the type of `default`.
+fn set_from_env(
+    table: &mut toml::Table,
+    section: &str,
+    key: &str,
+    default: &toml::Value,
+    name: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let field = format!("{section}.{key}");
+    let parsed = match default {
+        toml::Value::Integer(_) => value
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| invalid(&field, format!("{value:?} is not an integer (from {name})")))?,
+        toml::Value::Boolean(_) => match value.trim() {
+            "true" | "1" => toml::Value::Boolean(true),
+            "false" | "0" => toml::Value::Boolean(false),
+            _ => {
+                return Err(invalid(
+                    &field,
+                    format!("{value:?} is not true or false (from {name})"),
+                ))
+            }
+        },
+        toml::Value::Table(_) => {
+            return Err(invalid(
+                &field,
+                format!("a table cannot be set from {name}"),
+            ))
+        }
+        _ => toml::Value::String(value.to_string()),
+    };
+    section_mut(table, section)?.insert(key.to_string(), parsed);
     Ok(())
 }
 
@@ -241,8 +325,8 @@ impl Config {
                     path: path.to_string(),
                     reason: e.message().to_string(),
                 })?;
-        apply_env(&mut table, vars)?;
-        let config: Config =
+        let ignored_env = apply_env(&mut table, vars)?;
+        let mut config: Config =
             toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax {
@@ -250,6 +334,7 @@ impl Config {
                     reason: e.message().to_string(),
                 })?;
         config.validate()?;
+        config.ignored_env = ignored_env;
         Ok(config)
     }
 

@@ -30,7 +30,7 @@ enum Cmd {
     },
     /// Run the engine against Kafka until SIGINT/SIGTERM.
     Run {
-        /// TOML configuration (every key overridable by SWITCHBOARD_<SECTION>_<KEY>); none:
+        /// TOML configuration (every key overridable by SWITCHBOARD__<SECTION>__<KEY>); none:
         /// the defaults.
         #[arg(long)]
         config: Option<String>,

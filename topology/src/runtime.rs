@@ -325,7 +325,7 @@ impl Runtime {
         tracing::info!(
             application_id = %self.source,
             guarantee = ?self.config.kafka.guarantee,
-            "joined the consumer group"
+            "subscribed; waiting for the consumer group to assign partitions"
         );
         while !self.opts.stop.load(Ordering::Relaxed) {
             self.poll_round()?;
@@ -426,12 +426,18 @@ impl Runtime {
                 }
                 GroupEvent::Assigned(ps) => {
                     self.opts.metrics.ready.store(false, Ordering::Relaxed);
-                    for p in ps {
-                        if !self.tasks.contains_key(&p) {
-                            let task = self.open_task(p)?;
-                            self.tasks.insert(p, task);
+                    for p in &ps {
+                        if !self.tasks.contains_key(p) {
+                            let task = self.open_task(*p)?;
+                            self.tasks.insert(*p, task);
                         }
                     }
+                    tracing::info!(
+                        application_id = %self.source,
+                        assigned = ?ps,
+                        all = ?self.tasks.keys().collect::<Vec<_>>(),
+                        "joined the consumer group: partitions assigned and restored"
+                    );
                 }
             }
         }
@@ -439,7 +445,11 @@ impl Runtime {
             .metrics
             .assigned_partitions
             .set(self.tasks.len() as i64);
-        self.opts.metrics.ready.store(true, Ordering::Relaxed);
+        // Ready only while this instance holds partitions, all restored (docs/operations.md).
+        self.opts
+            .metrics
+            .ready
+            .store(!self.tasks.is_empty(), Ordering::Relaxed);
         Ok(())
     }
 
