@@ -542,3 +542,24 @@ fn hostile_corpus_every_bad_record_is_one_dead_letter_and_the_valid_outputs_are_
     assert_eq!(rest.len(), clean_rest.len());
     assert!(rest == clean_rest, "the valid scenario's outputs changed");
 }
+
+/// Issue 13: a record given a partition that is not its tenant's is a dead letter naming the
+/// right one, never applied (as on Kafka, where a producer's partitioner may disagree).
+#[test]
+fn a_record_on_the_wrong_partition_is_a_dead_letter_naming_the_right_one() {
+    let right = switchboard_processors::partition::partition_of("acme", 4);
+    let wrong = (right + 1) % 4;
+    let mut misplaced: Value =
+        serde_json::from_str(&inbound("m1", T0, "+1", "hello")).expect("json");
+    misplaced["partition"] = json!(wrong);
+    let out = simulate(&[misplaced.to_string(), inbound("m2", T0 + 1, "+2", "hello")]);
+    let reasons = reasons(&out);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].contains(&format!(
+            "on partition {wrong}: it belongs on partition {right}"
+        )),
+        "{reasons:?}"
+    );
+    assert_eq!(opened(&out), 1, "only m2 opens a conversation");
+}

@@ -1182,7 +1182,8 @@ fn r_time_5_ticker_writes_a_tick_to_every_partition() {
     }
 }
 
-/// Issue 14, findings 1, 2 and 7 through Kafka: a config record whose condition nests 5,000
+/// Issue 14, findings 1, 2 and 7 through Kafka (and issue 13's wrong-partition dead letter):
+/// a config record whose condition nests 5,000
 /// deep (35 KB of Avro that would overflow the decoder's stack), and an undecodable record
 /// with a late timestamp ahead of valid records on its topic, are each one dead letter; the
 /// valid records behind them are processed as `simulate` processes them (the command on the
@@ -1248,6 +1249,14 @@ fn hostile_records_never_stop_a_partition() {
             partition: None,
             value: Value::Json(note),
         },
+        // Written by a producer whose partitioner disagrees: never applied.
+        Rec {
+            topic: Topic::Inbound,
+            key: Some("hostile".into()),
+            ts: t + 30,
+            partition: Some((partition_of("hostile", PARTITIONS as u32) as i32 + 1) % PARTITIONS),
+            value: Value::Json(serde_json::json!({"id": "h-3", "tenant": "hostile", "channel": "sms", "from": "+9", "to": "+2", "content": "misplaced"})),
+        },
     ]);
     let sources = s.produce(&records);
     let want = expected(sources);
@@ -1266,8 +1275,22 @@ fn hostile_records_never_stop_a_partition() {
         .iter()
         .filter(|r| r.contains("\"key\":\"hostile\""))
         .collect();
-    assert_eq!(hostile.len(), 1, "only the garbage record: {hostile:?}");
-    assert!(hostile[0].contains("cannot decode"), "{hostile:?}");
+    assert_eq!(
+        hostile.len(),
+        2,
+        "the garbage and the misplaced record: {hostile:?}"
+    );
+    assert!(
+        hostile.iter().any(|r| r.contains("cannot decode")),
+        "{hostile:?}"
+    );
+    let right = partition_of("hostile", PARTITIONS as u32);
+    assert!(
+        hostile
+            .iter()
+            .any(|r| r.contains(&format!("it belongs on partition {right}"))),
+        "{hostile:?}"
+    );
     let log = s.log("hostile");
     let mut engine = Engine::start(&config, &log);
     let addr = http_addr(&config);
@@ -1433,5 +1456,66 @@ fn over_tls_outputs_equal_simulate_and_a_wrong_ca_is_named() {
         "no line naming {} and the certificate within 10 s:\n{}",
         s.broker.addr,
         std::fs::read_to_string(&wrong_log).unwrap_or_default()
+    );
+}
+
+/// Issue 13: `switchboard produce` writes records as the engine expects them (Avro, each on
+/// its tenant's partition, keyed, timestamped, ticks on every partition): the quickstart
+/// written by it gives the engine's outputs `simulate` gives for the file (dead letters
+/// aside, whose ids name offsets on Kafka and lines in a file); its lines that are not
+/// records are reported and not written.
+#[test]
+fn switchboard_produce_writes_what_the_engine_expects() {
+    let s = Setup::new();
+    let config = s.config("produce", "e2e-produce", "");
+    s.create_topics(&config);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["produce", "--config"])
+        .arg(&config)
+        .arg("--input")
+        .arg(&example)
+        .output()
+        .expect("switchboard produce");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !out.status.success(),
+        "the broken line is reported: {stdout}"
+    );
+    // Two lines of the quickstart are not records on purpose: one is not JSON, one names a
+    // channel that does not exist.
+    assert_eq!(
+        stderr.trim(),
+        "switchboard: 2 line(s) not written (listed above)"
+    );
+    assert!(
+        stdout.contains("cc.inbound: ") && stdout.contains("not written: line "),
+        "{stdout}"
+    );
+
+    let text = std::fs::read(&example).expect("read the example");
+    let (records, _broken) = simulation::parse_jsonl(&text);
+    let records: Vec<SourceRecord> = records.into_iter().filter(|r| r.decoded.is_ok()).collect();
+    let without_dlq =
+        |o: Outputs| -> Outputs { o.into_iter().filter(|((t, _), _)| t != "cc.dlq").collect() };
+    let all = expected(records);
+    let log = s.log("produce");
+    let mut engine = Engine::start(&config, &log);
+    let n = s.wait_for("", total(&all), Duration::from_secs(90));
+    engine.terminate();
+    assert_count(
+        n,
+        total(&all),
+        "produced quickstart",
+        std::slice::from_ref(&log),
+    );
+    assert_same(
+        &without_dlq(s.outputs("")),
+        &without_dlq(all),
+        "produced quickstart",
+        &[log],
     );
 }

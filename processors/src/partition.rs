@@ -86,3 +86,23 @@ pub fn check_key(topic: Topic, key: Option<&str>, input: &Input) -> Result<(), S
         },
     }
 }
+
+/// Check that a record sits on its tenant's partition (`partition` of `partitions`): a
+/// producer whose partitioner disagrees (a config key such as `acme/queue/billing` hashed
+/// whole, say) would have its tenant's records applied on several partitions, out of order
+/// and against state that is not there. The error names the right partition.
+pub fn check_partition(input: &Input, partition: u32, partitions: u32) -> Result<(), String> {
+    let Some((tenant, _)) = input.tenant_and_id() else {
+        return Ok(()); // ticks belong to every partition
+    };
+    let right = partition_of(tenant, partitions);
+    if right == partition {
+        Ok(())
+    } else {
+        Err(format!(
+            "record of tenant {tenant:?} on partition {partition}: it belongs on partition \
+             {right} (murmur2 of the tenant over {partitions} partitions; see the producer \
+             contract in docs/records.md)"
+        ))
+    }
+}

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::{Engine, Settings};
-use crate::partition::{check_key, partition_of, tenant_of_key};
+use crate::partition::{check_key, check_partition, partition_of, tenant_of_key};
 use crate::store::{MemStore, StoreError};
 
 /// One input record as read from a file or topic.
@@ -161,6 +161,12 @@ pub fn run_streaming(
             r.decoded = Err(format!(
                 "partition {p} does not exist (partitions 0..{partitions})"
             ));
+        }
+        // A record given a partition must be on its tenant's, as on Kafka.
+        if let (Some(p), Ok(input)) = (r.partition, &r.decoded) {
+            if let Err(e) = check_partition(input, p, partitions) {
+                r.decoded = Err(e);
+            }
         }
         // A tick without a partition goes to every partition; a broken one is one dead letter.
         let broadcast = r.topic == Topic::Ticks && r.partition.is_none() && r.decoded.is_ok();

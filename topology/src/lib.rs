@@ -10,6 +10,7 @@ pub mod demo;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod produce;
 pub mod runtime;
 pub mod sentiment_cli;
 pub mod simulate;

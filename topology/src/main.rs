@@ -58,6 +58,18 @@ enum Cmd {
         #[arg(long)]
         output_suffix: String,
     },
+    /// Write input records to Kafka as the engine expects them: JSON lines in (the simulate
+    /// format), Avro out, each on its tenant's partition.
+    Produce {
+        #[arg(long)]
+        config: Option<String>,
+        /// JSON lines: `{"topic", "key", "ts", "value"}` per record.
+        #[arg(long)]
+        input: String,
+        /// Only the records of this input topic (default: every input topic in the file).
+        #[arg(long)]
+        topic: Option<String>,
+    },
     /// Topic administration.
     Topics {
         #[command(subcommand)]
@@ -289,6 +301,27 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => StartFrom::Committed,
             };
             app::run_engine(config, output_suffix, start)
+        }
+        Cmd::Produce {
+            config,
+            input,
+            topic,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let only = match topic.as_deref() {
+                None => None,
+                Some(name) => Some(
+                    switchboard_schemas::Topic::from_name(name)
+                        .filter(|t| t.is_input())
+                        .ok_or_else(|| format!("--topic: {name:?} is not an input topic"))?,
+                ),
+            };
+            let produced = switchboard::produce::produce(&config, &input, only)?;
+            print!("{}", produced.summary());
+            match produced.rejected.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} line(s) not written (listed above)")),
+            }
         }
         Cmd::Topics {
             command:

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchboard_processors::partition::{check_key, partition_of};
+use switchboard_processors::partition::{check_key, check_partition, partition_of};
 use switchboard_processors::query::{Answer, Query};
 use switchboard_processors::simulation::{apply_record, Emitted, SourceRecord};
 use switchboard_processors::store::{Entry, Write};
@@ -130,18 +130,21 @@ impl Buffered {
     }
 }
 
-/// A consumed record as the engine sees it: decoded (or why not), with its place.
+/// A consumed record as the engine sees it: decoded (or why not), with its place; it must
+/// sit on its tenant's partition of `partitions`.
 fn source_record(
     codec: &Codec,
     topic: Topic,
-    partition: i32,
-    offset: i64,
-    ts: Option<i64>,
-    key: Option<&[u8]>,
-    payload: Option<&[u8]>,
+    partitions: u32,
+    m: &rdkafka::message::OwnedMessage,
 ) -> SourceRecord {
-    let key = key.map(|k| String::from_utf8_lossy(k).into_owned());
-    let decoded = decode_input(codec, topic, ts, key.as_deref(), payload);
+    let (partition, offset, ts) = (m.partition(), m.offset(), m.timestamp().to_millis());
+    let payload = m.payload();
+    let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+    let decoded = decode_input(codec, topic, ts, key.as_deref(), payload).and_then(|input| {
+        check_partition(&input, partition as u32, partitions)?;
+        Ok(input)
+    });
     SourceRecord {
         topic,
         key,
@@ -505,15 +508,7 @@ impl Runtime {
             }
             task.buffers[rank].push_back(Buffered {
                 offset: m.offset(),
-                source: source_record(
-                    &self.codec,
-                    topic,
-                    m.partition(),
-                    m.offset(),
-                    m.timestamp().to_millis(),
-                    m.key(),
-                    m.payload(),
-                ),
+                source: source_record(&self.codec, topic, self.config.topics.partitions as u32, &m),
             });
             n += 1;
             if n >= MAX_BUFFERED || started.elapsed() > Duration::from_millis(200) {
