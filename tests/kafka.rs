@@ -1519,3 +1519,80 @@ fn switchboard_produce_writes_what_the_engine_expects() {
         &[log],
     );
 }
+
+/// Issue 13: `replay --until-end` runs beside the engine (its own HTTP port), stops by itself
+/// once caught up with the end offsets it saw at start, prints a summary and exits 0, with
+/// the outputs `simulate` gives; `--from-beginning` under an application id that already has
+/// committed offsets is refused with one line instead of silently resuming.
+#[test]
+fn replay_until_end_finishes_and_from_beginning_never_resumes() {
+    let s = Setup::new();
+    let config = s.config("live", "e2e-live", "");
+    s.create_topics(&config);
+    let sources = s.produce(&quickstart());
+    let want = expected(sources);
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "topics",
+            "create",
+            "--output-suffix",
+            ".backfill",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("topics create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The engine runs on the configured HTTP port; the replay beside it must not clash.
+    let mut engine = Engine::start(&config, &s.log("live"));
+    let replay = |log: &str| {
+        let started = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([
+                "replay",
+                "--from-beginning",
+                "--until-end",
+                "--application-id",
+                "e2e-backfill",
+                "--output-suffix",
+                ".backfill",
+                "--config",
+            ])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(s.log(log)).expect("log"))
+            .spawn()
+            .expect("replay");
+        let out = child.wait_with_output().expect("replay exits");
+        (out, started.elapsed())
+    };
+    let (out, took) = replay("backfill");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "replay --until-end failed after {took:?}: {stdout}\n{}",
+        std::fs::read_to_string(s.log("backfill")).unwrap_or_default()
+    );
+    assert!(took < Duration::from_secs(120), "{took:?}");
+    assert!(stdout.starts_with("replay caught up: "), "{stdout}");
+    assert_same(
+        &s.outputs(".backfill"),
+        &want,
+        "replay --until-end",
+        &[s.log("backfill")],
+    );
+    let (again, _) = replay("backfill-again");
+    assert!(!again.status.success());
+    let said = std::fs::read_to_string(s.log("backfill-again")).unwrap_or_default();
+    let last = said.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("switchboard: --from-beginning: application id \"e2e-backfill\" already has committed offsets"),
+        "{said}"
+    );
+    engine.terminate();
+}

@@ -109,7 +109,39 @@ pub(crate) fn wall_clock_ms() -> i64 {
 
 /// `run` and `replay`: log, serve HTTP, start the ticker if enabled, and run the engine until
 /// SIGINT or SIGTERM ends it.
-pub fn run_engine(config: Config, output_suffix: String, start: StartFrom) -> Result<(), String> {
+/// Whether the application id's consumer group has committed offsets on any input
+/// partition: a replay `--from-beginning` under it would silently resume instead.
+pub fn has_committed_offsets(config: &Config) -> Result<bool, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = {
+        let mut c = kafka::client_config(config);
+        c.set("group.id", &config.kafka.application_id)
+            .set("enable.auto.commit", "false");
+        c.create()
+            .map_err(|e| format!("cannot create a Kafka client: {e}"))?
+    };
+    let mut tpl = TopicPartitionList::new();
+    for t in switchboard_schemas::Topic::INPUTS {
+        for p in 0..config.topics.partitions {
+            tpl.add_partition(t.name(), p);
+        }
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .map_err(|e| format!("cannot read the group's committed offsets: {e}"))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .any(|e| matches!(e.offset(), Offset::Offset(o) if o >= 0)))
+}
+
+pub fn run_engine(
+    config: Config,
+    output_suffix: String,
+    start: StartFrom,
+    until_end: bool,
+) -> Result<Metrics, String> {
     init_logging();
     for name in &config.ignored_env {
         tracing::debug!(variable = %name, "ignored: not a SWITCHBOARD__<SECTION>__<KEY> override");
@@ -138,8 +170,9 @@ pub fn run_engine(config: Config, output_suffix: String, start: StartFrom) -> Re
         output_suffix,
         start,
         stop: stop.clone(),
-        metrics,
+        metrics: metrics.clone(),
         queries: Some(inbox),
+        until_end,
     };
     let result = Runtime::new(config, opts)
         .and_then(Runtime::run)
@@ -151,5 +184,5 @@ pub fn run_engine(config: Config, output_suffix: String, start: StartFrom) -> Re
             _ => {}
         }
     }
-    result
+    result.map(|()| metrics)
 }

@@ -272,6 +272,7 @@ fn engine(config: Config, records: u64) -> Result<(f64, Metrics), String> {
         stop: stop.clone(),
         metrics: metrics.clone(),
         queries: None,
+        until_end: false,
     };
     let started = Instant::now();
     let handle = std::thread::spawn(move || {

@@ -332,6 +332,7 @@ pub fn run(opts: &DemoOptions) -> Result<String, String> {
             stop: stop.clone(),
             metrics: metrics.clone(),
             queries: Some(inbox),
+            until_end: false,
         };
         let config = config.clone();
         std::thread::Builder::new()

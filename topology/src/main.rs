@@ -57,6 +57,13 @@ enum Cmd {
         /// Appended to every output topic name, e.g. `.replay` writes `cc.assignments.replay`.
         #[arg(long)]
         output_suffix: String,
+        /// Stop, print a summary and exit 0 once caught up with the end offsets seen at start.
+        #[arg(long)]
+        until_end: bool,
+        /// The replay's HTTP address (default: any free port on http.listen's host, so it
+        /// runs beside the engine).
+        #[arg(long)]
+        http_listen: Option<String>,
     },
     /// Write input records to Kafka as the engine expects them: JSON lines in (the simulate
     /// format), Avro out, each on its tenant's partition.
@@ -277,17 +284,31 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Run { config } => {
             let config = load_config(config.as_deref())?;
-            app::run_engine(config, String::new(), StartFrom::Committed)
+            app::run_engine(config, String::new(), StartFrom::Committed, false).map(|_| ())
         }
         Cmd::Replay {
             config,
-            from_beginning: _,
+            from_beginning,
             from_timestamp,
             application_id,
             output_suffix,
+            until_end,
+            http_listen,
         } => {
             let mut config = load_config(config.as_deref())?;
             config.kafka.application_id = application_id;
+            // Beside the running engine: a port of its own (any free one unless given).
+            config.http.listen = match http_listen {
+                Some(listen) => listen,
+                None => {
+                    let host = config
+                        .http
+                        .listen
+                        .rsplit_once(':')
+                        .map_or("127.0.0.1", |(host, _)| host);
+                    format!("{host}:0")
+                }
+            };
             config
                 .validate()
                 .map_err(|e| format!("invalid configuration: {e}"))?;
@@ -300,7 +321,24 @@ fn run(cli: Cli) -> Result<(), String> {
                 Some(t) => StartFrom::Timestamp(parse_timestamp(&t)?),
                 None => StartFrom::Committed,
             };
-            app::run_engine(config, output_suffix, start)
+            if from_beginning && app::has_committed_offsets(&config)? {
+                return Err(format!(
+                    "--from-beginning: application id {:?} already has committed offsets, so \
+                     the replay would resume where it stopped; use a new --application-id",
+                    config.kafka.application_id
+                ));
+            }
+            let metrics = app::run_engine(config, output_suffix, start, until_end)?;
+            if until_end {
+                use switchboard::metrics::Metrics;
+                println!(
+                    "replay caught up: {} input records, {} output records, {} dead letters",
+                    Metrics::total(&metrics.records_in, &[]),
+                    Metrics::total(&metrics.records_out, &[]),
+                    metrics.dlq.get()
+                );
+            }
+            Ok(())
         }
         Cmd::Produce {
             config,

@@ -79,6 +79,9 @@ pub struct RunOptions {
     pub metrics: Metrics,
     /// Interactive queries from the HTTP endpoints, answered between rounds (R-RUN-5).
     pub queries: Option<QueryInbox>,
+    /// Stop by itself once every input partition is processed up to the end offsets it had
+    /// when the run started (`replay --until-end`).
+    pub until_end: bool,
 }
 
 /// A batch's intent: its first input offsets and its records' topics in merge order
@@ -330,10 +333,18 @@ impl Runtime {
             guarantee = ?self.config.kafka.guarantee,
             "subscribed; waiting for the consumer group to assign partitions"
         );
+        let ends = match self.opts.until_end {
+            true => Some(self.end_offsets()?),
+            false => None,
+        };
         while !self.opts.stop.load(Ordering::Relaxed) {
             self.poll_round()?;
             self.process_round()?;
             self.answer_queries();
+            if ends.as_ref().is_some_and(|ends| self.caught_up(ends)) {
+                tracing::info!("caught up with the end offsets seen at start");
+                break;
+            }
         }
         tracing::info!("stopping: the last round is committed");
         self.consumer.unsubscribe();
@@ -372,6 +383,29 @@ impl Runtime {
     }
 
     /// Co-partitioning (R-TIME-2): every input and output topic has the same partition count.
+    /// The end offset of every input topic partition, by (merge rank, partition).
+    fn end_offsets(&self) -> Result<BTreeMap<(usize, i32), i64>, RuntimeError> {
+        let mut ends = BTreeMap::new();
+        for (rank, t) in Topic::INPUTS.iter().enumerate() {
+            for p in 0..self.config.topics.partitions {
+                ends.insert((rank, p), kafka::watermarks(&self.reader, t.name(), p)?.1);
+            }
+        }
+        Ok(ends)
+    }
+
+    /// Every partition held here, processed and committed up to `ends`, nothing buffered.
+    fn caught_up(&self, ends: &BTreeMap<(usize, i32), i64>) -> bool {
+        self.tasks.len() == self.config.topics.partitions as usize
+            && self.tasks.values().all(|task| {
+                task.replay.is_none()
+                    && task.buffers.iter().all(VecDeque::is_empty)
+                    && task.next.iter().enumerate().all(|(rank, next)| {
+                        *next >= ends.get(&(rank, task.partition)).copied().unwrap_or(0)
+                    })
+            })
+    }
+
     fn check_partitions(&self) -> Result<(), RuntimeError> {
         let counts = kafka::partition_counts(&self.reader, Duration::from_secs(10))?;
         let want = self.config.topics.partitions;
