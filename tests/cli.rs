@@ -313,3 +313,60 @@ fn r_run_7_runtime_commands_reject_bad_input_with_one_line() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("invalid configuration"), "{stderr}");
 }
+
+/// Issue 13: a broker that cannot be reached is a WARN within 10 s naming its address, and
+/// `log.format = "json"` writes one JSON object per line for log shippers.
+#[test]
+fn an_unreachable_broker_is_a_warn_naming_it_in_json_logs() {
+    let state = tmp("unreachable-state");
+    let mut child = bin()
+        .args(["run"])
+        .env("SWITCHBOARD__KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9")
+        .env("SWITCHBOARD__LOG__FORMAT", "json")
+        .env("SWITCHBOARD__HTTP__LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD__STATE__DIR", &state)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run switchboard");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut warned = None;
+    let mut lines = Vec::new();
+    while warned.is_none() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        let event: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        if event["level"] == "WARN"
+            && event["fields"]["bootstrap_servers"] == "127.0.0.1:9"
+            && event["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot reach the Kafka brokers"))
+        {
+            warned = Some(line.clone());
+        }
+        lines.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        warned.is_some(),
+        "no WARN naming the broker within 10 s: {lines:#?}"
+    );
+}

@@ -12,16 +12,26 @@ use crate::kafka::{self, Producer_};
 use crate::metrics::Metrics;
 use crate::runtime::{send, RunOptions, Runtime, StartFrom};
 
-/// Structured logs to stderr (`RUST_LOG` filters; default `info`).
+/// Structured logs to stderr (`RUST_LOG` filters; default `info`), as readable lines.
 pub fn init_logging() {
+    init_logging_as(crate::config::LogFormat::Text);
+}
+
+/// Structured logs to stderr in `format` (`log.format`: text lines, or one JSON object per
+/// line for log shippers).
+pub fn init_logging_as(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        crate::config::LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// A flag set by SIGINT or SIGTERM: finish the round in flight, then stop (R-RUN-7).
@@ -142,7 +152,7 @@ pub fn run_engine(
     start: StartFrom,
     until_end: bool,
 ) -> Result<Metrics, String> {
-    init_logging();
+    init_logging_as(config.log.format);
     for name in &config.ignored_env {
         tracing::debug!(variable = %name, "ignored: not a SWITCHBOARD__<SECTION>__<KEY> override");
     }

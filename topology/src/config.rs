@@ -132,6 +132,23 @@ impl Default for Ticker {
     }
 }
 
+/// How the logs are written (stderr).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers (Fluent Bit, Vector, Loki's promtail).
+    Json,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: LogFormat,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Engine {
@@ -160,6 +177,7 @@ pub struct Config {
     pub http: Http,
     pub ticker: Ticker,
     pub engine: Engine,
+    pub log: Log,
     /// `SWITCHBOARD_*` variables that are not overrides (Kubernetes sets
     /// `SWITCHBOARD_SERVICE_HOST` and the like for a Service named switchboard): ignored, and
     /// named in a debug line at start.

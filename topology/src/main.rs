@@ -383,7 +383,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Ticker { config } => {
             let config = load_config(config.as_deref())?;
-            app::init_logging();
+            app::init_logging_as(config.log.format);
             let stop = app::stop_on_signal()?;
             app::run_ticker(&config, stop)
         }
