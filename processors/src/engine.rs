@@ -32,6 +32,15 @@ impl Default for Settings {
     }
 }
 
+/// The message a panic carried (`panic!` with a literal or a formatted string).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
 /// Why a record was not applied: it goes to the dead-letter topic with this reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -263,13 +272,9 @@ impl<S: Store> Engine<S> {
             self.run_processors(now, tenant, cause, input, timer)
         }));
         let result = run.unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a processor panicked".to_string());
             Err(Rejection(format!(
-                "processing failed (internal error): {message}"
+                "processing failed (internal error): {}",
+                panic_message(panic.as_ref())
             )))
         });
         match &result {

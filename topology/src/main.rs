@@ -490,12 +490,7 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_string());
+        let message = switchboard_processors::engine::panic_message(info.payload());
         if tracing::dispatcher::has_been_set() {
             tracing::error!(place = %place.trim(), "internal error: {message}");
         } else {
