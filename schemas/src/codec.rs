@@ -13,6 +13,7 @@ use apache_avro::Schema;
 use serde_json::{Map as JsonMap, Value as Json};
 use std::collections::HashMap;
 
+use crate::limits::Path;
 use crate::Topic;
 
 /// Why a record could not be encoded or decoded. The message names the field path.
@@ -30,14 +31,13 @@ pub enum CodecError {
     Json(String),
 }
 
-fn field_err(path: &str, message: impl Into<String>) -> CodecError {
-    CodecError::Field {
-        path: if path.is_empty() {
-            "record".to_string()
-        } else {
-            path.to_string()
-        },
-        message: message.into(),
+impl Path<'_> {
+    /// The error for the value at this path (`record` at the record itself).
+    fn err(&self, message: impl Into<String>) -> CodecError {
+        CodecError::Field {
+            path: self.at(),
+            message: message.into(),
+        }
     }
 }
 
@@ -425,27 +425,6 @@ impl TopicSchema {
     }
 }
 
-/// Where in a record a value is, rendered only for an error message.
-enum Path<'a> {
-    Root,
-    Field(&'a Path<'a>, &'a str),
-    Index(&'a Path<'a>, usize),
-}
-
-impl Path<'_> {
-    fn render(&self) -> String {
-        match self {
-            Path::Root => String::new(),
-            Path::Field(parent, name) => join(&parent.render(), name),
-            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
-        }
-    }
-
-    fn err(&self, message: impl Into<String>) -> CodecError {
-        field_err(&self.render(), message)
-    }
-}
-
 fn too_deep() -> CodecError {
     CodecError::Json(format!(
         "record: nested deeper than the limit of {} levels",
@@ -545,14 +524,6 @@ fn write_long(v: i64, out: &mut Vec<u8>) {
 fn write_bytes(b: &[u8], out: &mut Vec<u8>) {
     write_long(b.len() as i64, out);
     out.extend_from_slice(b);
-}
-
-fn join(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_string()
-    } else {
-        format!("{path}.{field}")
-    }
 }
 
 fn schema_name(s: &Schema) -> Option<&Name> {

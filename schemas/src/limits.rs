@@ -55,91 +55,82 @@ fn is_identifier(field: &str) -> bool {
 /// Check a record's JSON mirror against the nesting, list and string limits. The error names
 /// the field path and the limit.
 pub fn check_value(value: &Json) -> Result<(), String> {
-    // Explicit stack: the check itself must not recurse on hostile input.
-    let mut stack: Vec<(&Json, usize, String)> = vec![(value, 0, String::new())];
-    while let Some((v, depth, path)) = stack.pop() {
-        let at = |path: &str| {
-            if path.is_empty() {
-                "record".to_string()
-            } else {
-                path.to_string()
-            }
-        };
-        match v {
-            Json::Object(_) | Json::Array(_) if depth >= MAX_NESTING => {
-                return Err(format!(
-                    "{}: nested deeper than the limit of {MAX_NESTING} levels",
-                    at(&path)
-                ));
-            }
-            Json::Object(map) => {
-                if map.len() > MAX_LIST_ITEMS {
-                    return Err(format!(
-                        "{}: {} entries exceed the limit of {MAX_LIST_ITEMS}",
-                        at(&path),
-                        map.len()
-                    ));
-                }
-                for (k, child) in map {
-                    if let Json::String(s) = child {
-                        let limit = if is_identifier(k) {
-                            MAX_ID_BYTES
-                        } else {
-                            MAX_TEXT_BYTES
-                        };
-                        if s.len() > limit {
-                            return Err(format!(
-                                "{}: {} bytes exceed the limit of {limit} bytes",
-                                join(&path, k),
-                                s.len()
-                            ));
-                        }
-                    } else if child.is_object() || child.is_array() {
-                        stack.push((child, depth + 1, join(&path, k)));
-                    }
-                }
-            }
-            Json::Array(items) => {
-                if items.len() > MAX_LIST_ITEMS {
-                    return Err(format!(
-                        "{}: {} items exceed the limit of {MAX_LIST_ITEMS}",
-                        at(&path),
-                        items.len()
-                    ));
-                }
-                for (i, child) in items.iter().enumerate() {
-                    match child {
-                        Json::String(s) if s.len() > MAX_TEXT_BYTES => {
-                            return Err(format!(
-                                "{}[{i}]: {} bytes exceed the limit of {MAX_TEXT_BYTES} bytes",
-                                at(&path),
-                                s.len()
-                            ));
-                        }
-                        Json::Object(_) | Json::Array(_) => {
-                            stack.push((child, depth + 1, format!("{}[{i}]", at(&path))))
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Json::String(s) if s.len() > MAX_TEXT_BYTES => {
-                return Err(format!(
-                    "{}: {} bytes exceed the limit of {MAX_TEXT_BYTES} bytes",
-                    at(&path),
-                    s.len()
-                ));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    check(value, 0, &Path::Root, MAX_TEXT_BYTES)
 }
 
-fn join(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_string()
-    } else {
-        format!("{path}.{field}")
+/// The recursion stops at [`MAX_NESTING`], so it is bounded whatever the value.
+fn check(v: &Json, depth: usize, path: &Path<'_>, string_limit: usize) -> Result<(), String> {
+    match v {
+        Json::String(s) if s.len() > string_limit => Err(format!(
+            "{}: {} bytes exceed the limit of {string_limit} bytes",
+            path.at(),
+            s.len()
+        )),
+        Json::Object(_) | Json::Array(_) if depth >= MAX_NESTING => Err(format!(
+            "{}: nested deeper than the limit of {MAX_NESTING} levels",
+            path.at()
+        )),
+        Json::Object(map) => {
+            if map.len() > MAX_LIST_ITEMS {
+                return Err(format!(
+                    "{}: {} entries exceed the limit of {MAX_LIST_ITEMS}",
+                    path.at(),
+                    map.len()
+                ));
+            }
+            for (k, child) in map {
+                let limit = if is_identifier(k) {
+                    MAX_ID_BYTES
+                } else {
+                    MAX_TEXT_BYTES
+                };
+                check(child, depth + 1, &Path::Field(path, k), limit)?;
+            }
+            Ok(())
+        }
+        Json::Array(items) => {
+            if items.len() > MAX_LIST_ITEMS {
+                return Err(format!(
+                    "{}: {} items exceed the limit of {MAX_LIST_ITEMS}",
+                    path.at(),
+                    items.len()
+                ));
+            }
+            for (i, child) in items.iter().enumerate() {
+                check(child, depth + 1, &Path::Index(path, i), MAX_TEXT_BYTES)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Where in a record a value is (`route.condition.all[2]`), rendered only for an error
+/// message: the checks and the codec walk every record, and fail on few.
+pub(crate) enum Path<'a> {
+    Root,
+    Field(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    /// The path; empty at the record itself.
+    pub(crate) fn render(&self) -> String {
+        match self {
+            Path::Root => String::new(),
+            Path::Field(parent, name) => match parent.render() {
+                p if p.is_empty() => name.to_string(),
+                p => format!("{p}.{name}"),
+            },
+            Path::Index(parent, i) => format!("{}[{i}]", parent.at()),
+        }
+    }
+
+    /// The path, or `record` at the record itself.
+    pub(crate) fn at(&self) -> String {
+        match self.render() {
+            p if p.is_empty() => "record".to_string(),
+            p => p,
+        }
     }
 }
