@@ -142,24 +142,30 @@ enum Cmd {
     },
 }
 
+/// Which partition's local store: the configuration that says where state lives, and the
+/// partition.
+#[derive(clap::Args)]
+struct StoreArgs {
+    #[arg(long)]
+    config: Option<String>,
+    #[arg(long)]
+    partition: i32,
+}
+
 #[derive(Subcommand)]
 enum StateCmd {
     /// List the rows of a partition's store: readable or not, size in bytes, key.
     List {
-        #[arg(long)]
-        config: Option<String>,
-        #[arg(long)]
-        partition: i32,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Only the rows that cannot be read.
         #[arg(long)]
         unreadable: bool,
     },
     /// Print one row, decoded, as JSON.
     Show {
-        #[arg(long)]
-        config: Option<String>,
-        #[arg(long)]
-        partition: i32,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The key as `list` prints it (`hex:…` for a key that is not text).
         #[arg(long)]
         key: String,
@@ -167,10 +173,8 @@ enum StateCmd {
     /// Delete one row, locally and in the changelog topic (a tombstone and a checkpoint), so
     /// no restore brings it back.
     Delete {
-        #[arg(long)]
-        config: Option<String>,
-        #[arg(long)]
-        partition: i32,
+        #[command(flatten)]
+        store: StoreArgs,
         #[arg(long)]
         key: String,
         /// Only in the local store (the changelog keeps the row).
@@ -440,29 +444,23 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::State { command } => {
             use switchboard::state_cli;
+            let load = |store: &StoreArgs| load_config(store.config.as_deref());
             let text = match command {
-                StateCmd::List {
-                    config,
-                    partition,
-                    unreadable,
-                } => state_cli::list(&load_config(config.as_deref())?, partition, unreadable)?,
-                StateCmd::Show {
-                    config,
-                    partition,
-                    key,
-                } => state_cli::show(
-                    &load_config(config.as_deref())?,
-                    partition,
+                StateCmd::List { store, unreadable } => {
+                    state_cli::list(&load(&store)?, store.partition, unreadable)?
+                }
+                StateCmd::Show { store, key } => state_cli::show(
+                    &load(&store)?,
+                    store.partition,
                     &state_cli::parse_key(&key)?,
                 )?,
                 StateCmd::Delete {
-                    config,
-                    partition,
+                    store,
                     key,
                     local_only,
                 } => state_cli::delete(
-                    &load_config(config.as_deref())?,
-                    partition,
+                    &load(&store)?,
+                    store.partition,
                     &state_cli::parse_key(&key)?,
                     local_only,
                 )?,
