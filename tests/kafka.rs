@@ -55,6 +55,27 @@ impl Drop for Broker {
     }
 }
 
+/// `switchboard <args> --config <config>`, run to its end.
+fn switchboard(args: &[&str], config: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap_or_else(|e| panic!("switchboard {args:?}: {e}"))
+}
+
+/// [`switchboard`], which must succeed: its standard output.
+fn switchboard_ok(args: &[&str], config: &Path) -> String {
+    let out = switchboard(args, config);
+    assert!(
+        out.status.success(),
+        "switchboard {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn wait_for_port(port: u16, what: &str) {
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -325,16 +346,7 @@ impl Setup {
             }
             return;
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["topics", "create", "--config"])
-            .arg(config)
-            .output()
-            .expect("topics create");
-        assert!(
-            out.status.success(),
-            "topics create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        switchboard_ok(&["topics", "create"], config);
     }
 
     /// Produce `records` (topic, key, ts, value or raw bytes, partition), returning them as
@@ -1019,15 +1031,9 @@ fn r_run_2_restore_after_state_loss_and_r_run_6_replay_equals_original() {
 
     // Replay from the beginning into fresh state and separate output topics.
     let replay_cfg = s.config("replay", "unused", "");
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["topics", "create", "--output-suffix", ".replay", "--config"])
-        .arg(&replay_cfg)
-        .output()
-        .expect("topics create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    switchboard_ok(
+        &["topics", "create", "--output-suffix", ".replay"],
+        &replay_cfg,
     );
     let mut replay = Engine::command(
         &[
@@ -1297,20 +1303,12 @@ fn hostile_records_never_stop_a_partition() {
     // directory is lost, the restore from the changelog does not bring it back.
     let partition = partition_of("acme", PARTITIONS as u32).to_string();
     let state = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("state")
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .args(["--partition", &partition])
-            .output()
-            .expect("switchboard state");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let args: Vec<&str> = ["state"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .chain(["--partition", partition.as_str()])
+            .collect();
+        switchboard_ok(&args, &config)
     };
     let keys = |listing: &str| -> Vec<String> {
         listing
@@ -1418,13 +1416,10 @@ fn switchboard_produce_writes_what_the_engine_expects() {
     let config = s.config("produce", "e2e-produce", "");
     s.create_topics(&config);
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.jsonl");
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["produce", "--config"])
-        .arg(&config)
-        .arg("--input")
-        .arg(&example)
-        .output()
-        .expect("switchboard produce");
+    let out = switchboard(
+        &["produce", "--input", example.to_str().expect("path")],
+        &config,
+    );
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -1479,21 +1474,9 @@ fn replay_until_end_finishes_and_from_beginning_never_resumes() {
     s.create_topics(&config);
     let sources = s.produce(&quickstart());
     let want = expected(sources);
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args([
-            "topics",
-            "create",
-            "--output-suffix",
-            ".backfill",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .expect("topics create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    switchboard_ok(
+        &["topics", "create", "--output-suffix", ".backfill"],
+        &config,
     );
     // The engine runs on the configured HTTP port; the replay beside it must not clash.
     let mut engine = Engine::start(&config, &s.log("live"));
