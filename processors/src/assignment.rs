@@ -468,7 +468,7 @@ fn entry_of(config: &TenantConfig, conv: &Conversation) -> Entry {
 /// changed.
 fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String> {
     let key = (tenant.to_string(), id.to_string());
-    let new = match state.conversations.get(&key) {
+    let new = match state.conversations.get(tenant, id) {
         Some(conv) => entry_of(&state.config(tenant), conv),
         None => Entry::default(),
     };
@@ -520,10 +520,7 @@ fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String
 /// Bring an agent's load figures and availability listing in line with its row and the
 /// tenant config.
 fn refresh_agent(state: &mut State, tenant: &str, agent_id: &str) {
-    let (capacities, calls, since, queues) = match state
-        .agents
-        .get(&(tenant.to_string(), agent_id.to_string()))
-    {
+    let (capacities, calls, since, queues) = match state.agents.get(tenant, agent_id) {
         Some(a) => {
             let config = state.config(tenant);
             let caps = CATEGORIES.map(|k| i64::from(capacity(&config, a, k)));
@@ -563,23 +560,10 @@ pub(crate) fn rebuild_tenant(state: &mut State, tenant: &str) {
     index.waiting.retain(|k, _| k.0 != t);
     index.entries.retain(|k, _| k.0 != t);
     index.rosters.remove(&t);
-    let range = (t.clone(), String::new())..;
-    let agents: Vec<String> = state
-        .agents
-        .range(range.clone())
-        .take_while(|(k, _)| k.0 == t)
-        .map(|(k, _)| k.1.clone())
-        .collect();
-    for id in agents {
+    for id in state.agents.ids_of(tenant) {
         refresh_agent(state, tenant, &id);
     }
-    let convs: Vec<String> = state
-        .conversations
-        .range(range)
-        .take_while(|(k, _)| k.0 == t)
-        .map(|(k, _)| k.1.clone())
-        .collect();
-    for id in convs {
+    for id in state.conversations.ids_of(tenant) {
         refresh_conversation(state, tenant, &id);
     }
 }
@@ -588,9 +572,10 @@ pub(crate) fn rebuild_tenant(state: &mut State, tenant: &str) {
 pub fn rebuild_all(state: &mut State) {
     let tenants: BTreeSet<String> = state
         .conversations
-        .iter()
-        .map(|(k, _)| k.0.clone())
-        .chain(state.agents.iter().map(|(k, _)| k.0.clone()))
+        .tenants()
+        .into_iter()
+        .chain(state.agents.tenants())
+        .map(str::to_string)
         .collect();
     for t in tenants {
         rebuild_tenant(state, &t);
@@ -606,10 +591,7 @@ fn has_room_for(load: &Load, conv: &Conversation) -> bool {
 }
 
 fn agent(state: &State, tenant: &str, id: &str) -> Option<Agent> {
-    state
-        .agents
-        .get(&(tenant.to_string(), id.to_string()))
-        .cloned()
+    state.agents.get(tenant, id).cloned()
 }
 
 fn open_timer_id(tenant: &str, queue: &str) -> String {
@@ -657,11 +639,7 @@ fn assign(cx: &mut Ctx, conv_id: &str, agent_id: &str, method: AssignMethod, sco
         conv.assignee = Some(agent_id.to_string());
         conv.previous_assignees.insert(agent_id.to_string());
     }
-    if let Some(a) = cx
-        .state
-        .agents
-        .get_mut(&(tenant.clone(), agent_id.to_string()))
-    {
+    if let Some(a) = cx.state.agents.get_mut(&tenant, agent_id) {
         a.last_assigned_at = Some(now);
     }
     refresh_agent(cx.state, &tenant, agent_id);
@@ -764,7 +742,7 @@ fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decisi
     if let Some(lookback) = queue.sticky_lookback {
         let last = customer_keys(conv)
             .into_iter()
-            .find_map(|k| state.last_replier.get(&(tenant.to_string(), k)));
+            .find_map(|k| state.last_replier.get(tenant, &k));
         if let Some((agent_id, at)) = last {
             let within = now.saturating_sub(*at) <= lookback_ms(lookback);
             let eligible = roster.slots.get(agent_id).is_some_and(|slot| {
@@ -817,9 +795,8 @@ fn bulk(cx: &mut Ctx, agent_id: &str) {
         streams.extend(CATEGORIES.iter().map(|k| (q.clone(), *k)));
     }
     let mut cursors: BTreeMap<(String, Category), WaitKey> = BTreeMap::new();
-    let key = (tenant.clone(), agent_id.to_string());
     loop {
-        if cx.state.agents.get(&key).map(|a| a.group) != Some(StatusGroup::Available) {
+        if cx.state.agents.get(&tenant, agent_id).map(|a| a.group) != Some(StatusGroup::Available) {
             return;
         }
         let Some(load) = cx.state.assign.load(&tenant, agent_id).cloned() else {
@@ -907,9 +884,7 @@ fn set_status(cx: &mut Ctx, agent_id: &str, status: &str, group: StatusGroup) {
     let a = cx
         .state
         .agents
-        .get_or_insert_with((tenant.clone(), agent_id.to_string()), || {
-            Agent::new(agent_id)
-        });
+        .get_or_insert_with(&tenant, agent_id.to_string(), || Agent::new(agent_id));
     if a.group != StatusGroup::Available && group == StatusGroup::Available {
         a.available_since = Some(now);
     }
@@ -936,23 +911,15 @@ pub const MAX_AGENTS: usize = 10_000;
 
 fn on_agent_event(cx: &mut Ctx, e: &AgentEvent) -> Result<(), Rejection> {
     let tenant = cx.tenant.to_string();
-    let key = (tenant.clone(), e.agent_id.clone());
     if e.agent_id.is_empty() {
         return Err(Rejection::new("agent_id must not be empty"));
     }
-    if !cx.state.agents.contains(&key) {
-        let known = cx
-            .state
-            .agents
-            .range((tenant.clone(), String::new())..)
-            .take_while(|((t, _), _)| *t == tenant)
-            .take(MAX_AGENTS)
-            .count();
-        if known >= MAX_AGENTS {
-            return Err(Rejection(format!(
-                "agent_id: the tenant already has {MAX_AGENTS} agents, the limit"
-            )));
-        }
+    if !cx.state.agents.contains(&tenant, &e.agent_id)
+        && cx.state.agents.count_of(&tenant) >= MAX_AGENTS
+    {
+        return Err(Rejection(format!(
+            "agent_id: the tenant already has {MAX_AGENTS} agents, the limit"
+        )));
     }
     match &e.event {
         AgentEventKind::AgentStatusChanged(s) => {
@@ -980,7 +947,7 @@ fn on_agent_event(cx: &mut Ctx, e: &AgentEvent) -> Result<(), Rejection> {
             let a = cx
                 .state
                 .agents
-                .get_or_insert_with(key, || Agent::new(&e.agent_id));
+                .get_or_insert_with(&tenant, e.agent_id.clone(), || Agent::new(&e.agent_id));
             if let Some(enabled) = u.enabled {
                 a.enabled = enabled;
             }
@@ -997,7 +964,7 @@ fn on_agent_event(cx: &mut Ctx, e: &AgentEvent) -> Result<(), Rejection> {
             let a = cx
                 .state
                 .agents
-                .get_or_insert_with(key, || Agent::new(&e.agent_id));
+                .get_or_insert_with(&tenant, e.agent_id.clone(), || Agent::new(&e.agent_id));
             if started {
                 a.calls.insert(c.call_id.clone());
             } else {
@@ -1031,7 +998,7 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
             for k in keys {
                 cx.state
                     .last_replier
-                    .insert((tenant.clone(), k), (by.clone(), cx.now));
+                    .insert(&tenant, k, (by.clone(), cx.now));
             }
             return Ok(Handled::No);
         }
@@ -1167,14 +1134,7 @@ impl Processor for Assignment {
                 // the tenant's indexes and let every agent settle.
                 let t = cx.tenant.to_string();
                 rebuild_tenant(cx.state, &t);
-                let agents: Vec<String> = cx
-                    .state
-                    .agents
-                    .range((t.clone(), String::new())..)
-                    .take_while(|(k, _)| k.0 == t)
-                    .map(|(k, _)| k.1.clone())
-                    .collect();
-                for a in agents {
+                for a in cx.state.agents.ids_of(&t) {
                     settle_agent(cx, &a);
                 }
             }

@@ -67,11 +67,7 @@ fn agents_of<'a>(
     state: &'a State,
     tenant: &'a str,
 ) -> impl Iterator<Item = &'a crate::state::Agent> + 'a {
-    state
-        .agents
-        .range((tenant.to_string(), String::new())..)
-        .take_while(move |((t, _), _)| t == tenant)
-        .map(|(_, a)| a)
+    state.agents.rows_of(tenant).into_iter().map(|(_, a)| a)
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Value {
@@ -85,11 +81,7 @@ fn priority_name(p: Priority) -> Value {
 /// Survey answers counted for `scope` (`queue/<id>`, `agent/<id>`): happy, not happy and
 /// CSAT = happy / answered (null before the first answer).
 fn csat(state: &State, tenant: &str, scope: &str) -> Value {
-    let (happy, not_happy) = state
-        .csat
-        .get(&(tenant.to_string(), scope.to_string()))
-        .copied()
-        .unwrap_or((0, 0));
+    let (happy, not_happy) = state.csat.get(tenant, scope).copied().unwrap_or((0, 0));
     let answered = happy + not_happy;
     let ratio = (answered > 0).then(|| happy as f64 / answered as f64);
     json!({"happy": happy, "not_happy": not_happy, "csat": ratio})
@@ -106,8 +98,7 @@ fn conversation(state: &State, tenant: &str, reference: &str) -> Answer {
             "no conversation {reference:?} in tenant {tenant:?}"
         ));
     };
-    let key = (tenant.to_string(), id.clone());
-    let sla = state.sla.get(&key).map(|s| {
+    let sla = state.sla.get(tenant, id.as_str()).map(|s| {
         let (first_response, next_reply, resolution) = s.announced;
         json!({
             "policy": s.policy,
@@ -126,7 +117,7 @@ fn conversation(state: &State, tenant: &str, reference: &str) -> Answer {
             .position(|k| k.2 == id)
             .map(|i| json!({"queue": queue, "category": conv.category, "position": i + 1}))
     });
-    let sentiment = state.moods.get(&key).map(|m| {
+    let sentiment = state.moods.get(tenant, id.as_str()).map(|m| {
         let mean = if m.weights > 0.0 {
             m.weighted_sum / m.weights
         } else {
@@ -134,7 +125,7 @@ fn conversation(state: &State, tenant: &str, reference: &str) -> Answer {
         };
         json!({"mean": mean, "messages": m.messages})
     });
-    let survey = state.surveys.get(&key).map(to_value);
+    let survey = state.surveys.get(tenant, id.as_str()).map(to_value);
     Answer::Found(json!({
         "tenant": tenant,
         "conversation": to_value(conv),
@@ -181,7 +172,7 @@ fn queue_answer(state: &State, tenant: &str, queue: &str) -> Answer {
 }
 
 fn agent_answer(state: &State, tenant: &str, agent: &str) -> Answer {
-    let Some(row) = state.agents.get(&(tenant.to_string(), agent.to_string())) else {
+    let Some(row) = state.agents.get(tenant, agent) else {
         return Answer::NotFound(format!("no agent {agent:?} in tenant {tenant:?}"));
     };
     let load = state.assign.load(tenant, agent).map(|l| {

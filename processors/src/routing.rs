@@ -46,7 +46,6 @@ pub fn route(
     let facts = message_facts(config, message, conversation_tags);
     config
         .routes_in_order()
-        .into_iter()
         .find(|r| condition::eval(&r.condition, &facts))
         .map(|r| (r.queue_id.clone(), r.priority, Some(r.id.clone())))
         .unwrap_or_else(|| (DEFAULT_QUEUE.to_string(), Priority::Normal, None))

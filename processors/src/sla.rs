@@ -28,8 +28,9 @@ pub struct Sla;
 pub struct SlaState {
     pub policy: Option<String>,
     pub severity: Option<String>,
-    /// The opening message, to evaluate policy conditions again later.
-    pub first_message: Option<InboundMessage>,
+    /// The opening message, to evaluate policy conditions again later (shared: the row is
+    /// copied whenever a record changes it, the message never).
+    pub first_message: Option<std::sync::Arc<InboundMessage>>,
     pub created_at: i64,
     /// When the conversation first sat in a queue that is not a bot queue.
     pub handover_at: Option<i64>,
@@ -162,7 +163,7 @@ pub fn select_policy<'a>(
     now: i64,
 ) -> Option<&'a SlaPolicy> {
     let queue = conv.queue_id.as_deref()?;
-    config.sla_policies_in_order().into_iter().find(|p| {
+    config.sla_policies_in_order().find(|p| {
         let valid = p.enabled
             && p.valid_from.is_none_or(|f| f <= now)
             && p.valid_to.is_none_or(|t| now <= t);
@@ -232,18 +233,17 @@ enum Reason {
 /// emit due breaches and met targets, announce changed due times, and schedule timers.
 fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
     let tenant = cx.tenant.to_string();
-    let key = (tenant.clone(), conv_id.to_string());
     let Some(conv) = cx.state.conversation(&tenant, conv_id) else {
         return;
     };
     let queue = conv.queue_id.clone();
     let selected = (reason == Reason::Reselect).then(|| {
-        let s = cx.state.sla.get(&key)?;
+        let s = cx.state.sla.get(&tenant, conv_id)?;
         let config = cx.state.config(&tenant);
-        select_policy(&config, conv, s.first_message.as_ref(), cx.now).map(|p| p.id.clone())
+        select_policy(&config, conv, s.first_message.as_deref(), cx.now).map(|p| p.id.clone())
     });
     // Taken out while the clocks are re-derived, and put back (changed) at the end.
-    let Some(mut s) = cx.state.sla.remove(&key) else {
+    let Some(mut s) = cx.state.sla.remove(&tenant, conv_id) else {
         return;
     };
     let config = cx.state.shared_config(&tenant);
@@ -381,19 +381,18 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
         s.announced = dues;
         emit(cx, conv_id, event);
     }
-    cx.state.sla.insert(key, s);
+    cx.state.sla.insert(&tenant, conv_id.to_string(), s);
 }
 
 fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
     let tenant = cx.tenant.to_string();
-    let key = (tenant.clone(), e.conversation_id.clone());
     let now = cx.now;
     let is_bot_queue =
         |cx: &Ctx, q: &str| cx.state.config(cx.tenant).queue(q).is_some_and(|q| q.bot);
     let reason = match &e.event {
         ConversationEventKind::Opened(_) => {
             let first = match cx.input() {
-                Some(Input::Inbound(m)) => Some(m.clone()),
+                Some(Input::Inbound(m)) => Some(std::sync::Arc::new(m.clone())),
                 _ => None,
             };
             let s = SlaState {
@@ -401,18 +400,18 @@ fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
                 created_at: now,
                 ..SlaState::default()
             };
-            cx.state.sla.insert(key, s);
+            cx.state.sla.insert(&tenant, e.conversation_id.clone(), s);
             return;
         }
         ConversationEventKind::MessageReceived(_) => {
-            if let Some(s) = cx.state.sla.get_mut(&key) {
+            if let Some(s) = cx.state.sla.get_mut(&tenant, e.conversation_id.as_str()) {
                 s.customer_messages.push(now);
             }
             Reason::Progress
         }
         ConversationEventKind::Routed(r) => {
             let bot = is_bot_queue(cx, &r.queue_id);
-            if let Some(s) = cx.state.sla.get_mut(&key) {
+            if let Some(s) = cx.state.sla.get_mut(&tenant, e.conversation_id.as_str()) {
                 if !bot && s.handover_at.is_none() {
                     s.handover_at = Some(now);
                 }
@@ -421,7 +420,7 @@ fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
         }
         ConversationEventKind::QueueChanged(q) => {
             let bot = is_bot_queue(cx, &q.to_queue);
-            if let Some(s) = cx.state.sla.get_mut(&key) {
+            if let Some(s) = cx.state.sla.get_mut(&tenant, e.conversation_id.as_str()) {
                 if !bot && s.handover_at.is_none() {
                     s.handover_at = Some(now);
                 }
@@ -430,7 +429,7 @@ fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
         }
         ConversationEventKind::TagsChanged(_) => Reason::Progress,
         ConversationEventKind::StatusChanged(c) => {
-            if let Some(s) = cx.state.sla.get_mut(&key) {
+            if let Some(s) = cx.state.sla.get_mut(&tenant, e.conversation_id.as_str()) {
                 if c.to == Status::Solved {
                     s.pauses.push((now, None));
                 } else if c.from == Status::Solved {
@@ -465,8 +464,11 @@ impl Processor for Sla {
                 "unknown conversation {conversation_id:?}"
             )));
         };
-        let key = (tenant.clone(), id.clone());
-        let policy = cx.state.sla.get(&key).and_then(|s| s.policy.clone());
+        let policy = cx
+            .state
+            .sla
+            .get(&tenant, id.as_str())
+            .and_then(|s| s.policy.clone());
         let Some(policy) =
             policy.and_then(|p| cx.state.config(&tenant).sla_policies.get(&p).cloned())
         else {
@@ -480,7 +482,7 @@ impl Processor for Sla {
                 policy.id, sev.severity
             )));
         }
-        if let Some(s) = cx.state.sla.get_mut(&key) {
+        if let Some(s) = cx.state.sla.get_mut(&tenant, id.as_str()) {
             s.severity = Some(sev.severity.clone());
         }
         evaluate(cx, &id, Reason::Recalculate);
@@ -491,9 +493,8 @@ impl Processor for Sla {
         match output {
             Output::Conversation(e) if e.tenant == cx.tenant => on_conversation_event(cx, e),
             Output::Outbound(m) if m.tenant == cx.tenant && m.kind != OutboundKind::Survey => {
-                let key = (cx.tenant.to_string(), m.conversation_id.clone());
                 let now = cx.now;
-                if let Some(s) = cx.state.sla.get_mut(&key) {
+                if let Some(s) = cx.state.sla.get_mut(cx.tenant, m.conversation_id.as_str()) {
                     s.responses.push((now, m.kind == OutboundKind::Agent));
                     evaluate(cx, &m.conversation_id, Reason::Progress);
                 }
@@ -508,14 +509,13 @@ impl Processor for Sla {
                     || a.entity.starts_with("working_hours/")) =>
             {
                 // Policies changed: re-select for every conversation SLA still tracks.
-                let t = cx.tenant.to_string();
                 let open: Vec<String> = cx
                     .state
                     .sla
-                    .range((t.clone(), String::new())..)
-                    .take_while(|(k, _)| k.0 == t)
+                    .rows_of(cx.tenant)
+                    .into_iter()
                     .filter(|(_, s)| s.closed_at.is_none())
-                    .map(|(k, _)| k.1.clone())
+                    .map(|(id, _)| id.clone())
                     .collect();
                 for id in open {
                     evaluate(cx, &id, Reason::Reselect);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use switchboard_schemas::*;
 
 use crate::calendar::Calendar;
-use crate::store::{Store, StoreError, Table, Write};
+use crate::store::{HashTable, RowMap, Store, StoreError, Table, TenantTable, Write};
 
 /// The id of the system queue that always exists and holds every agent.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -67,19 +67,24 @@ pub struct TenantConfig {
     pub sentiment_enabled: bool,
     #[serde(default)]
     pub surveys: Option<SurveySettings>,
-    /// Every working-hours period parsed once, when the config is applied or loaded
-    /// ([`TenantConfig::compile`]); derived, never stored.
+    /// Every working-hours period parsed and the routes and policies put in order once, when
+    /// the config is applied or loaded ([`TenantConfig::compile`]); derived, never stored.
     #[serde(skip)]
-    pub calendars: Calendars,
+    pub compiled: Compiled,
 }
 
-/// Parsed working-hours periods by id. Derived from the periods, so it takes no part in
-/// comparing configs.
+/// What is derived from a tenant's config once, when it is applied or loaded: the parsed
+/// working-hours periods by id, and the ids of the enabled routes and of the SLA policies in
+/// evaluation order. Derived, so it takes no part in comparing configs.
 #[derive(Clone, Debug, Default)]
-pub struct Calendars(BTreeMap<String, Calendar>);
+pub struct Compiled {
+    calendars: BTreeMap<String, Calendar>,
+    routes: Vec<String>,
+    sla_policies: Vec<String>,
+}
 
-impl PartialEq for Calendars {
-    fn eq(&self, _: &Calendars) -> bool {
+impl PartialEq for Compiled {
+    fn eq(&self, _: &Compiled) -> bool {
         true
     }
 }
@@ -87,10 +92,11 @@ impl PartialEq for Calendars {
 impl TenantConfig {
     /// A configured queue, or the built-in Default queue (always open, no auto-assignment,
     /// until configured).
-    pub fn queue(&self, id: &str) -> Option<Queue> {
+    pub fn queue(&self, id: &str) -> Option<&Queue> {
+        static DEFAULT: std::sync::OnceLock<Queue> = std::sync::OnceLock::new();
         match self.queues.get(id) {
-            Some(q) => Some(q.clone()),
-            None if id == DEFAULT_QUEUE => Some(Queue {
+            Some(q) => Some(q),
+            None if id == DEFAULT_QUEUE => Some(DEFAULT.get_or_init(|| Queue {
                 id: DEFAULT_QUEUE.to_string(),
                 name: "Default".to_string(),
                 working_hours_id: None,
@@ -98,7 +104,7 @@ impl TenantConfig {
                 auto_assign: false,
                 bot: false,
                 sticky_lookback: None,
-            }),
+            })),
             None => None,
         }
     }
@@ -108,17 +114,19 @@ impl TenantConfig {
     }
 
     /// Enabled routes in evaluation order: ascending (order, id).
-    pub fn routes_in_order(&self) -> Vec<&Route> {
-        let mut routes: Vec<&Route> = self.routes.values().filter(|r| r.enabled).collect();
-        routes.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
-        routes
+    pub fn routes_in_order(&self) -> impl Iterator<Item = &Route> {
+        self.compiled
+            .routes
+            .iter()
+            .filter_map(|id| self.routes.get(id))
     }
 
     /// SLA policies in evaluation order: ascending (order, id).
-    pub fn sla_policies_in_order(&self) -> Vec<&SlaPolicy> {
-        let mut policies: Vec<&SlaPolicy> = self.sla_policies.values().collect();
-        policies.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
-        policies
+    pub fn sla_policies_in_order(&self) -> impl Iterator<Item = &SlaPolicy> {
+        self.compiled
+            .sla_policies
+            .iter()
+            .filter_map(|id| self.sla_policies.get(id))
     }
 
     /// The waiting strategy of our sender `to`, if any.
@@ -138,18 +146,26 @@ impl TenantConfig {
     /// configured, so every period has its calendar).
     pub fn calendar_of(&self, queue_id: &str) -> Option<&Calendar> {
         let id = self.queues.get(queue_id)?.working_hours_id.as_ref()?;
-        self.calendars.0.get(id)
+        self.compiled.calendars.get(id)
     }
 
-    /// Parse every working-hours period into [`TenantConfig::calendars`]; a period that does
-    /// not parse (impossible once validated) gets no calendar and counts as always open.
+    /// Derive [`TenantConfig::compiled`]: parse every working-hours period (one that does not
+    /// parse, impossible once validated, gets no calendar and counts as always open) and put
+    /// the enabled routes and the SLA policies in evaluation order.
     pub fn compile(mut self) -> TenantConfig {
-        self.calendars = Calendars(
-            self.working_hours
+        let mut routes: Vec<&Route> = self.routes.values().filter(|r| r.enabled).collect();
+        routes.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
+        let mut policies: Vec<&SlaPolicy> = self.sla_policies.values().collect();
+        policies.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
+        self.compiled = Compiled {
+            calendars: self
+                .working_hours
                 .iter()
                 .filter_map(|(id, p)| Calendar::parse(p).ok().map(|c| (id.clone(), c)))
                 .collect(),
-        );
+            routes: routes.into_iter().map(|r| r.id.clone()).collect(),
+            sla_policies: policies.into_iter().map(|p| p.id.clone()).collect(),
+        };
         self
     }
 }
@@ -227,36 +243,36 @@ pub type TenantKey = (String, String);
 
 #[derive(Default)]
 pub struct State {
-    pub tenants: Table<String, Tenant>,
-    pub conversations: Table<TenantKey, Conversation>,
+    pub tenants: HashTable<String, Tenant>,
+    pub conversations: TenantTable<String, Conversation>,
     /// (tenant, thread key) → conversation id, for conversations that are not Closed.
-    pub threads: Table<TenantKey, String>,
+    pub threads: TenantTable<String, String>,
     /// (tenant, agent id) → agent.
-    pub agents: Table<TenantKey, Agent>,
+    pub agents: TenantTable<String, Agent>,
     /// (tenant, customer key) → (agent, time) of the last human agent reply to that customer,
     /// for the sticky-agent mode.
-    pub last_replier: Table<TenantKey, (String, i64)>,
+    pub last_replier: TenantTable<String, (String, i64)>,
     /// (tenant, conversation id) → the facts its SLA clocks are made of.
-    pub sla: Table<TenantKey, crate::sla::SlaState>,
+    pub sla: TenantTable<String, crate::sla::SlaState>,
     /// (tenant, conversation id) → its running waiting strategy.
-    pub waits: Table<TenantKey, crate::waiting::WaitState>,
+    pub waits: TenantTable<String, crate::waiting::WaitState>,
     /// (tenant, conversation id) → its running sentiment mean.
-    pub moods: Table<TenantKey, crate::sentiment::ConversationMood>,
+    pub moods: TenantTable<String, crate::sentiment::ConversationMood>,
     /// (tenant, conversation id) → its survey.
-    pub surveys: Table<TenantKey, crate::csat::Survey>,
+    pub surveys: TenantTable<String, crate::csat::Survey>,
     /// (tenant, customer key) → the conversation whose survey awaits this customer's answer.
-    pub survey_index: Table<TenantKey, String>,
+    pub survey_index: TenantTable<String, String>,
     /// (tenant, customer key) → when the customer was last surveyed.
-    pub last_survey: Table<TenantKey, i64>,
+    pub last_survey: TenantTable<String, i64>,
     /// (tenant, `tenant` | `queue/<id>` | `agent/<id>`) → (happy, not happy).
-    pub csat: Table<TenantKey, (u64, u64)>,
+    pub csat: TenantTable<String, (u64, u64)>,
     /// Derived assignment indexes (not stored: rebuilt from the tables on load).
     pub assign: crate::assignment::AssignIndex,
     /// tenant → the last short id given to a conversation: a small row of its own, so a new
     /// conversation does not rewrite the tenant's config row.
-    pub short_id_counters: Table<String, i64>,
+    pub short_id_counters: HashTable<String, i64>,
     /// (tenant, short id) → conversation id.
-    pub short_ids: Table<(String, i64), String>,
+    pub short_ids: TenantTable<i64, String>,
     /// The record ids processed in the last dedup window, for idempotency (R-TIME-1).
     pub dedup: crate::dedup::DedupWindow,
     /// Rows of a former layout to delete at the next flush.
@@ -264,7 +280,7 @@ pub struct State {
     /// (due, timer id) → timer.
     pub timers: Table<(i64, String), Timer>,
     /// timer id → due, to cancel or replace a timer by id.
-    pub timer_index: Table<String, i64>,
+    pub timer_index: HashTable<String, i64>,
     /// Largest event time processed on this partition; key ().
     pub stream_time: Table<(), i64>,
 }
@@ -335,8 +351,12 @@ fn encode_row<V: Serialize>(rows: Rows, v: &V) -> Result<Vec<u8>, StoreError> {
     }
 }
 
-fn load_row<K: Ord + Clone + std::hash::Hash + DeserializeOwned, V: Clone + DeserializeOwned>(
-    table: &mut Table<K, V>,
+fn load_row<
+    K: Ord + Clone + std::hash::Hash + DeserializeOwned,
+    V: Clone + DeserializeOwned,
+    M: RowMap<K, V>,
+>(
+    table: &mut Table<K, V, M>,
     key: &[u8],
     value: &[u8],
 ) -> Result<(), StoreError> {
@@ -346,9 +366,9 @@ fn load_row<K: Ord + Clone + std::hash::Hash + DeserializeOwned, V: Clone + Dese
     Ok(())
 }
 
-fn drain<K: Ord + Clone + std::hash::Hash + Serialize, V: Clone + Serialize>(
+fn drain<K: Ord + Clone + std::hash::Hash + Serialize, V: Clone + Serialize, M: RowMap<K, V>>(
     tag: u8,
-    table: &mut Table<K, V>,
+    table: &mut Table<K, V, M>,
     rows: Option<Rows>,
     batch: &mut Vec<Write>,
 ) -> Result<(), StoreError> {
@@ -511,12 +531,12 @@ impl State {
     }
 
     pub fn tenant(&self, tenant: &str) -> Option<&Tenant> {
-        self.tenants.get(&tenant.to_string())
+        self.tenants.get(tenant)
     }
 
     /// The next short id of a tenant's conversations (1, 2, 3...).
     pub fn next_short_id(&mut self, tenant: &str) -> i64 {
-        let last = match self.short_id_counters.get(&tenant.to_string()) {
+        let last = match self.short_id_counters.get(tenant) {
             Some(n) => *n,
             None => self.tenant(tenant).map_or(0, |t| t.next_short_id),
         };
@@ -544,21 +564,19 @@ impl State {
     }
 
     pub fn conversation(&self, tenant: &str, id: &str) -> Option<&Conversation> {
-        self.conversations
-            .get(&(tenant.to_string(), id.to_string()))
+        self.conversations.get(tenant, id)
     }
 
     /// Resolve a command's conversation reference: a conversation id, or `#<short id>`.
     pub fn resolve_conversation(&self, tenant: &str, reference: &str) -> Option<String> {
         match reference.strip_prefix('#').map(str::parse::<i64>) {
-            Some(Ok(short)) => self.short_ids.get(&(tenant.to_string(), short)).cloned(),
+            Some(Ok(short)) => self.short_ids.get(tenant, &short).cloned(),
             _ => self.conversation(tenant, reference).map(|c| c.id.clone()),
         }
     }
 
     pub fn conversation_mut(&mut self, tenant: &str, id: &str) -> Option<&mut Conversation> {
-        self.conversations
-            .get_mut(&(tenant.to_string(), id.to_string()))
+        self.conversations.get_mut(tenant, id)
     }
 
     pub fn stream_time(&self) -> i64 {
@@ -573,7 +591,7 @@ impl State {
     }
 
     pub fn cancel(&mut self, id: &str) {
-        if let Some(due) = self.timer_index.remove(&id.to_string()) {
+        if let Some(due) = self.timer_index.remove(id) {
             self.timers.remove(&(due, id.to_string()));
         }
     }
@@ -610,10 +628,11 @@ trait StoredTable {
     fn row_json(&self, key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError>;
 }
 
-impl<K, V> StoredTable for Table<K, V>
+impl<K, V, M> StoredTable for Table<K, V, M>
 where
     K: Ord + Clone + std::hash::Hash + Serialize + DeserializeOwned,
     V: Clone + Serialize + DeserializeOwned,
+    M: RowMap<K, V>,
 {
     #[cfg(test)]
     fn mark_all_changed(&mut self) {
@@ -643,6 +662,51 @@ where
     }
     fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         load_row(self, key, value)
+    }
+}
+
+impl<I, V> StoredTable for TenantTable<I, V>
+where
+    I: Ord + Clone + std::hash::Hash + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    #[cfg(test)]
+    fn mark_all_changed(&mut self) {
+        TenantTable::mark_all_changed(self);
+    }
+    fn begin(&mut self) {
+        TenantTable::begin(self);
+    }
+    fn commit(&mut self) {
+        TenantTable::commit(self);
+    }
+    fn rollback(&mut self) {
+        TenantTable::rollback(self);
+    }
+    fn drain_into(
+        &mut self,
+        tag: u8,
+        rows: Option<Rows>,
+        batch: &mut Vec<Write>,
+    ) -> Result<(), StoreError> {
+        let rows = rows.unwrap_or(Rows::Binary);
+        self.drain_dirty(|tenant, id, v| {
+            let key = key_bytes(tag, &(tenant, id))?;
+            let value = v.map(|v| encode_row(rows, v)).transpose()?;
+            batch.push((key, value));
+            Ok(())
+        })
+    }
+    fn row_json(&self, key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError> {
+        let k: (String, I) = parse(key, &key[1..])?;
+        let v: V = parse_row(key, value)?;
+        Ok(serde_json::json!({ "key": k, "value": v }))
+    }
+    fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let (tenant, id): (String, I) = parse(key, &key[1..])?;
+        let v: V = parse_row(key, value)?;
+        self.load(tenant, id, v);
+        Ok(())
     }
 }
 

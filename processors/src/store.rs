@@ -5,7 +5,7 @@
 //! changelog topic) in the runtime. Opening an engine on a store restores the state exactly.
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::collections::btree_map::Entry as RowEntry;
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
@@ -56,7 +56,112 @@ impl Store for MemStore {
     }
 }
 
-/// A typed table: an ordered map that remembers which keys changed since the last flush.
+/// The map a [`Table`] keeps its rows in: ordered ([`BTreeMap`], for tables read in key
+/// order, like the timers) or hashed ([`Rows`], for tables only looked up by key).
+pub trait RowMap<K, V>: Default {
+    fn get_row<Q>(&self, k: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized;
+    fn get_row_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized;
+    fn key_of<Q>(&self, k: &Q) -> Option<&K>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized;
+    fn remove_row<Q>(&mut self, k: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized;
+    fn insert_row(&mut self, k: K, v: V) -> Option<V>;
+    fn row_count(&self) -> usize;
+    fn keys_cloned(&self) -> Vec<K>;
+}
+
+impl<K: Ord + Clone, V> RowMap<K, V> for BTreeMap<K, V> {
+    fn get_row<Q>(&self, k: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        self.get(k)
+    }
+    fn get_row_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        self.get_mut(k)
+    }
+    fn key_of<Q>(&self, k: &Q) -> Option<&K>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        self.get_key_value(k).map(|(k, _)| k)
+    }
+    fn remove_row<Q>(&mut self, k: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        self.remove_entry(k)
+    }
+    fn insert_row(&mut self, k: K, v: V) -> Option<V> {
+        self.insert(k, v)
+    }
+    fn row_count(&self) -> usize {
+        self.len()
+    }
+    fn keys_cloned(&self) -> Vec<K> {
+        self.keys().cloned().collect()
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> RowMap<K, V> for Rows<K, V> {
+    fn get_row<Q>(&self, k: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        self.get(k)
+    }
+    fn get_row_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        self.get_mut(k)
+    }
+    fn key_of<Q>(&self, k: &Q) -> Option<&K>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        self.get_key_value(k).map(|(k, _)| k)
+    }
+    fn remove_row<Q>(&mut self, k: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        self.remove_entry(k)
+    }
+    fn insert_row(&mut self, k: K, v: V) -> Option<V> {
+        self.insert(k, v)
+    }
+    fn row_count(&self) -> usize {
+        self.len()
+    }
+    fn keys_cloned(&self) -> Vec<K> {
+        self.keys().cloned().collect()
+    }
+}
+
+/// A typed table that remembers which keys changed since the last flush; its rows in an
+/// ordered map by default, or in a hash map ([`HashTable`]) when nothing reads them in order.
 ///
 /// Changed keys are kept in a hash set (marking a key is one hash, whatever the table's size)
 /// and sorted once when drained, so a flush writes them in key order, the same on every run.
@@ -65,18 +170,21 @@ impl Store for MemStore {
 /// row as it was, so [`Table::rollback`] can put every row (and its changed mark) back when
 /// the record is rejected: a record's changes are all applied, or none.
 #[derive(Clone, Debug)]
-pub struct Table<K: Ord + Clone + Hash, V: Clone> {
-    rows: BTreeMap<K, V>,
+pub struct Table<K: Ord + Clone + Hash, V: Clone, M = BTreeMap<K, V>> {
+    rows: M,
     dirty: FxHashSet<K>,
     /// While `journaling`: key → (row before the record, changed mark before).
     journal: FxHashMap<K, (Option<V>, bool)>,
     journaling: bool,
 }
 
-impl<K: Ord + Clone + Hash, V: Clone> Default for Table<K, V> {
+/// A [`Table`] whose rows are in a hash map: looked up by key only.
+pub type HashTable<K, V> = Table<K, V, Rows<K, V>>;
+
+impl<K: Ord + Clone + Hash, V: Clone, M: RowMap<K, V>> Default for Table<K, V, M> {
     fn default() -> Self {
         Table {
-            rows: BTreeMap::new(),
+            rows: M::default(),
             dirty: Default::default(),
             journal: Default::default(),
             journaling: false,
@@ -84,7 +192,7 @@ impl<K: Ord + Clone + Hash, V: Clone> Default for Table<K, V> {
     }
 }
 
-impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
+impl<K: Ord + Clone + Hash, V: Clone, M: RowMap<K, V>> Table<K, V, M> {
     /// Mark `k` changed; while a record is open, keep `before` (the row as it was) for a
     /// rollback the first time the record changes `k`. Callers look the row up once and hand
     /// over what they found, so a change costs one search of the rows.
@@ -93,7 +201,9 @@ impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
             let was_dirty = self.dirty.contains(k);
             self.journal.insert(k.clone(), (before(), was_dirty));
         }
-        self.dirty.insert(k.clone());
+        if !self.dirty.contains(k) {
+            self.dirty.insert(k.clone());
+        }
     }
 
     /// Start keeping what the next record changes.
@@ -111,7 +221,7 @@ impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
     /// Mark every row changed (tests re-encode whole stores).
     #[cfg(test)]
     pub(crate) fn mark_all_changed(&mut self) {
-        self.dirty.extend(self.rows.keys().cloned());
+        self.dirty.extend(self.rows.keys_cloned());
     }
 
     /// Undo every change since [`Table::begin`].
@@ -119,8 +229,8 @@ impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
         self.journaling = false;
         for (k, (row, was_dirty)) in self.journal.drain() {
             match row {
-                Some(v) => self.rows.insert(k.clone(), v),
-                None => self.rows.remove(&k),
+                Some(v) => self.rows.insert_row(k.clone(), v),
+                None => self.rows.remove_row(&k).map(|(_, v)| v),
             };
             if !was_dirty {
                 self.dirty.remove(&k);
@@ -128,57 +238,104 @@ impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
         }
     }
 
-    pub fn get(&self, k: &K) -> Option<&V> {
-        self.rows.get(k)
+    pub fn get<Q>(&self, k: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        self.rows.get_row(k)
     }
 
-    pub fn contains(&self, k: &K) -> bool {
-        self.rows.contains_key(k)
+    pub fn contains<Q>(&self, k: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        self.rows.get_row(k).is_some()
     }
 
-    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        let v = self.rows.get_mut(k)?;
-        if self.journaling && !self.journal.contains_key(k) {
-            let was_dirty = self.dirty.contains(k);
-            self.journal.insert(k.clone(), (Some(v.clone()), was_dirty));
+    pub fn get_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        let first = self.journaling && !self.journal.contains_key(k);
+        if first || !self.dirty.contains(k) {
+            let key = self.rows.key_of(k)?.clone();
+            if first {
+                let was_dirty = self.dirty.contains(k);
+                let row = self.rows.get_row(k).cloned();
+                self.journal.insert(key.clone(), (row, was_dirty));
+            }
+            self.dirty.insert(key);
         }
-        self.dirty.insert(k.clone());
-        Some(v)
+        self.rows.get_row_mut(k)
     }
 
     /// The row for `k`, inserted with `make()` when missing; marked changed.
     pub fn get_or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
-        let first = self.journaling && !self.journal.contains_key(&k);
-        let was_dirty = self.dirty.contains(&k);
-        self.dirty.insert(k.clone());
-        match self.rows.entry(k) {
-            RowEntry::Occupied(row) => {
-                if first {
-                    let before = (Some(row.get().clone()), was_dirty);
-                    self.journal.insert(row.key().clone(), before);
-                }
-                row.into_mut()
+        if self.rows.get_row(&k).is_none() {
+            self.note(&k, || None);
+            self.rows.insert_row(k.clone(), make());
+        } else {
+            let rows = &self.rows;
+            let before = || rows.get_row(&k).cloned();
+            if self.journaling && !self.journal.contains_key(&k) {
+                let was_dirty = self.dirty.contains(&k);
+                self.journal.insert(k.clone(), (before(), was_dirty));
             }
-            RowEntry::Vacant(row) => {
-                if first {
-                    self.journal.insert(row.key().clone(), (None, was_dirty));
-                }
-                row.insert(make())
+            if !self.dirty.contains(&k) {
+                self.dirty.insert(k.clone());
             }
         }
+        self.rows
+            .get_row_mut(&k)
+            .unwrap_or_else(|| unreachable!("present or inserted above"))
     }
 
     pub fn insert(&mut self, k: K, v: V) {
-        let before = self.rows.insert(k.clone(), v);
+        let before = self.rows.insert_row(k.clone(), v);
         self.note(&k, || before);
     }
 
-    pub fn remove(&mut self, k: &K) -> Option<V> {
-        let v = self.rows.remove(k)?;
-        self.note(k, || Some(v.clone()));
+    pub fn remove<Q>(&mut self, k: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
+        let (key, v) = self.rows.remove_row(k)?;
+        self.note(&key, || Some(v.clone()));
         Some(v)
     }
 
+    pub fn len(&self) -> usize {
+        self.rows.row_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.row_count() == 0
+    }
+
+    /// Load a row read from the store (not dirty).
+    pub(crate) fn load(&mut self, k: K, v: V) {
+        self.rows.insert_row(k, v);
+    }
+
+    /// The changed rows since the last call, as (key, value or deletion).
+    pub(crate) fn drain_dirty(&mut self) -> Vec<(K, Option<&V>)> {
+        let mut dirty: Vec<K> = self.dirty.drain().collect();
+        dirty.sort_unstable();
+        dirty
+            .into_iter()
+            .map(|k| {
+                let v = self.rows.get_row(&k);
+                (k, v)
+            })
+            .collect()
+    }
+}
+
+impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.rows.iter()
     }
@@ -190,30 +347,368 @@ impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
     pub fn first(&self) -> Option<(&K, &V)> {
         self.rows.iter().next()
     }
+}
+
+/// A hash map with the fast (non-cryptographic) hasher: keys here come from our own state.
+pub type Rows<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// One row of a [`TenantTable`]: the value (`None` once deleted, until the deletion is
+/// flushed), whether it changed since the last flush, and the record that last journaled it.
+#[derive(Clone, Debug)]
+struct Slot<V> {
+    value: Option<V>,
+    dirty: bool,
+    epoch: u64,
+}
+
+/// A typed table keyed by (tenant, id): the rows of each tenant in a hash map of their own.
+///
+/// Lookups take `&str` (or any borrowed form of the id) and allocate nothing; a tenant's rows
+/// are reachable without scanning the others'. Where order matters (a flush, a tenant's rows
+/// walked by a processor) keys are sorted when asked, so every run is the same.
+///
+/// Changes are tracked in the rows themselves: a row changed since the last flush carries a
+/// flag (its key is listed once), and a deleted row stays as a tombstone until flushed. While
+/// a record is applied ([`TenantTable::begin`]), the first change to each row keeps its value
+/// as it was, so [`TenantTable::rollback`] restores it: a record's changes are all applied, or
+/// none.
+#[derive(Clone, Debug)]
+pub struct TenantTable<I: Hash + Eq + Ord + Clone, V: Clone> {
+    tenants: Rows<String, Rows<I, Slot<V>>>,
+    /// Rows flagged dirty (a key may repeat after a rollback; the flag decides).
+    dirty: Vec<(String, I)>,
+    /// While journaling: (tenant, id, value before the record, dirty flag before).
+    journal: Vec<(String, I, Option<V>, bool)>,
+    /// The record being applied (journaling) is `epoch`; a row journaled in it has it.
+    epoch: u64,
+    journaling: bool,
+    /// Rows with a value (tombstones excluded).
+    len: usize,
+}
+
+impl<I: Hash + Eq + Ord + Clone, V: Clone> Default for TenantTable<I, V> {
+    fn default() -> Self {
+        TenantTable {
+            tenants: Rows::default(),
+            dirty: Vec::new(),
+            journal: Vec::new(),
+            epoch: 0,
+            journaling: false,
+            len: 0,
+        }
+    }
+}
+
+impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
+    fn slot<Q>(&self, tenant: &str, id: &Q) -> Option<&Slot<V>>
+    where
+        I: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.tenants.get(tenant)?.get(id)
+    }
+
+    /// Mark a slot changed and journal its value the first time the record changes it.
+    fn touch(
+        slot: &mut Slot<V>,
+        tenant: &str,
+        id: &I,
+        epoch: u64,
+        journaling: bool,
+        journal: &mut Vec<(String, I, Option<V>, bool)>,
+        dirty: &mut Vec<(String, I)>,
+    ) {
+        if journaling && slot.epoch != epoch {
+            slot.epoch = epoch;
+            journal.push((
+                tenant.to_string(),
+                id.clone(),
+                slot.value.clone(),
+                slot.dirty,
+            ));
+        }
+        if !slot.dirty {
+            slot.dirty = true;
+            dirty.push((tenant.to_string(), id.clone()));
+        }
+    }
+
+    /// Start keeping what the next record changes.
+    pub fn begin(&mut self) {
+        self.journal.clear();
+        self.epoch += 1;
+        self.journaling = true;
+    }
+
+    /// Keep what the record changed.
+    pub fn commit(&mut self) {
+        self.journal.clear();
+        self.journaling = false;
+    }
+
+    /// Undo every change since [`TenantTable::begin`].
+    pub fn rollback(&mut self) {
+        self.journaling = false;
+        for (tenant, id, before, was_dirty) in self.journal.drain(..) {
+            let Some(rows) = self.tenants.get_mut(tenant.as_str()) else {
+                continue;
+            };
+            let Some(slot) = rows.get_mut(&id) else {
+                continue;
+            };
+            match (&slot.value, &before) {
+                (Some(_), None) => self.len -= 1,
+                (None, Some(_)) => self.len += 1,
+                _ => {}
+            }
+            if before.is_none() && !was_dirty {
+                rows.remove(&id);
+            } else {
+                slot.value = before;
+                slot.dirty = was_dirty;
+            }
+        }
+    }
+
+    pub fn get<Q>(&self, tenant: &str, id: &Q) -> Option<&V>
+    where
+        I: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.slot(tenant, id)?.value.as_ref()
+    }
+
+    pub fn contains<Q>(&self, tenant: &str, id: &Q) -> bool
+    where
+        I: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get(tenant, id).is_some()
+    }
+
+    /// The row, to change in place (marked changed).
+    pub fn get_mut<Q>(&mut self, tenant: &str, id: &Q) -> Option<&mut V>
+    where
+        I: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let rows = self.tenants.get_mut(tenant)?;
+        let (key, slot) = rows.get_key_value_mut(id)?;
+        slot.value.as_ref()?;
+        Self::touch(
+            slot,
+            tenant,
+            key,
+            self.epoch,
+            self.journaling,
+            &mut self.journal,
+            &mut self.dirty,
+        );
+        slot.value.as_mut()
+    }
+
+    /// The slot for (tenant, id), made empty when missing, marked changed; and the count of
+    /// rows with a value, to keep up to date.
+    fn slot_for_change(&mut self, tenant: &str, id: I) -> (&mut Slot<V>, &mut usize) {
+        let TenantTable {
+            tenants,
+            dirty,
+            journal,
+            epoch,
+            journaling,
+            len,
+        } = self;
+        if !tenants.contains_key(tenant) {
+            tenants.insert(tenant.to_string(), Rows::default());
+        }
+        let rows = tenants
+            .get_mut(tenant)
+            .unwrap_or_else(|| unreachable!("inserted above"));
+        let (key, slot) = rows.get_or_insert_slot(id);
+        Self::touch(slot, tenant, &key, *epoch, *journaling, journal, dirty);
+        (slot, len)
+    }
+
+    /// The row for (tenant, id), inserted with `make()` when missing; marked changed.
+    pub fn get_or_insert_with(&mut self, tenant: &str, id: I, make: impl FnOnce() -> V) -> &mut V {
+        let (slot, len) = self.slot_for_change(tenant, id);
+        if slot.value.is_none() {
+            *len += 1;
+        }
+        slot.value.get_or_insert_with(make)
+    }
+
+    pub fn insert(&mut self, tenant: &str, id: I, v: V) {
+        let (slot, len) = self.slot_for_change(tenant, id);
+        if slot.value.replace(v).is_none() {
+            *len += 1;
+        }
+    }
+
+    pub fn remove<Q>(&mut self, tenant: &str, id: &Q) -> Option<V>
+    where
+        I: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let rows = self.tenants.get_mut(tenant)?;
+        let (key, slot) = rows.get_key_value_mut(id)?;
+        slot.value.as_ref()?;
+        Self::touch(
+            slot,
+            tenant,
+            key,
+            self.epoch,
+            self.journaling,
+            &mut self.journal,
+            &mut self.dirty,
+        );
+        self.len -= 1;
+        slot.value.take()
+    }
+
+    /// The ids of a tenant's rows, in order.
+    pub fn ids_of(&self, tenant: &str) -> Vec<I> {
+        let mut ids: Vec<I> = self
+            .tenants
+            .get(tenant)
+            .into_iter()
+            .flat_map(|rows| rows.iter())
+            .filter(|(_, s)| s.value.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// A tenant's rows, in id order.
+    pub fn rows_of(&self, tenant: &str) -> Vec<(&I, &V)> {
+        let mut rows: Vec<(&I, &V)> = self
+            .tenants
+            .get(tenant)
+            .into_iter()
+            .flat_map(|rows| rows.iter())
+            .filter_map(|(id, s)| s.value.as_ref().map(|v| (id, v)))
+            .collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        rows
+    }
+
+    /// How many rows a tenant has.
+    pub fn count_of(&self, tenant: &str) -> usize {
+        self.tenants.get(tenant).map_or(0, |rows| {
+            rows.values().filter(|s| s.value.is_some()).count()
+        })
+    }
+
+    /// The tenants with rows, in order.
+    pub fn tenants(&self) -> Vec<&str> {
+        let mut t: Vec<&str> = self
+            .tenants
+            .iter()
+            .filter(|(_, rows)| rows.values().any(|s| s.value.is_some()))
+            .map(|(t, _)| t.as_str())
+            .collect();
+        t.sort_unstable();
+        t
+    }
+
+    /// Every row as ((tenant, id), value), in key order.
+    pub fn iter(&self) -> impl Iterator<Item = ((&str, &I), &V)> {
+        let mut rows: Vec<((&str, &I), &V)> = self
+            .tenants
+            .iter()
+            .flat_map(|(t, rows)| {
+                rows.iter()
+                    .filter_map(move |(id, s)| s.value.as_ref().map(|v| ((t.as_str(), id), v)))
+            })
+            .collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        rows.into_iter()
+    }
 
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len == 0
+    }
+
+    /// Mark every row changed (tests re-encode whole stores).
+    #[cfg(test)]
+    pub(crate) fn mark_all_changed(&mut self) {
+        for (t, rows) in self.tenants.iter_mut() {
+            for (id, s) in rows.iter_mut() {
+                if !s.dirty {
+                    s.dirty = true;
+                    self.dirty.push((t.clone(), id.clone()));
+                }
+            }
+        }
     }
 
     /// Load a row read from the store (not dirty).
-    pub(crate) fn load(&mut self, k: K, v: V) {
-        self.rows.insert(k, v);
+    pub(crate) fn load(&mut self, tenant: String, id: I, v: V) {
+        let rows = self.tenants.entry(tenant).or_default();
+        let slot = Slot {
+            value: Some(v),
+            dirty: false,
+            epoch: 0,
+        };
+        if rows.insert(id, slot).is_none_or(|s| s.value.is_none()) {
+            self.len += 1;
+        }
     }
 
-    /// The changed rows since the last call, as (key, value or deletion).
-    pub(crate) fn drain_dirty(&mut self) -> Vec<(K, Option<&V>)> {
-        let mut dirty: Vec<K> = self.dirty.drain().collect();
+    /// Hand every row changed since the last call to `write`, in key order, as (tenant, id,
+    /// value or deletion); deleted rows then leave memory.
+    pub(crate) fn drain_dirty<E>(
+        &mut self,
+        mut write: impl FnMut(&str, &I, Option<&V>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
-        dirty
-            .into_iter()
-            .map(|k| {
-                let v = self.rows.get(&k);
-                (k, v)
-            })
-            .collect()
+        dirty.dedup();
+        let mut result = Ok(());
+        for (tenant, id) in &dirty {
+            let Some(rows) = self.tenants.get_mut(tenant.as_str()) else {
+                continue;
+            };
+            let Some(slot) = rows.get_mut(id) else {
+                continue;
+            };
+            if !slot.dirty {
+                continue;
+            }
+            if result.is_ok() {
+                result = write(tenant, id, slot.value.as_ref());
+            }
+            slot.dirty = false;
+            if slot.value.is_none() {
+                rows.remove(id);
+                if rows.is_empty() {
+                    self.tenants.remove(tenant.as_str());
+                }
+            }
+        }
+        result
+    }
+}
+
+/// `entry`-like access to a tenant's rows keyed by an owned id.
+trait SlotMap<I, V> {
+    /// The (key, slot) for `id`, inserting an empty slot when missing.
+    fn get_or_insert_slot(&mut self, id: I) -> (I, &mut Slot<V>);
+}
+
+impl<I: Hash + Eq + Clone, V> SlotMap<I, V> for Rows<I, Slot<V>> {
+    fn get_or_insert_slot(&mut self, id: I) -> (I, &mut Slot<V>) {
+        let key = id.clone();
+        let slot = self.entry(id).or_insert(Slot {
+            value: None,
+            dirty: false,
+            epoch: 0,
+        });
+        (key, slot)
     }
 }

@@ -60,9 +60,8 @@ pub fn set_status(cx: &mut Ctx, conversation_id: &str, to: Status, reason: &str)
         released = std::mem::take(&mut conv.thread_keys).into_iter().collect();
     }
     for key in released {
-        let k = (tenant.clone(), key);
-        if cx.state.threads.get(&k).map(String::as_str) == Some(conversation_id) {
-            cx.state.threads.remove(&k);
+        if cx.state.threads.get(&tenant, &key).map(String::as_str) == Some(conversation_id) {
+            cx.state.threads.remove(&tenant, &key);
         }
     }
     cx.conversation_event(
@@ -100,14 +99,14 @@ fn thread_of(cx: &Ctx, m: &InboundMessage) -> Option<String> {
     let mut keys = person.map(person_key).into_iter().collect::<Vec<_>>();
     keys.push(address_key(&m.from));
     keys.into_iter()
-        .find_map(|k| cx.state.threads.get(&(cx.tenant.to_string(), k)).cloned())
+        .find_map(|k| cx.state.threads.get(cx.tenant, &k).cloned())
 }
 
 fn bind(cx: &mut Ctx, conversation_id: &str, key: String) {
     let tenant = cx.tenant.to_string();
     cx.state
         .threads
-        .insert((tenant.clone(), key.clone()), conversation_id.to_string());
+        .insert(&tenant, key.clone(), conversation_id.to_string());
     if let Some(conv) = cx.state.conversation_mut(&tenant, conversation_id) {
         conv.thread_keys.insert(key);
     }
@@ -160,12 +159,8 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
                 last_inbound_at: cx.now,
                 closed_reason: None,
             };
-            cx.state
-                .conversations
-                .insert((tenant.clone(), id.clone()), conv);
-            cx.state
-                .short_ids
-                .insert((tenant.clone(), short_id), id.clone());
+            cx.state.conversations.insert(&tenant, id.clone(), conv);
+            cx.state.short_ids.insert(&tenant, short_id, id.clone());
             cx.conversation_event(
                 &id,
                 ConversationEventKind::Opened(Opened {

@@ -34,8 +34,7 @@ fn timer_id(tenant: &str, conv: &str, what: &str) -> String {
 }
 
 fn end(cx: &mut Ctx, conv: &str) {
-    let key = (cx.tenant.to_string(), conv.to_string());
-    if cx.state.waits.remove(&key).is_some() {
+    if cx.state.waits.remove(cx.tenant, conv).is_some() {
         for what in ["announce", "max-wait"] {
             let id = timer_id(cx.tenant, conv, what);
             cx.state.cancel(&id);
@@ -58,8 +57,7 @@ fn wake(cx: &mut Ctx, conv: &str, what: &str, due: i64) {
 /// Start the sender's strategy if the conversation waits unassigned in an open queue.
 fn maybe_start(cx: &mut Ctx, conv_id: &str) {
     let tenant = cx.tenant.to_string();
-    let key = (tenant.clone(), conv_id.to_string());
-    if cx.state.waits.contains(&key) {
+    if cx.state.waits.contains(&tenant, conv_id) {
         return;
     }
     let Some(conv) = cx.state.conversation(&tenant, conv_id) else {
@@ -82,7 +80,8 @@ fn maybe_start(cx: &mut Ctx, conv_id: &str) {
     };
     let now = cx.now;
     cx.state.waits.insert(
-        key,
+        &tenant,
+        conv_id.to_string(),
         WaitState {
             strategy_id: strategy.id.clone(),
             entered_at: now,
@@ -110,8 +109,7 @@ fn maybe_start(cx: &mut Ctx, conv_id: &str) {
 
 fn on_timer(cx: &mut Ctx, what: &str, conv_id: &str) {
     let tenant = cx.tenant.to_string();
-    let key = (tenant.clone(), conv_id.to_string());
-    let Some(wait) = cx.state.waits.get(&key).cloned() else {
+    let Some(wait) = cx.state.waits.get(&tenant, conv_id).cloned() else {
         return;
     };
     let Some(strategy) = cx
@@ -135,7 +133,7 @@ fn on_timer(cx: &mut Ctx, what: &str, conv_id: &str) {
             }
             send_to_customer(cx, conv_id, OutboundKind::Announcement, &a.text);
             let sent = wait.announcements + 1;
-            if let Some(w) = cx.state.waits.get_mut(&key) {
+            if let Some(w) = cx.state.waits.get_mut(&tenant, conv_id) {
                 w.announcements = sent;
             }
             let next = cx.now + i64::from(a.interval_seconds) * 1000;

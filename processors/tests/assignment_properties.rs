@@ -349,7 +349,7 @@ fn used(state: &State, occ: &BTreeMap<(String, Category), i64>, agent: &str, k: 
     if k == Category::Voice {
         state
             .agents
-            .get(&(TENANT.to_string(), agent.to_string()))
+            .get(TENANT, agent)
             .map_or(0, |a| a.calls.len() as i64)
     } else {
         occ.get(&(agent.to_string(), k)).copied().unwrap_or(0)
@@ -430,7 +430,7 @@ proptest! {
             let config = state.config(TENANT);
             let occ = recount(state);
             for ((agent, k), n) in &occ {
-                let a = state.agents.get(&(TENANT.to_string(), agent.clone())).expect("assignee is an agent");
+                let a = state.agents.get(TENANT, agent).expect("assignee is an agent");
                 prop_assert!(*n <= i64::from(capacity(&config, a, *k)), "{agent} holds {n} in {k:?}");
             }
             check_no_idle_eligible_agent(state, now)
