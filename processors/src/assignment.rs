@@ -32,6 +32,7 @@ use switchboard_schemas::*;
 use crate::config::BUILT_IN_STATUSES;
 use crate::engine::{Ctx, Handled, Rejection};
 use crate::state::{Agent, Conversation, State, TenantConfig, Timer, TimerKind, DEFAULT_QUEUE};
+use crate::store::Rows;
 use crate::Processor;
 
 pub struct Assignment;
@@ -286,18 +287,42 @@ impl Pool {
     }
 }
 
+/// The assignment indexes of every tenant, each tenant's apart.
 #[derive(Default, Debug)]
 pub struct AssignIndex {
-    waiting: BTreeMap<(String, String, Category), BTreeSet<WaitKey>>,
-    entries: BTreeMap<(String, String), Entry>,
-    rosters: BTreeMap<String, Roster>,
+    tenants: Rows<String, TenantIndex>,
+}
+
+/// One tenant's assignment indexes.
+#[derive(Default, Debug)]
+struct TenantIndex {
+    /// Queue → its waiting lists, one per channel category ([`cat`]).
+    waiting: Rows<String, [BTreeSet<WaitKey>; 4]>,
+    /// Conversation id → what it is listed as.
+    entries: Rows<String, Entry>,
+    roster: Roster,
 }
 
 impl AssignIndex {
     /// An agent's load figures.
     pub fn load(&self, tenant: &str, agent: &str) -> Option<&Load> {
-        let roster = self.rosters.get(tenant)?;
+        let roster = &self.tenants.get(tenant)?.roster;
         roster.slots.get(agent).map(|s| &roster.loads[*s])
+    }
+
+    fn roster(&self, tenant: &str) -> Option<&Roster> {
+        self.tenants.get(tenant).map(|t| &t.roster)
+    }
+
+    /// A tenant's indexes, made empty when missing.
+    fn tenant_mut(&mut self, tenant: &str) -> &mut TenantIndex {
+        self.tenants.entry_ref(tenant).or_default()
+    }
+
+    /// A non-empty waiting list.
+    fn list(&self, tenant: &str, queue: &str, category: Category) -> Option<&BTreeSet<WaitKey>> {
+        let list = &self.tenants.get(tenant)?.waiting.get(queue)?[cat(category)];
+        (!list.is_empty()).then_some(list)
     }
 
     /// The waiting conversations of a queue in one category, in assignment order.
@@ -315,10 +340,7 @@ impl AssignIndex {
         queue: &str,
         category: Category,
     ) -> impl Iterator<Item = &WaitKey> {
-        self.waiting
-            .get(&(tenant.to_string(), queue.to_string(), category))
-            .into_iter()
-            .flatten()
+        self.list(tenant, queue, category).into_iter().flatten()
     }
 }
 
@@ -467,35 +489,38 @@ fn entry_of(config: &TenantConfig, conv: &Conversation) -> Entry {
 /// Bring the indexes in line with one conversation's row. Returns the agents whose occupancy
 /// changed.
 fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String> {
-    let key = (tenant.to_string(), id.to_string());
     let new = match state.conversations.get(tenant, id) {
         Some(conv) => entry_of(&state.config(tenant), conv),
         None => Entry::default(),
     };
-    let index = &mut state.assign;
-    let old = index.entries.get(&key).cloned().unwrap_or_default();
-    if old == new {
+    let old = state
+        .assign
+        .tenants
+        .get(tenant)
+        .and_then(|t| t.entries.get(id));
+    let unchanged = match old {
+        Some(old) => *old == new,
+        None => new == Entry::default(),
+    };
+    if unchanged {
         return Vec::new();
     }
+    let index = state.assign.tenant_mut(tenant);
+    let old = index.entries.remove(id).unwrap_or_default();
     if let Some((q, k, wk)) = &old.waiting {
-        let list_key = (tenant.to_string(), q.clone(), *k);
-        if let Some(list) = index.waiting.get_mut(&list_key) {
-            list.remove(wk);
-            if list.is_empty() {
-                index.waiting.remove(&list_key);
+        if let Some(lists) = index.waiting.get_mut(q.as_str()) {
+            lists[cat(*k)].remove(wk);
+            if lists.iter().all(BTreeSet::is_empty) {
+                index.waiting.remove(q.as_str());
             }
         }
     }
     if let Some((q, k, wk)) = &new.waiting {
-        index
-            .waiting
-            .entry((tenant.to_string(), q.clone(), *k))
-            .or_default()
-            .insert(wk.clone());
+        index.waiting.entry_ref(q.as_str()).or_default()[cat(*k)].insert(wk.clone());
     }
     let mut changed = Vec::new();
     if old.occupies != new.occupies {
-        let roster = index.rosters.entry(tenant.to_string()).or_default();
+        let roster = &mut index.roster;
         for (delta, occ) in [(-1, &old.occupies), (1, &new.occupies)] {
             if let Some((agent, k)) = occ {
                 let slot = roster.slot(agent);
@@ -507,10 +532,8 @@ fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String
             }
         }
     }
-    if new == Entry::default() {
-        index.entries.remove(&key);
-    } else {
-        index.entries.insert(key, new);
+    if new != Entry::default() {
+        index.entries.insert(id.to_string(), new);
     }
     changed.sort();
     changed.dedup();
@@ -542,7 +565,7 @@ fn refresh_agent(state: &mut State, tenant: &str, agent_id: &str) {
         }
         None => ([0; 4], 0, None, Vec::new()),
     };
-    let roster = state.assign.rosters.entry(tenant.to_string()).or_default();
+    let roster = &mut state.assign.tenant_mut(tenant).roster;
     let slot = roster.slot(agent_id);
     roster.unlist(slot);
     let load = &mut roster.loads[slot];
@@ -555,11 +578,7 @@ fn refresh_agent(state: &mut State, tenant: &str, agent_id: &str) {
 
 /// Rebuild one tenant's indexes from its rows (after a config change, or a rollback).
 pub(crate) fn rebuild_tenant(state: &mut State, tenant: &str) {
-    let t = tenant.to_string();
-    let index = &mut state.assign;
-    index.waiting.retain(|k, _| k.0 != t);
-    index.entries.retain(|k, _| k.0 != t);
-    index.rosters.remove(&t);
+    state.assign.tenants.remove(tenant);
     for id in state.agents.ids_of(tenant) {
         refresh_agent(state, tenant, &id);
     }
@@ -696,7 +715,7 @@ pub fn weighted_choice(
     now: i64,
 ) -> Option<(String, f64)> {
     let conv = state.conversation(tenant, conv_id)?;
-    let roster = state.assign.rosters.get(tenant)?;
+    let roster = state.assign.roster(tenant)?;
     let pool = roster.available.get(conv.queue_id.as_deref()?)?;
     pool.pick(&roster.loads, conv.category, &conv.previous_assignees, now)
         .map(|(slot, score)| (roster.loads[slot].id.clone(), score))
@@ -728,7 +747,7 @@ fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decisi
     if !queue_is_open(&config, queue_id, now) {
         return Decision::QueueClosed(queue_id.to_string());
     }
-    let Some(roster) = state.assign.rosters.get(tenant) else {
+    let Some(roster) = state.assign.roster(tenant) else {
         return Decision::None;
     };
     let Some(pool) = roster.available.get(queue_id) else {
@@ -779,12 +798,9 @@ fn bulk(cx: &mut Ctx, agent_id: &str) {
         if !queue.auto_assign {
             continue;
         }
-        let has_waiting = CATEGORIES.iter().any(|k| {
-            cx.state
-                .assign
-                .waiting
-                .contains_key(&(tenant.clone(), q.clone(), *k))
-        });
+        let has_waiting = CATEGORIES
+            .iter()
+            .any(|k| cx.state.assign.list(&tenant, &q, *k).is_some());
         if !has_waiting {
             continue;
         }
@@ -805,12 +821,7 @@ fn bulk(cx: &mut Ctx, agent_id: &str) {
         streams.retain(|(_, k)| load.has_room(*k));
         let mut best: Option<(WaitKey, (String, Category))> = None;
         for s in &streams {
-            let Some(list) = cx
-                .state
-                .assign
-                .waiting
-                .get(&(tenant.clone(), s.0.clone(), s.1))
-            else {
+            let Some(list) = cx.state.assign.list(&tenant, &s.0, s.1) else {
                 continue;
             };
             let head = match cursors.get(s) {
@@ -1096,12 +1107,7 @@ fn on_queue_opens(cx: &mut Ctx, queue: &str) {
     let tenant = cx.tenant.to_string();
     let mut waiting: Vec<WaitKey> = CATEGORIES
         .iter()
-        .filter_map(|k| {
-            cx.state
-                .assign
-                .waiting
-                .get(&(tenant.clone(), queue.to_string(), *k))
-        })
+        .filter_map(|k| cx.state.assign.list(&tenant, queue, *k))
         .flat_map(|l| l.iter().cloned())
         .collect();
     waiting.sort();
