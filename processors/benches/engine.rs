@@ -19,6 +19,10 @@
 
 mod common;
 
+/// The `switchboard` binary's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;

@@ -6,6 +6,11 @@ use switchboard::runtime::StartFrom;
 use switchboard::sentiment_cli::{self, Split};
 use switchboard_processors::sentiment::{Scorer, DEFAULT_ALPHA};
 
+/// The engine allocates and frees many small values per record: mimalloc serves that faster
+/// than the system allocator (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Switchboard: a stream-processing engine for omnichannel contact centers.
 #[derive(Parser)]
 #[command(name = "switchboard", version, about)]
