@@ -147,7 +147,9 @@ fn run(
             n += 1;
             if n % every == 0 {
                 // The store is a copy of the state for tests and `simulate`; the runtime's is
-                // RocksDB, on disk. Flushed and emptied so only the engine's memory counts.
+                // RocksDB, on disk. Flushed and emptied so only the engine's memory counts (a
+                // command naming a conversation archived before then finds no archive row; it
+                // changes a few outputs, not the memory figures).
                 let _ = engine.flush();
                 engine.store_mut().map.clear();
                 let live = LIVE.load(Ordering::Relaxed).saturating_sub(start);
@@ -164,5 +166,45 @@ fn run(
             }
         }
     }
+    if print {
+        breakdown(engine.state());
+    }
     last
+}
+
+/// The live bytes of a copy of `v`: what it holds on the heap (its capacity included).
+fn heap_of<T: Clone>(v: &T) -> usize {
+    let before = LIVE.load(Ordering::Relaxed);
+    let copy = v.clone();
+    let after = LIVE.load(Ordering::Relaxed);
+    drop(copy);
+    after.saturating_sub(before)
+}
+
+/// Where the memory is: each table's heap, per conversation held.
+fn breakdown(state: &State) {
+    let (open, closed) = conversations(state);
+    let held = (open + closed).max(1) as f64;
+    let tables = [
+        ("conversations", heap_of(&state.conversations)),
+        ("threads", heap_of(&state.threads)),
+        ("sla", heap_of(&state.sla)),
+        ("timers", heap_of(&state.timers)),
+        ("timer_index", heap_of(&state.timer_index)),
+        ("waits", heap_of(&state.waits)),
+        ("moods", heap_of(&state.moods)),
+        ("short_ids", heap_of(&state.short_ids)),
+        ("agents", heap_of(&state.agents)),
+        ("last_replier", heap_of(&state.last_replier)),
+        ("surveys", heap_of(&state.surveys)),
+        ("last_survey", heap_of(&state.last_survey)),
+    ];
+    println!("{:>16} {:>10} {:>12}", "table", "MB", "bytes/conv");
+    for (name, bytes) in tables {
+        println!(
+            "{name:>16} {:>10.1} {:>12.0}",
+            bytes as f64 / 1e6,
+            bytes as f64 / held
+        );
+    }
 }

@@ -9,7 +9,8 @@
 
 use switchboard_schemas::*;
 
-use crate::state::{State, Timer, TimerKind};
+use crate::query::{Answer, Query};
+use crate::state::{Archived, State, Timer, TimerKind};
 use crate::store::{Store, StoreError, Write};
 use crate::Processor;
 
@@ -21,15 +22,29 @@ pub struct Settings {
     pub dedup_retention_ms: i64,
     /// Bound on the outputs one record may cause, against a misconfigured feedback loop.
     pub max_outputs_per_record: usize,
+    /// How long (in stream time) a Closed conversation stays in memory before its rows move
+    /// to the store's archive ([`State::archive`]); `None` keeps them in memory.
+    pub archive_closed_after_ms: Option<i64>,
 }
+
+/// The default of [`Settings::archive_closed_after_ms`]: an hour.
+pub const DEFAULT_ARCHIVE_AFTER_MS: i64 = 3_600_000;
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             dedup_retention_ms: crate::dedup::DEFAULT_WINDOW_MS,
             max_outputs_per_record: 100_000,
+            archive_closed_after_ms: Some(DEFAULT_ARCHIVE_AFTER_MS),
         }
     }
+}
+
+/// The purpose of the timer that archives a Closed conversation.
+const ARCHIVE: &str = "archive";
+
+fn archive_timer_id(tenant: &str, conv: &str) -> String {
+    format!("{tenant}/archive/{conv}")
 }
 
 /// The message a panic carried (`panic!` with a literal or a formatted string).
@@ -98,6 +113,19 @@ impl<'a> Ctx<'a> {
             kind,
         };
         self.state.schedule(due, id, timer);
+    }
+
+    /// Archive conversation `conv` (just Closed) once [`Settings::archive_closed_after_ms`]
+    /// of stream time has passed and nothing is left to do for it.
+    pub fn schedule_archive(&mut self, conv: &str) {
+        if let Some(after) = self.settings.archive_closed_after_ms {
+            let due = self.now.saturating_add(after);
+            let kind = TimerKind::Wake {
+                purpose: ARCHIVE.to_string(),
+                subject: conv.to_string(),
+            };
+            self.schedule(due, archive_timer_id(self.tenant, conv), kind);
+        }
     }
 
     /// Emit a conversation event for conversation `conversation_id` (which must exist).
@@ -205,6 +233,8 @@ impl<S: Store> Engine<S> {
             } else if self.state.dedup.contains(tenant, id) {
                 self.stats.duplicates += 1;
                 step.duplicate = true;
+            } else if let Err(e) = self.restore_named(tenant, input) {
+                step.rejected = Some(Rejection(e.to_string()));
             } else {
                 match self.apply(ts, tenant, id, Some(input), None) {
                     Ok(outputs) => {
@@ -229,7 +259,7 @@ impl<S: Store> Engine<S> {
         let now = self.state.stream_time();
         while let Some((due, id, timer)) = self.state.pop_due_timer(now) {
             self.stats.timers_fired += 1;
-            if self.engine_timer(&timer) {
+            if self.engine_timer(due, &timer) {
                 continue;
             }
             let tenant = timer.tenant.clone();
@@ -244,13 +274,109 @@ impl<S: Store> Engine<S> {
     }
 
     /// Timers the engine handles itself; true when `timer` was one.
-    fn engine_timer(&mut self, timer: &Timer) -> bool {
+    fn engine_timer(&mut self, due: i64, timer: &Timer) -> bool {
         match &timer.kind {
             // A timer of the former one-row-per-id dedup layout: ids now expire with their
             // bucket of the dedup window.
             TimerKind::ForgetRecordId { .. } => true,
+            TimerKind::Wake { purpose, subject } if purpose == ARCHIVE => {
+                self.archive(due, &timer.tenant, subject, timer);
+                true
+            }
             TimerKind::Wake { .. } => false,
         }
+    }
+
+    /// Archive a Closed conversation whose survey is over, or try again when it will be.
+    fn archive(&mut self, now: i64, tenant: &str, conv: &str, timer: &Timer) {
+        let state = &mut self.state;
+        if state
+            .conversation(tenant, conv)
+            .is_none_or(|c| c.status != Status::Closed)
+        {
+            return;
+        }
+        // The survey (sent after the close, answered within its window) still needs the
+        // conversation: archive it after.
+        let survey_send = state
+            .timer_index
+            .get(format!("{tenant}/survey/{conv}/send").as_str())
+            .copied();
+        let survey_ends = state.surveys.get(tenant, conv).map(|s| s.expires_at);
+        if let Some(later) = survey_send.into_iter().chain(survey_ends).max() {
+            let id = archive_timer_id(tenant, conv);
+            state.schedule(later.max(now).saturating_add(1), id, timer.clone());
+            return;
+        }
+        // An archive row that cannot be encoded (impossible for rows that were encoded at
+        // every flush) leaves the conversation in memory.
+        let _ = state.archive(tenant, conv);
+    }
+
+    /// Answer an interactive query (R-RUN-5) from the state, or, for a conversation that
+    /// has left memory, from the archive.
+    pub fn answer(&self, query: &Query) -> Answer {
+        let answer = query.answer(&self.state);
+        if let (Answer::NotFound(_), Query::Conversation { tenant, reference }) = (&answer, query) {
+            let known = crate::query::knows_tenant(&self.state, tenant);
+            if let (true, Ok(Some(archived))) = (known, self.find_archived(tenant, reference)) {
+                return crate::query::archived_answer(tenant, &archived);
+            }
+        }
+        answer
+    }
+
+    /// An archived conversation by id or `#<short id>`.
+    fn find_archived(&self, tenant: &str, reference: &str) -> Result<Option<Archived>, StoreError> {
+        let id = match reference.strip_prefix('#').map(str::parse::<i64>) {
+            Some(Ok(short)) => {
+                let key = State::archive_short_key(tenant, short)?;
+                match self.store.get(&key)? {
+                    Some(v) => State::archived_short(&key, &v)?,
+                    None => return Ok(None),
+                }
+            }
+            _ => reference.to_string(),
+        };
+        let key = State::archive_key(tenant, &id)?;
+        match self.store.get(&key)? {
+            Some(v) => State::archived(&key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Bring back from the archive the conversations a command names, so it applies to them
+    /// exactly as if they had stayed in memory.
+    fn restore_named(&mut self, tenant: &str, input: &Input) -> Result<(), StoreError> {
+        let Input::Command(c) = input else {
+            return Ok(());
+        };
+        let merged = match &c.command {
+            CommandKind::Merge(m) => Some(m.source_conversation_id.as_str()),
+            _ => None,
+        };
+        for reference in std::iter::once(c.conversation_id.as_str()).chain(merged) {
+            if self.state.resolve_conversation(tenant, reference).is_some() {
+                continue;
+            }
+            if let Some(archived) = self.find_archived(tenant, reference)? {
+                let id = archived.conversation.id.clone();
+                self.state.unarchive(tenant, archived)?;
+                if let Some(after) = self.settings.archive_closed_after_ms {
+                    let due = self.state.stream_time().saturating_add(after);
+                    let timer = Timer {
+                        tenant: tenant.to_string(),
+                        kind: TimerKind::Wake {
+                            purpose: ARCHIVE.to_string(),
+                            subject: id.clone(),
+                        },
+                    };
+                    self.state
+                        .schedule(due, archive_timer_id(tenant, &id), timer);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Apply one record (or timer) atomically: its state changes stay only if every

@@ -9,7 +9,10 @@
 use serde_json::{json, Value};
 use switchboard_schemas::{Category, Priority};
 
-use crate::state::State;
+use crate::csat::Survey;
+use crate::sentiment::ConversationMood;
+use crate::sla::SlaState;
+use crate::state::{Archived, Conversation, State};
 
 /// One question about a tenant's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +51,7 @@ impl Query {
     /// Answer from the state of the partition that holds the tenant.
     pub fn answer(&self, state: &State) -> Answer {
         let tenant = self.tenant();
-        if state.tenant(tenant).is_none() && !has_agents(state, tenant) {
+        if !knows_tenant(state, tenant) {
             return Answer::NotFound(format!("no tenant {tenant:?} on this partition"));
         }
         match self {
@@ -59,8 +62,13 @@ impl Query {
     }
 }
 
+/// Whether the partition holds the tenant: its config or an agent of it.
+pub fn knows_tenant(state: &State, tenant: &str) -> bool {
+    state.tenant(tenant).is_some() || has_agents(state, tenant)
+}
+
 fn has_agents(state: &State, tenant: &str) -> bool {
-    agents_of(state, tenant).next().is_some()
+    state.agents.count_of(tenant) > 0
 }
 
 fn agents_of<'a>(
@@ -98,7 +106,44 @@ fn conversation(state: &State, tenant: &str, reference: &str) -> Answer {
             "no conversation {reference:?} in tenant {tenant:?}"
         ));
     };
-    let sla = state.sla.get(tenant, id.as_str()).map(|s| {
+    let waiting = conv.queue_id.as_deref().and_then(|queue| {
+        state
+            .assign
+            .waiting_entries(tenant, queue, conv.category)
+            .position(|k| k.2 == id)
+            .map(|i| json!({"queue": queue, "category": conv.category, "position": i + 1}))
+    });
+    conversation_answer(
+        tenant,
+        conv,
+        waiting,
+        state.sla.get(tenant, id.as_str()),
+        state.moods.get(tenant, id.as_str()),
+        state.surveys.get(tenant, id.as_str()),
+    )
+}
+
+/// The answer for an archived conversation (Closed, its work over): as it was archived.
+pub fn archived_answer(tenant: &str, archived: &Archived) -> Answer {
+    conversation_answer(
+        tenant,
+        &archived.conversation,
+        None,
+        archived.sla.as_ref(),
+        archived.mood.as_ref(),
+        None,
+    )
+}
+
+fn conversation_answer(
+    tenant: &str,
+    conv: &Conversation,
+    waiting: Option<Value>,
+    sla: Option<&SlaState>,
+    mood: Option<&ConversationMood>,
+    survey: Option<&Survey>,
+) -> Answer {
+    let sla = sla.map(|s| {
         let (first_response, next_reply, resolution) = s.announced;
         json!({
             "policy": s.policy,
@@ -110,14 +155,7 @@ fn conversation(state: &State, tenant: &str, reference: &str) -> Answer {
             "met": s.met.iter().map(|(m, n)| json!({"metric": m, "n": n})).collect::<Vec<_>>(),
         })
     });
-    let waiting = conv.queue_id.as_deref().and_then(|queue| {
-        state
-            .assign
-            .waiting_entries(tenant, queue, conv.category)
-            .position(|k| k.2 == id)
-            .map(|i| json!({"queue": queue, "category": conv.category, "position": i + 1}))
-    });
-    let sentiment = state.moods.get(tenant, id.as_str()).map(|m| {
+    let sentiment = mood.map(|m| {
         let mean = if m.weights > 0.0 {
             m.weighted_sum / m.weights
         } else {
@@ -125,14 +163,13 @@ fn conversation(state: &State, tenant: &str, reference: &str) -> Answer {
         };
         json!({"mean": mean, "messages": m.messages})
     });
-    let survey = state.surveys.get(tenant, id.as_str()).map(to_value);
     Answer::Found(json!({
         "tenant": tenant,
         "conversation": to_value(conv),
         "waiting": waiting,
         "sla": sla,
         "sentiment": sentiment,
-        "survey": survey,
+        "survey": survey.map(to_value),
     }))
 }
 

@@ -277,6 +277,8 @@ pub struct State {
     pub dedup: crate::dedup::DedupWindow,
     /// Rows of a former layout to delete at the next flush.
     legacy_rows: Vec<Vec<u8>>,
+    /// Archive rows written or deleted since the last flush ([`State::archive`]), in order.
+    archive_writes: Vec<Write>,
     /// (due, timer id) → timer.
     pub timers: Table<(i64, String), Timer>,
     /// timer id → due, to cancel or replace a timer by id.
@@ -303,6 +305,20 @@ const T_TIMER: u8 = b'x';
 const T_TIMER_INDEX: u8 = b'i';
 const T_STREAM_TIME: u8 = b'm';
 const T_SHORT_COUNTER: u8 = b'k';
+/// A Closed conversation's rows, moved out of memory ([`Archived`]); (tenant, id) → row.
+pub const T_ARCHIVE: u8 = b'A';
+/// The short id of an archived conversation; (tenant, short id) → conversation id.
+pub const T_ARCHIVE_SHORT: u8 = b'B';
+
+/// A Closed conversation once its work is done: its rows leave memory and wait in the store,
+/// in one row, until a record names the conversation again ([`State::archive`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Archived {
+    pub conversation: Conversation,
+    pub sla: Option<crate::sla::SlaState>,
+    pub mood: Option<crate::sentiment::ConversationMood>,
+    pub wait: Option<crate::waiting::WaitState>,
+}
 
 fn key_bytes<K: Serialize>(tag: u8, k: &K) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![tag];
@@ -400,7 +416,7 @@ impl State {
     /// Restore the state from every entry of a store.
     pub fn load<S: Store>(store: &S, dedup_window_ms: i64) -> Result<State, StoreError> {
         let mut state = State::new(dedup_window_ms);
-        for (k, v) in store.entries()? {
+        for (k, v) in store.entries_except(&[T_ARCHIVE, T_ARCHIVE_SHORT])? {
             match k.first().copied() {
                 Some(T_TENANT) => {
                     let tenant: String = parse(&k, &k[1..])?;
@@ -454,6 +470,16 @@ impl State {
                 let k: TenantKey = parse(key, &key[1..])?;
                 let ts: i64 = parse_row(key, value)?;
                 Ok(serde_json::json!({ "key": k, "value": ts }))
+            }
+            Some(T_ARCHIVE) => {
+                let k: TenantKey = parse(key, &key[1..])?;
+                let row: Archived = parse_row(key, value)?;
+                Ok(serde_json::json!({ "key": k, "value": row }))
+            }
+            Some(T_ARCHIVE_SHORT) => {
+                let k: (String, i64) = parse(key, &key[1..])?;
+                let id: String = parse_row(key, value)?;
+                Ok(serde_json::json!({ "key": k, "value": id }))
             }
             tag => {
                 let mut scratch = State::default();
@@ -523,11 +549,83 @@ impl State {
     /// rows of stores from before binary rows).
     fn take_changes_as(&mut self, rows: Option<Rows>) -> Result<Vec<Write>, StoreError> {
         let mut batch: Vec<Write> = self.legacy_rows.drain(..).map(|k| (k, None)).collect();
+        batch.append(&mut self.archive_writes);
         self.dedup.take_changes(&mut batch);
         for (tag, table) in self.tables() {
             table.drain_into(tag, rows, &mut batch)?;
         }
         Ok(batch)
+    }
+
+    /// Move a conversation's rows (the conversation, its SLA facts, mood and waiting
+    /// strategy) out of memory into one archived row, and its short id into another; the
+    /// next flush writes them and deletes the rows they replace. Done for Closed
+    /// conversations whose work is over ([`crate::engine`]), so memory holds open work only.
+    pub fn archive(&mut self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let Some(conversation) = self.conversations.remove(tenant, id) else {
+            return Ok(());
+        };
+        let short = conversation.short_id;
+        if self.short_ids.get(tenant, &short).is_some_and(|c| c == id) {
+            self.short_ids.remove(tenant, &short);
+        }
+        let archived = Archived {
+            conversation,
+            sla: self.sla.remove(tenant, id),
+            mood: self.moods.remove(tenant, id),
+            wait: self.waits.remove(tenant, id),
+        };
+        let row = encode_row(Rows::Binary, &archived)?;
+        let short_row = encode_row(Rows::Binary, &id)?;
+        self.archive_writes
+            .push((key_bytes(T_ARCHIVE, &(tenant, id))?, Some(row)));
+        self.archive_writes.push((
+            key_bytes(T_ARCHIVE_SHORT, &(tenant, short))?,
+            Some(short_row),
+        ));
+        Ok(())
+    }
+
+    /// The store keys of an archived conversation and of its short id.
+    pub fn archive_key(tenant: &str, id: &str) -> Result<Vec<u8>, StoreError> {
+        key_bytes(T_ARCHIVE, &(tenant, id))
+    }
+
+    pub fn archive_short_key(tenant: &str, short: i64) -> Result<Vec<u8>, StoreError> {
+        key_bytes(T_ARCHIVE_SHORT, &(tenant, short))
+    }
+
+    /// The conversation id an archived short-id row holds.
+    pub fn archived_short(key: &[u8], value: &[u8]) -> Result<String, StoreError> {
+        parse_row(key, value)
+    }
+
+    /// An archived row decoded.
+    pub fn archived(key: &[u8], value: &[u8]) -> Result<Archived, StoreError> {
+        parse_row(key, value)
+    }
+
+    /// Bring an archived conversation back into memory (its archive rows are deleted at the
+    /// next flush), exactly as it was archived.
+    pub fn unarchive(&mut self, tenant: &str, archived: Archived) -> Result<(), StoreError> {
+        let id = archived.conversation.id.clone();
+        let short = archived.conversation.short_id;
+        self.archive_writes
+            .push((key_bytes(T_ARCHIVE, &(tenant, id.as_str()))?, None));
+        self.archive_writes
+            .push((key_bytes(T_ARCHIVE_SHORT, &(tenant, short))?, None));
+        if let Some(s) = archived.sla {
+            self.sla.insert(tenant, id.clone(), s);
+        }
+        if let Some(m) = archived.mood {
+            self.moods.insert(tenant, id.clone(), m);
+        }
+        if let Some(w) = archived.wait {
+            self.waits.insert(tenant, id.clone(), w);
+        }
+        self.short_ids.insert(tenant, short, id.clone());
+        self.conversations.insert(tenant, id, archived.conversation);
+        Ok(())
     }
 
     pub fn tenant(&self, tenant: &str) -> Option<&Tenant> {

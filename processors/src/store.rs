@@ -28,6 +28,15 @@ pub trait Store {
     fn entries(&self) -> Result<Vec<Entry>, StoreError>;
     /// Apply a batch of writes (`None` deletes) atomically.
     fn write(&mut self, batch: &[Write]) -> Result<(), StoreError>;
+    /// The value of one key, as the writes so far left it.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every entry whose key does not start with one of `tags`, in key order (what the engine
+    /// loads into memory: archived rows stay in the store).
+    fn entries_except(&self, tags: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        let mut entries = self.entries()?;
+        entries.retain(|(k, _)| k.first().is_none_or(|t| !tags.contains(t)));
+        Ok(entries)
+    }
 }
 
 /// A store in a `BTreeMap`: for tests and `simulate`.
@@ -53,6 +62,10 @@ impl Store for MemStore {
             };
         }
         Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.map.get(key).cloned())
     }
 }
 

@@ -43,7 +43,8 @@ fn person_key(person: &str) -> String {
 }
 
 /// Change a conversation's status, emitting `StatusChanged`. Closing releases the
-/// conversation's thread keys so the customer's next message opens a new conversation.
+/// conversation's thread keys so the customer's next message opens a new conversation, and
+/// schedules its archiving ([`Ctx::schedule_archive`]).
 pub fn set_status(cx: &mut Ctx, conversation_id: &str, to: Status, reason: &str) {
     let tenant = cx.tenant.to_string();
     let Some(conv) = cx.state.conversation_mut(&tenant, conversation_id) else {
@@ -63,6 +64,9 @@ pub fn set_status(cx: &mut Ctx, conversation_id: &str, to: Status, reason: &str)
         if cx.state.threads.get(&tenant, &key).map(String::as_str) == Some(conversation_id) {
             cx.state.threads.remove(&tenant, &key);
         }
+    }
+    if to == Status::Closed {
+        cx.schedule_archive(conversation_id);
     }
     cx.conversation_event(
         conversation_id,

@@ -353,3 +353,146 @@ fn a_record_over_the_output_bound_leaves_no_state_behind() {
     // The same id again is not a duplicate: it was never applied.
     assert!(!engine.process(t0 + 1, &m).duplicate);
 }
+
+const HOUR: i64 = 3600 * 1000;
+
+fn note(text: &str) -> CommandKind {
+    CommandKind::AddNote(AddNote { text: text.into() })
+}
+
+fn command(id: &str, conversation: &str, kind: CommandKind) -> Input {
+    Input::Command(Command {
+        id: id.into(),
+        tenant: "acme".into(),
+        conversation_id: conversation.into(),
+        by: Some("ana".into()),
+        command: kind,
+    })
+}
+
+fn close(id: &str, conversation: &str) -> Input {
+    command(
+        id,
+        conversation,
+        CommandKind::SetStatus(SetStatus {
+            status: Status::Closed,
+        }),
+    )
+}
+
+fn tick() -> Input {
+    Input::Tick(Tick::default())
+}
+
+/// State bounded by open work (R-RUN-2, issue 11): an hour after a conversation is Closed
+/// its rows leave memory for the store's archive; a command that names it (by id or short
+/// id), a merge that names it, and a query of it see it exactly as if it had stayed, before
+/// and after a restart from the store.
+#[test]
+fn closed_conversations_leave_memory_and_come_back_when_named() {
+    let t0 = utc("2026-03-02T10:00");
+    let keep = Settings {
+        archive_closed_after_ms: None,
+        ..Settings::default()
+    };
+    let mut archiving = Engine::open(MemStore::default(), Settings::default()).expect("engine");
+    let mut keeping = Engine::open(MemStore::default(), keep.clone()).expect("engine");
+    let sms = |id: &str, from: &str| Input::Inbound(message(id, Channel::Sms, from, "hello"));
+    let t = std::cell::Cell::new(t0);
+    let both = |a: &mut Engine<MemStore>, k: &mut Engine<MemStore>, input: Input| {
+        t.set(t.get() + 1000);
+        let (x, y) = (a.process(t.get(), &input), k.process(t.get(), &input));
+        assert_eq!(x, y, "{input:?}");
+        x
+    };
+    let config = Input::Config(ConfigChange {
+        id: "q1".into(),
+        tenant: "acme".into(),
+        version: 1,
+        change: ConfigChangeKind::UpsertQueue(UpsertQueue {
+            queue: queue("billing"),
+        }),
+    });
+    both(&mut archiving, &mut keeping, config);
+    for (i, from) in ["+1", "+2", "+3"].iter().enumerate() {
+        both(&mut archiving, &mut keeping, sms(&format!("m{i}"), from));
+    }
+    both(&mut archiving, &mut keeping, close("c1", "#1"));
+    both(&mut archiving, &mut keeping, close("c2", "#2"));
+    let id1 = archiving
+        .state()
+        .resolve_conversation("acme", "#1")
+        .expect("#1");
+    // Two hours on: the Closed ones leave memory, the open one stays.
+    t.set(t.get() + 2 * HOUR);
+    both(&mut archiving, &mut keeping, tick());
+    archiving.flush().expect("flush");
+    assert!(archiving.state().conversation("acme", &id1).is_none());
+    assert!(archiving
+        .state()
+        .resolve_conversation("acme", "#2")
+        .is_none());
+    assert!(archiving
+        .state()
+        .resolve_conversation("acme", "#3")
+        .is_some());
+    assert_eq!(archiving.state().conversations.len(), 1);
+    assert_eq!(keeping.state().conversations.len(), 3);
+    // Queries answer the same.
+    for reference in ["#1", id1.as_str(), "#3"] {
+        let q = switchboard_processors::query::Query::Conversation {
+            tenant: "acme".into(),
+            reference: reference.into(),
+        };
+        assert_eq!(archiving.answer(&q), keeping.answer(&q), "{reference}");
+    }
+
+    // A restart from the store: the archive is not loaded, and still answers.
+    let store = archiving.into_store();
+    let mut archiving = Engine::open(store, Settings::default()).expect("reopen");
+    assert_eq!(archiving.state().conversations.len(), 1);
+    let noted = both(
+        &mut archiving,
+        &mut keeping,
+        command("n1", "#1", note("called back")),
+    );
+    assert!(noted.rejected.is_none() && !noted.outputs.is_empty());
+    assert!(archiving.state().conversation("acme", &id1).is_some());
+    // Closed stays final for everything else, with the same reasons.
+    let again = both(&mut archiving, &mut keeping, close("c3", "#2"));
+    assert!(again.rejected.is_some());
+    let merge = CommandKind::Merge(Merge {
+        source_conversation_id: "#1".into(),
+    });
+    assert!(
+        both(&mut archiving, &mut keeping, command("g1", "#3", merge))
+            .rejected
+            .is_some()
+    );
+    // The customer's next message opens a new conversation, as after any close.
+    both(&mut archiving, &mut keeping, sms("m9", "+1"));
+    // Named again, it leaves memory again an hour later.
+    t.set(t.get() + 2 * HOUR);
+    both(&mut archiving, &mut keeping, tick());
+    assert!(archiving.state().conversation("acme", &id1).is_none());
+}
+
+/// Archiving changes no output: the quickstart scenario through `simulate` with Closed
+/// conversations archived a millisecond after closing equals the run that keeps them.
+#[test]
+fn archiving_changes_no_output_of_the_quickstart() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart.jsonl");
+    let bytes = std::fs::read(path).expect("examples/quickstart.jsonl");
+    let (records, _) = switchboard_processors::simulation::parse_jsonl(&bytes);
+    let run = |archive| {
+        let settings = Settings {
+            archive_closed_after_ms: archive,
+            ..Settings::default()
+        };
+        switchboard_processors::simulation::run(records.clone(), 4, &settings).expect("run")
+    };
+    let kept = run(None);
+    assert!(kept.len() > 50);
+    assert_eq!(run(Some(1)), kept);
+}

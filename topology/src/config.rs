@@ -157,6 +157,9 @@ pub struct Engine {
     /// How long a partition waits for its other topics before processing what it has (SPEC
     /// §1.3, live data).
     pub max_idle_ms: i64,
+    /// How long, in minutes of stream time, a Closed conversation stays in memory before its
+    /// rows move to the state store's archive (read back when a command names it).
+    pub archive_closed_after_minutes: i64,
 }
 
 impl Default for Engine {
@@ -164,6 +167,7 @@ impl Default for Engine {
         Engine {
             dedup_retention_hours: 24,
             max_idle_ms: 100,
+            archive_closed_after_minutes: 60,
         }
     }
 }
@@ -422,6 +426,15 @@ impl Config {
                 format!(
                     "{} is not between 1 and 8760",
                     self.engine.dedup_retention_hours
+                ),
+            ));
+        }
+        if !(1..=525_600).contains(&self.engine.archive_closed_after_minutes) {
+            return Err(invalid(
+                "engine.archive_closed_after_minutes",
+                format!(
+                    "{} is not between 1 and 525600 (a year)",
+                    self.engine.archive_closed_after_minutes
                 ),
             ));
         }

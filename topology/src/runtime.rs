@@ -110,6 +110,18 @@ impl Store for PartitionStore {
         self.pending.extend_from_slice(batch);
         Ok(())
     }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        // A write waiting for its batch to be durable is newer than RocksDB.
+        match self.pending.iter().rev().find(|(k, _)| k == key) {
+            Some((_, v)) => Ok(v.clone()),
+            None => self.rocks.get(key),
+        }
+    }
+
+    fn entries_except(&self, tags: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        self.rocks.entries_except(tags)
+    }
 }
 
 /// One partition's batch for this round, in processing order.
@@ -294,6 +306,7 @@ impl Runtime {
             .collect::<Result<_, _>>()?;
         let settings = Settings {
             dedup_retention_ms: config.engine.dedup_retention_hours * 3_600_000,
+            archive_closed_after_ms: Some(config.engine.archive_closed_after_minutes * 60_000),
             ..Settings::default()
         };
         let output_names = Topic::ALL
@@ -368,7 +381,7 @@ impl Runtime {
         let tenant = query.tenant();
         let p = partition_of(tenant, self.config.topics.partitions as u32) as i32;
         match self.tasks.get(&p) {
-            Some(task) => match query.answer(task.engine.state()) {
+            Some(task) => match task.engine.answer(query) {
                 Answer::Found(v) => Reply::found(v),
                 Answer::NotFound(why) => Reply::error(404, why),
             },

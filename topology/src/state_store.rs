@@ -120,6 +120,23 @@ impl Store for RocksStore {
             .collect()
     }
 
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(key).map_err(io)
+    }
+
+    /// Skips the rows of `tags` without copying them: the archive can be far larger than
+    /// what the engine keeps in memory.
+    fn entries_except(&self, tags: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator(IteratorMode::Start) {
+            let (k, v) = item.map_err(io)?;
+            if k.first().is_none_or(|t| !tags.contains(t)) {
+                out.push((k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
     fn write(&mut self, batch: &[Write]) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
         for (k, v) in batch {
