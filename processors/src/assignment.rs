@@ -31,7 +31,9 @@ use switchboard_schemas::*;
 
 use crate::config::BUILT_IN_STATUSES;
 use crate::engine::{Ctx, Handled, Rejection};
-use crate::state::{Agent, Conversation, State, TenantConfig, Timer, TimerKind, DEFAULT_QUEUE};
+use crate::state::{
+    Agent, Conversation, SortedSet, State, TenantConfig, Timer, TimerKind, DEFAULT_QUEUE,
+};
 use crate::store::Rows;
 use crate::Processor;
 
@@ -241,7 +243,7 @@ impl Pool {
         &self,
         loads: &[Load],
         category: Category,
-        excluded: &BTreeSet<String>,
+        excluded: &SortedSet<String>,
         now: i64,
     ) -> Option<(usize, f64)> {
         let bit = 1u8 << cat(category);
@@ -1168,7 +1170,7 @@ mod tests {
         roster: &Roster,
         queue: &str,
         category: Category,
-        excluded: &BTreeSet<String>,
+        excluded: &SortedSet<String>,
         now: i64,
     ) -> Option<(String, f64)> {
         let candidates: Vec<Candidate> = roster
@@ -1232,7 +1234,7 @@ mod tests {
                     set(&mut roster, *i, *l);
                 }
             }
-            let excluded: BTreeSet<String> =
+            let excluded: SortedSet<String> =
                 excluded.iter().map(|i| format!("a{:02}", (i * 7) % 40)).collect();
             let category = CATEGORIES[category];
             let now = now * 1000;

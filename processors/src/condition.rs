@@ -7,9 +7,9 @@
 //! positive operator when any of its elements does, and a negative operator when none of its
 //! elements satisfies the positive counterpart.
 
+use crate::state::SortedSet;
 use chrono::NaiveDate;
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use switchboard_schemas::{Condition, InboundMessage, Operator};
 
 /// The value of an attribute for one conversation or message.
@@ -29,7 +29,7 @@ pub trait Attributes {
 /// belongs to: what routing sees.
 pub struct MessageFacts<'a> {
     pub message: &'a InboundMessage,
-    pub conversation_tags: &'a BTreeSet<String>,
+    pub conversation_tags: &'a SortedSet<String>,
     pub sender_queues: Vec<String>,
 }
 

@@ -7,7 +7,7 @@ use switchboard_schemas::*;
 
 use crate::condition::{self, MessageFacts};
 use crate::engine::{Ctx, Handled, Rejection};
-use crate::state::{TenantConfig, DEFAULT_QUEUE};
+use crate::state::{SortedSet, TenantConfig, DEFAULT_QUEUE};
 use crate::threading::{send_to_customer, set_status};
 use crate::Processor;
 
@@ -18,7 +18,7 @@ pub struct Routing;
 pub fn message_facts<'a>(
     config: &TenantConfig,
     message: &'a InboundMessage,
-    conversation_tags: &'a std::collections::BTreeSet<String>,
+    conversation_tags: &'a SortedSet<String>,
 ) -> MessageFacts<'a> {
     let sender_queues = config
         .queues
@@ -41,7 +41,7 @@ pub fn message_facts<'a>(
 pub fn route(
     config: &TenantConfig,
     message: &InboundMessage,
-    conversation_tags: &std::collections::BTreeSet<String>,
+    conversation_tags: &SortedSet<String>,
 ) -> (String, Priority, Option<String>) {
     let facts = message_facts(config, message, conversation_tags);
     config

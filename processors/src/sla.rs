@@ -11,14 +11,13 @@
 //! emitted once per metric instance, whatever is recalculated or replayed.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use switchboard_schemas::*;
 
 use crate::calendar::BusinessTime;
 use crate::condition;
 use crate::engine::{Ctx, Handled, Rejection};
 use crate::routing::message_facts;
-use crate::state::{Conversation, TenantConfig, Timer, TimerKind};
+use crate::state::{Conversation, SortedSet, TenantConfig, Timer, TimerKind};
 use crate::Processor;
 
 pub struct Sla;
@@ -40,8 +39,8 @@ pub struct SlaState {
     /// Solved periods: (solved at, reopened at).
     pub pauses: Vec<(i64, Option<i64>)>,
     pub closed_at: Option<i64>,
-    pub breached: BTreeSet<(SlaMetric, u32)>,
-    pub met: BTreeSet<(SlaMetric, u32)>,
+    pub breached: SortedSet<(SlaMetric, u32)>,
+    pub met: SortedSet<(SlaMetric, u32)>,
     /// Timer ids currently scheduled for this conversation.
     pub timers: Vec<String>,
     /// The due instants last announced (first response, next reply, resolution).

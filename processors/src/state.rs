@@ -34,8 +34,8 @@ pub struct Conversation {
     pub person_id: Option<String>,
     /// Thread keys (`addr:<address>`, `person:<id>`) that lead new messages here while the
     /// conversation is not Closed.
-    pub thread_keys: BTreeSet<String>,
-    pub tags: BTreeSet<String>,
+    pub thread_keys: SortedSet<String>,
+    pub tags: SortedSet<String>,
     pub created_at: i64,
     pub direction: Direction,
     /// The channel category of the opening message: where the conversation counts towards
@@ -44,10 +44,119 @@ pub struct Conversation {
     /// Every agent who has held the conversation; automatic assignment never returns it to
     /// them (SPEC §5.5).
     #[serde(default)]
-    pub previous_assignees: BTreeSet<String>,
+    pub previous_assignees: SortedSet<String>,
     pub messages: u32,
     pub last_inbound_at: i64,
     pub closed_reason: Option<String>,
+}
+
+/// A small ordered set in one sorted `Vec`: what a conversation's tags, thread keys and
+/// previous assignees are (a handful each). A `BTreeSet` spends a whole node (about 280 bytes
+/// for strings) on its first element; this spends the elements. Stored (serde) exactly as a
+/// `BTreeSet` is, a sequence in order, so rows keep their bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SortedSet<T>(Vec<T>);
+
+impl<T> Default for SortedSet<T> {
+    fn default() -> Self {
+        SortedSet(Vec::new())
+    }
+}
+
+impl<T: Ord> SortedSet<T> {
+    pub fn new() -> Self {
+        SortedSet(Vec::new())
+    }
+
+    /// Add `v`; false when it was there already.
+    pub fn insert(&mut self, v: T) -> bool {
+        match self.0.binary_search(&v) {
+            Ok(_) => false,
+            Err(i) => {
+                self.0.insert(i, v);
+                true
+            }
+        }
+    }
+
+    pub fn remove<Q>(&mut self, v: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        match self.0.binary_search_by(|x| x.borrow().cmp(v)) {
+            Ok(i) => {
+                self.0.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn contains<Q>(&self, v: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        self.0.binary_search_by(|x| x.borrow().cmp(v)).is_ok()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<T: Ord> Extend<T> for SortedSet<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
+        for v in items {
+            self.insert(v);
+        }
+    }
+}
+
+impl<T: Ord> FromIterator<T> for SortedSet<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
+        let mut v: Vec<T> = items.into_iter().collect();
+        v.sort();
+        v.dedup();
+        SortedSet(v)
+    }
+}
+
+impl<T> IntoIterator for SortedSet<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a SortedSet<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<T: Serialize> Serialize for SortedSet<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Ord> Deserialize<'de> for SortedSet<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<T>::deserialize(d).map(|v| v.into_iter().collect())
+    }
 }
 
 /// One tenant's configuration (SPEC §2), as applied from the config topic.

@@ -4,11 +4,10 @@
 //! conversation commands that change a conversation's own fields: Reply, SetStatus,
 //! SetPriority, AddTags, RemoveTags, Merge, AddNote.
 
-use std::collections::BTreeSet;
 use switchboard_schemas::*;
 
 use crate::engine::{Ctx, Handled, Rejection};
-use crate::state::Conversation;
+use crate::state::{Conversation, SortedSet};
 use crate::Processor;
 
 pub struct Threading;
@@ -153,12 +152,12 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
                 address: m.from.clone(),
                 sender: m.to.clone(),
                 person_id: person.clone(),
-                thread_keys: BTreeSet::new(),
-                tags: BTreeSet::new(),
+                thread_keys: SortedSet::new(),
+                tags: SortedSet::new(),
                 created_at: cx.now,
                 direction: Direction::Inbound,
                 category: m.channel.category(),
-                previous_assignees: BTreeSet::new(),
+                previous_assignees: SortedSet::new(),
                 messages: 1,
                 last_inbound_at: cx.now,
                 closed_reason: None,
@@ -193,7 +192,7 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
     );
 }
 
-fn tags_changed(cx: &mut Ctx, conversation_id: &str, tags: &BTreeSet<String>) {
+fn tags_changed(cx: &mut Ctx, conversation_id: &str, tags: &SortedSet<String>) {
     cx.conversation_event(
         conversation_id,
         ConversationEventKind::TagsChanged(TagList {
@@ -315,7 +314,7 @@ fn merge(cx: &mut Ctx, target: &str, source: &str) -> Result<(), Rejection> {
     }
     let keys = b.thread_keys.clone();
     set_status(cx, source, Status::Closed, "merged");
-    let mut tags = BTreeSet::new();
+    let mut tags = SortedSet::new();
     if let Some(a) = cx.state.conversation_mut(&tenant, target) {
         a.tags.extend(b.tags.iter().cloned());
         a.messages += b.messages;

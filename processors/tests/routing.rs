@@ -2,8 +2,8 @@
 
 mod common;
 use common::*;
-use std::collections::BTreeSet;
 use switchboard_processors::condition::{self, MessageFacts};
+use switchboard_processors::state::SortedSet;
 use switchboard_schemas::*;
 
 const T0: &str = "2026-03-02T10:00";
@@ -131,7 +131,7 @@ fn rich_message() -> InboundMessage {
 
 fn eval(c: &Condition) -> bool {
     let m = rich_message();
-    let tags: BTreeSet<String> = ["urgent".to_string()].into();
+    let tags: SortedSet<String> = ["urgent".to_string()].into_iter().collect();
     let facts = MessageFacts {
         message: &m,
         conversation_tags: &tags,
