@@ -190,7 +190,6 @@ fn breakdown(state: &State) {
         ("threads", heap_of(&state.threads)),
         ("sla", heap_of(&state.sla)),
         ("timers", heap_of(&state.timers)),
-        ("timer_index", heap_of(&state.timer_index)),
         ("waits", heap_of(&state.waits)),
         ("moods", heap_of(&state.moods)),
         ("short_ids", heap_of(&state.short_ids)),

@@ -622,7 +622,7 @@ fn open_timer_id(tenant: &str, queue: &str) -> String {
 /// Make sure a closed queue's waiting conversations are looked at when it opens (SPEC §5.8).
 fn schedule_opening(cx: &mut Ctx, queue: &str) {
     let id = open_timer_id(cx.tenant, queue);
-    if cx.state.timer_index.contains(&id) {
+    if cx.state.timers.contains(&id) {
         return;
     }
     let next = cx

@@ -298,10 +298,7 @@ impl<S: Store> Engine<S> {
         }
         // The survey (sent after the close, answered within its window) still needs the
         // conversation: archive it after.
-        let survey_send = state
-            .timer_index
-            .get(format!("{tenant}/survey/{conv}/send").as_str())
-            .copied();
+        let survey_send = state.timers.due_of(&format!("{tenant}/survey/{conv}/send"));
         let survey_ends = state.surveys.get(tenant, conv).map(|s| s.expires_at);
         if let Some(later) = survey_send.into_iter().chain(survey_ends).max() {
             let id = archive_timer_id(tenant, conv);

@@ -21,6 +21,7 @@ pub mod sla;
 pub mod state;
 pub mod store;
 pub mod threading;
+pub mod timers;
 pub mod waiting;
 
 pub use engine::{Ctx, Engine, Handled, Rejection, Settings, Stats, Step};

@@ -335,7 +335,7 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
                             metric_name(inst.metric),
                             inst.n
                         );
-                        if cx.state.timer_index.get(&id) != Some(&due) {
+                        if cx.state.timers.due_of(&id) != Some(due) {
                             cx.schedule(
                                 due,
                                 id.clone(),

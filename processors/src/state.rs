@@ -388,10 +388,8 @@ pub struct State {
     legacy_rows: Vec<Vec<u8>>,
     /// Archive rows written or deleted since the last flush ([`State::archive`]), in order.
     archive_writes: Vec<Write>,
-    /// (due, timer id) → timer.
-    pub timers: Table<(i64, String), Timer>,
-    /// timer id → due, to cancel or replace a timer by id.
-    pub timer_index: HashTable<String, i64>,
+    /// The scheduled timers, by id and in firing order ((due, id) → timer in the store).
+    pub timers: crate::timers::Timers,
     /// Largest event time processed on this partition; key ().
     pub stream_time: Table<(), i64>,
 }
@@ -411,6 +409,8 @@ const T_SURVEY_INDEX: u8 = b'y';
 const T_LAST_SURVEY: u8 = b'z';
 const T_CSAT: u8 = b'q';
 const T_TIMER: u8 = b'x';
+/// Timer id → due: written by versions before [`crate::timers`], which derives it; deleted on
+/// load.
 const T_TIMER_INDEX: u8 = b'i';
 const T_STREAM_TIME: u8 = b'm';
 const T_SHORT_COUNTER: u8 = b'k';
@@ -541,6 +541,8 @@ impl State {
                     state.dedup.adopt(&tenant, &id, ts);
                     state.legacy_rows.push(k.clone());
                 }
+                // The timer index is derived from the timers now.
+                Some(T_TIMER_INDEX) => state.legacy_rows.push(k.clone()),
                 tag => {
                     let mut tables = state.tables();
                     let Some((_, table)) = tables.iter_mut().find(|(t, _)| Some(*t) == tag) else {
@@ -580,6 +582,11 @@ impl State {
                 let ts: i64 = parse_row(key, value)?;
                 Ok(serde_json::json!({ "key": k, "value": ts }))
             }
+            Some(T_TIMER_INDEX) => {
+                let k: String = parse(key, &key[1..])?;
+                let due: i64 = parse_row(key, value)?;
+                Ok(serde_json::json!({ "key": k, "value": due }))
+            }
             Some(T_ARCHIVE) => {
                 let k: TenantKey = parse(key, &key[1..])?;
                 let row: Archived = parse_row(key, value)?;
@@ -604,7 +611,7 @@ impl State {
 
     /// Every table with its tag in the store: the one list that loading, flushing and the
     /// record journal go by.
-    fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 17] {
+    fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 16] {
         [
             (T_TENANT, &mut self.tenants),
             (T_CONV, &mut self.conversations),
@@ -621,7 +628,6 @@ impl State {
             (T_LAST_SURVEY, &mut self.last_survey),
             (T_CSAT, &mut self.csat),
             (T_TIMER, &mut self.timers),
-            (T_TIMER_INDEX, &mut self.timer_index),
             (T_STREAM_TIME, &mut self.stream_time),
         ]
     }
@@ -792,26 +798,16 @@ impl State {
 
     /// Schedule (or move) the timer `id` to fire at `due`.
     pub fn schedule(&mut self, due: i64, id: String, timer: Timer) {
-        self.cancel(&id);
-        self.timer_index.insert(id.clone(), due);
-        self.timers.insert((due, id), timer);
+        self.timers.schedule(due, id, timer);
     }
 
     pub fn cancel(&mut self, id: &str) {
-        if let Some(due) = self.timer_index.remove(id) {
-            self.timers.remove(&(due, id.to_string()));
-        }
+        self.timers.cancel(id);
     }
 
     /// Remove and return the earliest timer due at or before `time`.
-    pub fn pop_due_timer(&mut self, time: i64) -> Option<(i64, String, Timer)> {
-        let (due, id) = self.timers.first().map(|(k, _)| k.clone())?;
-        if due > time {
-            return None;
-        }
-        let timer = self.timers.remove(&(due, id.clone()))?;
-        self.timer_index.remove(&id);
-        Some((due, id, timer))
+    pub fn pop_due_timer(&mut self, time: i64) -> Option<(i64, Arc<str>, Timer)> {
+        self.timers.pop_due(time)
     }
 }
 
@@ -917,6 +913,50 @@ where
     }
 }
 
+impl StoredTable for crate::timers::Timers {
+    #[cfg(test)]
+    fn mark_all_changed(&mut self) {
+        crate::timers::Timers::mark_all_changed(self);
+    }
+    fn begin(&mut self) {
+        crate::timers::Timers::begin(self);
+    }
+    fn commit(&mut self) {
+        crate::timers::Timers::commit(self);
+    }
+    fn rollback(&mut self) {
+        crate::timers::Timers::rollback(self);
+    }
+    fn drain_into(
+        &mut self,
+        tag: u8,
+        rows: Option<Rows>,
+        batch: &mut Vec<Write>,
+    ) -> Result<(), StoreError> {
+        let rows = rows.unwrap_or(Rows::Binary);
+        self.drain(|w| {
+            batch.push(match w {
+                crate::timers::TimerWrite::Put(due, id, timer) => {
+                    (key_bytes(tag, &(due, id))?, Some(encode_row(rows, timer)?))
+                }
+                crate::timers::TimerWrite::Delete(due, id) => (key_bytes(tag, &(due, id))?, None),
+            });
+            Ok(())
+        })
+    }
+    fn row_json(&self, key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError> {
+        let k: (i64, String) = parse(key, &key[1..])?;
+        let v: Timer = parse_row(key, value)?;
+        Ok(serde_json::json!({ "key": k, "value": v }))
+    }
+    fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let (due, id): (i64, String) = parse(key, &key[1..])?;
+        let timer: Timer = parse_row(key, value)?;
+        self.load(due, id, timer);
+        Ok(())
+    }
+}
+
 /// A tenant's config, or the empty default for a tenant never configured.
 pub struct TenantConfigRef<'a>(Option<&'a TenantConfig>);
 
@@ -944,6 +984,40 @@ mod tests {
             "+100",
             text,
         ))
+    }
+
+    /// Stores written before the timers got their own structure hold a timer-index row per
+    /// timer: they load (the index is derived from the timers), and the next flush deletes
+    /// those rows.
+    #[test]
+    fn timer_index_rows_of_former_stores_load_and_are_deleted() {
+        let t0 = 1_772_445_600_000;
+        let mut state = State::new(Settings::default().dedup_retention_ms);
+        let timer = Timer {
+            tenant: "acme".into(),
+            kind: TimerKind::Wake {
+                purpose: "test".into(),
+                subject: "x".into(),
+            },
+        };
+        state.schedule(t0 + 60_000, "acme/test/x".into(), timer);
+        let mut store = MemStore::default();
+        store
+            .write(&state.take_changes().expect("encode"))
+            .expect("write");
+        let old_index = key_bytes(T_TIMER_INDEX, &"acme/test/x").expect("key");
+        let due = encode_row(Rows::Binary, &(t0 + 60_000)).expect("row");
+        store.map.insert(old_index.clone(), due);
+
+        let mut engine = Engine::open(store, Settings::default()).expect("reopen");
+        assert_eq!(
+            engine.state().timers.due_of("acme/test/x"),
+            Some(t0 + 60_000)
+        );
+        let batch = engine.flush().expect("flush");
+        assert!(batch.contains(&(old_index.clone(), None)), "{batch:?}");
+        assert!(!engine.store().map.contains_key(&old_index));
+        assert!(!engine.store().map.keys().any(|k| k[0] == T_TIMER_INDEX));
     }
 
     /// Stores written before binary rows hold JSON rows: they load, and the engine goes on

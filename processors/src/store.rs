@@ -316,9 +316,18 @@ impl<K: Ord + Clone + Hash, V: Clone, M: RowMap<K, V>> Table<K, V, M> {
         K: Borrow<Q>,
         Q: Ord + Hash + Eq + ?Sized,
     {
+        self.remove_entry(k).map(|(_, v)| v)
+    }
+
+    /// Remove a row, returning its key as stored and its value.
+    pub fn remove_entry<Q>(&mut self, k: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Ord + Hash + Eq + ?Sized,
+    {
         let (key, v) = self.rows.remove_row(k)?;
         self.note(&key, || Some(v.clone()));
-        Some(v)
+        Some((key, v))
     }
 
     pub fn len(&self) -> usize {
