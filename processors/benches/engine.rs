@@ -28,7 +28,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use switchboard_processors::simulation::{self, SourceRecord};
-use switchboard_processors::Settings;
+use switchboard_processors::{Engine, Settings};
 use switchboard_schemas::Input;
 
 const RUNS: usize = 3;
@@ -87,18 +87,35 @@ fn bench(name: &str, path: &Path) {
         let input = copies.pop().unwrap_or_default();
         simulation::run(input, 1, &settings).map_or(0, |o| o.len())
     });
-    // What the run leaves in the store (the changelog's size after compaction).
-    let (rows, bytes) = simulation::run_engines(records.clone(), 1, &settings)
-        .map(|(_, engines)| {
-            engines.iter().fold((0, 0), |(n, b), e| {
-                let map = &e.store().map;
-                (
-                    n + map.len(),
-                    b + map.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
-                )
-            })
-        })
+    // What the run leaves in the store (the changelog's size after compaction), and how long
+    // an engine takes to open on it (a restart: every row read and decoded, the indexes
+    // rebuilt; archived conversations are not loaded).
+    let stores: Vec<_> = simulation::run_engines(records.clone(), 1, &settings)
+        .map(|(_, engines)| engines.into_iter().map(|e| e.into_store()).collect())
         .unwrap_or_default();
+    let (rows, bytes) = stores.iter().fold((0, 0), |(n, b), store| {
+        (
+            n + store.map.len(),
+            b + store
+                .map
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>(),
+        )
+    });
+    let mut opens = Vec::new();
+    for _ in 0..RUNS {
+        let copies = stores.clone();
+        let t = Instant::now();
+        for store in copies {
+            if let Err(e) = std::hint::black_box(Engine::open(store, settings.clone())) {
+                eprintln!("open: {e}");
+                std::process::exit(1);
+            }
+        }
+        opens.push(t.elapsed().as_secs_f64());
+    }
+    let open = median(opens);
     println!("{name}: {n} records ({})", path.display());
     println!("  parse JSON lines      {parse:>12.0} records/s");
     println!("  floor (by hand)       {floor_rate:>12.0} records/s");
@@ -109,6 +126,11 @@ fn bench(name: &str, path: &Path) {
     println!(
         "  state at the end      {rows:>12} rows, {:.1} MB",
         bytes as f64 / 1e6
+    );
+    println!(
+        "  open on that state    {:>12.0} ms ({:.0} rows/s)",
+        open * 1e3,
+        rows as f64 / open
     );
 }
 

@@ -115,8 +115,18 @@ impl Timers {
             return;
         }
         let (key, row) = self.touch(id, || Arc::from(id));
+        let unstored = row.stored.is_none();
         if let Some((due, _)) = row.live.take() {
-            self.order.remove(&(due, key));
+            self.order.remove(&(due, Arc::clone(&key)));
+        }
+        self.forget_unstored(&key, unstored);
+    }
+
+    /// A timer that ended before it was ever written leaves memory at once: the store has
+    /// nothing to delete (the journal keeps it for a rollback).
+    fn forget_unstored(&mut self, id: &Arc<str>, unstored: bool) {
+        if unstored {
+            self.rows.remove(id);
         }
     }
 
@@ -128,7 +138,9 @@ impl Timers {
         }
         self.order.pop_first();
         let (_, row) = self.touch(&id, || Arc::clone(&id));
+        let unstored = row.stored.is_none();
         let (_, timer) = row.live.take()?;
+        self.forget_unstored(&id, unstored);
         Some((due, id, timer))
     }
 
@@ -148,9 +160,13 @@ impl Timers {
     pub fn rollback(&mut self) {
         self.journaling = false;
         for (id, before, was_dirty) in std::mem::take(&mut self.journal) {
-            let Some(row) = self.rows.get_mut(&id) else {
-                continue;
-            };
+            // A row that ended unstored during the record is gone: bring it back.
+            let row = self.rows.entry(Arc::clone(&id)).or_insert(Row {
+                live: None,
+                stored: None,
+                dirty: false,
+                epoch: 0,
+            });
             if let Some((due, _)) = &row.live {
                 self.order.remove(&(*due, Arc::clone(&id)));
             }
@@ -277,6 +293,13 @@ mod tests {
         assert_eq!(writes(&mut t), ["delete 20 a", "delete 10 c"]);
         assert_eq!(t.len(), 1);
         assert!(t.rows.len() == 1, "fired timers leave memory once flushed");
+        t.schedule(40, "brief".into(), timer("brief"));
+        t.cancel("brief");
+        assert_eq!(
+            t.rows.len(),
+            1,
+            "a timer never written leaves memory when it ends"
+        );
     }
 
     /// Atomic records: a rolled-back record leaves the timers, their order and what the next
