@@ -328,7 +328,7 @@ impl<S: Store> Engine<S> {
         let id = match reference.strip_prefix('#').map(str::parse::<i64>) {
             Some(Ok(short)) => {
                 let key = State::archive_short_key(tenant, short)?;
-                match self.store.get(&key)? {
+                match self.archive_row(&key)? {
                     Some(v) => State::archived_short(&key, &v)?,
                     None => return Ok(None),
                 }
@@ -336,9 +336,18 @@ impl<S: Store> Engine<S> {
             _ => reference.to_string(),
         };
         let key = State::archive_key(tenant, &id)?;
-        match self.store.get(&key)? {
+        match self.archive_row(&key)? {
             Some(v) => State::archived(&key, &v).map(Some),
             None => Ok(None),
+        }
+    }
+
+    /// An archive row as the next flush will leave it: written since the last flush, or in
+    /// the store.
+    fn archive_row(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.state.pending_archive_row(key) {
+            Some(pending) => Ok(pending.map(<[u8]>::to_vec)),
+            None => self.store.get(key),
         }
     }
 
@@ -468,6 +477,17 @@ impl<S: Store> Engine<S> {
             done.push(output);
         }
         Ok(done)
+    }
+
+    /// Write every state change since the last flush to the store, handing the batch over
+    /// (nothing else needs it: `simulate`, tests); the number of writes.
+    pub fn flush_into_store(&mut self) -> Result<usize, StoreError> {
+        let batch = self.state.take_changes()?;
+        let n = batch.len();
+        if n > 0 {
+            self.store.write_owned(batch)?;
+        }
+        Ok(n)
     }
 
     /// Write every state change since the last flush to the store, returning the batch (the

@@ -148,12 +148,130 @@ pub fn run_streaming(
     processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
     sink: &mut dyn FnMut(Emitted),
 ) -> Result<Vec<Engine<MemStore>>, StoreError> {
+    let queues = fill_queues(records.into_iter().map(|r| (r, None)), partitions);
+    merge(queues, partitions, settings, processors, sink)
+}
+
+/// Run JSON-lines `input` (see [`parse_jsonl`]) as [`run_streaming`] runs its records, without
+/// holding them decoded: each line is decoded once to place it, and again when it is its
+/// turn, so memory holds the engines' state and the input text, not every record. The dead
+/// letters of lines without a usable envelope come first, as [`parse_jsonl`] returns them.
+/// Returns the number of input records (those lines included) and the engines.
+pub fn run_jsonl_streaming(
+    input: &[u8],
+    partitions: u32,
+    settings: &Settings,
+    processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
+    sink: &mut dyn FnMut(Emitted),
+) -> Result<(usize, Vec<Engine<MemStore>>), StoreError> {
+    let mut broken = Vec::new();
+    let mut count = 0;
+    let records = jsonl_lines(input).filter_map(|(number, line)| {
+        count += 1;
+        match line {
+            Ok(text) => match parse_line(number, text) {
+                Line::Record(r) => Some((*r, Some(text))),
+                Line::Broken {
+                    line,
+                    ts,
+                    raw,
+                    reason,
+                } => {
+                    broken.push(broken_line(line, ts, raw, reason));
+                    None
+                }
+            },
+            Err(dead) => {
+                broken.push(dead);
+                None
+            }
+        }
+    });
+    let queues = fill_queues(records, partitions);
+    for e in broken {
+        sink(e);
+    }
+    let engines = merge(queues, partitions, settings, processors, sink)?;
+    Ok((count, engines))
+}
+
+/// A record waiting in its partition's queue for its turn in the merge.
+#[derive(Clone)]
+enum Queued<'a> {
+    Decoded(Box<SourceRecord>),
+    /// A line of JSON-lines input, decoded again when it is its turn; what placing it found
+    /// (its partition, or why it cannot be applied) is kept.
+    Line {
+        text: &'a str,
+        number: i64,
+        ts: i64,
+        partition: Option<u32>,
+        error: Option<String>,
+    },
+}
+
+impl Queued<'_> {
+    fn ts(&self) -> i64 {
+        match self {
+            Queued::Decoded(r) => r.ts,
+            Queued::Line { ts, .. } => *ts,
+        }
+    }
+
+    fn undecodable(&self) -> bool {
+        match self {
+            Queued::Decoded(r) => r.decoded.is_err(),
+            Queued::Line { error, .. } => error.is_some(),
+        }
+    }
+
+    fn into_record(self) -> SourceRecord {
+        match self {
+            Queued::Decoded(r) => *r,
+            Queued::Line {
+                text,
+                number,
+                partition,
+                error,
+                ..
+            } => {
+                let mut r = match parse_line(number, text) {
+                    Line::Record(r) => *r,
+                    // It parsed when it was placed; parsing is deterministic.
+                    Line::Broken {
+                        ts, raw, reason, ..
+                    } => SourceRecord {
+                        topic: Topic::Inbound,
+                        key: None,
+                        ts,
+                        partition: None,
+                        line: Some(number),
+                        offset: None,
+                        raw,
+                        decoded: Err(reason),
+                    },
+                };
+                r.partition = partition;
+                if let Some(e) = error {
+                    r.decoded = Err(e);
+                }
+                r
+            }
+        }
+    }
+}
+
+/// One queue per (partition, input topic), in offset order, with each record placed as the
+/// input topics would place it: on its tenant's partition, or its own given one (checked),
+/// a tick without one on every partition.
+fn fill_queues<'a>(
+    records: impl Iterator<Item = (SourceRecord, Option<&'a str>)>,
+    partitions: u32,
+) -> Vec<VecDeque<Queued<'a>>> {
     let partitions = partitions.max(1);
     let n_topics = Topic::INPUTS.len();
-    // One queue per (partition, input topic), in offset order.
-    let mut queues: Vec<VecDeque<SourceRecord>> =
-        vec![VecDeque::new(); partitions as usize * n_topics];
-    for mut r in records {
+    let mut queues: Vec<VecDeque<Queued>> = vec![VecDeque::new(); partitions as usize * n_topics];
+    for (mut r, text) in records {
         let rank = r.topic.merge_rank() as usize;
         if let Some(p) = r.partition.filter(|p| *p >= partitions) {
             // Never wrapped onto a partition that exists: that would apply it elsewhere.
@@ -175,16 +293,40 @@ pub fn run_streaming(
         } else {
             vec![partition_for(&r, partitions)]
         };
+        let item = match (text, r.line) {
+            (Some(text), Some(number)) => Queued::Line {
+                text,
+                number,
+                ts: r.ts,
+                partition: r.partition,
+                error: r.decoded.err(),
+            },
+            _ => Queued::Decoded(Box::new(r)),
+        };
         let slot = |p: u32| p as usize * n_topics + rank.min(n_topics - 1);
         match targets.as_slice() {
-            [p] => queues[slot(*p)].push_back(r),
+            [p] => queues[slot(*p)].push_back(item),
             _ => {
                 for p in &targets {
-                    queues[slot(*p)].push_back(r.clone());
+                    queues[slot(*p)].push_back(item.clone());
                 }
             }
         }
     }
+    queues
+}
+
+/// Each partition's queues merged in timestamp order (ties: topic order, then offset) through
+/// its own engine; partitions interleaved by (timestamp, topic, partition).
+fn merge(
+    mut queues: Vec<VecDeque<Queued>>,
+    partitions: u32,
+    settings: &Settings,
+    processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
+    sink: &mut dyn FnMut(Emitted),
+) -> Result<Vec<Engine<MemStore>>, StoreError> {
+    let partitions = partitions.max(1);
+    let n_topics = Topic::INPUTS.len();
     let mut engines = (0..partitions)
         .map(|_| Engine::with_processors(MemStore::default(), settings.clone(), processors()))
         .collect::<Result<Vec<_>, _>>()?;
@@ -192,14 +334,14 @@ pub fn run_streaming(
     /// head of its queue: it takes no part in the merge, so its timestamp (which may be
     /// anything) never holds back the valid records behind it.
     fn drain_undecodable(
-        queue: &mut VecDeque<SourceRecord>,
+        queue: &mut VecDeque<Queued>,
         engine: &mut Engine<MemStore>,
         partition: u32,
         sink: &mut dyn FnMut(Emitted),
     ) {
-        while queue.front().is_some_and(|r| r.decoded.is_err()) {
+        while queue.front().is_some_and(Queued::undecodable) {
             if let Some(record) = queue.pop_front() {
-                for e in apply_record(engine, &record, partition) {
+                for e in apply_record(engine, &record.into_record(), partition) {
                     sink(e);
                 }
             }
@@ -211,13 +353,14 @@ pub fn run_streaming(
         let p = q / n_topics;
         drain_undecodable(queue, &mut engines[p], p as u32, sink);
         if let Some(r) = queue.front() {
-            heads.push(Reverse((r.ts, q % n_topics, q / n_topics, q)));
+            heads.push(Reverse((r.ts(), q % n_topics, q / n_topics, q)));
         }
     }
     while let Some(Reverse((_, _, partition, q))) = heads.pop() {
         let Some(record) = queues[q].pop_front() else {
             continue;
         };
+        let record = record.into_record();
         for e in apply_record(&mut engines[partition], &record, partition as u32) {
             sink(e);
         }
@@ -228,13 +371,13 @@ pub fn run_streaming(
             sink,
         );
         if let Some(next) = queues[q].front() {
-            heads.push(Reverse((next.ts, q % n_topics, partition, q)));
+            heads.push(Reverse((next.ts(), q % n_topics, partition, q)));
         }
     }
     // The store mirrors the state at the end of the run, as the runtime's does at the end of
     // each round: each changed row is written once, not once per record that touched it.
     for engine in engines.iter_mut() {
-        engine.flush()?;
+        engine.flush_into_store()?;
     }
     Ok(engines)
 }
@@ -350,53 +493,68 @@ struct OutLine<'a> {
 pub fn parse_jsonl(input: &[u8]) -> (Vec<SourceRecord>, Vec<Emitted>) {
     let mut records = Vec::new();
     let mut broken = Vec::new();
-    for (i, bytes) in input.split(|b| *b == b'\n').enumerate() {
-        let number = i as i64 + 1;
-        let parsed = match std::str::from_utf8(bytes) {
-            Ok(text) => {
-                let trimmed = text.trim();
-                if trimmed.is_empty() || trimmed.starts_with('#') {
-                    continue;
-                }
-                parse_line(number, trimmed)
-            }
-            Err(e) => Line::Broken {
-                line: number,
-                ts: 0,
-                raw: bytes.to_vec(),
-                reason: format!("line {number}: not valid UTF-8: {e}"),
-            },
-        };
-        match parsed {
-            Line::Record(r) => records.push(*r),
-            Line::Broken {
+    for (number, line) in jsonl_lines(input) {
+        match line.map(|text| parse_line(number, text)) {
+            Ok(Line::Record(r)) => records.push(*r),
+            Ok(Line::Broken {
                 line,
                 ts,
                 raw,
                 reason,
-            } => {
-                let source = SourceRecord {
-                    topic: Topic::Inbound,
-                    key: None,
-                    ts,
-                    partition: None,
-                    line: Some(line),
-                    offset: None,
-                    raw,
-                    decoded: Err(reason.clone()),
-                };
-                let mut dl = dead_letter(&source, None, reason);
-                dl.source_topic = "unknown".to_string();
-                dl.id = format!("dlq/line-{line}");
-                broken.push(Emitted {
-                    ts,
-                    partition: 0,
-                    output: Output::DeadLetter(dl),
-                });
-            }
+            }) => broken.push(broken_line(line, ts, raw, reason)),
+            Err(dead) => broken.push(dead),
         }
     }
     (records, broken)
+}
+
+/// The lines of JSON-lines input with their 1-based numbers, trimmed; blank lines and `#`
+/// comments skipped; a line that is not UTF-8 is its dead letter.
+fn jsonl_lines(input: &[u8]) -> impl Iterator<Item = (i64, Result<&str, Emitted>)> {
+    input
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter_map(|(i, bytes)| {
+            let number = i as i64 + 1;
+            match std::str::from_utf8(bytes) {
+                Ok(text) => {
+                    let trimmed = text.trim();
+                    (!trimmed.is_empty() && !trimmed.starts_with('#'))
+                        .then_some((number, Ok(trimmed)))
+                }
+                Err(e) => Some((
+                    number,
+                    Err(broken_line(
+                        number,
+                        0,
+                        bytes.to_vec(),
+                        format!("line {number}: not valid UTF-8: {e}"),
+                    )),
+                )),
+            }
+        })
+}
+
+/// The dead letter of a line without a usable envelope.
+fn broken_line(line: i64, ts: i64, raw: Vec<u8>, reason: String) -> Emitted {
+    let source = SourceRecord {
+        topic: Topic::Inbound,
+        key: None,
+        ts,
+        partition: None,
+        line: Some(line),
+        offset: None,
+        raw,
+        decoded: Err(reason.clone()),
+    };
+    let mut dl = dead_letter(&source, None, reason);
+    dl.source_topic = "unknown".to_string();
+    dl.id = format!("dlq/line-{line}");
+    Emitted {
+        ts,
+        partition: 0,
+        output: Output::DeadLetter(dl),
+    }
 }
 
 /// Write one output as a JSON line (`{"topic", "key", "ts", "value"}`), serialized straight

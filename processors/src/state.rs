@@ -386,8 +386,10 @@ pub struct State {
     pub dedup: crate::dedup::DedupWindow,
     /// Rows of a former layout to delete at the next flush.
     legacy_rows: Vec<Vec<u8>>,
-    /// Archive rows written or deleted since the last flush ([`State::archive`]), in order.
+    /// Archive rows written or deleted since the last flush ([`State::archive`]), in order,
+    /// and where each key's latest write is among them.
     archive_writes: Vec<Write>,
+    archive_index: rustc_hash::FxHashMap<Vec<u8>, usize>,
     /// The scheduled timers, by id and in firing order ((due, id) → timer in the store).
     pub timers: crate::timers::Timers,
     /// Largest event time processed on this partition; key ().
@@ -665,6 +667,7 @@ impl State {
     fn take_changes_as(&mut self, rows: Option<Rows>) -> Result<Vec<Write>, StoreError> {
         let mut batch: Vec<Write> = self.legacy_rows.drain(..).map(|k| (k, None)).collect();
         batch.append(&mut self.archive_writes);
+        self.archive_index.clear();
         self.dedup.take_changes(&mut batch);
         for (tag, table) in self.tables() {
             table.drain_into(tag, rows, &mut batch)?;
@@ -692,13 +695,25 @@ impl State {
         };
         let row = encode_row(Rows::Binary, &archived)?;
         let short_row = encode_row(Rows::Binary, &id)?;
-        self.archive_writes
-            .push((key_bytes(T_ARCHIVE, &(tenant, id))?, Some(row)));
-        self.archive_writes.push((
+        self.push_archive_write((key_bytes(T_ARCHIVE, &(tenant, id))?, Some(row)));
+        self.push_archive_write((
             key_bytes(T_ARCHIVE_SHORT, &(tenant, short))?,
             Some(short_row),
         ));
         Ok(())
+    }
+
+    /// An archive row written or deleted since the last flush: `Some(None)` when deleted,
+    /// `None` when the flush has nothing for `key` (the store has the answer).
+    pub fn pending_archive_row(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        let i = *self.archive_index.get(key)?;
+        self.archive_writes.get(i).map(|(_, v)| v.as_deref())
+    }
+
+    fn push_archive_write(&mut self, write: Write) {
+        self.archive_index
+            .insert(write.0.clone(), self.archive_writes.len());
+        self.archive_writes.push(write);
     }
 
     /// The store keys of an archived conversation and of its short id.
@@ -725,10 +740,8 @@ impl State {
     pub fn unarchive(&mut self, tenant: &str, archived: Archived) -> Result<(), StoreError> {
         let id = archived.conversation.id.clone();
         let short = archived.conversation.short_id;
-        self.archive_writes
-            .push((key_bytes(T_ARCHIVE, &(tenant, id.as_str()))?, None));
-        self.archive_writes
-            .push((key_bytes(T_ARCHIVE_SHORT, &(tenant, short))?, None));
+        self.push_archive_write((key_bytes(T_ARCHIVE, &(tenant, id.as_str()))?, None));
+        self.push_archive_write((key_bytes(T_ARCHIVE_SHORT, &(tenant, short))?, None));
         if let Some(s) = archived.sla {
             self.sla.insert(tenant, id.clone(), s);
         }

@@ -28,6 +28,11 @@ pub trait Store {
     fn entries(&self) -> Result<Vec<Entry>, StoreError>;
     /// Apply a batch of writes (`None` deletes) atomically.
     fn write(&mut self, batch: &[Write]) -> Result<(), StoreError>;
+    /// [`Store::write`], taking the batch: a store that keeps the bytes moves them rather
+    /// than copying them.
+    fn write_owned(&mut self, batch: Vec<Write>) -> Result<(), StoreError> {
+        self.write(&batch)
+    }
     /// The value of one key, as the writes so far left it.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every entry whose key does not start with one of `tags`, in key order (what the engine
@@ -66,6 +71,16 @@ impl Store for MemStore {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.map.get(key).cloned())
+    }
+
+    fn write_owned(&mut self, batch: Vec<Write>) -> Result<(), StoreError> {
+        for (k, v) in batch {
+            match v {
+                Some(v) => self.map.insert(k, v),
+                None => self.map.remove(&k),
+            };
+        }
+        Ok(())
     }
 }
 

@@ -426,7 +426,6 @@ fn closed_conversations_leave_memory_and_come_back_when_named() {
     // Two hours on: the Closed ones leave memory, the open one stays.
     t.set(t.get() + 2 * HOUR);
     both(&mut archiving, &mut keeping, tick());
-    archiving.flush().expect("flush");
     assert!(archiving.state().conversation("acme", &id1).is_none());
     assert!(archiving
         .state()
@@ -446,6 +445,16 @@ fn closed_conversations_leave_memory_and_come_back_when_named() {
         };
         assert_eq!(archiving.answer(&q), keeping.answer(&q), "{reference}");
     }
+    // Named before any flush (the archive row not in the store yet), it comes back too.
+    let noted = both(
+        &mut archiving,
+        &mut keeping,
+        command("n0", "#2", note("before flush")),
+    );
+    assert!(noted.rejected.is_none() && !noted.outputs.is_empty());
+    t.set(t.get() + 2 * HOUR);
+    both(&mut archiving, &mut keeping, tick());
+    archiving.flush().expect("flush");
 
     // A restart from the store: the archive is not loaded, and still answers.
     let store = archiving.into_store();

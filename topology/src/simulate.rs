@@ -37,8 +37,6 @@ pub fn simulate_into(
     settings: &Settings,
     out: &mut impl Write,
 ) -> Result<(usize, usize), SimulateError> {
-    let (records, broken) = simulation::parse_jsonl(input);
-    let count = records.len() + broken.len();
     let mut failed: Option<std::io::Error> = None;
     let mut lines = 0;
     let mut write = |e: Emitted| {
@@ -47,11 +45,10 @@ pub fn simulate_into(
             lines += 1;
         }
     };
-    for e in broken {
-        write(e);
-    }
-    simulation::run_streaming(
-        records,
+    // Records are decoded when it is their turn, not all up front: memory holds the state
+    // and the input text, not every record decoded.
+    let (count, _) = simulation::run_jsonl_streaming(
+        input,
         partitions,
         settings,
         &switchboard_processors::standard_processors,
