@@ -108,85 +108,54 @@ pub trait RowMap<K, V>: Default {
     fn keys_cloned(&self) -> Vec<K>;
 }
 
-impl<K: Ord + Clone, V> RowMap<K, V> for BTreeMap<K, V> {
-    fn get_row<Q>(&self, k: &Q) -> Option<&V>
-    where
-        K: Borrow<Q>,
-        Q: Ord + Hash + Eq + ?Sized,
-    {
-        self.get(k)
-    }
-    fn get_row_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
-    where
-        K: Borrow<Q>,
-        Q: Ord + Hash + Eq + ?Sized,
-    {
-        self.get_mut(k)
-    }
-    fn key_of<Q>(&self, k: &Q) -> Option<&K>
-    where
-        K: Borrow<Q>,
-        Q: Ord + Hash + Eq + ?Sized,
-    {
-        self.get_key_value(k).map(|(k, _)| k)
-    }
-    fn remove_row<Q>(&mut self, k: &Q) -> Option<(K, V)>
-    where
-        K: Borrow<Q>,
-        Q: Ord + Hash + Eq + ?Sized,
-    {
-        self.remove_entry(k)
-    }
-    fn insert_row(&mut self, k: K, v: V) -> Option<V> {
-        self.insert(k, v)
-    }
-    fn row_count(&self) -> usize {
-        self.len()
-    }
-    fn keys_cloned(&self) -> Vec<K> {
-        self.keys().cloned().collect()
-    }
+/// [`RowMap`] for a map type whose methods have the standard names (`BTreeMap`, hashbrown's
+/// `HashMap`): the two differ in their bounds only.
+macro_rules! row_map {
+    ($map:ty, $($bound:tt)+) => {
+        impl<K: $($bound)+, V> RowMap<K, V> for $map {
+            fn get_row<Q>(&self, k: &Q) -> Option<&V>
+            where
+                K: Borrow<Q>,
+                Q: Ord + Hash + Eq + ?Sized,
+            {
+                self.get(k)
+            }
+            fn get_row_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
+            where
+                K: Borrow<Q>,
+                Q: Ord + Hash + Eq + ?Sized,
+            {
+                self.get_mut(k)
+            }
+            fn key_of<Q>(&self, k: &Q) -> Option<&K>
+            where
+                K: Borrow<Q>,
+                Q: Ord + Hash + Eq + ?Sized,
+            {
+                self.get_key_value(k).map(|(k, _)| k)
+            }
+            fn remove_row<Q>(&mut self, k: &Q) -> Option<(K, V)>
+            where
+                K: Borrow<Q>,
+                Q: Ord + Hash + Eq + ?Sized,
+            {
+                self.remove_entry(k)
+            }
+            fn insert_row(&mut self, k: K, v: V) -> Option<V> {
+                self.insert(k, v)
+            }
+            fn row_count(&self) -> usize {
+                self.len()
+            }
+            fn keys_cloned(&self) -> Vec<K> {
+                self.keys().cloned().collect()
+            }
+        }
+    };
 }
 
-impl<K: Hash + Eq + Clone, V> RowMap<K, V> for Rows<K, V> {
-    fn get_row<Q>(&self, k: &Q) -> Option<&V>
-    where
-        K: Borrow<Q>,
-        Q: Ord + Hash + Eq + ?Sized,
-    {
-        self.get(k)
-    }
-    fn get_row_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
-    where
-        K: Borrow<Q>,
-        Q: Ord + Hash + Eq + ?Sized,
-    {
-        self.get_mut(k)
-    }
-    fn key_of<Q>(&self, k: &Q) -> Option<&K>
-    where
-        K: Borrow<Q>,
-        Q: Ord + Hash + Eq + ?Sized,
-    {
-        self.get_key_value(k).map(|(k, _)| k)
-    }
-    fn remove_row<Q>(&mut self, k: &Q) -> Option<(K, V)>
-    where
-        K: Borrow<Q>,
-        Q: Ord + Hash + Eq + ?Sized,
-    {
-        self.remove_entry(k)
-    }
-    fn insert_row(&mut self, k: K, v: V) -> Option<V> {
-        self.insert(k, v)
-    }
-    fn row_count(&self) -> usize {
-        self.len()
-    }
-    fn keys_cloned(&self) -> Vec<K> {
-        self.keys().cloned().collect()
-    }
-}
+row_map!(BTreeMap<K, V>, Ord + Clone);
+row_map!(Rows<K, V>, Hash + Eq + Clone);
 
 /// A typed table that remembers which keys changed since the last flush; its rows in an
 /// ordered map by default, or in a hash map ([`HashTable`]) when nothing reads them in order.
