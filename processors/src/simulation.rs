@@ -42,6 +42,36 @@ pub struct Emitted {
     pub output: Output,
 }
 
+/// The head of one of a partition's input queues, as the merge sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// A record with this timestamp is next in the queue.
+    Record(i64),
+    /// Nothing is buffered, and nothing earlier can still come (the topic is caught up, or
+    /// a file has no more lines for it).
+    Done,
+    /// Nothing is buffered, but a record may still come: it could be the earliest.
+    Waiting,
+}
+
+/// The merge rule of SPEC §1.3, the one place it is written, for `simulate` and the runtime:
+/// given a partition's queue heads in topic order (config, agent-events, commands, inbound,
+/// ticks), the queue whose record goes next: the earliest timestamp, ties to the earlier
+/// topic (each queue keeps offset order). `None` when every queue is done, or while a
+/// waiting queue holds the merge back.
+pub fn next_in_merge(heads: impl IntoIterator<Item = Head>) -> Option<usize> {
+    let mut best: Option<(i64, usize)> = None;
+    let mut held = false;
+    for (rank, head) in heads.into_iter().enumerate() {
+        match head {
+            Head::Record(ts) if best.is_none_or(|(b, _)| ts < b) => best = Some((ts, rank)),
+            Head::Record(_) | Head::Done => {}
+            Head::Waiting => held = true,
+        }
+    }
+    best.filter(|_| !held).map(|(_, rank)| rank)
+}
+
 /// The dead-letter record for a source record that could not be applied.
 pub fn dead_letter(source: &SourceRecord, partition: Option<u32>, reason: String) -> DeadLetter {
     let place = match (source.line, source.offset) {
@@ -347,16 +377,27 @@ fn merge(
             }
         }
     }
-    // Heads ordered by (ts, topic rank, partition); each queue keeps offset order.
-    let mut heads = BinaryHeap::new();
     for (q, queue) in queues.iter_mut().enumerate() {
         let p = q / n_topics;
         drain_undecodable(queue, &mut engines[p], p as u32, sink);
-        if let Some(r) = queue.front() {
-            heads.push(Reverse((r.ts(), q % n_topics, q / n_topics, q)));
-        }
     }
-    while let Some(Reverse((_, _, partition, q))) = heads.pop() {
+    // Each partition's next record by the merge rule; partitions interleaved by (timestamp,
+    // topic, partition) so the output is one deterministic stream.
+    let next_of = |queues: &[VecDeque<Queued>], p: usize| {
+        let own = &queues[p * n_topics..(p + 1) * n_topics];
+        let heads = own
+            .iter()
+            .map(|queue| queue.front().map_or(Head::Done, |r| Head::Record(r.ts())));
+        next_in_merge(heads).and_then(|rank| {
+            let ts = own[rank].front()?.ts();
+            Some(Reverse((ts, rank, p)))
+        })
+    };
+    let mut heads: BinaryHeap<_> = (0..partitions as usize)
+        .filter_map(|p| next_of(&queues, p))
+        .collect();
+    while let Some(Reverse((_, rank, partition))) = heads.pop() {
+        let q = partition * n_topics + rank;
         let Some(record) = queues[q].pop_front() else {
             continue;
         };
@@ -370,9 +411,7 @@ fn merge(
             partition as u32,
             sink,
         );
-        if let Some(next) = queues[q].front() {
-            heads.push(Reverse((next.ts(), q % n_topics, partition, q)));
-        }
+        heads.extend(next_of(&queues, partition));
     }
     // The store mirrors the state at the end of the run, as the runtime's does at the end of
     // each round: each changed row is written once, not once per record that touched it.

@@ -505,3 +505,18 @@ fn archiving_changes_no_output_of_the_quickstart() {
     assert!(kept.len() > 50);
     assert_eq!(run(Some(1)), kept);
 }
+
+/// R-TIME-3: the merge rule shared by `simulate` and the runtime: earliest timestamp first,
+/// ties to the earlier topic, and a topic that may still deliver an earlier record holds the
+/// merge back.
+#[test]
+fn r_time_3_merge_rule_picks_the_earliest_and_waits_for_a_topic_still_coming() {
+    use switchboard_processors::simulation::{next_in_merge, Head};
+    assert_eq!(next_in_merge([Head::Record(5), Head::Record(5)]), Some(0));
+    assert_eq!(
+        next_in_merge([Head::Done, Head::Record(7), Head::Record(3)]),
+        Some(2)
+    );
+    assert_eq!(next_in_merge([Head::Record(5), Head::Waiting]), None);
+    assert_eq!(next_in_merge([Head::Done, Head::Done]), None);
+}

@@ -27,7 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard_processors::partition::{check_key, check_partition, partition_of};
 use switchboard_processors::query::{Answer, Query};
-use switchboard_processors::simulation::{apply_record, Emitted, SourceRecord};
+use switchboard_processors::simulation::{
+    apply_record, next_in_merge, Emitted, Head, SourceRecord,
+};
 use switchboard_processors::store::{Entry, Write};
 use switchboard_processors::{Engine, Settings, Store, StoreError};
 use switchboard_schemas::{limits, Codec, Input, Topic};
@@ -1099,45 +1101,38 @@ impl Task {
                     }
                 }
             }
-            let mut best: Option<(i64, usize)> = None;
-            let mut blocked = false;
+            let mut heads = Vec::with_capacity(self.buffers.len());
             for (rank, buf) in self.buffers.iter().enumerate() {
-                match buf.front() {
-                    Some(r) => {
-                        let ts = r.source.ts;
-                        if best.is_none_or(|(bts, _)| ts < bts) {
-                            best = Some((ts, rank));
+                let head = match buf.front() {
+                    Some(r) => Head::Record(r.source.ts),
+                    None => match cached[rank].or(self.initial_hw[rank]) {
+                        Some(hw) if self.next[rank] >= hw => Head::Done, // caught up
+                        Some(hw) => {
+                            // records on their way
+                            tracing::trace!(
+                                partition = self.partition,
+                                rank,
+                                next = self.next[rank],
+                                hw,
+                                "waiting for records"
+                            );
+                            Head::Waiting
                         }
-                    }
-                    None => {
-                        let hw = cached[rank].or(self.initial_hw[rank]);
-                        match hw {
-                            Some(hw) if self.next[rank] >= hw => {} // caught up
-                            Some(hw) => {
-                                // records on their way
-                                tracing::trace!(
-                                    partition = self.partition,
-                                    rank,
-                                    next = self.next[rank],
-                                    hw,
-                                    "waiting for records"
-                                );
-                                blocked = true;
-                            }
-                            None => {
-                                let since = *self.waiting_since.get_or_insert_with(Instant::now);
-                                if since.elapsed() < max_idle {
-                                    blocked = true;
-                                }
+                        None => {
+                            let since = *self.waiting_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() < max_idle {
+                                Head::Waiting
+                            } else {
+                                Head::Done
                             }
                         }
-                    }
-                }
+                    },
+                };
+                heads.push(head);
             }
-            let Some((_, rank)) = best else { break };
-            if blocked {
+            let Some(rank) = next_in_merge(heads) else {
                 break;
-            }
+            };
             self.waiting_since = None;
             if let Some(rec) = self.buffers[rank].pop_front() {
                 self.next[rank] = rec.offset + 1;
