@@ -654,16 +654,16 @@ fn emit_assignment(cx: &mut Ctx, conv_id: &str, event: AssignmentEventKind) {
 
 /// Assign `conv` to `agent_id`, emit `Assigned`, and keep indexes and capacity status current.
 fn assign(cx: &mut Ctx, conv_id: &str, agent_id: &str, method: AssignMethod, score: Option<f64>) {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let now = cx.now;
-    if let Some(conv) = cx.state.conversation_mut(&tenant, conv_id) {
+    if let Some(conv) = cx.state.conversation_mut(tenant, conv_id) {
         conv.assignee = Some(agent_id.to_string());
         conv.previous_assignees.insert(agent_id.to_string());
     }
-    if let Some(a) = cx.state.agents.get_mut(&tenant, agent_id) {
+    if let Some(a) = cx.state.agents.get_mut(tenant, agent_id) {
         a.last_assigned_at = Some(now);
     }
-    refresh_agent(cx.state, &tenant, agent_id);
+    refresh_agent(cx.state, tenant, agent_id);
     emit_assignment(
         cx,
         conv_id,
@@ -673,15 +673,15 @@ fn assign(cx: &mut Ctx, conv_id: &str, agent_id: &str, method: AssignMethod, sco
             score,
         }),
     );
-    refresh_conversation(cx.state, &tenant, conv_id);
+    refresh_conversation(cx.state, tenant, conv_id);
     capacity_check(cx, agent_id);
 }
 
 fn unassign(cx: &mut Ctx, conv_id: &str, reason: &str) -> Option<String> {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let agent_id = cx
         .state
-        .conversation_mut(&tenant, conv_id)?
+        .conversation_mut(tenant, conv_id)?
         .assignee
         .take()?;
     emit_assignment(
@@ -692,7 +692,7 @@ fn unassign(cx: &mut Ctx, conv_id: &str, reason: &str) -> Option<String> {
             reason: reason.to_string(),
         }),
     );
-    refresh_conversation(cx.state, &tenant, conv_id);
+    refresh_conversation(cx.state, tenant, conv_id);
     Some(agent_id)
 }
 
@@ -781,9 +781,9 @@ fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decisi
 /// Bulk assignment (SPEC §5.7): the unassigned conversations of the agent's auto-assigning,
 /// open queues, by priority then age, to this agent until they are no longer eligible.
 fn bulk(cx: &mut Ctx, agent_id: &str) {
-    let tenant = cx.tenant.to_string();
-    let config = cx.state.shared_config(&tenant);
-    let Some(a) = agent(cx.state, &tenant, agent_id) else {
+    let tenant = cx.tenant;
+    let config = cx.state.shared_config(tenant);
+    let Some(a) = agent(cx.state, tenant, agent_id) else {
         return;
     };
     if !a.enabled || a.group != StatusGroup::Available {
@@ -802,7 +802,7 @@ fn bulk(cx: &mut Ctx, agent_id: &str) {
         }
         let has_waiting = CATEGORIES
             .iter()
-            .any(|k| cx.state.assign.list(&tenant, &q, *k).is_some());
+            .any(|k| cx.state.assign.list(tenant, &q, *k).is_some());
         if !has_waiting {
             continue;
         }
@@ -814,16 +814,16 @@ fn bulk(cx: &mut Ctx, agent_id: &str) {
     }
     let mut cursors: BTreeMap<(String, Category), WaitKey> = BTreeMap::new();
     loop {
-        if cx.state.agents.get(&tenant, agent_id).map(|a| a.group) != Some(StatusGroup::Available) {
+        if cx.state.agents.get(tenant, agent_id).map(|a| a.group) != Some(StatusGroup::Available) {
             return;
         }
-        let Some(load) = cx.state.assign.load(&tenant, agent_id).cloned() else {
+        let Some(load) = cx.state.assign.load(tenant, agent_id).cloned() else {
             return;
         };
         streams.retain(|(_, k)| load.has_room(*k));
         let mut best: Option<(WaitKey, (String, Category))> = None;
         for s in &streams {
-            let Some(list) = cx.state.assign.list(&tenant, &s.0, s.1) else {
+            let Some(list) = cx.state.assign.list(tenant, &s.0, s.1) else {
                 continue;
             };
             let head = match cursors.get(s) {
@@ -846,7 +846,7 @@ fn bulk(cx: &mut Ctx, agent_id: &str) {
         cursors.insert(stream, key);
         let ok = cx
             .state
-            .conversation(&tenant, &conv_id)
+            .conversation(tenant, &conv_id)
             .is_some_and(|c| has_room_for(&load, c));
         if ok {
             assign(cx, &conv_id, agent_id, AssignMethod::Bulk, None);
@@ -866,14 +866,14 @@ fn emit_agent_state(cx: &mut Ctx, agent_id: &str, event: AgentStateEventKind) {
 
 /// Full capacity / Under capacity transitions at 90% combined workload (SPEC §5.4).
 fn capacity_check(cx: &mut Ctx, agent_id: &str) {
-    let tenant = cx.tenant.to_string();
-    let Some(a) = agent(cx.state, &tenant, agent_id) else {
+    let tenant = cx.tenant;
+    let Some(a) = agent(cx.state, tenant, agent_id) else {
         return;
     };
     let workload = cx
         .state
         .assign
-        .load(&tenant, agent_id)
+        .load(tenant, agent_id)
         .map_or(0.0, Load::full_workload);
     let (status, group, full) = if a.group == StatusGroup::Available && workload >= 90.0 {
         ("Full capacity", StatusGroup::Busy, true)
@@ -892,18 +892,18 @@ fn capacity_check(cx: &mut Ctx, agent_id: &str) {
 
 /// Set an agent's status, emit `AgentStatus`, and keep the availability index current.
 fn set_status(cx: &mut Ctx, agent_id: &str, status: &str, group: StatusGroup) {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let now = cx.now;
     let a = cx
         .state
         .agents
-        .get_or_insert_with(&tenant, agent_id.to_string(), || Agent::new(agent_id));
+        .get_or_insert_with(tenant, agent_id.to_string(), || Agent::new(agent_id));
     if a.group != StatusGroup::Available && group == StatusGroup::Available {
         a.available_since = Some(now);
     }
     a.status = status.to_string();
     a.group = group;
-    refresh_agent(cx.state, &tenant, agent_id);
+    refresh_agent(cx.state, tenant, agent_id);
     let event = AgentStateEventKind::AgentStatus(AgentStatus {
         status: status.to_string(),
         group,
@@ -923,12 +923,12 @@ fn settle_agent(cx: &mut Ctx, agent_id: &str) {
 pub const MAX_AGENTS: usize = 10_000;
 
 fn on_agent_event(cx: &mut Ctx, e: &AgentEvent) -> Result<(), Rejection> {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     if e.agent_id.is_empty() {
         return Err(Rejection::new("agent_id must not be empty"));
     }
-    if !cx.state.agents.contains(&tenant, &e.agent_id)
-        && cx.state.agents.count_of(&tenant) >= MAX_AGENTS
+    if !cx.state.agents.contains(tenant, &e.agent_id)
+        && cx.state.agents.count_of(tenant) >= MAX_AGENTS
     {
         return Err(Rejection(format!(
             "agent_id: the tenant already has {MAX_AGENTS} agents, the limit"
@@ -936,7 +936,7 @@ fn on_agent_event(cx: &mut Ctx, e: &AgentEvent) -> Result<(), Rejection> {
     }
     match &e.event {
         AgentEventKind::AgentStatusChanged(s) => {
-            let group = status_group(&cx.state.config(&tenant), &s.status)
+            let group = status_group(&cx.state.config(tenant), &s.status)
                 .ok_or_else(|| Rejection(format!("unknown agent status {:?}", s.status)))?;
             set_status(cx, &e.agent_id, &s.status, group);
         }
@@ -960,7 +960,7 @@ fn on_agent_event(cx: &mut Ctx, e: &AgentEvent) -> Result<(), Rejection> {
             let a = cx
                 .state
                 .agents
-                .get_or_insert_with(&tenant, e.agent_id.clone(), || Agent::new(&e.agent_id));
+                .get_or_insert_with(tenant, e.agent_id.clone(), || Agent::new(&e.agent_id));
             if let Some(enabled) = u.enabled {
                 a.enabled = enabled;
             }
@@ -970,20 +970,20 @@ fn on_agent_event(cx: &mut Ctx, e: &AgentEvent) -> Result<(), Rejection> {
             if u.capacity.is_some() {
                 a.capacity = overrides;
             }
-            refresh_agent(cx.state, &tenant, &e.agent_id);
+            refresh_agent(cx.state, tenant, &e.agent_id);
         }
         AgentEventKind::CallStarted(c) | AgentEventKind::CallEnded(c) => {
             let started = matches!(e.event, AgentEventKind::CallStarted(_));
             let a = cx
                 .state
                 .agents
-                .get_or_insert_with(&tenant, e.agent_id.clone(), || Agent::new(&e.agent_id));
+                .get_or_insert_with(tenant, e.agent_id.clone(), || Agent::new(&e.agent_id));
             if started {
                 a.calls.insert(c.call_id.clone());
             } else {
                 a.calls.remove(&c.call_id);
             }
-            refresh_agent(cx.state, &tenant, &e.agent_id);
+            refresh_agent(cx.state, tenant, &e.agent_id);
         }
     }
     settle_agent(cx, &e.agent_id);
@@ -991,7 +991,7 @@ fn on_agent_event(cx: &mut Ctx, e: &AgentEvent) -> Result<(), Rejection> {
 }
 
 fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let (assign_to, only_if_unassigned) = match &c.command {
         CommandKind::Assign(a) => (Some(a.agent_id.clone()), a.only_if_unassigned),
         CommandKind::Unassign(_) => (None, false),
@@ -999,25 +999,25 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
             // Remember who last answered this customer, for the sticky-agent mode.
             let (Some(by), Some(id)) = (
                 &c.by,
-                cx.state.resolve_conversation(&tenant, &c.conversation_id),
+                cx.state.resolve_conversation(tenant, &c.conversation_id),
             ) else {
                 return Ok(Handled::No);
             };
             let keys = cx
                 .state
-                .conversation(&tenant, &id)
+                .conversation(tenant, &id)
                 .map(customer_keys)
                 .unwrap_or_default();
             for k in keys {
                 cx.state
                     .last_replier
-                    .insert(&tenant, k, (by.clone(), cx.now));
+                    .insert(tenant, k, (by.clone(), cx.now));
             }
             return Ok(Handled::No);
         }
         _ => return Ok(Handled::No),
     };
-    let Some(conv_id) = cx.state.resolve_conversation(&tenant, &c.conversation_id) else {
+    let Some(conv_id) = cx.state.resolve_conversation(tenant, &c.conversation_id) else {
         return Err(Rejection(format!(
             "unknown conversation {:?}",
             c.conversation_id
@@ -1025,7 +1025,7 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
     };
     let conv = cx
         .state
-        .conversation(&tenant, &conv_id)
+        .conversation(tenant, &conv_id)
         .cloned()
         .ok_or_else(|| Rejection::new("unknown conversation"))?;
     if conv.status == Status::Closed {
@@ -1049,7 +1049,7 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
                 });
                 emit_assignment(cx, &conv_id, event);
             };
-            match (agent(cx.state, &tenant, &agent_id), &conv.assignee) {
+            match (agent(cx.state, tenant, &agent_id), &conv.assignee) {
                 (None, _) => reject(cx, "unknown_agent"),
                 (Some(a), _) if !a.enabled => reject(cx, "agent_disabled"),
                 (Some(a), _) if a.group == StatusGroup::Unavailable => {
@@ -1073,19 +1073,19 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
 }
 
 fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let id = e.conversation_id.as_str();
-    let freed = refresh_conversation(cx.state, &tenant, id);
+    let freed = refresh_conversation(cx.state, tenant, id);
     match &e.event {
         ConversationEventKind::Routed(_) => try_single(cx, id, AssignMethod::Single),
         ConversationEventKind::QueueChanged(q) => {
             let holder = cx
                 .state
-                .conversation(&tenant, id)
+                .conversation(tenant, id)
                 .and_then(|c| c.assignee.clone());
             if let Some(agent_id) = holder {
                 let member =
-                    agent(cx.state, &tenant, &agent_id).is_some_and(|a| a.in_queue(&q.to_queue));
+                    agent(cx.state, tenant, &agent_id).is_some_and(|a| a.in_queue(&q.to_queue));
                 if !member {
                     unassign(cx, id, "queue_changed");
                     try_single(cx, id, AssignMethod::Single);
@@ -1106,10 +1106,10 @@ fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
 /// A queue's working hours started: assign its waiting conversations, in order, each by
 /// single assignment (SPEC §5.8).
 fn on_queue_opens(cx: &mut Ctx, queue: &str) {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let mut waiting: Vec<WaitKey> = CATEGORIES
         .iter()
-        .filter_map(|k| cx.state.assign.list(&tenant, queue, *k))
+        .filter_map(|k| cx.state.assign.list(tenant, queue, *k))
         .flat_map(|l| l.iter().cloned())
         .collect();
     waiting.sort();

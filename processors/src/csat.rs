@@ -118,17 +118,17 @@ fn emit(cx: &mut Ctx, conv: &str, event: CsatEventKind) {
 
 /// Remove a survey and the index entries that point at it.
 fn drop_survey(cx: &mut Ctx, conv: &str) -> Option<Survey> {
-    let tenant = cx.tenant.to_string();
-    let survey = cx.state.surveys.remove(&tenant, conv)?;
+    let tenant = cx.tenant;
+    let survey = cx.state.surveys.remove(tenant, conv)?;
     for k in &survey.customer_keys {
         if cx
             .state
             .survey_index
-            .get(&tenant, k.as_str())
+            .get(tenant, k.as_str())
             .map(String::as_str)
             == Some(conv)
         {
-            cx.state.survey_index.remove(&tenant, k.as_str());
+            cx.state.survey_index.remove(tenant, k.as_str());
         }
     }
     let expire = timer(cx, conv, "expire");
@@ -142,12 +142,12 @@ fn finish(cx: &mut Ctx, conv: &str, comment: Option<String>) {
         return;
     };
     let Some(score) = survey.score else { return };
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let dimensions = std::iter::once("tenant".to_string())
         .chain(survey.queue_id.iter().map(|q| format!("queue/{q}")))
         .chain(survey.agent_id.iter().map(|a| format!("agent/{a}")));
     for d in dimensions {
-        let counts = cx.state.csat.get_or_insert_with(&tenant, d, || (0, 0));
+        let counts = cx.state.csat.get_or_insert_with(tenant, d, || (0, 0));
         match score {
             CsatScore::Happy => counts.0 += 1,
             CsatScore::NotHappy => counts.1 += 1,
@@ -166,17 +166,17 @@ fn finish(cx: &mut Ctx, conv: &str, comment: Option<String>) {
 }
 
 fn send(cx: &mut Ctx, conv_id: &str) {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let Some(settings) = cx
         .state
-        .config(&tenant)
+        .config(tenant)
         .surveys
         .clone()
         .filter(|s| s.enabled)
     else {
         return;
     };
-    let Some(conv) = cx.state.conversation(&tenant, conv_id).cloned() else {
+    let Some(conv) = cx.state.conversation(tenant, conv_id).cloned() else {
         return;
     };
     // Still Solved, or Closed since (archiving a solved conversation keeps its survey).
@@ -188,7 +188,7 @@ fn send(cx: &mut Ctx, conv_id: &str) {
     let recent = keys.iter().any(|k| {
         cx.state
             .last_survey
-            .get(&tenant, k)
+            .get(tenant, k)
             .is_some_and(|at| span > 0 && cx.now - at < span)
     });
     if recent {
@@ -213,11 +213,11 @@ fn send(cx: &mut Ctx, conv_id: &str) {
     let now = cx.now;
     let expires_at = now + i64::from(settings.answer_window_hours) * 3_600_000;
     for k in &keys {
-        cx.state.last_survey.insert(&tenant, k.clone(), now);
+        cx.state.last_survey.insert(tenant, k.clone(), now);
         // The customer's most recent survey is the one their answers go to.
         cx.state
             .survey_index
-            .insert(&tenant, k.clone(), conv_id.to_string());
+            .insert(tenant, k.clone(), conv_id.to_string());
     }
     let survey = Survey {
         sent_at: now,
@@ -228,9 +228,7 @@ fn send(cx: &mut Ctx, conv_id: &str) {
         agent_id: conv.assignee.clone(),
         customer_keys: keys,
     };
-    cx.state
-        .surveys
-        .insert(&tenant, conv_id.to_string(), survey);
+    cx.state.surveys.insert(tenant, conv_id.to_string(), survey);
     let id = timer(cx, conv_id, "expire");
     cx.schedule(
         expires_at,
@@ -244,15 +242,15 @@ fn send(cx: &mut Ctx, conv_id: &str) {
 
 /// An inbound message: the answer or comment of a survey within its window, or not ours.
 fn on_inbound(cx: &mut Ctx, m: &InboundMessage) -> Handled {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let keys = customer_keys(m.person.as_ref().and_then(|p| p.id.as_deref()), &m.from);
     let Some(conv) = keys
         .iter()
-        .find_map(|k| cx.state.survey_index.get(&tenant, k).cloned())
+        .find_map(|k| cx.state.survey_index.get(tenant, k).cloned())
     else {
         return Handled::No;
     };
-    let Some(survey) = cx.state.surveys.get(&tenant, conv.as_str()).cloned() else {
+    let Some(survey) = cx.state.surveys.get(tenant, conv.as_str()).cloned() else {
         return Handled::No;
     };
     if cx.now > survey.expires_at {
@@ -267,11 +265,11 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) -> Handled {
     };
     let follow_up = cx
         .state
-        .config(&tenant)
+        .config(tenant)
         .surveys
         .as_ref()
         .and_then(|s| s.follow_up.clone());
-    if let Some(s) = cx.state.surveys.get_mut(&tenant, conv.as_str()) {
+    if let Some(s) = cx.state.surveys.get_mut(tenant, conv.as_str()) {
         s.score = Some(score);
         s.awaiting_comment = follow_up.is_some();
     }
@@ -284,10 +282,10 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) -> Handled {
 
 /// Merge keeps the most recent survey of the two conversations (SPEC §3.3).
 fn on_merged(cx: &mut Ctx, target: &str, source: &str) {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let (a, b) = (
-        cx.state.surveys.get(&tenant, target).cloned(),
-        cx.state.surveys.get(&tenant, source).cloned(),
+        cx.state.surveys.get(tenant, target).cloned(),
+        cx.state.surveys.get(tenant, source).cloned(),
     );
     let Some(b) = b else { return };
     drop_survey(cx, source);
@@ -298,10 +296,10 @@ fn on_merged(cx: &mut Ctx, target: &str, source: &str) {
     for k in &b.customer_keys {
         cx.state
             .survey_index
-            .insert(&tenant, k.clone(), target.to_string());
+            .insert(tenant, k.clone(), target.to_string());
     }
     let expires_at = b.expires_at;
-    cx.state.surveys.insert(&tenant, target.to_string(), b);
+    cx.state.surveys.insert(tenant, target.to_string(), b);
     let id = timer(cx, target, "expire");
     cx.schedule(
         expires_at,

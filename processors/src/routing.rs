@@ -60,15 +60,15 @@ fn on_opened(cx: &mut Ctx, conversation_id: &str) {
     let Some(Input::Inbound(message)) = cx.input() else {
         return;
     };
-    let tenant = cx.tenant.to_string();
-    let Some(conv) = cx.state.conversation(&tenant, conversation_id) else {
+    let tenant = cx.tenant;
+    let Some(conv) = cx.state.conversation(tenant, conversation_id) else {
         return;
     };
     let (queue_id, priority, route_id) = {
-        let config = cx.state.config(&tenant);
+        let config = cx.state.config(tenant);
         route(&config, message, &conv.tags)
     };
-    if let Some(conv) = cx.state.conversation_mut(&tenant, conversation_id) {
+    if let Some(conv) = cx.state.conversation_mut(tenant, conversation_id) {
         conv.queue_id = Some(queue_id.clone());
         conv.priority = priority;
     }
@@ -80,7 +80,7 @@ fn on_opened(cx: &mut Ctx, conversation_id: &str) {
             route_id,
         }),
     );
-    let config = cx.state.config(&tenant);
+    let config = cx.state.config(tenant);
     if queue_open(&config, &queue_id, cx.now) {
         return;
     }
@@ -97,17 +97,17 @@ fn on_opened(cx: &mut Ctx, conversation_id: &str) {
 }
 
 fn change_queue(cx: &mut Ctx, conversation_id: &str, queue_id: &str) -> Result<(), Rejection> {
-    let tenant = cx.tenant.to_string();
-    if !cx.state.config(&tenant).has_queue(queue_id) {
+    let tenant = cx.tenant;
+    if !cx.state.config(tenant).has_queue(queue_id) {
         return Err(Rejection(format!("unknown queue {queue_id:?}")));
     }
-    let Some(resolved) = cx.state.resolve_conversation(&tenant, conversation_id) else {
+    let Some(resolved) = cx.state.resolve_conversation(tenant, conversation_id) else {
         return Err(Rejection(format!(
             "unknown conversation {conversation_id:?}"
         )));
     };
     let conversation_id = resolved.as_str();
-    let Some(conv) = cx.state.conversation_mut(&tenant, conversation_id) else {
+    let Some(conv) = cx.state.conversation_mut(tenant, conversation_id) else {
         return Err(Rejection(format!(
             "unknown conversation {conversation_id:?}"
         )));

@@ -231,21 +231,21 @@ enum Reason {
 /// Re-derive the clocks of one conversation at `now`: select the policy (on `Reselect`),
 /// emit due breaches and met targets, announce changed due times, and schedule timers.
 fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
-    let tenant = cx.tenant.to_string();
-    let Some(conv) = cx.state.conversation(&tenant, conv_id) else {
+    let tenant = cx.tenant;
+    let Some(conv) = cx.state.conversation(tenant, conv_id) else {
         return;
     };
     let queue = conv.queue_id.clone();
     let selected = (reason == Reason::Reselect).then(|| {
-        let s = cx.state.sla.get(&tenant, conv_id)?;
-        let config = cx.state.config(&tenant);
+        let s = cx.state.sla.get(tenant, conv_id)?;
+        let config = cx.state.config(tenant);
         select_policy(&config, conv, s.first_message.as_deref(), cx.now).map(|p| p.id.clone())
     });
     // Taken out while the clocks are re-derived, and put back (changed) at the end.
-    let Some(mut s) = cx.state.sla.remove(&tenant, conv_id) else {
+    let Some(mut s) = cx.state.sla.remove(tenant, conv_id) else {
         return;
     };
-    let config = cx.state.shared_config(&tenant);
+    let config = cx.state.shared_config(tenant);
     let before = (s.policy.clone(), s.severity.clone());
     if let Some(selected) = selected {
         if selected != s.policy {
@@ -380,11 +380,11 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
         s.announced = dues;
         emit(cx, conv_id, event);
     }
-    cx.state.sla.insert(&tenant, conv_id.to_string(), s);
+    cx.state.sla.insert(tenant, conv_id.to_string(), s);
 }
 
 fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let now = cx.now;
     let is_bot_queue =
         |cx: &Ctx, q: &str| cx.state.config(cx.tenant).queue(q).is_some_and(|q| q.bot);
@@ -399,18 +399,18 @@ fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
                 created_at: now,
                 ..SlaState::default()
             };
-            cx.state.sla.insert(&tenant, e.conversation_id.clone(), s);
+            cx.state.sla.insert(tenant, e.conversation_id.clone(), s);
             return;
         }
         ConversationEventKind::MessageReceived(_) => {
-            if let Some(s) = cx.state.sla.get_mut(&tenant, e.conversation_id.as_str()) {
+            if let Some(s) = cx.state.sla.get_mut(tenant, e.conversation_id.as_str()) {
                 s.customer_messages.push(now);
             }
             Reason::Progress
         }
         ConversationEventKind::Routed(r) => {
             let bot = is_bot_queue(cx, &r.queue_id);
-            if let Some(s) = cx.state.sla.get_mut(&tenant, e.conversation_id.as_str()) {
+            if let Some(s) = cx.state.sla.get_mut(tenant, e.conversation_id.as_str()) {
                 if !bot && s.handover_at.is_none() {
                     s.handover_at = Some(now);
                 }
@@ -419,7 +419,7 @@ fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
         }
         ConversationEventKind::QueueChanged(q) => {
             let bot = is_bot_queue(cx, &q.to_queue);
-            if let Some(s) = cx.state.sla.get_mut(&tenant, e.conversation_id.as_str()) {
+            if let Some(s) = cx.state.sla.get_mut(tenant, e.conversation_id.as_str()) {
                 if !bot && s.handover_at.is_none() {
                     s.handover_at = Some(now);
                 }
@@ -428,7 +428,7 @@ fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
         }
         ConversationEventKind::TagsChanged(_) => Reason::Progress,
         ConversationEventKind::StatusChanged(c) => {
-            if let Some(s) = cx.state.sla.get_mut(&tenant, e.conversation_id.as_str()) {
+            if let Some(s) = cx.state.sla.get_mut(tenant, e.conversation_id.as_str()) {
                 if c.to == Status::Solved {
                     s.pauses.push((now, None));
                 } else if c.from == Status::Solved {
@@ -457,8 +457,8 @@ impl Processor for Sla {
         else {
             return Ok(Handled::No);
         };
-        let tenant = cx.tenant.to_string();
-        let Some(id) = cx.state.resolve_conversation(&tenant, conversation_id) else {
+        let tenant = cx.tenant;
+        let Some(id) = cx.state.resolve_conversation(tenant, conversation_id) else {
             return Err(Rejection(format!(
                 "unknown conversation {conversation_id:?}"
             )));
@@ -466,10 +466,10 @@ impl Processor for Sla {
         let policy = cx
             .state
             .sla
-            .get(&tenant, id.as_str())
+            .get(tenant, id.as_str())
             .and_then(|s| s.policy.clone());
         let Some(policy) =
-            policy.and_then(|p| cx.state.config(&tenant).sla_policies.get(&p).cloned())
+            policy.and_then(|p| cx.state.config(tenant).sla_policies.get(&p).cloned())
         else {
             return Err(Rejection(format!(
                 "no SLA policy applies to conversation {id:?}"
@@ -481,7 +481,7 @@ impl Processor for Sla {
                 policy.id, sev.severity
             )));
         }
-        if let Some(s) = cx.state.sla.get_mut(&tenant, id.as_str()) {
+        if let Some(s) = cx.state.sla.get_mut(tenant, id.as_str()) {
             s.severity = Some(sev.severity.clone());
         }
         evaluate(cx, &id, Reason::Recalculate);

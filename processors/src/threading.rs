@@ -45,8 +45,8 @@ fn person_key(person: &str) -> String {
 /// conversation's thread keys so the customer's next message opens a new conversation, and
 /// schedules its archiving ([`Ctx::schedule_archive`]).
 pub fn set_status(cx: &mut Ctx, conversation_id: &str, to: Status, reason: &str) {
-    let tenant = cx.tenant.to_string();
-    let Some(conv) = cx.state.conversation_mut(&tenant, conversation_id) else {
+    let tenant = cx.tenant;
+    let Some(conv) = cx.state.conversation_mut(tenant, conversation_id) else {
         return;
     };
     let from = conv.status;
@@ -60,8 +60,8 @@ pub fn set_status(cx: &mut Ctx, conversation_id: &str, to: Status, reason: &str)
         released = std::mem::take(&mut conv.thread_keys).into_iter().collect();
     }
     for key in released {
-        if cx.state.threads.get(&tenant, &key).map(String::as_str) == Some(conversation_id) {
-            cx.state.threads.remove(&tenant, &key);
+        if cx.state.threads.get(tenant, &key).map(String::as_str) == Some(conversation_id) {
+            cx.state.threads.remove(tenant, &key);
         }
     }
     if to == Status::Closed {
@@ -106,28 +106,28 @@ fn thread_of(cx: &Ctx, m: &InboundMessage) -> Option<String> {
 }
 
 fn bind(cx: &mut Ctx, conversation_id: &str, key: String) {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     cx.state
         .threads
-        .insert(&tenant, key.clone(), conversation_id.to_string());
-    if let Some(conv) = cx.state.conversation_mut(&tenant, conversation_id) {
+        .insert(tenant, key.clone(), conversation_id.to_string());
+    if let Some(conv) = cx.state.conversation_mut(tenant, conversation_id) {
         conv.thread_keys.insert(key);
     }
 }
 
 fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let person = m.person.as_ref().and_then(|p| p.id.clone());
     let conversation_id = match thread_of(cx, m) {
         Some(id) => {
             let reopen = cx
                 .state
-                .conversation(&tenant, &id)
+                .conversation(tenant, &id)
                 .is_some_and(|c| c.status == Status::Solved);
             if reopen {
                 set_status(cx, &id, Status::Open, "reopened");
             }
-            if let Some(conv) = cx.state.conversation_mut(&tenant, &id) {
+            if let Some(conv) = cx.state.conversation_mut(tenant, &id) {
                 conv.channel = m.channel;
                 conv.sender = m.to.clone();
                 conv.messages += 1;
@@ -139,8 +139,8 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
             id
         }
         None => {
-            let short_id = cx.state.next_short_id(&tenant);
-            let id = conversation_id(&tenant, &m.id);
+            let short_id = cx.state.next_short_id(tenant);
+            let id = conversation_id(tenant, &m.id);
             let conv = Conversation {
                 id: id.clone(),
                 short_id,
@@ -162,8 +162,8 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
                 last_inbound_at: cx.now,
                 closed_reason: None,
             };
-            cx.state.conversations.insert(&tenant, id.clone(), conv);
-            cx.state.short_ids.insert(&tenant, short_id, id.clone());
+            cx.state.conversations.insert(tenant, id.clone(), conv);
+            cx.state.short_ids.insert(tenant, short_id, id.clone());
             cx.conversation_event(
                 &id,
                 ConversationEventKind::Opened(Opened {
@@ -202,7 +202,7 @@ fn tags_changed(cx: &mut Ctx, conversation_id: &str, tags: &SortedSet<String>) {
 }
 
 fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let handles = matches!(
         c.command,
         CommandKind::Reply(_)
@@ -216,14 +216,14 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
     if !handles {
         return Ok(Handled::No);
     }
-    let Some(resolved) = cx.state.resolve_conversation(&tenant, &c.conversation_id) else {
+    let Some(resolved) = cx.state.resolve_conversation(tenant, &c.conversation_id) else {
         return Err(Rejection(format!(
             "unknown conversation {:?}",
             c.conversation_id
         )));
     };
     let id = resolved.as_str();
-    let Some(conv) = cx.state.conversation(&tenant, id) else {
+    let Some(conv) = cx.state.conversation(tenant, id) else {
         return Err(Rejection(format!("unknown conversation {id:?}")));
     };
     let closed = conv.status == Status::Closed;
@@ -252,7 +252,7 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
         }
         CommandKind::SetStatus(s) => set_status(cx, id, s.status, "command"),
         CommandKind::SetPriority(p) => {
-            if let Some(conv) = cx.state.conversation_mut(&tenant, id) {
+            if let Some(conv) = cx.state.conversation_mut(tenant, id) {
                 if conv.priority != p.priority {
                     conv.priority = p.priority;
                     cx.conversation_event(id, ConversationEventKind::PriorityChanged(p.clone()));
@@ -261,7 +261,7 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
         }
         CommandKind::AddTags(t) | CommandKind::RemoveTags(t) => {
             let add = matches!(c.command, CommandKind::AddTags(_));
-            if let Some(conv) = cx.state.conversation_mut(&tenant, id) {
+            if let Some(conv) = cx.state.conversation_mut(tenant, id) {
                 let before = conv.tags.clone();
                 for tag in t.tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
                     if add {
@@ -291,11 +291,11 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
 
 /// Merge conversation `source` (B) into `target` (A) (SPEC §3.3).
 fn merge(cx: &mut Ctx, target: &str, source: &str) -> Result<(), Rejection> {
-    let tenant = cx.tenant.to_string();
+    let tenant = cx.tenant;
     let Some(b) = cx
         .state
-        .resolve_conversation(&tenant, source)
-        .and_then(|id| cx.state.conversation(&tenant, &id).cloned())
+        .resolve_conversation(tenant, source)
+        .and_then(|id| cx.state.conversation(tenant, &id).cloned())
     else {
         return Err(Rejection(format!(
             "unknown conversation {source:?} to merge"
@@ -315,7 +315,7 @@ fn merge(cx: &mut Ctx, target: &str, source: &str) -> Result<(), Rejection> {
     let keys = b.thread_keys.clone();
     set_status(cx, source, Status::Closed, "merged");
     let mut tags = SortedSet::new();
-    if let Some(a) = cx.state.conversation_mut(&tenant, target) {
+    if let Some(a) = cx.state.conversation_mut(tenant, target) {
         a.tags.extend(b.tags.iter().cloned());
         a.messages += b.messages;
         tags = a.tags.clone();

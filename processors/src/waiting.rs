@@ -56,17 +56,17 @@ fn wake(cx: &mut Ctx, conv: &str, what: &str, due: i64) {
 
 /// Start the sender's strategy if the conversation waits unassigned in an open queue.
 fn maybe_start(cx: &mut Ctx, conv_id: &str) {
-    let tenant = cx.tenant.to_string();
-    if cx.state.waits.contains(&tenant, conv_id) {
+    let tenant = cx.tenant;
+    if cx.state.waits.contains(tenant, conv_id) {
         return;
     }
-    let Some(conv) = cx.state.conversation(&tenant, conv_id) else {
+    let Some(conv) = cx.state.conversation(tenant, conv_id) else {
         return;
     };
     if conv.assignee.is_some() || conv.status == Status::Closed {
         return;
     }
-    let config = cx.state.config(&tenant);
+    let config = cx.state.config(tenant);
     let open = conv
         .queue_id
         .as_deref()
@@ -80,7 +80,7 @@ fn maybe_start(cx: &mut Ctx, conv_id: &str) {
     };
     let now = cx.now;
     cx.state.waits.insert(
-        &tenant,
+        tenant,
         conv_id.to_string(),
         WaitState {
             strategy_id: strategy.id.clone(),
@@ -108,13 +108,13 @@ fn maybe_start(cx: &mut Ctx, conv_id: &str) {
 }
 
 fn on_timer(cx: &mut Ctx, what: &str, conv_id: &str) {
-    let tenant = cx.tenant.to_string();
-    let Some(wait) = cx.state.waits.get(&tenant, conv_id).cloned() else {
+    let tenant = cx.tenant;
+    let Some(wait) = cx.state.waits.get(tenant, conv_id).cloned() else {
         return;
     };
     let Some(strategy) = cx
         .state
-        .config(&tenant)
+        .config(tenant)
         .waiting_strategies
         .get(&wait.strategy_id)
         .cloned()
@@ -133,7 +133,7 @@ fn on_timer(cx: &mut Ctx, what: &str, conv_id: &str) {
             }
             send_to_customer(cx, conv_id, OutboundKind::Announcement, &a.text);
             let sent = wait.announcements + 1;
-            if let Some(w) = cx.state.waits.get_mut(&tenant, conv_id) {
+            if let Some(w) = cx.state.waits.get_mut(tenant, conv_id) {
                 w.announcements = sent;
             }
             let next = cx.now + i64::from(a.interval_seconds) * 1000;
