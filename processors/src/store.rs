@@ -362,7 +362,7 @@ pub type Rows<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
 /// flushed), whether it changed since the last flush, and the record that last journaled it.
 #[derive(Clone, Debug)]
 struct Slot<V> {
-    value: Option<V>,
+    value: Option<Box<V>>,
     dirty: bool,
     epoch: u64,
 }
@@ -384,7 +384,7 @@ pub struct TenantTable<I: Hash + Eq + Ord + Clone, V: Clone> {
     /// Rows flagged dirty (a key may repeat after a rollback; the flag decides).
     dirty: Vec<(String, I)>,
     /// While journaling: (tenant, id, value before the record, dirty flag before).
-    journal: Vec<(String, I, Option<V>, bool)>,
+    journal: Vec<(String, I, Option<Box<V>>, bool)>,
     /// The record being applied (journaling) is `epoch`; a row journaled in it has it.
     epoch: u64,
     journaling: bool,
@@ -421,7 +421,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         id: &I,
         epoch: u64,
         journaling: bool,
-        journal: &mut Vec<(String, I, Option<V>, bool)>,
+        journal: &mut Vec<(String, I, Option<Box<V>>, bool)>,
         dirty: &mut Vec<(String, I)>,
     ) {
         if journaling && slot.epoch != epoch {
@@ -481,7 +481,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         I: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.slot(tenant, id)?.value.as_ref()
+        self.slot(tenant, id)?.value.as_deref()
     }
 
     pub fn contains<Q>(&self, tenant: &str, id: &Q) -> bool
@@ -510,7 +510,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             &mut self.journal,
             &mut self.dirty,
         );
-        slot.value.as_mut()
+        slot.value.as_deref_mut()
     }
 
     /// The slot for (tenant, id), made empty when missing, marked changed; and the count of
@@ -541,12 +541,12 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         if slot.value.is_none() {
             *len += 1;
         }
-        slot.value.get_or_insert_with(make)
+        slot.value.get_or_insert_with(|| Box::new(make()))
     }
 
     pub fn insert(&mut self, tenant: &str, id: I, v: V) {
         let (slot, len) = self.slot_for_change(tenant, id);
-        if slot.value.replace(v).is_none() {
+        if slot.value.replace(Box::new(v)).is_none() {
             *len += 1;
         }
     }
@@ -569,7 +569,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             &mut self.dirty,
         );
         self.len -= 1;
-        slot.value.take()
+        slot.value.take().map(|v| *v)
     }
 
     /// The ids of a tenant's rows, in order.
@@ -593,7 +593,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             .get(tenant)
             .into_iter()
             .flat_map(|rows| rows.iter())
-            .filter_map(|(id, s)| s.value.as_ref().map(|v| (id, v)))
+            .filter_map(|(id, s)| s.value.as_deref().map(|v| (id, v)))
             .collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
         rows
@@ -625,7 +625,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             .iter()
             .flat_map(|(t, rows)| {
                 rows.iter()
-                    .filter_map(move |(id, s)| s.value.as_ref().map(|v| ((t.as_str(), id), v)))
+                    .filter_map(move |(id, s)| s.value.as_deref().map(|v| ((t.as_str(), id), v)))
             })
             .collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -657,7 +657,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
     pub(crate) fn load(&mut self, tenant: String, id: I, v: V) {
         let rows = self.tenants.entry(tenant).or_default();
         let slot = Slot {
-            value: Some(v),
+            value: Some(Box::new(v)),
             dirty: false,
             epoch: 0,
         };
@@ -687,7 +687,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
                 continue;
             }
             if result.is_ok() {
-                result = write(tenant, id, slot.value.as_ref());
+                result = write(tenant, id, slot.value.as_deref());
             }
             slot.dirty = false;
             if slot.value.is_none() {
