@@ -228,7 +228,8 @@ fn send(cx: &mut Ctx, conv_id: &str) {
         agent_id: conv.assignee.clone(),
         customer_keys: keys,
     };
-    cx.state.surveys.insert(tenant, conv_id.to_string(), survey);
+    let key = cx.state.conversation_key(tenant, conv_id);
+    cx.state.surveys.insert(tenant, key, survey);
     let id = timer(cx, conv_id, "expire");
     cx.schedule(
         expires_at,
@@ -299,7 +300,8 @@ fn on_merged(cx: &mut Ctx, target: &str, source: &str) {
             .insert(tenant, k.clone(), target.to_string());
     }
     let expires_at = b.expires_at;
-    cx.state.surveys.insert(tenant, target.to_string(), b);
+    let key = cx.state.conversation_key(tenant, target);
+    cx.state.surveys.insert(tenant, key, b);
     let id = timer(cx, target, "expire");
     cx.schedule(
         expires_at,

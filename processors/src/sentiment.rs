@@ -548,11 +548,11 @@ impl Processor for Sentiment {
             return;
         }
         let score = round4(self.scorer.score(&m.content));
-        let mood = cx.state.moods.get_or_insert_with(
-            cx.tenant,
-            conversation_id.clone(),
-            ConversationMood::default,
-        );
+        let key = cx.state.conversation_key(cx.tenant, conversation_id);
+        let mood = cx
+            .state
+            .moods
+            .get_or_insert_with(cx.tenant, key, ConversationMood::default);
         let mean = round4(mood.add(score));
         let messages = mood.messages;
         for event in [

@@ -380,7 +380,8 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
         s.announced = dues;
         emit(cx, conv_id, event);
     }
-    cx.state.sla.insert(tenant, conv_id.to_string(), s);
+    let key = cx.state.conversation_key(tenant, conv_id);
+    cx.state.sla.insert(tenant, key, s);
 }
 
 fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
@@ -399,7 +400,8 @@ fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
                 created_at: now,
                 ..SlaState::default()
             };
-            cx.state.sla.insert(tenant, e.conversation_id.clone(), s);
+            let key = cx.state.conversation_key(tenant, &e.conversation_id);
+            cx.state.sla.insert(tenant, key, s);
             return;
         }
         ConversationEventKind::MessageReceived(_) => {
@@ -514,7 +516,7 @@ impl Processor for Sla {
                     .rows_of(cx.tenant)
                     .into_iter()
                     .filter(|(_, s)| s.closed_at.is_none())
-                    .map(|(id, _)| id.clone())
+                    .map(|(id, _)| id.to_string())
                     .collect();
                 for id in open {
                     evaluate(cx, &id, Reason::Reselect);

@@ -350,25 +350,29 @@ impl Agent {
 
 pub type TenantKey = (String, String);
 
+/// A conversation id as the tables hold it: one shared string for the conversation's row and
+/// every row keyed by or pointing at it ([`State::conversation_key`]). Stored as a string.
+pub type ConvId = Arc<str>;
+
 #[derive(Default)]
 pub struct State {
     pub tenants: HashTable<String, Tenant>,
-    pub conversations: TenantTable<String, Conversation>,
+    pub conversations: TenantTable<ConvId, Conversation>,
     /// (tenant, thread key) → conversation id, for conversations that are not Closed.
-    pub threads: TenantTable<String, String>,
+    pub threads: TenantTable<String, ConvId>,
     /// (tenant, agent id) → agent.
     pub agents: TenantTable<String, Agent>,
     /// (tenant, customer key) → (agent, time) of the last human agent reply to that customer,
     /// for the sticky-agent mode.
     pub last_replier: TenantTable<String, (String, i64)>,
     /// (tenant, conversation id) → the facts its SLA clocks are made of.
-    pub sla: TenantTable<String, crate::sla::SlaState>,
+    pub sla: TenantTable<ConvId, crate::sla::SlaState>,
     /// (tenant, conversation id) → its running waiting strategy.
-    pub waits: TenantTable<String, crate::waiting::WaitState>,
+    pub waits: TenantTable<ConvId, crate::waiting::WaitState>,
     /// (tenant, conversation id) → its running sentiment mean.
-    pub moods: TenantTable<String, crate::sentiment::ConversationMood>,
+    pub moods: TenantTable<ConvId, crate::sentiment::ConversationMood>,
     /// (tenant, conversation id) → its survey.
-    pub surveys: TenantTable<String, crate::csat::Survey>,
+    pub surveys: TenantTable<ConvId, crate::csat::Survey>,
     /// (tenant, customer key) → the conversation whose survey awaits this customer's answer.
     pub survey_index: TenantTable<String, String>,
     /// (tenant, customer key) → when the customer was last surveyed.
@@ -381,7 +385,7 @@ pub struct State {
     /// conversation does not rewrite the tenant's config row.
     pub short_id_counters: HashTable<String, i64>,
     /// (tenant, short id) → conversation id.
-    pub short_ids: TenantTable<i64, String>,
+    pub short_ids: TenantTable<i64, ConvId>,
     /// The record ids processed in the last dedup window, for idempotency (R-TIME-1).
     pub dedup: crate::dedup::DedupWindow,
     /// Rows of a former layout to delete at the next flush.
@@ -684,7 +688,11 @@ impl State {
             return Ok(());
         };
         let short = conversation.short_id;
-        if self.short_ids.get(tenant, &short).is_some_and(|c| c == id) {
+        if self
+            .short_ids
+            .get(tenant, &short)
+            .is_some_and(|c| **c == *id)
+        {
             self.short_ids.remove(tenant, &short);
         }
         let archived = Archived {
@@ -738,9 +746,9 @@ impl State {
     /// Bring an archived conversation back into memory (its archive rows are deleted at the
     /// next flush), exactly as it was archived.
     pub fn unarchive(&mut self, tenant: &str, archived: Archived) -> Result<(), StoreError> {
-        let id = archived.conversation.id.clone();
+        let id: ConvId = Arc::from(archived.conversation.id.as_str());
         let short = archived.conversation.short_id;
-        self.push_archive_write((key_bytes(T_ARCHIVE, &(tenant, id.as_str()))?, None));
+        self.push_archive_write((key_bytes(T_ARCHIVE, &(tenant, &*id))?, None));
         self.push_archive_write((key_bytes(T_ARCHIVE_SHORT, &(tenant, short))?, None));
         if let Some(s) = archived.sla {
             self.sla.insert(tenant, id.clone(), s);
@@ -789,6 +797,15 @@ impl State {
         }
     }
 
+    /// The shared id of conversation `id` (the conversations table's key), to key or point
+    /// other rows at it without another copy of the string.
+    pub fn conversation_key(&self, tenant: &str, id: &str) -> ConvId {
+        match self.conversations.key_of(tenant, id) {
+            Some(k) => Arc::clone(k),
+            None => Arc::from(id),
+        }
+    }
+
     pub fn conversation(&self, tenant: &str, id: &str) -> Option<&Conversation> {
         self.conversations.get(tenant, id)
     }
@@ -796,7 +813,7 @@ impl State {
     /// Resolve a command's conversation reference: a conversation id, or `#<short id>`.
     pub fn resolve_conversation(&self, tenant: &str, reference: &str) -> Option<String> {
         match reference.strip_prefix('#').map(str::parse::<i64>) {
-            Some(Ok(short)) => self.short_ids.get(tenant, &short).cloned(),
+            Some(Ok(short)) => self.short_ids.get(tenant, &short).map(|c| c.to_string()),
             _ => self.conversation(tenant, reference).map(|c| c.id.clone()),
         }
     }

@@ -492,6 +492,16 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         self.get(tenant, id).is_some()
     }
 
+    /// The key a row is stored under (a shared id can be handed on from it).
+    pub fn key_of<Q>(&self, tenant: &str, id: &Q) -> Option<&I>
+    where
+        I: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (k, slot) = self.tenants.get(tenant)?.get_key_value(id)?;
+        slot.value.as_ref().map(|_| k)
+    }
+
     /// The row, to change in place (marked changed).
     pub fn get_mut<Q>(&mut self, tenant: &str, id: &Q) -> Option<&mut V>
     where

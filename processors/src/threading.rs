@@ -7,8 +7,9 @@
 use switchboard_schemas::*;
 
 use crate::engine::{Ctx, Handled, Rejection};
-use crate::state::{Conversation, SortedSet};
+use crate::state::{ConvId, Conversation, SortedSet};
 use crate::Processor;
+use std::sync::Arc;
 
 pub struct Threading;
 
@@ -60,7 +61,7 @@ pub fn set_status(cx: &mut Ctx, conversation_id: &str, to: Status, reason: &str)
         released = std::mem::take(&mut conv.thread_keys).into_iter().collect();
     }
     for key in released {
-        if cx.state.threads.get(tenant, &key).map(String::as_str) == Some(conversation_id) {
+        if cx.state.threads.get(tenant, &key).map(|c| &**c) == Some(conversation_id) {
             cx.state.threads.remove(tenant, &key);
         }
     }
@@ -102,14 +103,13 @@ fn thread_of(cx: &Ctx, m: &InboundMessage) -> Option<String> {
     let mut keys = person.map(person_key).into_iter().collect::<Vec<_>>();
     keys.push(address_key(&m.from));
     keys.into_iter()
-        .find_map(|k| cx.state.threads.get(cx.tenant, &k).cloned())
+        .find_map(|k| cx.state.threads.get(cx.tenant, &k).map(|c| c.to_string()))
 }
 
 fn bind(cx: &mut Ctx, conversation_id: &str, key: String) {
     let tenant = cx.tenant;
-    cx.state
-        .threads
-        .insert(tenant, key.clone(), conversation_id.to_string());
+    let id = cx.state.conversation_key(tenant, conversation_id);
+    cx.state.threads.insert(tenant, key.clone(), id);
     if let Some(conv) = cx.state.conversation_mut(tenant, conversation_id) {
         conv.thread_keys.insert(key);
     }
@@ -162,8 +162,11 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
                 last_inbound_at: cx.now,
                 closed_reason: None,
             };
-            cx.state.conversations.insert(tenant, id.clone(), conv);
-            cx.state.short_ids.insert(tenant, short_id, id.clone());
+            let key: ConvId = Arc::from(id.as_str());
+            cx.state
+                .conversations
+                .insert(tenant, Arc::clone(&key), conv);
+            cx.state.short_ids.insert(tenant, short_id, key);
             cx.conversation_event(
                 &id,
                 ConversationEventKind::Opened(Opened {

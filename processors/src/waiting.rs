@@ -79,9 +79,10 @@ fn maybe_start(cx: &mut Ctx, conv_id: &str) {
         return;
     };
     let now = cx.now;
+    let key = cx.state.conversation_key(tenant, conv_id);
     cx.state.waits.insert(
         tenant,
-        conv_id.to_string(),
+        key,
         WaitState {
             strategy_id: strategy.id.clone(),
             entered_at: now,
