@@ -27,12 +27,13 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use switchboard_schemas::*;
 
 use crate::config::BUILT_IN_STATUSES;
 use crate::engine::{Ctx, Handled, Rejection};
 use crate::state::{
-    Agent, Conversation, SortedSet, State, TenantConfig, Timer, TimerKind, DEFAULT_QUEUE,
+    Agent, ConvId, Conversation, SortedSet, State, TenantConfig, Timer, TimerKind, DEFAULT_QUEUE,
 };
 use crate::store::Rows;
 use crate::Processor;
@@ -40,13 +41,49 @@ use crate::Processor;
 pub struct Assignment;
 
 /// Order of the waiting list: higher priority first, then older, then id.
-pub type WaitKey = (Reverse<Priority>, i64, String);
+pub type WaitKey = (Reverse<Priority>, i64, ConvId);
 
 /// What one conversation contributes to the indexes.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Entry {
     waiting: Option<(String, Category, WaitKey)>,
     occupies: Option<(String, Category)>,
+}
+
+/// A [`WaitKey`] borrowed from a conversation's row.
+type WaitKeyOf<'a> = (Reverse<Priority>, i64, &'a str);
+
+/// [`Entry`] as a conversation's row says it should be, borrowed from the row: compared with
+/// the entry held, and made into one only when it differs.
+#[derive(PartialEq)]
+struct EntryOf<'a> {
+    /// (queue, category, (priority, waiting since, conversation id)).
+    waiting: Option<(&'a str, Category, WaitKeyOf<'a>)>,
+    occupies: Option<(&'a str, Category)>,
+}
+
+impl EntryOf<'_> {
+    fn same_as(&self, e: &Entry) -> bool {
+        let waiting = e
+            .waiting
+            .as_ref()
+            .map(|(q, k, (p, t, id))| (q.as_str(), *k, (*p, *t, &**id)));
+        let occupies = e.occupies.as_ref().map(|(a, k)| (a.as_str(), *k));
+        self.waiting == waiting && self.occupies == occupies
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_none() && self.occupies.is_none()
+    }
+
+    fn to_entry(&self, id: &ConvId) -> Entry {
+        Entry {
+            waiting: self
+                .waiting
+                .map(|(q, k, (p, t, _))| (q.to_string(), k, (p, t, Arc::clone(id)))),
+            occupies: self.occupies.map(|(a, k)| (a.to_string(), k)),
+        }
+    }
 }
 
 /// Position of a category in [`Load`]'s arrays.
@@ -301,7 +338,7 @@ struct TenantIndex {
     /// Queue → its waiting lists, one per channel category ([`cat`]).
     waiting: Rows<String, [BTreeSet<WaitKey>; 4]>,
     /// Conversation id → what it is listed as.
-    entries: Rows<String, Entry>,
+    entries: Rows<ConvId, Entry>,
     roster: Roster,
 }
 
@@ -330,7 +367,7 @@ impl AssignIndex {
     /// The waiting conversations of a queue in one category, in assignment order.
     pub fn waiting(&self, tenant: &str, queue: &str, category: Category) -> Vec<String> {
         self.waiting_entries(tenant, queue, category)
-            .map(|k| k.2.clone())
+            .map(|k| k.2.to_string())
             .collect()
     }
 
@@ -468,45 +505,51 @@ fn queue_is_open(config: &TenantConfig, queue: &str, now: i64) -> bool {
 
 // ------------------------------------------------------------------ index maintenance
 
-fn entry_of(config: &TenantConfig, conv: &Conversation) -> Entry {
+fn entry_of<'a>(config: &TenantConfig, conv: &'a Conversation) -> EntryOf<'a> {
     let counts = counted(config, conv.status);
-    let queue = conv.queue_id.clone();
-    match (&conv.assignee, queue) {
-        (None, Some(q)) if counts => Entry {
+    match (&conv.assignee, &conv.queue_id) {
+        (None, Some(q)) if counts => EntryOf {
             waiting: Some((
                 q,
                 conv.category,
-                (Reverse(conv.priority), conv.created_at, conv.id.clone()),
+                (Reverse(conv.priority), conv.created_at, conv.id.as_str()),
             )),
             occupies: None,
         },
-        (Some(agent), _) if counts && conv.category != Category::Voice => Entry {
+        (Some(agent), _) if counts && conv.category != Category::Voice => EntryOf {
             waiting: None,
-            occupies: Some((agent.clone(), conv.category)),
+            occupies: Some((agent, conv.category)),
         },
-        _ => Entry::default(),
+        _ => EntryOf {
+            waiting: None,
+            occupies: None,
+        },
     }
 }
 
 /// Bring the indexes in line with one conversation's row. Returns the agents whose occupancy
 /// changed.
 fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String> {
-    let new = match state.conversations.get(tenant, id) {
-        Some(conv) => entry_of(&state.config(tenant), conv),
-        None => Entry::default(),
+    let key = state.conversation_key(tenant, id);
+    let new = {
+        let config = state.config(tenant);
+        let row = state.conversations.get(tenant, id);
+        let new = row.map(|conv| entry_of(&config, conv));
+        let old = state
+            .assign
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.entries.get(id));
+        let unchanged = match (&new, old) {
+            (Some(new), Some(old)) => new.same_as(old),
+            (new, None) => new.as_ref().is_none_or(EntryOf::is_empty),
+            (None, Some(_)) => false,
+        };
+        if unchanged {
+            return Vec::new();
+        }
+        new.map(|e| e.to_entry(&key)).unwrap_or_default()
     };
-    let old = state
-        .assign
-        .tenants
-        .get(tenant)
-        .and_then(|t| t.entries.get(id));
-    let unchanged = match old {
-        Some(old) => *old == new,
-        None => new == Entry::default(),
-    };
-    if unchanged {
-        return Vec::new();
-    }
     let index = state.assign.tenant_mut(tenant);
     let old = index.entries.remove(id).unwrap_or_default();
     if let Some((q, k, wk)) = &old.waiting {
@@ -535,7 +578,7 @@ fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String
         }
     }
     if new != Entry::default() {
-        index.entries.insert(id.to_string(), new);
+        index.entries.insert(key, new);
     }
     changed.sort();
     changed.dedup();

@@ -110,7 +110,7 @@ fn conversation(state: &State, tenant: &str, reference: &str) -> Answer {
         state
             .assign
             .waiting_entries(tenant, queue, conv.category)
-            .position(|k| k.2 == id)
+            .position(|k| *k.2 == *id)
             .map(|i| json!({"queue": queue, "category": conv.category, "position": i + 1}))
     });
     conversation_answer(
