@@ -679,7 +679,7 @@ fn schedule_opening(cx: &mut Ctx, queue: &str) {
             id,
             TimerKind::Wake {
                 purpose: "queue-opens".into(),
-                subject: queue.to_string(),
+                subject: queue.into(),
             },
         );
     }

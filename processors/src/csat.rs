@@ -236,7 +236,7 @@ fn send(cx: &mut Ctx, conv_id: &str) {
         id,
         TimerKind::Wake {
             purpose: "survey-expire".into(),
-            subject: conv_id.to_string(),
+            subject: cx.state.conversation_key(cx.tenant, conv_id),
         },
     );
 }
@@ -308,7 +308,7 @@ fn on_merged(cx: &mut Ctx, target: &str, source: &str) {
         id,
         TimerKind::Wake {
             purpose: "survey-expire".into(),
-            subject: target.to_string(),
+            subject: cx.state.conversation_key(cx.tenant, target),
         },
     );
 }
@@ -345,7 +345,7 @@ impl Processor for Csat {
                         id,
                         TimerKind::Wake {
                             purpose: "survey-send".into(),
-                            subject: e.conversation_id.clone(),
+                            subject: cx.state.conversation_key(cx.tenant, &e.conversation_id),
                         },
                     );
                 }
@@ -367,7 +367,7 @@ impl Processor for Csat {
 
     fn on_timer(&mut self, cx: &mut Ctx, timer: &Timer) {
         if let TimerKind::Wake { purpose, subject } = &timer.kind {
-            match purpose.as_str() {
+            match &**purpose {
                 "survey-send" => send(cx, subject),
                 "survey-expire" => finish(cx, subject, None),
                 _ => {}

@@ -109,7 +109,7 @@ impl<'a> Ctx<'a> {
 
     pub fn schedule(&mut self, due: i64, id: String, kind: TimerKind) {
         let timer = Timer {
-            tenant: self.tenant.to_string(),
+            tenant: self.state.tenant_name(self.tenant),
             kind,
         };
         self.state.schedule(due, id, timer);
@@ -121,8 +121,8 @@ impl<'a> Ctx<'a> {
         if let Some(after) = self.settings.archive_closed_after_ms {
             let due = self.now.saturating_add(after);
             let kind = TimerKind::Wake {
-                purpose: ARCHIVE.to_string(),
-                subject: conv.to_string(),
+                purpose: ARCHIVE.into(),
+                subject: self.state.conversation_key(self.tenant, conv),
             };
             self.schedule(due, archive_timer_id(self.tenant, conv), kind);
         }
@@ -371,10 +371,10 @@ impl<S: Store> Engine<S> {
                 if let Some(after) = self.settings.archive_closed_after_ms {
                     let due = self.state.stream_time().saturating_add(after);
                     let timer = Timer {
-                        tenant: tenant.to_string(),
+                        tenant: self.state.tenant_name(tenant),
                         kind: TimerKind::Wake {
-                            purpose: ARCHIVE.to_string(),
-                            subject: id.clone(),
+                            purpose: ARCHIVE.into(),
+                            subject: self.state.conversation_key(tenant, &id),
                         },
                     };
                     self.state

@@ -341,7 +341,7 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
                                 id.clone(),
                                 TimerKind::Wake {
                                     purpose: "sla".into(),
-                                    subject: conv_id.to_string(),
+                                    subject: cx.state.conversation_key(cx.tenant, conv_id),
                                 },
                             );
                         }

@@ -294,7 +294,8 @@ pub struct Tenant {
 /// Work scheduled for a stream time. Fired in (due, id) order with `now = due` (R-TIME-4).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Timer {
-    pub tenant: String,
+    /// The tenant's name, shared by every timer of the tenant ([`State::tenant_name`]).
+    pub tenant: Arc<str>,
     pub kind: TimerKind,
 }
 
@@ -305,7 +306,10 @@ pub enum TimerKind {
     ForgetRecordId { id: String },
     /// Work for a processor: `purpose` names it (each processor matches its own purposes),
     /// `subject` is what it is about (a conversation id, a queue id).
-    Wake { purpose: String, subject: String },
+    Wake {
+        purpose: std::borrow::Cow<'static, str>,
+        subject: Arc<str>,
+    },
 }
 
 /// An agent of a tenant (SPEC §2, §5).
@@ -390,6 +394,8 @@ pub struct State {
     pub dedup: crate::dedup::DedupWindow,
     /// Rows of a former layout to delete at the next flush.
     legacy_rows: Vec<Vec<u8>>,
+    /// Each tenant's name once, for the timers to share ([`State::tenant_name`]).
+    tenant_names: rustc_hash::FxHashMap<Box<str>, Arc<str>>,
     /// Archive rows written or deleted since the last flush ([`State::archive`]), in order,
     /// and where each key's latest write is among them.
     archive_writes: Vec<Write>,
@@ -795,6 +801,16 @@ impl State {
             Some(t) => Arc::clone(&t.config),
             None => Arc::clone(EMPTY.get_or_init(Arc::default)),
         }
+    }
+
+    /// The tenant's name as one shared string.
+    pub fn tenant_name(&mut self, tenant: &str) -> Arc<str> {
+        if let Some(name) = self.tenant_names.get(tenant) {
+            return Arc::clone(name);
+        }
+        let name: Arc<str> = Arc::from(tenant);
+        self.tenant_names.insert(tenant.into(), Arc::clone(&name));
+        name
     }
 
     /// The shared id of conversation `id` (the conversations table's key), to key or point

@@ -48,8 +48,12 @@ fn wake(cx: &mut Ctx, conv: &str, what: &str, due: i64) {
         due,
         id,
         TimerKind::Wake {
-            purpose: format!("wait-{what}"),
-            subject: conv.to_string(),
+            purpose: match what {
+                "announce" => "wait-announce".into(),
+                "max-wait" => "wait-max-wait".into(),
+                other => format!("wait-{other}").into(),
+            },
+            subject: cx.state.conversation_key(cx.tenant, conv),
         },
     );
 }
