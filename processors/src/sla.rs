@@ -356,7 +356,7 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
             cx.state.cancel(&id);
         }
     }
-    let changed = (s.policy.clone(), s.severity.clone()) != before;
+    let changed = s.policy != before.0 || s.severity != before.1;
     let announce = match (&before.0, &s.policy) {
         (None, Some(p)) => Some(SlaEventKind::SlaApplied(SlaApplied {
             policy_id: p.clone(),
