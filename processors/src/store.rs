@@ -502,14 +502,13 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         slot.value.as_ref().map(|_| k)
     }
 
-    /// The row, to change in place (marked changed).
-    pub fn get_mut<Q>(&mut self, tenant: &str, id: &Q) -> Option<&mut V>
+    /// The slot of an existing row, marked changed; and the count of rows with a value.
+    fn existing_for_change<Q>(&mut self, tenant: &str, id: &Q) -> Option<(&mut Slot<V>, &mut usize)>
     where
         I: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let rows = self.tenants.get_mut(tenant)?;
-        let (key, slot) = rows.get_key_value_mut(id)?;
+        let (key, slot) = self.tenants.get_mut(tenant)?.get_key_value_mut(id)?;
         slot.value.as_ref()?;
         Self::touch(
             slot,
@@ -520,6 +519,16 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             &mut self.journal,
             &mut self.dirty,
         );
+        Some((slot, &mut self.len))
+    }
+
+    /// The row, to change in place (marked changed).
+    pub fn get_mut<Q>(&mut self, tenant: &str, id: &Q) -> Option<&mut V>
+    where
+        I: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (slot, _) = self.existing_for_change(tenant, id)?;
         slot.value.as_deref_mut()
     }
 
@@ -534,12 +543,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             journaling,
             len,
         } = self;
-        if !tenants.contains_key(tenant) {
-            tenants.insert(tenant.to_string(), Rows::default());
-        }
-        let rows = tenants
-            .get_mut(tenant)
-            .unwrap_or_else(|| unreachable!("inserted above"));
+        let rows = tenants.entry_ref(tenant).or_default();
         let (key, slot) = rows.get_or_insert_slot(id);
         Self::touch(slot, tenant, &key, *epoch, *journaling, journal, dirty);
         (slot, len)
@@ -566,19 +570,8 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         I: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let rows = self.tenants.get_mut(tenant)?;
-        let (key, slot) = rows.get_key_value_mut(id)?;
-        slot.value.as_ref()?;
-        Self::touch(
-            slot,
-            tenant,
-            key,
-            self.epoch,
-            self.journaling,
-            &mut self.journal,
-            &mut self.dirty,
-        );
-        self.len -= 1;
+        let (slot, len) = self.existing_for_change(tenant, id)?;
+        *len -= 1;
         slot.value.take().map(|v| *v)
     }
 
