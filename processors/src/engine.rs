@@ -43,8 +43,16 @@ impl Default for Settings {
 /// The purpose of the timer that archives a Closed conversation.
 const ARCHIVE: &str = "archive";
 
-fn archive_timer_id(tenant: &str, conv: &str) -> String {
-    format!("{tenant}/archive/{conv}")
+/// Schedule the archiving of conversation `conv` at `due`.
+fn schedule_archive(state: &mut State, tenant: &str, conv: &str, due: i64) {
+    let timer = Timer {
+        tenant: state.tenant_name(tenant),
+        kind: TimerKind::Wake {
+            purpose: ARCHIVE.into(),
+            subject: state.conversation_key(tenant, conv),
+        },
+    };
+    state.schedule(due, format!("{tenant}/archive/{conv}"), timer);
 }
 
 /// The message a panic carried (`panic!` with a literal or a formatted string).
@@ -119,12 +127,12 @@ impl<'a> Ctx<'a> {
     /// of stream time has passed and nothing is left to do for it.
     pub fn schedule_archive(&mut self, conv: &str) {
         if let Some(after) = self.settings.archive_closed_after_ms {
-            let due = self.now.saturating_add(after);
-            let kind = TimerKind::Wake {
-                purpose: ARCHIVE.into(),
-                subject: self.state.conversation_key(self.tenant, conv),
-            };
-            self.schedule(due, archive_timer_id(self.tenant, conv), kind);
+            schedule_archive(
+                self.state,
+                self.tenant,
+                conv,
+                self.now.saturating_add(after),
+            );
         }
     }
 
@@ -280,7 +288,7 @@ impl<S: Store> Engine<S> {
             // bucket of the dedup window.
             TimerKind::ForgetRecordId { .. } => true,
             TimerKind::Wake { purpose, subject } if purpose == ARCHIVE => {
-                self.archive(due, &timer.tenant, subject, timer);
+                self.archive(due, &timer.tenant, subject);
                 true
             }
             TimerKind::Wake { .. } => false,
@@ -288,7 +296,7 @@ impl<S: Store> Engine<S> {
     }
 
     /// Archive a Closed conversation whose survey is over, or try again when it will be.
-    fn archive(&mut self, now: i64, tenant: &str, conv: &str, timer: &Timer) {
+    fn archive(&mut self, now: i64, tenant: &str, conv: &str) {
         let state = &mut self.state;
         if state
             .conversation(tenant, conv)
@@ -301,8 +309,7 @@ impl<S: Store> Engine<S> {
         let survey_send = state.timers.due_of(&format!("{tenant}/survey/{conv}/send"));
         let survey_ends = state.surveys.get(tenant, conv).map(|s| s.expires_at);
         if let Some(later) = survey_send.into_iter().chain(survey_ends).max() {
-            let id = archive_timer_id(tenant, conv);
-            state.schedule(later.max(now).saturating_add(1), id, timer.clone());
+            schedule_archive(state, tenant, conv, later.max(now).saturating_add(1));
             return;
         }
         // An archive row that cannot be encoded (impossible for rows that were encoded at
@@ -370,15 +377,7 @@ impl<S: Store> Engine<S> {
                 self.state.unarchive(tenant, archived)?;
                 if let Some(after) = self.settings.archive_closed_after_ms {
                     let due = self.state.stream_time().saturating_add(after);
-                    let timer = Timer {
-                        tenant: self.state.tenant_name(tenant),
-                        kind: TimerKind::Wake {
-                            purpose: ARCHIVE.into(),
-                            subject: self.state.conversation_key(tenant, &id),
-                        },
-                    };
-                    self.state
-                        .schedule(due, archive_timer_id(tenant, &id), timer);
+                    schedule_archive(&mut self.state, tenant, &id, due);
                 }
             }
         }
