@@ -8,6 +8,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::hash::Hash;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -367,6 +368,10 @@ struct Slot<V> {
     epoch: u64,
 }
 
+/// A journal entry of a [`TenantTable`]: (tenant, id, the row before the record, its changed
+/// mark before).
+type Journaled<I, V> = (Arc<str>, I, Option<Box<V>>, bool);
+
 /// A typed table keyed by (tenant, id): the rows of each tenant in a hash map of their own.
 ///
 /// Lookups take `&str` (or any borrowed form of the id) and allocate nothing; a tenant's rows
@@ -380,11 +385,12 @@ struct Slot<V> {
 /// none.
 #[derive(Clone, Debug)]
 pub struct TenantTable<I: Hash + Eq + Ord + Clone, V: Clone> {
-    tenants: Rows<String, Rows<I, Slot<V>>>,
+    /// Tenant name (one shared string, cloned into change marks and the journal) → rows.
+    tenants: Rows<Arc<str>, Rows<I, Slot<V>>>,
     /// Rows flagged dirty (a key may repeat after a rollback; the flag decides).
-    dirty: Vec<(String, I)>,
+    dirty: Vec<(Arc<str>, I)>,
     /// While journaling: (tenant, id, value before the record, dirty flag before).
-    journal: Vec<(String, I, Option<Box<V>>, bool)>,
+    journal: Vec<Journaled<I, V>>,
     /// The record being applied (journaling) is `epoch`; a row journaled in it has it.
     epoch: u64,
     journaling: bool,
@@ -417,17 +423,17 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
     /// Mark a slot changed and journal its value the first time the record changes it.
     fn touch(
         slot: &mut Slot<V>,
-        tenant: &str,
+        tenant: &Arc<str>,
         id: &I,
         epoch: u64,
         journaling: bool,
-        journal: &mut Vec<(String, I, Option<Box<V>>, bool)>,
-        dirty: &mut Vec<(String, I)>,
+        journal: &mut Vec<Journaled<I, V>>,
+        dirty: &mut Vec<(Arc<str>, I)>,
     ) {
         if journaling && slot.epoch != epoch {
             slot.epoch = epoch;
             journal.push((
-                tenant.to_string(),
+                Arc::clone(tenant),
                 id.clone(),
                 slot.value.clone(),
                 slot.dirty,
@@ -435,7 +441,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         }
         if !slot.dirty {
             slot.dirty = true;
-            dirty.push((tenant.to_string(), id.clone()));
+            dirty.push((Arc::clone(tenant), id.clone()));
         }
     }
 
@@ -456,7 +462,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
     pub fn rollback(&mut self) {
         self.journaling = false;
         for (tenant, id, before, was_dirty) in self.journal.drain(..) {
-            let Some(rows) = self.tenants.get_mut(tenant.as_str()) else {
+            let Some(rows) = self.tenants.get_mut(&*tenant) else {
                 continue;
             };
             let Some(slot) = rows.get_mut(&id) else {
@@ -508,7 +514,8 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         I: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (key, slot) = self.tenants.get_mut(tenant)?.get_key_value_mut(id)?;
+        let (tenant, rows) = self.tenants.get_key_value_mut(tenant)?;
+        let (key, slot) = rows.get_key_value_mut(id)?;
         slot.value.as_ref()?;
         Self::touch(
             slot,
@@ -543,7 +550,12 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             journaling,
             len,
         } = self;
-        let rows = tenants.entry_ref(tenant).or_default();
+        if !tenants.contains_key(tenant) {
+            tenants.insert(Arc::from(tenant), Rows::default());
+        }
+        let Some((tenant, rows)) = tenants.get_key_value_mut(tenant) else {
+            unreachable!("inserted above")
+        };
         let (key, slot) = rows.get_or_insert_slot(id);
         Self::touch(slot, tenant, &key, *epoch, *journaling, journal, dirty);
         (slot, len)
@@ -615,7 +627,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             .tenants
             .iter()
             .filter(|(_, rows)| rows.values().any(|s| s.value.is_some()))
-            .map(|(t, _)| t.as_str())
+            .map(|(t, _)| &**t)
             .collect();
         t.sort_unstable();
         t
@@ -628,7 +640,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             .iter()
             .flat_map(|(t, rows)| {
                 rows.iter()
-                    .filter_map(move |(id, s)| s.value.as_deref().map(|v| ((t.as_str(), id), v)))
+                    .filter_map(move |(id, s)| s.value.as_deref().map(|v| ((&**t, id), v)))
             })
             .collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -650,7 +662,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             for (id, s) in rows.iter_mut() {
                 if !s.dirty {
                     s.dirty = true;
-                    self.dirty.push((t.clone(), id.clone()));
+                    self.dirty.push((Arc::clone(t), id.clone()));
                 }
             }
         }
@@ -658,7 +670,13 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
 
     /// Load a row read from the store (not dirty).
     pub(crate) fn load(&mut self, tenant: String, id: I, v: V) {
-        let rows = self.tenants.entry(tenant).or_default();
+        if !self.tenants.contains_key(tenant.as_str()) {
+            self.tenants
+                .insert(Arc::from(tenant.as_str()), Rows::default());
+        }
+        let Some(rows) = self.tenants.get_mut(tenant.as_str()) else {
+            unreachable!("inserted above")
+        };
         let slot = Slot {
             value: Some(Box::new(v)),
             dirty: false,
@@ -680,7 +698,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         dirty.dedup();
         let mut result = Ok(());
         for (tenant, id) in &dirty {
-            let Some(rows) = self.tenants.get_mut(tenant.as_str()) else {
+            let Some(rows) = self.tenants.get_mut(&**tenant) else {
                 continue;
             };
             let Some(slot) = rows.get_mut(id) else {
@@ -696,7 +714,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             if slot.value.is_none() {
                 rows.remove(id);
                 if rows.is_empty() {
-                    self.tenants.remove(tenant.as_str());
+                    self.tenants.remove(&**tenant);
                 }
             }
         }
