@@ -356,6 +356,56 @@ impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
     }
 }
 
+/// What a record changed, for a rollback: each row's value as it was before the record's
+/// first change to it. A row remembers the record (`epoch`) that last journaled it, so it is
+/// journaled once per record, whatever the record does to it afterwards.
+#[derive(Clone, Debug)]
+pub(crate) struct Journal<E> {
+    entries: Vec<E>,
+    epoch: u64,
+    journaling: bool,
+}
+
+impl<E> Default for Journal<E> {
+    fn default() -> Self {
+        Journal {
+            entries: Vec::new(),
+            epoch: 0,
+            journaling: false,
+        }
+    }
+}
+
+impl<E> Journal<E> {
+    /// Start keeping what the next record changes.
+    pub(crate) fn begin(&mut self) {
+        self.entries.clear();
+        self.epoch += 1;
+        self.journaling = true;
+    }
+
+    /// Keep what the record changed.
+    pub(crate) fn commit(&mut self) {
+        self.entries.clear();
+        self.journaling = false;
+    }
+
+    /// The record's entries, to undo it; journaling stops.
+    pub(crate) fn take(&mut self) -> Vec<E> {
+        self.journaling = false;
+        std::mem::take(&mut self.entries)
+    }
+
+    /// Journal `entry()` if this is the current record's first change to the row whose
+    /// journaled epoch is `row_epoch`.
+    pub(crate) fn first_change(&mut self, row_epoch: &mut u64, entry: impl FnOnce() -> E) {
+        if self.journaling && *row_epoch != self.epoch {
+            *row_epoch = self.epoch;
+            self.entries.push(entry());
+        }
+    }
+}
+
 /// A hash map with the fast (non-cryptographic) hasher: keys here come from our own state.
 pub type Rows<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
@@ -389,11 +439,8 @@ pub struct TenantTable<I: Hash + Eq + Ord + Clone, V: Clone> {
     tenants: Rows<Arc<str>, Rows<I, Slot<V>>>,
     /// Rows flagged dirty (a key may repeat after a rollback; the flag decides).
     dirty: Vec<(Arc<str>, I)>,
-    /// While journaling: (tenant, id, value before the record, dirty flag before).
-    journal: Vec<Journaled<I, V>>,
-    /// The record being applied (journaling) is `epoch`; a row journaled in it has it.
-    epoch: u64,
-    journaling: bool,
+    /// While a record is applied: (tenant, id, value before the record, dirty flag before).
+    journal: Journal<Journaled<I, V>>,
     /// Rows with a value (tombstones excluded).
     len: usize,
 }
@@ -403,9 +450,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> Default for TenantTable<I, V> {
         TenantTable {
             tenants: Rows::default(),
             dirty: Vec::new(),
-            journal: Vec::new(),
-            epoch: 0,
-            journaling: false,
+            journal: Journal::default(),
             len: 0,
         }
     }
@@ -425,20 +470,13 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         slot: &mut Slot<V>,
         tenant: &Arc<str>,
         id: &I,
-        epoch: u64,
-        journaling: bool,
-        journal: &mut Vec<Journaled<I, V>>,
+        journal: &mut Journal<Journaled<I, V>>,
         dirty: &mut Vec<(Arc<str>, I)>,
     ) {
-        if journaling && slot.epoch != epoch {
-            slot.epoch = epoch;
-            journal.push((
-                Arc::clone(tenant),
-                id.clone(),
-                slot.value.clone(),
-                slot.dirty,
-            ));
-        }
+        let (value, was_dirty) = (&slot.value, slot.dirty);
+        journal.first_change(&mut slot.epoch, || {
+            (Arc::clone(tenant), id.clone(), value.clone(), was_dirty)
+        });
         if !slot.dirty {
             slot.dirty = true;
             dirty.push((Arc::clone(tenant), id.clone()));
@@ -447,21 +485,17 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
 
     /// Start keeping what the next record changes.
     pub fn begin(&mut self) {
-        self.journal.clear();
-        self.epoch += 1;
-        self.journaling = true;
+        self.journal.begin();
     }
 
     /// Keep what the record changed.
     pub fn commit(&mut self) {
-        self.journal.clear();
-        self.journaling = false;
+        self.journal.commit();
     }
 
     /// Undo every change since [`TenantTable::begin`].
     pub fn rollback(&mut self) {
-        self.journaling = false;
-        for (tenant, id, before, was_dirty) in self.journal.drain(..) {
+        for (tenant, id, before, was_dirty) in self.journal.take() {
             let Some(rows) = self.tenants.get_mut(&*tenant) else {
                 continue;
             };
@@ -517,15 +551,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         let (tenant, rows) = self.tenants.get_key_value_mut(tenant)?;
         let (key, slot) = rows.get_key_value_mut(id)?;
         slot.value.as_ref()?;
-        Self::touch(
-            slot,
-            tenant,
-            key,
-            self.epoch,
-            self.journaling,
-            &mut self.journal,
-            &mut self.dirty,
-        );
+        Self::touch(slot, tenant, key, &mut self.journal, &mut self.dirty);
         Some((slot, &mut self.len))
     }
 
@@ -546,8 +572,6 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             tenants,
             dirty,
             journal,
-            epoch,
-            journaling,
             len,
         } = self;
         if !tenants.contains_key(tenant) {
@@ -557,7 +581,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             unreachable!("inserted above")
         };
         let (key, slot) = rows.get_or_insert_slot(id);
-        Self::touch(slot, tenant, &key, *epoch, *journaling, journal, dirty);
+        Self::touch(slot, tenant, &key, journal, dirty);
         (slot, len)
     }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::state::Timer;
+use crate::store::Journal;
 
 /// One timer id's row.
 #[derive(Clone, Debug)]
@@ -49,10 +50,8 @@ pub struct Timers {
     /// Live timers in firing order: (due, id).
     order: BTreeSet<(i64, Arc<str>)>,
     dirty: Vec<Arc<str>>,
-    /// While journaling: (id, the timer before the record, dirty before).
-    journal: Vec<(Arc<str>, Option<Live>, bool)>,
-    epoch: u64,
-    journaling: bool,
+    /// While a record is applied: (id, the timer before the record, dirty before).
+    journal: Journal<(Arc<str>, Option<Live>, bool)>,
 }
 
 impl Timers {
@@ -87,11 +86,10 @@ impl Timers {
             dirty: false,
             epoch: 0,
         });
-        if self.journaling && row.epoch != self.epoch {
-            row.epoch = self.epoch;
-            self.journal
-                .push((Arc::clone(&key), row.live.clone(), row.dirty));
-        }
+        let (live, was_dirty) = (&row.live, row.dirty);
+        self.journal.first_change(&mut row.epoch, || {
+            (Arc::clone(&key), live.clone(), was_dirty)
+        });
         if !row.dirty {
             row.dirty = true;
             self.dirty.push(Arc::clone(&key));
@@ -146,20 +144,16 @@ impl Timers {
 
     /// Start keeping what the next record changes.
     pub fn begin(&mut self) {
-        self.journal.clear();
-        self.epoch += 1;
-        self.journaling = true;
+        self.journal.begin();
     }
 
     pub fn commit(&mut self) {
-        self.journal.clear();
-        self.journaling = false;
+        self.journal.commit();
     }
 
     /// Undo every change since [`Timers::begin`].
     pub fn rollback(&mut self) {
-        self.journaling = false;
-        for (id, before, was_dirty) in std::mem::take(&mut self.journal) {
+        for (id, before, was_dirty) in self.journal.take() {
             // A row that ended unstored during the record is gone: bring it back.
             let row = self.rows.entry(Arc::clone(&id)).or_insert(Row {
                 live: None,
