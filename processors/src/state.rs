@@ -488,6 +488,16 @@ fn encode_row<V: Serialize>(rows: Rows, v: &V) -> Result<Vec<u8>, StoreError> {
     }
 }
 
+/// One stored row decoded as `{"key", "value"}` JSON (for `switchboard state`).
+fn row_json<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(
+    key: &[u8],
+    value: &[u8],
+) -> Result<serde_json::Value, StoreError> {
+    let k: K = parse(key, &key[1..])?;
+    let v: V = parse_row(key, value)?;
+    Ok(serde_json::json!({ "key": k, "value": v }))
+}
+
 fn load_row<
     K: Ord + Clone + std::hash::Hash + DeserializeOwned,
     V: Clone + DeserializeOwned,
@@ -905,9 +915,7 @@ where
         drain(tag, self, rows, batch)
     }
     fn row_json(&self, key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError> {
-        let k: K = parse(key, &key[1..])?;
-        let v: V = parse_row(key, value)?;
-        Ok(serde_json::json!({ "key": k, "value": v }))
+        row_json::<K, V>(key, value)
     }
     fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         load_row(self, key, value)
@@ -947,9 +955,7 @@ where
         })
     }
     fn row_json(&self, key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError> {
-        let k: (String, I) = parse(key, &key[1..])?;
-        let v: V = parse_row(key, value)?;
-        Ok(serde_json::json!({ "key": k, "value": v }))
+        row_json::<(String, I), V>(key, value)
     }
     fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let (tenant, id): (String, I) = parse(key, &key[1..])?;
@@ -991,9 +997,7 @@ impl StoredTable for crate::timers::Timers {
         })
     }
     fn row_json(&self, key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError> {
-        let k: (i64, String) = parse(key, &key[1..])?;
-        let v: Timer = parse_row(key, value)?;
-        Ok(serde_json::json!({ "key": k, "value": v }))
+        row_json::<(i64, String), Timer>(key, value)
     }
     fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let (due, id): (i64, String) = parse(key, &key[1..])?;
