@@ -207,7 +207,7 @@ fn send(cx: &mut Ctx, conv_id: &str) {
         conv_id,
         CsatEventKind::SurveySent(SurveySent {
             channel: conv.channel,
-            to: conv.address.clone(),
+            to: conv.customer_address().to_string(),
         }),
     );
     let now = cx.now;

@@ -29,6 +29,10 @@ pub struct Conversation {
     pub channel: Channel,
     /// The customer's address that opened the conversation.
     pub address: String,
+    /// The customer's address on their last inbound message, when it is not `address` (they
+    /// wrote from another channel of the same person): where messages to them go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
     /// Our sender (the `to` of the customer's last inbound message).
     pub sender: String,
     pub person_id: Option<String>,
@@ -48,6 +52,14 @@ pub struct Conversation {
     pub messages: u32,
     pub last_inbound_at: i64,
     pub closed_reason: Option<String>,
+}
+
+impl Conversation {
+    /// The customer's address on their last inbound message: where every message to them
+    /// goes, over [`Conversation::channel`] and from [`Conversation::sender`].
+    pub fn customer_address(&self) -> &str {
+        self.reply_to.as_deref().unwrap_or(&self.address)
+    }
 }
 
 /// A small ordered set in one sorted `Vec`: what a conversation's tags, thread keys and

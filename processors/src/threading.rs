@@ -79,12 +79,16 @@ pub fn set_status(cx: &mut Ctx, conversation_id: &str, to: Status, reason: &str)
 }
 
 /// Send a message to the conversation's customer over the channel of their last inbound
-/// message, from the sender they wrote to.
+/// message, to the address they wrote from, from the sender they wrote to.
 pub fn send_to_customer(cx: &mut Ctx, conversation_id: &str, kind: OutboundKind, content: &str) {
     let Some(conv) = cx.state.conversation(cx.tenant, conversation_id) else {
         return;
     };
-    let (channel, from, to) = (conv.channel, conv.sender.clone(), conv.address.clone());
+    let (channel, from, to) = (
+        conv.channel,
+        conv.sender.clone(),
+        conv.customer_address().to_string(),
+    );
     let id = cx.next_id();
     cx.emit(Output::Outbound(OutboundMessage {
         id,
@@ -130,6 +134,7 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
             if let Some(conv) = cx.state.conversation_mut(tenant, &id) {
                 conv.channel = m.channel;
                 conv.sender = m.to.clone();
+                conv.reply_to = (m.from != conv.address).then(|| m.from.clone());
                 conv.messages += 1;
                 conv.last_inbound_at = cx.now;
                 if conv.person_id.is_none() {
@@ -150,6 +155,7 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
                 assignee: None,
                 channel: m.channel,
                 address: m.from.clone(),
+                reply_to: None,
                 sender: m.to.clone(),
                 person_id: person.clone(),
                 thread_keys: SortedSet::new(),

@@ -69,6 +69,89 @@ fn r_thread_1_same_person_on_another_channel_joins() {
     assert_eq!(out.short_id_of_message("m3"), 1);
 }
 
+/// R-THREAD-1, R-CSAT-1, R-FLOW-4: a customer who wrote by e-mail and then on Telegram (the
+/// same person) is answered on Telegram at their Telegram address, from the sender they wrote
+/// to: the agent's reply and the survey both go to the last inbound message's channel and
+/// address, never to the e-mail address over Telegram.
+#[test]
+fn r_thread_1_messages_to_the_customer_go_to_their_last_address() {
+    let with_person = |id: &str, channel: Channel, from: &str, to: &str| {
+        let mut m = message(id, channel, from, "hi");
+        m.to = to.into();
+        m.person = Some(Person {
+            id: Some("person-c".into()),
+            ..Person::default()
+        });
+        m
+    };
+    let mut s = Scenario::new();
+    s.config(
+        t(0),
+        1,
+        ConfigChangeKind::SetSurveySettings(SurveySettings {
+            enabled: true,
+            delay_seconds: 30,
+            minimum_span_hours: 0,
+            answer_window_hours: 24,
+            question: "Happy?".into(),
+            follow_up: None,
+        }),
+    );
+    s.inbound(
+        t(1),
+        with_person("m1", Channel::Email, "c@example.com", "support@acme.test"),
+    );
+    s.reply(t(2), "r1", "#1", false);
+    s.inbound(
+        t(3),
+        with_person("m2", Channel::Telegram, "@c_user", "acme_bot"),
+    );
+    s.reply(t(4), "r2", "#1", false)
+        .command(t(5), "c1", "#1", set_status(Status::Solved))
+        .tick(t(7));
+    let out = s.run();
+    let to = |kind| {
+        out.outbound(kind)
+            .into_iter()
+            .map(|m| (m.channel, m.to.clone(), m.from.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        to(OutboundKind::Agent),
+        vec![
+            (
+                Channel::Email,
+                "c@example.com".to_string(),
+                "support@acme.test".to_string()
+            ),
+            (
+                Channel::Telegram,
+                "@c_user".to_string(),
+                "acme_bot".to_string()
+            ),
+        ]
+    );
+    assert_eq!(
+        to(OutboundKind::Survey),
+        vec![(
+            Channel::Telegram,
+            "@c_user".to_string(),
+            "acme_bot".to_string()
+        )]
+    );
+    let sent: Vec<_> = out
+        .outputs()
+        .filter_map(|o| match o {
+            Output::Csat(CsatEvent {
+                event: CsatEventKind::SurveySent(s),
+                ..
+            }) => Some((s.channel, s.to.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![(Channel::Telegram, "@c_user".to_string())]);
+}
+
 /// R-THREAD-2: an inbound message on a Solved conversation reopens it; on a Closed one it
 /// opens a new conversation.
 #[test]
