@@ -46,6 +46,10 @@ pub struct TopicSchema {
     schema: Schema,
     names: HashMap<Name, Schema>,
     fingerprint: u64,
+    /// The topic's earlier schemas: a record written with one is read with it (its writer
+    /// schema), and the JSON it gives takes the current types' defaults for fields added
+    /// since.
+    previous: Vec<TopicSchema>,
 }
 
 impl TopicSchema {
@@ -67,7 +71,22 @@ impl TopicSchema {
             schema,
             names,
             fingerprint: u64::from_le_bytes(le),
+            previous: Vec::new(),
         })
+    }
+
+    /// This schema, also reading records written with each of `previous` (older schemas of
+    /// the same topic).
+    pub fn with_previous(mut self, previous: &[&str]) -> Result<TopicSchema, CodecError> {
+        for text in previous {
+            self.previous.push(TopicSchema::parse(text)?);
+        }
+        Ok(self)
+    }
+
+    /// The fingerprints of the earlier schemas this one also reads.
+    pub fn previous_fingerprints(&self) -> Vec<u64> {
+        self.previous.iter().map(|p| p.fingerprint).collect()
     }
 
     pub fn schema(&self) -> &Schema {
@@ -107,11 +126,16 @@ impl TopicSchema {
         let mut fp = [0u8; 8];
         fp.copy_from_slice(&bytes[2..10]);
         let fp = u64::from_le_bytes(fp);
-        if fp != self.fingerprint {
-            return Err(CodecError::UnknownSchema(fp));
-        }
+        let writer = if fp == self.fingerprint {
+            self
+        } else {
+            self.previous
+                .iter()
+                .find(|p| p.fingerprint == fp)
+                .ok_or(CodecError::UnknownSchema(fp))?
+        };
         let mut rest = &bytes[10..];
-        let json = self.read(&self.schema, &None, 0, &mut rest)?;
+        let json = writer.read(&writer.schema, &None, 0, &mut rest)?;
         if !rest.is_empty() {
             return Err(CodecError::Malformed(format!(
                 "{} trailing bytes after the record",
@@ -572,7 +596,7 @@ impl Codec {
     pub fn new() -> Result<Codec, CodecError> {
         let topics = Topic::ALL
             .iter()
-            .map(|t| TopicSchema::parse(t.schema_text()))
+            .map(|t| TopicSchema::parse(t.schema_text())?.with_previous(t.previous_schema_texts()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Codec { topics })
     }

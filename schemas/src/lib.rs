@@ -115,6 +115,23 @@ impl Topic {
     }
 }
 
+impl Topic {
+    /// The schemas this topic had before its current one
+    /// (`schemas/avro/history/<name>.<n>.avsc`), oldest first: records written with one of
+    /// them still decode (docs/schemas.md, "Evolution").
+    pub fn previous_schema_texts(self) -> &'static [&'static str] {
+        match self {
+            Topic::Config => &[include_str!("../avro/history/config.1.avsc")],
+            Topic::Commands => &[include_str!("../avro/history/commands.1.avsc")],
+            Topic::ConversationEvents => {
+                &[include_str!("../avro/history/conversation-events.1.avsc")]
+            }
+            Topic::Actions => &[include_str!("../avro/history/actions.1.avsc")],
+            _ => &[],
+        }
+    }
+}
+
 impl std::fmt::Display for Topic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -314,6 +314,7 @@ pub enum CommandKind {
     RemoveTags(TagList),
     Merge(Merge),
     AddNote(AddNote),
+    SetFormField(SetFormField),
 }
 
 impl CommandKind {
@@ -330,6 +331,7 @@ impl CommandKind {
             CommandKind::RemoveTags(_) => "RemoveTags",
             CommandKind::Merge(_) => "Merge",
             CommandKind::AddNote(_) => "AddNote",
+            CommandKind::SetFormField(_) => "SetFormField",
         }
     }
 }
@@ -400,6 +402,15 @@ pub struct AddNote {
     pub text: String,
 }
 
+/// Set a field of the conversation's form; `value: None` clears it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SetFormField {
+    pub field: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
 // ---------------------------------------------------------------- cc.config
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -429,6 +440,153 @@ pub enum ConfigChangeKind {
     DeleteWaitingStrategy(DeleteWaitingStrategy),
     SetSentiment(SetSentiment),
     SetSurveySettings(SurveySettings),
+    UpsertWorkflow(UpsertWorkflow),
+    DeleteWorkflow(DeleteWorkflow),
+    ReorderWorkflows(ReorderWorkflows),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertWorkflow {
+    pub workflow: Workflow,
+}
+
+/// A workflow (SPEC §10): when any of its triggers fires for an Open, Waiting or Solved
+/// conversation and its condition holds, its actions run in order.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub order: i32,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub triggers: Vec<WorkflowTrigger>,
+    #[serde(default)]
+    pub condition: Option<Condition>,
+    pub actions: Vec<WorkflowAction>,
+}
+
+/// A record with no fields (a union branch that says everything by its name).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StatusTrigger {
+    pub status: Status,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreTrigger {
+    pub scores: Vec<CsatScore>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FormTrigger {
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+/// How long a time trigger waits, in seconds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AfterSeconds {
+    pub seconds: i64,
+}
+
+/// What fires a workflow (SPEC §10.2 events, §10.3 times).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum WorkflowTrigger {
+    StatusChangedTo(StatusTrigger),
+    ConversationQueueChanged(NoFields),
+    ConversationTagsChanged(NoFields),
+    InboundMessageReceived(NoFields),
+    AgentMessageSent(NoFields),
+    SurveyFeedbackReceived(ScoreTrigger),
+    NoteCreated(NoFields),
+    ConversationFormFieldUpdated(FormTrigger),
+    CustomerDidNotReplyFor(AfterSeconds),
+    AgentDidNotReplyFor(AfterSeconds),
+    SolvedUnmodifiedFor(AfterSeconds),
+    SolvedFor(AfterSeconds),
+    WaitingFor(AfterSeconds),
+}
+
+impl WorkflowTrigger {
+    /// The trigger's name in `WorkflowRan` events and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkflowTrigger::StatusChangedTo(_) => "status_changed_to",
+            WorkflowTrigger::ConversationQueueChanged(_) => "queue_changed",
+            WorkflowTrigger::ConversationTagsChanged(_) => "tags_changed",
+            WorkflowTrigger::InboundMessageReceived(_) => "inbound_message_received",
+            WorkflowTrigger::AgentMessageSent(_) => "agent_message_sent",
+            WorkflowTrigger::SurveyFeedbackReceived(_) => "survey_feedback_received",
+            WorkflowTrigger::NoteCreated(_) => "note_created",
+            WorkflowTrigger::ConversationFormFieldUpdated(_) => "form_field_updated",
+            WorkflowTrigger::CustomerDidNotReplyFor(_) => "customer_did_not_reply_for",
+            WorkflowTrigger::AgentDidNotReplyFor(_) => "agent_did_not_reply_for",
+            WorkflowTrigger::SolvedUnmodifiedFor(_) => "solved_unmodified_for",
+            WorkflowTrigger::SolvedFor(_) => "solved_for",
+            WorkflowTrigger::WaitingFor(_) => "waiting_for",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MessageText {
+    pub content: String,
+}
+
+/// What a workflow does (SPEC §10.4).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum WorkflowAction {
+    SendMessage(MessageText),
+    ApplyTags(TagList),
+    RemoveTags(TagList),
+    SetSolved(NoFields),
+    SetConversationPriority(SetPriority),
+    UnassignAgent(NoFields),
+    SendSurvey(NoFields),
+    AddNote(AddNote),
+    CallApi(CallApi),
+    CloseConversation(NoFields),
+}
+
+impl WorkflowAction {
+    /// The action's name in metrics and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkflowAction::SendMessage(_) => "send_message",
+            WorkflowAction::ApplyTags(_) => "apply_tags",
+            WorkflowAction::RemoveTags(_) => "remove_tags",
+            WorkflowAction::SetSolved(_) => "set_solved",
+            WorkflowAction::SetConversationPriority(_) => "set_priority",
+            WorkflowAction::UnassignAgent(_) => "unassign_agent",
+            WorkflowAction::SendSurvey(_) => "send_survey",
+            WorkflowAction::AddNote(_) => "add_note",
+            WorkflowAction::CallApi(_) => "call_api",
+            WorkflowAction::CloseConversation(_) => "close_conversation",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteWorkflow {
+    pub workflow_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReorderWorkflows {
+    pub workflow_ids: Vec<String>,
 }
 
 fn thirty() -> i32 {
@@ -874,6 +1032,25 @@ pub enum ConversationEventKind {
     QueueChanged(QueueChanged),
     NoteAdded(NoteAdded),
     AgentReplied(AgentReplied),
+    FormFieldUpdated(FormFieldUpdated),
+    WorkflowRan(WorkflowRan),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FormFieldUpdated {
+    pub field: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowRan {
+    pub workflow_id: String,
+    pub trigger: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -1218,6 +1395,10 @@ pub struct ActionRequest {
     pub id: String,
     pub tenant: String,
     pub conversation_id: String,
+    #[serde(default)]
+    pub workflow_id: String,
+    #[serde(default)]
+    pub idempotency_key: String,
     pub action: ActionKind,
 }
 
