@@ -739,6 +739,16 @@ fn unassign(cx: &mut Ctx, conv_id: &str, reason: &str) -> Option<String> {
     Some(agent_id)
 }
 
+/// Unassign a conversation's agent (with `reason`) and run single assignment for it again:
+/// another agent, never one who held it before (SPEC §5.5); the agent's freed capacity then
+/// goes to their queues' waiting conversations (§5.7).
+pub fn unassign_and_reassign(cx: &mut Ctx, conv_id: &str, reason: &str) {
+    if let Some(agent_id) = unassign(cx, conv_id, reason) {
+        try_single(cx, conv_id, AssignMethod::Single);
+        settle_agent(cx, &agent_id);
+    }
+}
+
 /// Single assignment (SPEC §5.6): the sticky agent when the queue asks for it and they are
 /// eligible, else the weighted-sum winner among the queue's eligible agents.
 fn try_single(cx: &mut Ctx, conv_id: &str, method: AssignMethod) {
@@ -1078,12 +1088,7 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
         )));
     }
     match assign_to {
-        None => {
-            if let Some(agent_id) = unassign(cx, &conv_id, "command") {
-                try_single(cx, &conv_id, AssignMethod::Single);
-                settle_agent(cx, &agent_id);
-            }
-        }
+        None => unassign_and_reassign(cx, &conv_id, "command"),
         Some(agent_id) => {
             let reject = |cx: &mut Ctx, reason: &str| {
                 let event = AssignmentEventKind::AssignmentRejected(AgentReason {

@@ -149,7 +149,8 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
 }
 
-fn list_values(c: &Condition) -> Vec<String> {
+/// The values of a leaf that takes a list (`values`, or `value` split at commas), lowercased.
+pub fn list_values(c: &Condition) -> Vec<String> {
     if !c.values.is_empty() {
         c.values.iter().map(|v| v.to_lowercase()).collect()
     } else {
@@ -173,6 +174,16 @@ pub const MAX_CONDITION_NODES: usize = 500;
 /// The size comes first and without recursion, so the shape check (and evaluation, which
 /// recurse) only ever see conditions within [`MAX_CONDITION_DEPTH`].
 pub fn validate(c: &Condition, path: &str) -> Result<(), (String, String)> {
+    validate_with(c, path, is_known_attribute)
+}
+
+/// [`validate`], with `known` saying which attributes the condition may use (workflows know
+/// more than routes).
+pub fn validate_with(
+    c: &Condition,
+    path: &str,
+    known: fn(&str) -> bool,
+) -> Result<(), (String, String)> {
     let mut nodes = 0usize;
     let mut stack = vec![(c, 1usize)];
     while let Some((node, depth)) = stack.pop() {
@@ -199,10 +210,14 @@ pub fn validate(c: &Condition, path: &str) -> Result<(), (String, String)> {
             stack.push((child, depth + 1));
         }
     }
-    validate_shape(c, path)
+    validate_shape(c, path, known)
 }
 
-fn validate_shape(c: &Condition, path: &str) -> Result<(), (String, String)> {
+fn validate_shape(
+    c: &Condition,
+    path: &str,
+    known: fn(&str) -> bool,
+) -> Result<(), (String, String)> {
     let kinds = [
         !c.all.is_empty(),
         !c.any.is_empty(),
@@ -225,17 +240,17 @@ fn validate_shape(c: &Condition, path: &str) -> Result<(), (String, String)> {
         }
     }
     for (i, child) in c.all.iter().enumerate() {
-        validate_shape(child, &format!("{path}.all[{i}]"))?;
+        validate_shape(child, &format!("{path}.all[{i}]"), known)?;
     }
     for (i, child) in c.any.iter().enumerate() {
-        validate_shape(child, &format!("{path}.any[{i}]"))?;
+        validate_shape(child, &format!("{path}.any[{i}]"), known)?;
     }
     if let Some(child) = &c.not {
-        validate_shape(child, &format!("{path}.not"))?;
+        validate_shape(child, &format!("{path}.not"), known)?;
     }
     if kinds[3] {
         let attribute = c.attribute.as_deref().unwrap_or("");
-        if !is_known_attribute(attribute) {
+        if !known(attribute) {
             return Err((
                 format!("{path}.attribute"),
                 format!("unknown attribute {attribute:?}"),

@@ -60,6 +60,9 @@ pub fn entity_of(change: &ConfigChangeKind) -> String {
         ConfigChangeKind::DeleteWaitingStrategy(c) => format!("waiting_strategy/{}", c.strategy_id),
         ConfigChangeKind::SetSentiment(_) => "sentiment".to_string(),
         ConfigChangeKind::SetSurveySettings(_) => "surveys".to_string(),
+        ConfigChangeKind::UpsertWorkflow(c) => format!("workflow/{}", c.workflow.id),
+        ConfigChangeKind::DeleteWorkflow(c) => format!("workflow/{}", c.workflow_id),
+        ConfigChangeKind::ReorderWorkflows(_) => "workflow_order".to_string(),
     }
 }
 
@@ -109,6 +112,18 @@ fn apply(config: &TenantConfig, change: &ConfigChangeKind) -> Result<TenantConfi
                 return Err(invalid(
                     "queue_id",
                     format!("route {:?} leads to this queue", r.id),
+                ));
+            }
+            if let Some(w) = config.workflows.values().find(|w| {
+                w.condition.as_ref().is_some_and(|c| {
+                    condition_values(c, "conversation.queue")
+                        .iter()
+                        .any(|v| v.eq_ignore_ascii_case(queue_id))
+                })
+            }) {
+                return Err(invalid(
+                    "queue_id",
+                    format!("workflow {:?} names this queue in its condition", w.id),
                 ));
             }
             next.queues.remove(queue_id);
@@ -253,6 +268,35 @@ fn apply(config: &TenantConfig, change: &ConfigChangeKind) -> Result<TenantConfi
         ConfigChangeKind::SetSentiment(SetSentiment { enabled }) => {
             next.sentiment_enabled = *enabled
         }
+        ConfigChangeKind::UpsertWorkflow(UpsertWorkflow { workflow }) => {
+            validate_workflow(config, workflow)?;
+            next.workflows.insert(workflow.id.clone(), workflow.clone());
+        }
+        ConfigChangeKind::DeleteWorkflow(DeleteWorkflow { workflow_id }) => {
+            if next.workflows.remove(workflow_id).is_none() {
+                return Err(invalid(
+                    "workflow_id",
+                    format!("no workflow {workflow_id:?}"),
+                ));
+            }
+            next.workflow_since.remove(workflow_id);
+        }
+        ConfigChangeKind::ReorderWorkflows(ReorderWorkflows { workflow_ids }) => {
+            let mut given: Vec<&String> = workflow_ids.iter().collect();
+            given.sort();
+            let known: Vec<&String> = config.workflows.keys().collect();
+            if given != known {
+                return Err(invalid(
+                    "workflow_ids",
+                    "must list every workflow exactly once",
+                ));
+            }
+            for (i, id) in workflow_ids.iter().enumerate() {
+                if let Some(w) = next.workflows.get_mut(id) {
+                    w.order = i as i32;
+                }
+            }
+        }
         ConfigChangeKind::DeleteWaitingStrategy(DeleteWaitingStrategy { strategy_id }) => {
             if next.waiting_strategies.remove(strategy_id).is_none() {
                 return Err(invalid(
@@ -275,21 +319,23 @@ pub const MAX_WORKING_HOURS: usize = 100;
 pub const MAX_AGENT_STATUSES: usize = 100;
 pub const MAX_SLA_POLICIES: usize = 100;
 pub const MAX_WAITING_STRATEGIES: usize = 100;
+pub const MAX_WORKFLOWS: usize = 100;
 /// Largest config (with its versions) one tenant may have, as stored: it is one state row and
 /// one changelog record, which must fit Kafka's default `max.message.bytes` (1 MB).
 pub const MAX_TENANT_CONFIG_BYTES: usize = 768 * 1024;
 
 /// The counted entities: (field named in a rejection, what, limit), in [`counts`] order.
-const COUNTED: [(&str, &str, usize); 6] = [
+const COUNTED: [(&str, &str, usize); 7] = [
     ("queue.id", "queues", MAX_QUEUES),
     ("route.id", "routes", MAX_ROUTES),
     ("period.id", "working-hours periods", MAX_WORKING_HOURS),
     ("name", "custom agent statuses", MAX_AGENT_STATUSES),
     ("policy.id", "SLA policies", MAX_SLA_POLICIES),
     ("strategy.id", "waiting strategies", MAX_WAITING_STRATEGIES),
+    ("workflow.id", "workflows", MAX_WORKFLOWS),
 ];
 
-fn counts(c: &TenantConfig) -> [usize; 6] {
+fn counts(c: &TenantConfig) -> [usize; 7] {
     [
         c.queues.len(),
         c.routes.len(),
@@ -297,6 +343,7 @@ fn counts(c: &TenantConfig) -> [usize; 6] {
         c.agent_statuses.len(),
         c.sla_policies.len(),
         c.waiting_strategies.len(),
+        c.workflows.len(),
     ]
 }
 
@@ -437,6 +484,291 @@ fn validate_waiting_strategy(config: &TenantConfig, w: &WaitingStrategy) -> Resu
     Ok(())
 }
 
+/// Most triggers and actions one workflow may have, and the longest message it may send.
+pub const MAX_WORKFLOW_TRIGGERS: usize = 20;
+pub const MAX_WORKFLOW_ACTIONS: usize = 20;
+pub const MAX_WORKFLOW_MESSAGE_CHARS: usize = 1_000;
+/// The longest tag a workflow may apply or remove.
+pub const MAX_TAG_CHARS: usize = 100;
+
+const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// Every value a condition compares `attribute` with (`is`, `is_not`, `in_list`,
+/// `not_in_list` leaves), lowercased.
+fn condition_values(c: &Condition, attribute: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![c];
+    while let Some(node) = stack.pop() {
+        stack.extend(node.all.iter().chain(&node.any));
+        if let Some(child) = &node.not {
+            stack.push(child);
+        }
+        if node.attribute.as_deref() == Some(attribute) {
+            out.extend(leaf_values(node));
+        }
+    }
+    out
+}
+
+fn leaf_values(c: &Condition) -> Vec<String> {
+    match c.operator {
+        Some(Operator::InList | Operator::NotInList) => condition::list_values(c),
+        Some(Operator::Is | Operator::IsNot) => {
+            c.value.iter().map(|v| v.trim().to_lowercase()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The values a workflow condition may compare an enumerated attribute with; `None` for a
+/// free-form attribute.
+fn allowed_values(config: &TenantConfig, attribute: &str) -> Option<Vec<String>> {
+    let words = |w: &[&str]| Some(w.iter().map(|s| s.to_string()).collect());
+    match attribute {
+        "conversation.queue" => Some(
+            config
+                .queues
+                .keys()
+                .map(|q| q.to_lowercase())
+                .chain([DEFAULT_QUEUE.to_lowercase()])
+                .collect(),
+        ),
+        "conversation.agent_status" => Some(
+            BUILT_IN_STATUSES
+                .iter()
+                .map(|(n, _)| n.to_lowercase())
+                .chain(config.agent_statuses.keys().map(|n| n.to_lowercase()))
+                .collect(),
+        ),
+        "conversation.agent_status_group" => words(&["available", "busy", "away", "unavailable"]),
+        "conversation.status" => words(&["open", "waiting", "solved", "closed"]),
+        "conversation.priority" => words(&["low", "normal", "high", "urgent"]),
+        "conversation.direction" => words(&["inbound", "outbound"]),
+        "conversation.channel" | "channel" => Some(
+            Channel::ALL
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
+        ),
+        "message.is_first" => words(&["true", "false"]),
+        _ => None,
+    }
+}
+
+/// Every leaf comparing an enumerated attribute names a value that exists: a queue, an agent
+/// status, a status...
+fn check_condition_values(config: &TenantConfig, c: &Condition, path: &str) -> Result<(), Invalid> {
+    for (i, child) in c.all.iter().enumerate() {
+        check_condition_values(config, child, &format!("{path}.all[{i}]"))?;
+    }
+    for (i, child) in c.any.iter().enumerate() {
+        check_condition_values(config, child, &format!("{path}.any[{i}]"))?;
+    }
+    if let Some(child) = &c.not {
+        check_condition_values(config, child, &format!("{path}.not"))?;
+    }
+    let Some(attribute) = c.attribute.as_deref() else {
+        return Ok(());
+    };
+    let Some(allowed) = allowed_values(config, attribute) else {
+        return Ok(());
+    };
+    let field = if c.values.is_empty() {
+        "value"
+    } else {
+        "values"
+    };
+    for v in leaf_values(c) {
+        if !allowed.contains(&v) {
+            let what = attribute
+                .rsplit('.')
+                .next()
+                .unwrap_or(attribute)
+                .replace('_', " ");
+            return Err(invalid(
+                format!("{path}.{field}"),
+                format!("no {what} {v:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_tag(field: &str, tag: &str) -> Result<(), Invalid> {
+    let t = tag.trim();
+    if t.is_empty() {
+        return Err(invalid(field, "a tag must not be empty"));
+    }
+    if t.chars().count() > MAX_TAG_CHARS {
+        return Err(invalid(
+            field,
+            format!("a tag is at most {MAX_TAG_CHARS} characters"),
+        ));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(invalid(field, "a tag must not hold control characters"));
+    }
+    Ok(())
+}
+
+fn check_template(field: &str, template: &str) -> Result<(), Invalid> {
+    crate::workflow::check_template(template).map_err(|reason| invalid(field, reason))
+}
+
+fn validate_workflow(config: &TenantConfig, w: &Workflow) -> Result<(), Invalid> {
+    use crate::workflow::{MAX_TIME_TRIGGER_SECONDS, MIN_TIME_TRIGGER_SECONDS};
+    non_empty("workflow.id", &w.id)?;
+    if w.triggers.is_empty() {
+        return Err(invalid(
+            "workflow.triggers",
+            "a workflow needs at least one trigger",
+        ));
+    }
+    if w.triggers.len() > MAX_WORKFLOW_TRIGGERS {
+        return Err(invalid(
+            "workflow.triggers",
+            format!("at most {MAX_WORKFLOW_TRIGGERS} triggers"),
+        ));
+    }
+    for (i, t) in w.triggers.iter().enumerate() {
+        let field = |f: &str| format!("workflow.triggers[{i}]{f}");
+        match t {
+            WorkflowTrigger::StatusChangedTo(s) if s.status == Status::Closed => {
+                return Err(invalid(
+                    field(".status"),
+                    "workflows do not run for Closed conversations: use open, waiting or solved",
+                ));
+            }
+            WorkflowTrigger::SurveyFeedbackReceived(s) if s.scores.is_empty() => {
+                return Err(invalid(field(".scores"), "pick happy, not_happy or both"));
+            }
+            WorkflowTrigger::ConversationFormFieldUpdated(f)
+                if f.field.as_deref().is_some_and(|f| f.trim().is_empty()) =>
+            {
+                return Err(invalid(
+                    field(".field"),
+                    "must not be empty (leave it out for any field)",
+                ));
+            }
+            WorkflowTrigger::CustomerDidNotReplyFor(a)
+            | WorkflowTrigger::AgentDidNotReplyFor(a)
+            | WorkflowTrigger::SolvedUnmodifiedFor(a)
+            | WorkflowTrigger::SolvedFor(a)
+            | WorkflowTrigger::WaitingFor(a)
+                if !(MIN_TIME_TRIGGER_SECONDS..=MAX_TIME_TRIGGER_SECONDS).contains(&a.seconds) =>
+            {
+                return Err(invalid(
+                    field(".seconds"),
+                    format!(
+                        "{} is not between {MIN_TIME_TRIGGER_SECONDS} and \
+                         {MAX_TIME_TRIGGER_SECONDS} (90 days)",
+                        a.seconds
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(c) = &w.condition {
+        condition::validate_with(
+            c,
+            "workflow.condition",
+            crate::workflow::is_workflow_attribute,
+        )
+        .map_err(|(f, r)| invalid(f, r))?;
+        check_condition_values(config, c, "workflow.condition")?;
+    }
+    if w.actions.is_empty() {
+        return Err(invalid(
+            "workflow.actions",
+            "a workflow needs at least one action",
+        ));
+    }
+    if w.actions.len() > MAX_WORKFLOW_ACTIONS {
+        return Err(invalid(
+            "workflow.actions",
+            format!("at most {MAX_WORKFLOW_ACTIONS} actions"),
+        ));
+    }
+    let last = w.actions.len() - 1;
+    for (i, a) in w.actions.iter().enumerate() {
+        let field = |f: &str| format!("workflow.actions[{i}]{f}");
+        match a {
+            WorkflowAction::CloseConversation(_) if i != last => {
+                return Err(invalid(
+                    field(""),
+                    "close_conversation must be the last action",
+                ));
+            }
+            WorkflowAction::SendMessage(m) => {
+                non_empty(&field(".content"), &m.content)?;
+                if m.content.chars().count() > MAX_WORKFLOW_MESSAGE_CHARS {
+                    return Err(invalid(
+                        field(".content"),
+                        format!("at most {MAX_WORKFLOW_MESSAGE_CHARS} characters"),
+                    ));
+                }
+                check_template(&field(".content"), &m.content)?;
+            }
+            WorkflowAction::ApplyTags(t) | WorkflowAction::RemoveTags(t) => {
+                if t.tags.is_empty() {
+                    return Err(invalid(field(".tags"), "name at least one tag"));
+                }
+                for (j, tag) in t.tags.iter().enumerate() {
+                    check_tag(&field(&format!(".tags[{j}]")), tag)?;
+                }
+            }
+            WorkflowAction::AddNote(n) => {
+                non_empty(&field(".text"), &n.text)?;
+                check_template(&field(".text"), &n.text)?;
+            }
+            WorkflowAction::CallApi(call) => {
+                if !HTTP_METHODS.contains(&call.method.to_ascii_uppercase().as_str()) {
+                    return Err(invalid(
+                        field(".method"),
+                        format!(
+                            "{:?} is not one of {}",
+                            call.method,
+                            HTTP_METHODS.join(", ")
+                        ),
+                    ));
+                }
+                let host = call
+                    .url
+                    .strip_prefix("https://")
+                    .or_else(|| call.url.strip_prefix("http://"))
+                    .and_then(|rest| rest.split(['/', '?', '#']).next())
+                    .filter(|host| !host.is_empty() && !host.contains("{{"));
+                if host.is_none() {
+                    return Err(invalid(
+                        field(".url"),
+                        "must be an http:// or https:// URL with a host (placeholders only \
+                         after the host)",
+                    ));
+                }
+                check_template(&field(".url"), &call.url)?;
+                non_empty(&field(".content_type"), &call.content_type)?;
+                for (name, value) in &call.headers {
+                    let token = !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                    if !token {
+                        return Err(invalid(
+                            field(".headers"),
+                            format!("{name:?} is not a valid header name"),
+                        ));
+                    }
+                    check_template(&field(&format!(".headers.{name}")), value)?;
+                }
+                check_template(&field(".body"), &call.body)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Processor for ConfigProcessor {
     fn on_input(&mut self, cx: &mut Ctx, input: &Input) -> Result<Handled, Rejection> {
         let Input::Config(change) = input else {
@@ -475,7 +807,11 @@ impl Processor for ConfigProcessor {
             }
         });
         let event = match outcome {
-            Ok(config) => {
+            Ok(mut config) => {
+                if let ConfigChangeKind::UpsertWorkflow(u) = &change.change {
+                    // Its time triggers count from moments after this change.
+                    config.workflow_since.insert(u.workflow.id.clone(), cx.now);
+                }
                 tenant.config = std::sync::Arc::new(config.compile());
                 tenant.versions.insert(entity.clone(), change.version);
                 ConfigEventKind::ConfigApplied(ConfigApplied { entity })

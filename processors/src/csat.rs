@@ -166,6 +166,20 @@ fn finish(cx: &mut Ctx, conv: &str, comment: Option<String>) {
 }
 
 fn send(cx: &mut Ctx, conv_id: &str) {
+    let Some(conv) = cx.state.conversation(cx.tenant, conv_id) else {
+        return;
+    };
+    // Still Solved, or Closed since (archiving a solved conversation keeps its survey).
+    if !matches!(conv.status, Status::Solved | Status::Closed) {
+        return;
+    }
+    send_survey(cx, conv_id);
+}
+
+/// Send the survey to a conversation's customer now, whatever its status (a workflow's Send
+/// survey action), unless surveys are off or the customer was surveyed within the minimum
+/// span (`SurveySuppressed`).
+pub fn send_survey(cx: &mut Ctx, conv_id: &str) {
     let tenant = cx.tenant;
     let Some(settings) = cx
         .state
@@ -179,10 +193,6 @@ fn send(cx: &mut Ctx, conv_id: &str) {
     let Some(conv) = cx.state.conversation(tenant, conv_id).cloned() else {
         return;
     };
-    // Still Solved, or Closed since (archiving a solved conversation keeps its survey).
-    if !matches!(conv.status, Status::Solved | Status::Closed) {
-        return;
-    }
     let keys = customer_keys(conv.person_id.as_deref(), &conv.address);
     let span = i64::from(settings.minimum_span_hours) * 3_600_000;
     let recent = keys.iter().any(|k| {
@@ -207,7 +217,7 @@ fn send(cx: &mut Ctx, conv_id: &str) {
         conv_id,
         CsatEventKind::SurveySent(SurveySent {
             channel: conv.channel,
-            to: conv.customer_address().to_string(),
+            to: cx.state.customer_address(tenant, &conv).to_string(),
         }),
     );
     let now = cx.now;

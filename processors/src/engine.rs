@@ -93,8 +93,18 @@ pub struct Ctx<'a> {
     pub settings: &'a Settings,
     cause: &'a str,
     seq: u32,
-    outputs: Vec<Output>,
+    /// Outputs emitted and not yet offered to the processors, each with the workflow floor
+    /// in force when it was emitted.
+    outputs: Vec<(Output, usize)>,
     input: Option<&'a Input>,
+    /// Workflows at this position of the tenant's ordered list or later may be triggered
+    /// by what is emitted now (SPEC §10.5): 0 for what a record causes, n + 1 for what
+    /// workflow n's actions cause.
+    pub flow_floor: usize,
+    /// Workflow runs caused by the current record (or timer) so far.
+    pub flow_runs: usize,
+    /// Set when a processor rejects the record while reacting to an output.
+    failure: Option<Rejection>,
 }
 
 impl<'a> Ctx<'a> {
@@ -107,7 +117,14 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn emit(&mut self, output: Output) {
-        self.outputs.push(output);
+        self.outputs.push((output, self.flow_floor));
+    }
+
+    /// Reject the current record from a reaction to an output (where no `Result` is
+    /// returned): the engine undoes the record and dead-letters it with this reason. The
+    /// first rejection wins.
+    pub fn reject(&mut self, rejection: Rejection) {
+        self.failure.get_or_insert(rejection);
     }
 
     /// The input record being processed (none while a timer fires).
@@ -432,6 +449,9 @@ impl<S: Store> Engine<S> {
             seq: 0,
             outputs: Vec::new(),
             input,
+            flow_floor: 0,
+            flow_runs: 0,
+            failure: None,
         };
         if let Some(input) = input {
             let mut handled = false;
@@ -456,21 +476,28 @@ impl<S: Store> Engine<S> {
             for p in self.processors.iter_mut() {
                 p.on_timer(&mut cx, timer);
             }
+            if let Some(rejection) = cx.failure.take() {
+                return Err(rejection);
+            }
         }
         // Each output is offered to every processor in emission order; what they emit in turn
         // joins the end of the queue. Outputs move through, never copied.
         let mut done = Vec::new();
-        let mut pending: std::collections::VecDeque<Output> =
+        let mut pending: std::collections::VecDeque<(Output, usize)> =
             std::mem::take(&mut cx.outputs).into();
-        while let Some(output) = pending.pop_front() {
+        while let Some((output, floor)) = pending.pop_front() {
             if done.len() >= self.settings.max_outputs_per_record {
                 return Err(Rejection(format!(
                     "record caused more than {} outputs; processors are looping",
                     self.settings.max_outputs_per_record
                 )));
             }
+            cx.flow_floor = floor;
             for p in self.processors.iter_mut() {
                 p.on_output(&mut cx, &output);
+            }
+            if let Some(rejection) = cx.failure.take() {
+                return Err(rejection);
             }
             pending.extend(cx.outputs.drain(..));
             done.push(output);

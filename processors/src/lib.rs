@@ -23,6 +23,7 @@ pub mod store;
 pub mod threading;
 pub mod timers;
 pub mod waiting;
+pub mod workflow;
 
 pub use engine::{Ctx, Engine, Handled, Rejection, Settings, Stats, Step};
 pub use store::{MemStore, Store, StoreError};
@@ -60,5 +61,7 @@ pub fn standard_processors() -> Vec<Box<dyn Processor>> {
         Box::new(sentiment::Sentiment {
             scorer: sentiment::Scorer::default(),
         }),
+        // Last: a workflow sees what every other processor made of an event first.
+        Box::new(workflow::Workflows),
     ]
 }

@@ -29,10 +29,6 @@ pub struct Conversation {
     pub channel: Channel,
     /// The customer's address that opened the conversation.
     pub address: String,
-    /// The customer's address on their last inbound message, when it is not `address` (they
-    /// wrote from another channel of the same person): where messages to them go.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reply_to: Option<String>,
     /// Our sender (the `to` of the customer's last inbound message).
     pub sender: String,
     pub person_id: Option<String>,
@@ -52,14 +48,6 @@ pub struct Conversation {
     pub messages: u32,
     pub last_inbound_at: i64,
     pub closed_reason: Option<String>,
-}
-
-impl Conversation {
-    /// The customer's address on their last inbound message: where every message to them
-    /// goes, over [`Conversation::channel`] and from [`Conversation::sender`].
-    pub fn customer_address(&self) -> &str {
-        self.reply_to.as_deref().unwrap_or(&self.address)
-    }
 }
 
 /// A small ordered set in one sorted `Vec`: what a conversation's tags, thread keys and
@@ -188,6 +176,14 @@ pub struct TenantConfig {
     pub sentiment_enabled: bool,
     #[serde(default)]
     pub surveys: Option<SurveySettings>,
+    /// Workflows by id (SPEC §10); left out of the stored row while there are none, so rows
+    /// of tenants without workflows keep their bytes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workflows: BTreeMap<String, Workflow>,
+    /// When (stream time) each workflow was last upserted: its time triggers count only from
+    /// moments after that ([`crate::workflow`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workflow_since: BTreeMap<String, i64>,
     /// Every working-hours period parsed and the routes and policies put in order once, when
     /// the config is applied or loaded ([`TenantConfig::compile`]); derived, never stored.
     #[serde(skip)]
@@ -202,6 +198,9 @@ pub struct Compiled {
     calendars: BTreeMap<String, Calendar>,
     routes: Vec<String>,
     sla_policies: Vec<String>,
+    /// The enabled workflows in running order, and whether any has a time trigger.
+    workflows: Vec<String>,
+    time_workflows: bool,
 }
 
 impl PartialEq for Compiled {
@@ -273,11 +272,31 @@ impl TenantConfig {
     /// Derive [`TenantConfig::compiled`]: parse every working-hours period (one that does not
     /// parse, impossible once validated, gets no calendar and counts as always open) and put
     /// the enabled routes and the SLA policies in evaluation order.
+    /// The enabled workflows in running order (ascending order, then id).
+    pub fn workflows_in_order(&self) -> impl Iterator<Item = &Workflow> {
+        self.compiled
+            .workflows
+            .iter()
+            .filter_map(|id| self.workflows.get(id))
+    }
+
+    /// Whether an enabled workflow has a time trigger (conversations then keep clocks).
+    pub fn has_time_workflows(&self) -> bool {
+        self.compiled.time_workflows
+    }
+
     pub fn compile(mut self) -> TenantConfig {
         let mut routes: Vec<&Route> = self.routes.values().filter(|r| r.enabled).collect();
         routes.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
         let mut policies: Vec<&SlaPolicy> = self.sla_policies.values().collect();
         policies.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
+        let mut workflows: Vec<&Workflow> = self.workflows.values().filter(|w| w.enabled).collect();
+        workflows.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
+        let time_workflows = workflows.iter().any(|w| {
+            w.triggers
+                .iter()
+                .any(|t| crate::workflow::Clock::of(t).is_some())
+        });
         self.compiled = Compiled {
             calendars: self
                 .working_hours
@@ -286,6 +305,8 @@ impl TenantConfig {
                 .collect(),
             routes: routes.into_iter().map(|r| r.id.clone()).collect(),
             sla_policies: policies.into_iter().map(|p| p.id.clone()).collect(),
+            workflows: workflows.into_iter().map(|w| w.id.clone()).collect(),
+            time_workflows,
         };
         self
     }
@@ -383,6 +404,16 @@ pub struct State {
     pub last_replier: TenantTable<String, (String, i64)>,
     /// (tenant, conversation id) → the facts its SLA clocks are made of.
     pub sla: TenantTable<ConvId, crate::sla::SlaState>,
+    /// (tenant, conversation id) → the customer's address on their last inbound message,
+    /// for conversations where it is not the address that opened them (the customer wrote
+    /// from another channel of the same person): where messages to them go
+    /// ([`State::customer_address`]).
+    pub reply_to: TenantTable<ConvId, String>,
+    /// (tenant, conversation id) → the conversation's form fields (name → value), set by
+    /// `SetFormField` commands.
+    pub forms: TenantTable<ConvId, BTreeMap<String, String>>,
+    /// (tenant, conversation id) → what its time-triggered workflows count from.
+    pub flows: TenantTable<ConvId, crate::workflow::FlowClocks>,
     /// (tenant, conversation id) → its running waiting strategy.
     pub waits: TenantTable<ConvId, crate::waiting::WaitState>,
     /// (tenant, conversation id) → its running sentiment mean.
@@ -427,6 +458,9 @@ const T_AGENT: u8 = b'a';
 const T_REPLIER: u8 = b'r';
 const T_SLA: u8 = b'l';
 const T_WAIT: u8 = b'w';
+const T_REPLY_TO: u8 = b'p';
+const T_FORM: u8 = b'e';
+const T_FLOW: u8 = b'f';
 const T_MOOD: u8 = b'o';
 const T_SURVEY: u8 = b'v';
 const T_SURVEY_INDEX: u8 = b'y';
@@ -645,7 +679,7 @@ impl State {
 
     /// Every table with its tag in the store: the one list that loading, flushing and the
     /// record journal go by.
-    fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 16] {
+    fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 19] {
         [
             (T_TENANT, &mut self.tenants),
             (T_CONV, &mut self.conversations),
@@ -656,6 +690,9 @@ impl State {
             (T_REPLIER, &mut self.last_replier),
             (T_SLA, &mut self.sla),
             (T_WAIT, &mut self.waits),
+            (T_REPLY_TO, &mut self.reply_to),
+            (T_FORM, &mut self.forms),
+            (T_FLOW, &mut self.flows),
             (T_MOOD, &mut self.moods),
             (T_SURVEY, &mut self.surveys),
             (T_SURVEY_INDEX, &mut self.survey_index),
@@ -723,6 +760,10 @@ impl State {
         {
             self.short_ids.remove(tenant, &short);
         }
+        // Nothing is sent to a Closed conversation's customer, and its workflows are over.
+        self.reply_to.remove(tenant, id);
+        self.forms.remove(tenant, id);
+        self.flows.remove(tenant, id);
         let archived = Archived {
             conversation,
             sla: self.sla.remove(tenant, id),
@@ -790,6 +831,14 @@ impl State {
         self.short_ids.insert(tenant, short, id.clone());
         self.conversations.insert(tenant, id, archived.conversation);
         Ok(())
+    }
+
+    /// Where messages to conversation `id`'s customer go: the address of their last inbound
+    /// message.
+    pub fn customer_address<'a>(&'a self, tenant: &str, conv: &'a Conversation) -> &'a str {
+        self.reply_to
+            .get(tenant, conv.id.as_str())
+            .map_or(&conv.address, |a| a.as_str())
     }
 
     pub fn tenant(&self, tenant: &str) -> Option<&Tenant> {

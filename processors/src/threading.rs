@@ -87,7 +87,7 @@ pub fn send_to_customer(cx: &mut Ctx, conversation_id: &str, kind: OutboundKind,
     let (channel, from, to) = (
         conv.channel,
         conv.sender.clone(),
-        conv.customer_address().to_string(),
+        cx.state.customer_address(cx.tenant, conv).to_string(),
     );
     let id = cx.next_id();
     cx.emit(Output::Outbound(OutboundMessage {
@@ -131,15 +131,24 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
             if reopen {
                 set_status(cx, &id, Status::Open, "reopened");
             }
+            let mut other_address = false;
             if let Some(conv) = cx.state.conversation_mut(tenant, &id) {
                 conv.channel = m.channel;
                 conv.sender = m.to.clone();
-                conv.reply_to = (m.from != conv.address).then(|| m.from.clone());
                 conv.messages += 1;
                 conv.last_inbound_at = cx.now;
                 if conv.person_id.is_none() {
                     conv.person_id = person.clone();
                 }
+                other_address = m.from != conv.address;
+            }
+            // Replies go where the customer last wrote from (a row only while that is not the
+            // address that opened the conversation).
+            if other_address {
+                let key = cx.state.conversation_key(tenant, &id);
+                cx.state.reply_to.insert(tenant, key, m.from.clone());
+            } else if cx.state.reply_to.get(tenant, id.as_str()).is_some() {
+                cx.state.reply_to.remove(tenant, id.as_str());
             }
             id
         }
@@ -155,7 +164,6 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
                 assignee: None,
                 channel: m.channel,
                 address: m.from.clone(),
-                reply_to: None,
                 sender: m.to.clone(),
                 person_id: person.clone(),
                 thread_keys: SortedSet::new(),
@@ -201,13 +209,95 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
     );
 }
 
-fn tags_changed(cx: &mut Ctx, conversation_id: &str, tags: &SortedSet<String>) {
+/// Set a conversation's priority, emitting `PriorityChanged` when it changes.
+pub fn set_priority(cx: &mut Ctx, conversation_id: &str, priority: Priority) {
+    if let Some(conv) = cx.state.conversation_mut(cx.tenant, conversation_id) {
+        if conv.priority != priority {
+            conv.priority = priority;
+            cx.conversation_event(
+                conversation_id,
+                ConversationEventKind::PriorityChanged(SetPriority { priority }),
+            );
+        }
+    }
+}
+
+/// Add (or remove) tags, emitting `TagsChanged` with the whole new set when it changes.
+pub fn change_tags(cx: &mut Ctx, conversation_id: &str, tags: &[String], add: bool) {
+    let Some(conv) = cx.state.conversation_mut(cx.tenant, conversation_id) else {
+        return;
+    };
+    let mut changed = false;
+    for tag in tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        changed |= if add {
+            conv.tags.insert(tag.to_string())
+        } else {
+            conv.tags.remove(tag)
+        };
+    }
+    if changed {
+        let tags = conv.tags.iter().cloned().collect();
+        cx.conversation_event(
+            conversation_id,
+            ConversationEventKind::TagsChanged(TagList { tags }),
+        );
+    }
+}
+
+/// Most form fields one conversation may hold (docs/operations.md, "Limits").
+pub const MAX_FORM_FIELDS: usize = 100;
+
+/// Set (or clear) a form field, emitting `FormFieldUpdated` when the value changes.
+fn set_form_field(
+    cx: &mut Ctx,
+    conversation_id: &str,
+    f: &SetFormField,
+    by: Option<String>,
+) -> Result<(), Rejection> {
+    let tenant = cx.tenant;
+    let field = f.field.trim();
+    if field.is_empty() {
+        return Err(Rejection::new("SetFormField: field must not be empty"));
+    }
+    let mut form = cx
+        .state
+        .forms
+        .get(tenant, conversation_id)
+        .cloned()
+        .unwrap_or_default();
+    let before = form.get(field).cloned();
+    if before == f.value {
+        return Ok(());
+    }
+    match &f.value {
+        Some(v) => {
+            if !form.contains_key(field) && form.len() >= MAX_FORM_FIELDS {
+                return Err(Rejection(format!(
+                    "SetFormField: the conversation already has {MAX_FORM_FIELDS} form fields, \
+                     the limit"
+                )));
+            }
+            form.insert(field.to_string(), v.clone());
+        }
+        None => {
+            form.remove(field);
+        }
+    }
+    let key = cx.state.conversation_key(tenant, conversation_id);
+    if form.is_empty() {
+        cx.state.forms.remove(tenant, conversation_id);
+    } else {
+        cx.state.forms.insert(tenant, key, form);
+    }
     cx.conversation_event(
         conversation_id,
-        ConversationEventKind::TagsChanged(TagList {
-            tags: tags.iter().cloned().collect(),
+        ConversationEventKind::FormFieldUpdated(FormFieldUpdated {
+            field: field.to_string(),
+            value: f.value.clone(),
+            by,
         }),
     );
+    Ok(())
 }
 
 fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
@@ -221,6 +311,7 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
             | CommandKind::RemoveTags(_)
             | CommandKind::Merge(_)
             | CommandKind::AddNote(_)
+            | CommandKind::SetFormField(_)
     );
     if !handles {
         return Ok(Handled::No);
@@ -260,31 +351,10 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
             send_to_customer(cx, id, kind, &r.content);
         }
         CommandKind::SetStatus(s) => set_status(cx, id, s.status, "command"),
-        CommandKind::SetPriority(p) => {
-            if let Some(conv) = cx.state.conversation_mut(tenant, id) {
-                if conv.priority != p.priority {
-                    conv.priority = p.priority;
-                    cx.conversation_event(id, ConversationEventKind::PriorityChanged(p.clone()));
-                }
-            }
-        }
-        CommandKind::AddTags(t) | CommandKind::RemoveTags(t) => {
-            let add = matches!(c.command, CommandKind::AddTags(_));
-            if let Some(conv) = cx.state.conversation_mut(tenant, id) {
-                let before = conv.tags.clone();
-                for tag in t.tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
-                    if add {
-                        conv.tags.insert(tag.to_string());
-                    } else {
-                        conv.tags.remove(tag);
-                    }
-                }
-                if conv.tags != before {
-                    let tags = conv.tags.clone();
-                    tags_changed(cx, id, &tags);
-                }
-            }
-        }
+        CommandKind::SetPriority(p) => set_priority(cx, id, p.priority),
+        CommandKind::AddTags(t) => change_tags(cx, id, &t.tags, true),
+        CommandKind::RemoveTags(t) => change_tags(cx, id, &t.tags, false),
+        CommandKind::SetFormField(f) => set_form_field(cx, id, f, c.by.clone())?,
         CommandKind::Merge(m) => merge(cx, id, &m.source_conversation_id)?,
         CommandKind::AddNote(n) => cx.conversation_event(
             id,
