@@ -198,9 +198,8 @@ pub struct Compiled {
     calendars: BTreeMap<String, Calendar>,
     routes: Vec<String>,
     sla_policies: Vec<String>,
-    /// The enabled workflows in running order, and whether any has a time trigger.
-    workflows: Vec<String>,
-    time_workflows: bool,
+    /// The enabled workflows in running order, indexed by trigger.
+    pub(crate) flows: crate::workflow::FlowIndex,
 }
 
 impl PartialEq for Compiled {
@@ -272,17 +271,10 @@ impl TenantConfig {
     /// Derive [`TenantConfig::compiled`]: parse every working-hours period (one that does not
     /// parse, impossible once validated, gets no calendar and counts as always open) and put
     /// the enabled routes and the SLA policies in evaluation order.
-    /// The enabled workflows in running order (ascending order, then id).
-    pub fn workflows_in_order(&self) -> impl Iterator<Item = &Workflow> {
-        self.compiled
-            .workflows
-            .iter()
-            .filter_map(|id| self.workflows.get(id))
-    }
-
-    /// Whether an enabled workflow has a time trigger (conversations then keep clocks).
-    pub fn has_time_workflows(&self) -> bool {
-        self.compiled.time_workflows
+    /// The enabled workflows in running order (ascending order, then id), indexed by
+    /// trigger.
+    pub fn flows(&self) -> &crate::workflow::FlowIndex {
+        &self.compiled.flows
     }
 
     pub fn compile(mut self) -> TenantConfig {
@@ -290,13 +282,7 @@ impl TenantConfig {
         routes.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
         let mut policies: Vec<&SlaPolicy> = self.sla_policies.values().collect();
         policies.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
-        let mut workflows: Vec<&Workflow> = self.workflows.values().filter(|w| w.enabled).collect();
-        workflows.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
-        let time_workflows = workflows.iter().any(|w| {
-            w.triggers
-                .iter()
-                .any(|t| crate::workflow::Clock::of(t).is_some())
-        });
+        let flows = crate::workflow::FlowIndex::build(&self.workflows);
         self.compiled = Compiled {
             calendars: self
                 .working_hours
@@ -305,8 +291,7 @@ impl TenantConfig {
                 .collect(),
             routes: routes.into_iter().map(|r| r.id.clone()).collect(),
             sla_policies: policies.into_iter().map(|p| p.id.clone()).collect(),
-            workflows: workflows.into_iter().map(|w| w.id.clone()).collect(),
-            time_workflows,
+            flows,
         };
         self
     }

@@ -95,9 +95,87 @@ impl Clock {
 
 /// A conversation's clocks: since when (stream time) each [`Clock`] counts, or `None`. Kept
 /// only for tenants with a time-triggered workflow, and dropped when the conversation closes.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
 pub struct FlowClocks {
     pub since: [Option<i64>; 5],
+}
+
+/// How many kinds of event trigger there are ([`event_kind`]).
+const EVENT_KINDS: usize = 8;
+
+/// The event kind a trigger reacts to; `None` for a time trigger.
+fn event_kind(trigger: &WorkflowTrigger) -> Option<usize> {
+    use WorkflowTrigger as T;
+    Some(match trigger {
+        T::StatusChangedTo(_) => 0,
+        T::ConversationQueueChanged(_) => 1,
+        T::ConversationTagsChanged(_) => 2,
+        T::InboundMessageReceived(_) => 3,
+        T::AgentMessageSent(_) => 4,
+        T::SurveyFeedbackReceived(_) => 5,
+        T::NoteCreated(_) => 6,
+        T::ConversationFormFieldUpdated(_) => 7,
+        _ => return None,
+    })
+}
+
+/// A tenant's enabled workflows in running order, indexed by what triggers them. Built once
+/// when the config is applied or loaded, so an event looks only at the workflows it can
+/// trigger and a clock finds its next due time without scanning.
+#[derive(Clone, Debug, Default)]
+pub struct FlowIndex {
+    /// Ascending (order, id); a workflow's position is its index here.
+    ordered: Vec<Workflow>,
+    /// Per event kind, the positions of the workflows with such a trigger, ascending.
+    by_event: [Vec<usize>; EVENT_KINDS],
+    /// Per clock, (wait in ms, position) of every time trigger on it, ascending.
+    by_clock: [Vec<(i64, usize)>; 5],
+}
+
+impl FlowIndex {
+    pub fn build(workflows: &BTreeMap<String, Workflow>) -> FlowIndex {
+        let mut ordered: Vec<Workflow> =
+            workflows.values().filter(|w| w.enabled).cloned().collect();
+        ordered.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
+        let mut index = FlowIndex::default();
+        for (position, w) in ordered.iter().enumerate() {
+            for t in &w.triggers {
+                if let Some(kind) = event_kind(t) {
+                    if index.by_event[kind].last() != Some(&position) {
+                        index.by_event[kind].push(position);
+                    }
+                }
+                if let Some((clock, wait)) = Clock::of(t) {
+                    index.by_clock[clock.index()].push((wait, position));
+                }
+            }
+        }
+        for waits in &mut index.by_clock {
+            waits.sort_unstable();
+            waits.dedup();
+        }
+        index.ordered = ordered;
+        index
+    }
+
+    /// The enabled workflows in running order.
+    pub fn ordered(&self) -> &[Workflow] {
+        &self.ordered
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ordered.is_empty()
+    }
+
+    /// Whether a workflow waits on `clock`.
+    fn uses(&self, clock: Clock) -> bool {
+        !self.by_clock[clock.index()].is_empty()
+    }
+
+    /// Whether a workflow has a time trigger (conversations then keep clocks).
+    pub fn has_time_triggers(&self) -> bool {
+        self.by_clock.iter().any(|c| !c.is_empty())
+    }
 }
 
 fn timer_id(tenant: &str, conv: &str, clock: Clock) -> String {
@@ -122,18 +200,16 @@ fn schedule_clock(cx: &mut Ctx, conv: &str, clock: Clock, after: i64) {
         .flows
         .get(cx.tenant, conv)
         .and_then(|f| f.since[clock.index()]);
-    let id = timer_id(cx.tenant, conv, clock);
     let config = cx.state.shared_config(cx.tenant);
+    let flows = config.flows();
     let due = anchor.and_then(|anchor| {
-        config
-            .workflows_in_order()
-            .filter(|w| counts_from(&config, w, anchor))
-            .flat_map(|w| w.triggers.iter().filter_map(Clock::of))
-            .filter(|(c, _)| *c == clock)
-            .map(|(_, wait)| anchor.saturating_add(wait))
-            .filter(|due| *due > after)
-            .min()
+        flows.by_clock[clock.index()]
+            .iter()
+            .filter(|(_, position)| counts_from(&config, &flows.ordered[*position], anchor))
+            .map(|(wait, _)| anchor.saturating_add(*wait))
+            .find(|due| *due > after)
     });
+    let id = timer_id(cx.tenant, conv, clock);
     match due {
         Some(due) => {
             let subject = cx.state.conversation_key(cx.tenant, conv);
@@ -152,13 +228,16 @@ fn schedule_clock(cx: &mut Ctx, conv: &str, clock: Clock, after: i64) {
 
 /// Start `clock` at `now` unless it is running (`restart`: start it over).
 fn start_clock(cx: &mut Ctx, conv: &str, clock: Clock, restart: bool) {
+    if !cx.state.config(cx.tenant).flows().uses(clock) {
+        return;
+    }
     let now = cx.now;
     let tenant = cx.tenant;
     let mut clocks = cx
         .state
         .flows
         .get(tenant, conv)
-        .cloned()
+        .copied()
         .unwrap_or_default();
     let slot = &mut clocks.since[clock.index()];
     if slot.is_some() && !restart {
@@ -172,7 +251,7 @@ fn start_clock(cx: &mut Ctx, conv: &str, clock: Clock, restart: bool) {
 
 fn stop_clock(cx: &mut Ctx, conv: &str, clock: Clock) {
     let tenant = cx.tenant;
-    let Some(mut clocks) = cx.state.flows.get(tenant, conv).cloned() else {
+    let Some(mut clocks) = cx.state.flows.get(tenant, conv).copied() else {
         return;
     };
     if clocks.since[clock.index()].take().is_none() {
@@ -246,6 +325,23 @@ enum Happened<'a> {
 }
 
 impl Happened<'_> {
+    /// The event kind of [`event_kind`] this can trigger.
+    fn kind(&self) -> usize {
+        use ConversationEventKind as E;
+        match self {
+            Happened::Event(E::StatusChanged(_)) => 0,
+            Happened::Event(E::QueueChanged(_)) => 1,
+            Happened::Event(E::TagsChanged(_)) => 2,
+            Happened::Event(E::MessageReceived(_)) => 3,
+            Happened::Event(E::AgentReplied(_)) => 4,
+            Happened::Feedback(_) => 5,
+            Happened::Event(E::NoteAdded(_)) => 6,
+            Happened::Event(E::FormFieldUpdated(_)) => 7,
+            // Nothing triggers on the others: an empty list.
+            Happened::Event(_) => EVENT_KINDS,
+        }
+    }
+
     fn fires(&self, trigger: &WorkflowTrigger) -> bool {
         use ConversationEventKind as E;
         use WorkflowTrigger as T;
@@ -280,8 +376,14 @@ fn message_of<'a>(cx: &Ctx<'a>, event: &ConversationEventKind) -> Option<&'a Inb
 /// Run, in order, every workflow at or after the current floor that `happened` triggers.
 fn on_event(cx: &mut Ctx, conv: &str, happened: &Happened, message: Option<&InboundMessage>) {
     let config = cx.state.shared_config(cx.tenant);
+    let flows = config.flows();
     let floor = cx.flow_floor;
-    for (position, w) in config.workflows_in_order().enumerate().skip(floor) {
+    let Some(positions) = flows.by_event.get(happened.kind()) else {
+        return;
+    };
+    let start = positions.partition_point(|p| *p < floor);
+    for &position in &positions[start..] {
+        let w = &flows.ordered[position];
         if let Some(trigger) = w.triggers.iter().find(|t| happened.fires(t)) {
             run(cx, &config, position, w, conv, trigger.name(), message);
             cx.flow_floor = floor;
@@ -301,19 +403,26 @@ fn on_clock(cx: &mut Ctx, clock: Clock, conv: &str) {
         return;
     };
     let config = cx.state.shared_config(cx.tenant);
+    let flows = config.flows();
     let now = cx.now;
-    for (position, w) in config.workflows_in_order().enumerate() {
+    let wait = now - anchor;
+    let waits = &flows.by_clock[clock.index()];
+    let start = waits.partition_point(|(w, _)| *w < wait);
+    for &(w_wait, position) in &waits[start..] {
+        if w_wait != wait {
+            break;
+        }
+        let w = &flows.ordered[position];
         if !counts_from(&config, w, anchor) {
             continue;
         }
-        let due = w
+        let trigger = w
             .triggers
             .iter()
-            .find(|t| Clock::of(t).is_some_and(|(c, wait)| c == clock && anchor + wait == now));
-        if let Some(trigger) = due {
-            run(cx, &config, position, w, conv, trigger.name(), None);
-            cx.flow_floor = 0;
-        }
+            .find(|t| Clock::of(t) == Some((clock, wait)))
+            .map_or("", |t| t.name());
+        run(cx, &config, position, w, conv, trigger, None);
+        cx.flow_floor = 0;
     }
     schedule_clock(cx, conv, clock, now);
 }
@@ -727,7 +836,7 @@ impl Processor for Workflows {
                     .state
                     .conversation(cx.tenant, &a.conversation_id)
                     .is_some_and(|c| c.status == Status::Solved);
-                if solved && cx.state.config(cx.tenant).has_time_workflows() {
+                if solved {
                     start_clock(cx, &a.conversation_id, Clock::SolvedUnmodified, true);
                 }
                 return;
@@ -740,11 +849,17 @@ impl Processor for Workflows {
                 return;
             }
         }
-        let config = cx.state.shared_config(cx.tenant);
-        if config.workflows.is_empty() {
+        let (empty, timed) = {
+            let config = cx.state.config(cx.tenant);
+            (
+                config.flows().is_empty(),
+                config.flows().has_time_triggers(),
+            )
+        };
+        if empty {
             return;
         }
-        if let (Happened::Event(event), true) = (&happened, config.has_time_workflows()) {
+        if let (Happened::Event(event), true) = (&happened, timed) {
             move_clocks(cx, conv, event);
         }
         let message = match &happened {
