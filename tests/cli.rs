@@ -59,6 +59,71 @@ fn simulate_example_is_byte_identical_across_runs() {
     }
 }
 
+/// R-FLOW-3, R-FLOW-4, R-TIME-6: the workflow recipe (examples/reassign-if-no-answer.jsonl):
+/// the first agent does not answer in time, so the workflow notes it and unassigns her, and
+/// the conversation goes to another agent; two runs give byte-identical output.
+#[test]
+fn reassign_example_reassigns_and_is_byte_identical_across_runs() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/reassign-if-no-answer.jsonl"
+    );
+    let (a, b) = (tmp("ra.jsonl"), tmp("rb.jsonl"));
+    for out in [&a, &b] {
+        let run = simulate(example, out);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let (a, b) = (std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
+    assert_eq!(a, b);
+    let events: Vec<serde_json::Value> = String::from_utf8(a)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    // What happened to conversation #1, in order.
+    let story: Vec<String> = events
+        .iter()
+        .filter_map(|e| {
+            let v = &e["value"];
+            let event = v["event"].as_object()?;
+            let (kind, body) = event.iter().next()?;
+            let first = v["short_id"] == 1 || v["conversation_id"] == events_conv_1(&events);
+            match kind.as_str() {
+                "WorkflowRan" if first => Some(format!("ran {}", body["workflow_id"])),
+                "NoteAdded" if first => Some(format!("note {}", body["text"])),
+                "Unassigned" if first => Some(format!("unassigned {}", body["agent_id"])),
+                "Assigned" if first => Some(format!("assigned {}", body["agent_id"])),
+                "ConfigRejected" => Some(format!("rejected {}", body["field"])),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(
+        story,
+        vec![
+            "rejected \"workflow.actions[0]\"",
+            "assigned \"ana\"",
+            "ran \"reassign-if-no-answer\"",
+            "note \"ana did not answer #1 within 2 minutes: reassigned\"",
+            "unassigned \"ana\"",
+            "assigned \"bo\"",
+        ]
+    );
+}
+
+/// The id of the conversation with short id 1 in a simulate output.
+fn events_conv_1(events: &[serde_json::Value]) -> serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["value"]["short_id"] == 1)
+        .map(|e| e["value"]["conversation_id"].clone())
+        .unwrap_or_default()
+}
+
 /// R-TOPIC: a line that is not JSON, or not a valid record, becomes a cc.dlq line with its
 /// line number, the original bytes and a readable reason; the lines after it are processed.
 #[test]

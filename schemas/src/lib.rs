@@ -118,7 +118,7 @@ impl Topic {
 impl Topic {
     /// The schemas this topic had before its current one
     /// (`schemas/avro/history/<name>.<n>.avsc`), oldest first: records written with one of
-    /// them still decode (docs/schemas.md, "Evolution").
+    /// them still decode (docs/records.md, "Evolution").
     pub fn previous_schema_texts(self) -> &'static [&'static str] {
         match self {
             Topic::Config => &[include_str!("../avro/history/config.1.avsc")],
