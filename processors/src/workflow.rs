@@ -469,6 +469,7 @@ fn run(
         ConversationEventKind::WorkflowRan(WorkflowRan {
             workflow_id: w.id.clone(),
             trigger: trigger.to_string(),
+            actions: w.actions.iter().map(|a| a.name().to_string()).collect(),
         }),
     );
     for action in &w.actions {

@@ -29,10 +29,11 @@ pub enum Topic {
     Actions,
     Dlq,
     ConfigEvents,
+    ActionOutcomes,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 15] = [
+    pub const ALL: [Topic; 16] = [
         Topic::Config,
         Topic::AgentEvents,
         Topic::Commands,
@@ -48,6 +49,7 @@ impl Topic {
         Topic::Actions,
         Topic::Dlq,
         Topic::ConfigEvents,
+        Topic::ActionOutcomes,
     ];
 
     /// The input topics, in the order that breaks timestamp ties (SPEC §1.3).
@@ -76,6 +78,7 @@ impl Topic {
             Topic::Actions => "cc.actions",
             Topic::Dlq => "cc.dlq",
             Topic::ConfigEvents => "cc.config-events",
+            Topic::ActionOutcomes => "cc.action-outcomes",
         }
     }
 
@@ -111,6 +114,7 @@ impl Topic {
             Topic::Actions => include_str!("../avro/actions.avsc"),
             Topic::Dlq => include_str!("../avro/dlq.avsc"),
             Topic::ConfigEvents => include_str!("../avro/config-events.avsc"),
+            Topic::ActionOutcomes => include_str!("../avro/action-outcomes.avsc"),
         }
     }
 }
@@ -225,6 +229,8 @@ pub enum Output {
     Action(ActionRequest),
     DeadLetter(DeadLetter),
     Config(ConfigEvent),
+    /// Written by the action executor, not the engine.
+    ActionOutcome(ActionOutcome),
 }
 
 impl Output {
@@ -240,6 +246,7 @@ impl Output {
             Output::Action(_) => Topic::Actions,
             Output::DeadLetter(_) => Topic::Dlq,
             Output::Config(_) => Topic::ConfigEvents,
+            Output::ActionOutcome(_) => Topic::ActionOutcomes,
         }
     }
 
@@ -256,6 +263,7 @@ impl Output {
             Output::Action(r) => Some(&r.tenant),
             Output::DeadLetter(r) => r.key.as_deref(),
             Output::Config(r) => Some(&r.tenant),
+            Output::ActionOutcome(r) => Some(&r.tenant),
         }
     }
 
@@ -285,6 +293,7 @@ impl Output {
             Topic::Actions => Output::Action(parse(value)?),
             Topic::Dlq => Output::DeadLetter(parse(value)?),
             Topic::ConfigEvents => Output::Config(parse(value)?),
+            Topic::ActionOutcomes => Output::ActionOutcome(parse(value)?),
             other => return Err(format!("{other} is not an output topic")),
         })
     }
@@ -311,6 +320,7 @@ impl serde::Serialize for OutputValue<'_> {
             Output::Action(r) => r.serialize(s),
             Output::DeadLetter(r) => r.serialize(s),
             Output::Config(r) => r.serialize(s),
+            Output::ActionOutcome(r) => r.serialize(s),
         }
     }
 }

@@ -1051,6 +1051,9 @@ pub struct FormFieldUpdated {
 pub struct WorkflowRan {
     pub workflow_id: String,
     pub trigger: String,
+    /// The workflow's actions in the order they run ([`WorkflowAction::name`]).
+    #[serde(default)]
+    pub actions: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -1422,6 +1425,34 @@ pub struct CallApi {
 
 fn json_type() -> String {
     "application/json".to_string()
+}
+
+// ---------------------------------------------------------------- cc.action-outcomes
+
+/// What the action executor made of one `cc.actions` request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActionOutcome {
+    pub id: String,
+    pub tenant: String,
+    pub conversation_id: String,
+    #[serde(default)]
+    pub workflow_id: String,
+    pub idempotency_key: String,
+    pub outcome: ActionResult,
+    #[serde(default)]
+    pub status: Option<i32>,
+    pub attempts: i32,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub latency_ms: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionResult {
+    Succeeded,
+    Failed,
 }
 
 // ---------------------------------------------------------------- cc.dlq

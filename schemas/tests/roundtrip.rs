@@ -492,6 +492,7 @@ fn outputs() -> Vec<Output> {
         conv(ConversationEventKind::WorkflowRan(WorkflowRan {
             workflow_id: "wf".into(),
             trigger: "agent_did_not_reply_for".into(),
+            actions: vec!["add_note".into(), "unassign_agent".into()],
         })),
         Output::Outbound(OutboundMessage {
             id: "m1#3".into(),
@@ -587,6 +588,18 @@ fn outputs() -> Vec<Output> {
                 headers: map(&[("X-Key", "1")]),
                 body: "{\"id\": \"{{conversation.short_id}}\"}".into(),
             }),
+        }),
+        Output::ActionOutcome(ActionOutcome {
+            id: "x#6".into(),
+            tenant: "acme".into(),
+            conversation_id: "conv-1".into(),
+            workflow_id: "crm".into(),
+            idempotency_key: "sb-0123456789abcdef".into(),
+            outcome: ActionResult::Failed,
+            status: Some(503),
+            attempts: 5,
+            error: Some("HTTP 503 Service Unavailable".into()),
+            latency_ms: 31_250,
         }),
         Output::DeadLetter(DeadLetter {
             id: "dlq-1".into(),
