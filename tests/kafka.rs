@@ -1527,3 +1527,183 @@ fn replay_until_end_finishes_and_from_beginning_never_resumes() {
     );
     engine.terminate();
 }
+
+/// R-FLOW-4: the action executor (`switchboard actions`) against a real broker and a real
+/// HTTP server: SIGKILLed twice while it works, it loses no request (every request reaches the
+/// server and gets a succeeded outcome on cc.action-outcomes), every repeat of a call carries
+/// the same idempotency key, and a request the server keeps refusing ends in cc.dlq.
+#[test]
+fn r_flow_4_action_executor_loses_no_request_across_sigkills() {
+    use switchboard_schemas::{ActionKind, ActionRequest, CallApi};
+    let s = Setup::new();
+    // The server: 40 ms per call (so kills land mid-batch); the first call of every 9th
+    // request answers 503 (a retry); the "refuse" request always gets 400.
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("bind loopback");
+    let url = format!("http://{}", server.server_addr());
+    let calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let calls2 = std::sync::Arc::clone(&calls);
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let key = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Idempotency-Key"))
+                .map(|h| h.value.to_string())
+                .unwrap_or_default();
+            let path = request.url().to_string();
+            let first = {
+                let mut c = calls2.lock().expect("calls");
+                let first = !c.iter().any(|(k, _)| *k == key);
+                c.push((key, path.clone()));
+                first
+            };
+            let n: usize = path.trim_start_matches("/r/").parse().unwrap_or(0);
+            let status = if path == "/refuse" {
+                400
+            } else if first && n % 9 == 0 {
+                503
+            } else {
+                200
+            };
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(40));
+                let _ = request.respond(tiny_http::Response::empty(status));
+            });
+        }
+    });
+    let config = s.config(
+        "actions",
+        "e2e-actions",
+        &format!(
+            "\n[actions]\nhttp_listen = \"127.0.0.1:{}\"\nbatch_size = 40\nbackoff_initial_ms = 10\nbackoff_max_ms = 50\nmax_attempts = 3\n",
+            free_port()
+        ),
+    );
+    s.create_topics(&config);
+    let total = 400;
+    let producer: BaseProducer = s
+        .client()
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let mut want = std::collections::BTreeSet::new();
+    for i in 0..=total {
+        let tenant = format!("t{}", i % 5);
+        let (id, path) = if i == total {
+            ("refuse".to_string(), "/refuse".to_string())
+        } else {
+            (format!("req-{i}"), format!("/r/{i}"))
+        };
+        let request = ActionRequest {
+            id: id.clone(),
+            tenant: tenant.clone(),
+            conversation_id: "cv-1".into(),
+            workflow_id: "wf".into(),
+            idempotency_key: format!("sb-{id}"),
+            action: ActionKind::CallApi(CallApi {
+                method: "POST".into(),
+                url: format!("{url}{path}"),
+                content_type: "application/json".into(),
+                headers: Default::default(),
+                body: "{}".into(),
+            }),
+        };
+        let bytes = Output::Action(request).encode(&s.codec).expect("encode");
+        let p = partition_of(&tenant, PARTITIONS as u32) as i32;
+        let rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(Topic::Actions.name())
+            .partition(p)
+            .key(tenant.as_str())
+            .payload(bytes.as_slice());
+        producer.send(rec).map_err(|(e, _)| e).expect("send");
+        producer.poll(Duration::ZERO);
+        if i < total {
+            want.insert(format!("sb-{id}"));
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let log = s.log("actions");
+    let distinct = || {
+        let c = calls.lock().expect("calls");
+        c.iter()
+            .map(|(k, _)| k.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    for reached in [100, 250] {
+        let mut executor = Engine::command(&["actions"], &config, &log);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while distinct() < reached && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        executor.kill();
+    }
+    let mut executor = Engine::command(&["actions"], &config, &log);
+    // Done when every request has an outcome.
+    let outcome_ids = || -> std::collections::BTreeMap<String, String> {
+        s.outputs("")
+            .into_iter()
+            .filter(|((topic, _), _)| topic == Topic::ActionOutcomes.name())
+            .flat_map(|(_, rows)| rows)
+            .map(|(_, _, json)| {
+                let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+                (
+                    v["id"].as_str().unwrap_or("").to_string(),
+                    v["outcome"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while outcome_ids().len() < total + 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    executor.terminate();
+    let outcomes = outcome_ids();
+    assert_eq!(outcomes.len(), total + 1, "requests without an outcome");
+    assert!(
+        outcomes.iter().all(|(id, o)| o
+            == if id == "refuse" {
+                "failed"
+            } else {
+                "succeeded"
+            }),
+        "{outcomes:?}"
+    );
+    // Every request reached the server; every call carried its request's key.
+    let calls = calls.lock().expect("calls").clone();
+    for (key, path) in &calls {
+        let expected = match path.as_str() {
+            "/refuse" => "sb-refuse".to_string(),
+            p => format!("sb-req-{}", p.trim_start_matches("/r/")),
+        };
+        assert_eq!(key, &expected, "a call to {path} carried another key");
+    }
+    let keys: std::collections::BTreeSet<String> = calls.iter().map(|(k, _)| k.clone()).collect();
+    assert!(
+        want.is_subset(&keys),
+        "requests that never reached the server"
+    );
+    let repeats = calls.len() - keys.len();
+    eprintln!(
+        "executor crash test: {} calls for {} requests",
+        calls.len(),
+        keys.len()
+    );
+    assert!(
+        repeats > 0,
+        "no call was repeated: the kills proved nothing"
+    );
+    // The refused request is a dead letter with its reason.
+    let dead: Vec<String> = s
+        .outputs("")
+        .into_iter()
+        .filter(|((topic, _), _)| topic == Topic::Dlq.name())
+        .flat_map(|(_, rows)| rows)
+        .map(|(_, _, json)| json)
+        .collect();
+    assert!(
+        dead.iter().any(|d| d.contains("\"refuse\"")
+            && d.contains("Call API failed after 1 attempt(s): HTTP 400")),
+        "{dead:?}"
+    );
+}

@@ -172,6 +172,48 @@ impl Default for Engine {
     }
 }
 
+/// The action executor (`switchboard actions`, docs/workflows.md): how it performs the Call
+/// API requests workflows write to `cc.actions`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Actions {
+    /// Its consumer group; empty: `<kafka.application_id>-actions`.
+    pub group_id: String,
+    /// Its `/metrics`, `/healthz` and `/readyz`.
+    pub http_listen: String,
+    /// Each attempt's limit, connecting and reading the response included.
+    pub timeout_ms: i64,
+    /// Attempts per request, the first included.
+    pub max_attempts: i64,
+    /// The wait before the first retry; each retry doubles it, up to `backoff_max_ms`, and
+    /// waits a random part of it (full jitter).
+    pub backoff_initial_ms: i64,
+    pub backoff_max_ms: i64,
+    /// The longest `Retry-After` honoured; a longer one is cut to this.
+    pub retry_after_max_ms: i64,
+    /// Calls in flight to one host at most.
+    pub max_concurrent_per_host: i64,
+    /// Requests taken from the topic at a time: performed concurrently, their outcomes
+    /// written, then their offsets committed.
+    pub batch_size: i64,
+}
+
+impl Default for Actions {
+    fn default() -> Self {
+        Actions {
+            group_id: String::new(),
+            http_listen: "127.0.0.1:9465".into(),
+            timeout_ms: 10_000,
+            max_attempts: 5,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 60_000,
+            retry_after_max_ms: 300_000,
+            max_concurrent_per_host: 32,
+            batch_size: 500,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -182,6 +224,7 @@ pub struct Config {
     pub ticker: Ticker,
     pub engine: Engine,
     pub log: Log,
+    pub actions: Actions,
     /// `SWITCHBOARD_*` variables that are not overrides (Kubernetes sets
     /// `SWITCHBOARD_SERVICE_HOST` and the like for a Service named switchboard): ignored, and
     /// named in a debug line at start.
@@ -418,6 +461,54 @@ impl Config {
             return Err(invalid(
                 "ticker.interval_ms",
                 format!("{} is not between 10 and 60000", self.ticker.interval_ms),
+            ));
+        }
+        let a = &self.actions;
+        if !a.group_id.is_empty() && !is_kafka_name(&a.group_id) {
+            return Err(invalid("actions.group_id", name_rule(&a.group_id)));
+        }
+        if a.http_listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "actions.http_listen",
+                format!("{:?} is not an address like 127.0.0.1:9465", a.http_listen),
+            ));
+        }
+        for (field, value, range) in [
+            ("actions.timeout_ms", a.timeout_ms, 1..=600_000),
+            ("actions.max_attempts", a.max_attempts, 1..=100),
+            (
+                "actions.backoff_initial_ms",
+                a.backoff_initial_ms,
+                1..=3_600_000,
+            ),
+            ("actions.backoff_max_ms", a.backoff_max_ms, 1..=3_600_000),
+            (
+                "actions.retry_after_max_ms",
+                a.retry_after_max_ms,
+                0..=3_600_000,
+            ),
+            (
+                "actions.max_concurrent_per_host",
+                a.max_concurrent_per_host,
+                1..=4_096,
+            ),
+            ("actions.batch_size", a.batch_size, 1..=10_000),
+        ] {
+            if !range.contains(&value) {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{value} is not between {} and {}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+        }
+        if a.backoff_max_ms < a.backoff_initial_ms {
+            return Err(invalid(
+                "actions.backoff_max_ms",
+                "must not be less than actions.backoff_initial_ms",
             ));
         }
         if !(1..=8_760).contains(&self.engine.dedup_retention_hours) {

@@ -3,6 +3,7 @@
 //! timers by stream time, the ticker), metrics and HTTP, the embedded `demo`, the file-driven
 //! `simulate` command and the runtime configuration.
 
+pub mod actions;
 pub mod app;
 pub mod bench;
 pub mod config;

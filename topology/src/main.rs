@@ -93,6 +93,12 @@ enum Cmd {
         #[arg(long)]
         config: Option<String>,
     },
+    /// Perform the Call API requests workflows write to cc.actions (docs/workflows.md): retries
+    /// with backoff, one outcome per request on cc.action-outcomes, failures to cc.dlq.
+    Actions {
+        #[arg(long)]
+        config: Option<String>,
+    },
     /// A simulated contact center on an in-process Kafka cluster: no install, no config.
     Demo {
         /// How long to drive traffic, e.g. 30s, 2m.
@@ -395,6 +401,12 @@ fn run(cli: Cli) -> Result<(), String> {
             app::init_logging_as(config.log.format);
             let stop = app::stop_on_signal()?;
             app::run_ticker(&config, stop)
+        }
+        Cmd::Actions { config } => {
+            let config = load_config(config.as_deref())?;
+            app::init_logging_as(config.log.format);
+            let stop = app::stop_on_signal()?;
+            switchboard::actions::run(&config, stop)
         }
         Cmd::Demo {
             duration,

@@ -30,6 +30,18 @@ pub struct Metrics {
     pub sentiment: IntCounterVec,
     pub csat: IntCounterVec,
     pub agent_status: IntCounterVec,
+    /// Workflow runs by workflow and trigger, and the actions they ran by type.
+    pub workflow_runs: IntCounterVec,
+    pub workflow_actions: IntCounterVec,
+    /// Records rejected because their workflow cascade passed the bound, by the workflow named.
+    pub workflow_rejections: IntCounterVec,
+    /// The action executor (`switchboard actions`): requests by outcome, attempts by result,
+    /// retries, dead letters and the time from first attempt to outcome.
+    pub action_requests: IntCounterVec,
+    pub action_attempts: IntCounterVec,
+    pub action_retries: IntCounter,
+    pub action_dlq: IntCounter,
+    pub action_seconds: Histogram,
     /// Set once the consumer has joined and every assigned partition is restored.
     pub ready: Arc<AtomicBool>,
 }
@@ -92,6 +104,18 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("metric: {e}"));
         let _ = r.register(Box::new(commit_seconds.clone()));
+        let action_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "switchboard_action_seconds",
+                "Time from a Call API request's first attempt to its outcome, retries included",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                300.0,
+            ]),
+        )
+        .unwrap_or_else(|e| unreachable!("metric: {e}"));
+        let _ = r.register(Box::new(action_seconds.clone()));
         Metrics {
             records_in: counter_vec(
                 &r,
@@ -180,6 +204,47 @@ impl Metrics {
                 "Agent state events, by kind and status group",
                 &["kind", "group"],
             ),
+            workflow_runs: counter_vec(
+                &r,
+                "switchboard_workflow_runs_total",
+                "Workflow runs (trigger fired, condition held), by workflow and trigger",
+                &["workflow", "trigger"],
+            ),
+            workflow_actions: counter_vec(
+                &r,
+                "switchboard_workflow_actions_total",
+                "Actions of the workflows that ran, by action",
+                &["action"],
+            ),
+            workflow_rejections: counter_vec(
+                &r,
+                "switchboard_workflow_rejections_total",
+                "Records dead-lettered because their workflow cascade passed the bound, by the workflow named",
+                &["workflow"],
+            ),
+            action_requests: counter_vec(
+                &r,
+                "switchboard_action_requests_total",
+                "Call API requests the executor finished, by outcome (succeeded, failed, undecodable)",
+                &["outcome"],
+            ),
+            action_attempts: counter_vec(
+                &r,
+                "switchboard_action_attempts_total",
+                "HTTP attempts by result (2xx, 3xx, 4xx, 429, 5xx, timeout, connect, other)",
+                &["result"],
+            ),
+            action_retries: counter(
+                &r,
+                "switchboard_action_retries_total",
+                "Attempts after the first (timeouts, connection errors, 429 and 5xx)",
+            ),
+            action_dlq: counter(
+                &r,
+                "switchboard_action_dlq_total",
+                "Requests dead-lettered after their last attempt, or undecodable",
+            ),
+            action_seconds,
             ready: Arc::new(AtomicBool::new(false)),
             registry: r,
         }
@@ -199,7 +264,9 @@ impl Metrics {
                 .unwrap_or_default()
         };
         match topic {
-            Topic::ConversationEvents => self.conversations.with_label_values(&[&kind]).inc(),
+            Topic::ConversationEvents if kind != "WorkflowRan" => {
+                self.conversations.with_label_values(&[&kind]).inc()
+            }
             Topic::Assignments => self
                 .assignments
                 .with_label_values(&[&kind, &field("method")])
@@ -209,12 +276,32 @@ impl Metrics {
             Topic::Sentiment if kind == "MessageSentiment" => {
                 self.sentiment.with_label_values(&[&field("label")]).inc()
             }
+            Topic::ConversationEvents if kind == "WorkflowRan" => {
+                self.conversations.with_label_values(&[&kind]).inc();
+                self.workflow_runs
+                    .with_label_values(&[&field("workflow_id"), &field("trigger")])
+                    .inc();
+                let actions = body
+                    .and_then(|b| b.get("actions"))
+                    .and_then(|a| a.as_array());
+                for action in actions.into_iter().flatten().filter_map(|a| a.as_str()) {
+                    self.workflow_actions.with_label_values(&[action]).inc();
+                }
+            }
             Topic::Csat => self.csat.with_label_values(&[&kind, &field("score")]).inc(),
             Topic::AgentState => self
                 .agent_status
                 .with_label_values(&[&kind, &field("group")])
                 .inc(),
-            Topic::Dlq => self.dlq.inc(),
+            Topic::Dlq => {
+                self.dlq.inc();
+                let reason = json.get("reason").and_then(|r| r.as_str()).unwrap_or("");
+                if let Some(workflow) = cascade_workflow(reason) {
+                    self.workflow_rejections
+                        .with_label_values(&[workflow])
+                        .inc();
+                }
+            }
             _ => {}
         }
     }
@@ -258,6 +345,14 @@ impl Metrics {
             &self.sentiment,
             &self.csat,
             &self.agent_status,
+            &self.workflow_runs,
+            &self.workflow_actions,
+            &self.workflow_rejections,
+            &self.action_requests,
+            &self.action_attempts,
+            &self.action_retries,
+            &self.action_dlq,
+            &self.action_seconds,
         ];
         collectors
             .iter()
@@ -272,6 +367,15 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     }
+}
+
+/// The workflow a cascade rejection names (`... (workflow "w" was next) ...`).
+fn cascade_workflow(reason: &str) -> Option<&str> {
+    if !reason.starts_with("workflows ran more than") {
+        return None;
+    }
+    let rest = &reason[reason.find("(workflow \"")? + 11..];
+    rest.get(..rest.find('"')?)
 }
 
 /// A union value in the JSON mirror is `{"VariantName": {fields}}`.
@@ -322,6 +426,29 @@ mod tests {
             }
         }
         assert!(checked >= 10, "only {checked} metric references found");
+    }
+
+    /// R-RUN-4, R-FLOW: workflow runs are counted by workflow and trigger, their actions by
+    /// type, and a cascade rejection by the workflow it names.
+    #[test]
+    fn r_run_4_workflow_runs_actions_and_rejections_are_counted() {
+        let m = Metrics::new();
+        let ran = serde_json::json!({"id": "x#0", "tenant": "acme", "conversation_id": "c1",
+            "short_id": 1, "event": {"WorkflowRan": {"workflow_id": "nudge",
+            "trigger": "agent_did_not_reply_for", "actions": ["add_note", "unassign_agent"]}}});
+        m.observe_output(Topic::ConversationEvents, &ran);
+        let dead = serde_json::json!({"id": "d", "source_topic": "cc.commands", "value": "",
+            "reason": "workflows ran more than 1000 times for one record (workflow \"w07\" was next): too wide"});
+        m.observe_output(Topic::Dlq, &dead);
+        let text = m.render();
+        for want in [
+            "switchboard_workflow_runs_total{trigger=\"agent_did_not_reply_for\",workflow=\"nudge\"} 1",
+            "switchboard_workflow_actions_total{action=\"unassign_agent\"} 1",
+            "switchboard_conversation_events_total{kind=\"WorkflowRan\"} 1",
+            "switchboard_workflow_rejections_total{workflow=\"w07\"} 1",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
     }
 
     /// R-RUN-4: outputs are counted per topic and by their domain figures.
