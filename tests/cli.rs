@@ -54,6 +54,8 @@ fn simulate_example_is_byte_identical_across_runs() {
         "\"ConversationSentiment\"",
         "\"SurveySent\"",
         "\"SurveyFeedback\"",
+        "\"WorkflowRan\"",
+        "\"trigger\":\"agent_did_not_reply_for\"",
     ] {
         assert!(text.contains(needle), "example output lacks {needle}");
     }
@@ -305,7 +307,8 @@ fn figure(summary: &str, label: &str) -> u64 {
 
 /// R-RUN-1, R-RUN-4: `demo` needs no Kafka and no config. It runs the engine (exactly-once
 /// path) on an in-process cluster, serves /metrics, and ends with a summary whose figures
-/// come from the engine's outputs: conversations, assignments, SLA, sentiment, throughput.
+/// come from the engine's outputs: conversations, assignments, SLA, sentiment, workflows,
+/// throughput.
 #[test]
 fn r_run_1_demo_runs_without_kafka_and_summarizes() {
     let run = bin()
@@ -332,6 +335,8 @@ fn r_run_1_demo_runs_without_kafka_and_summarizes() {
     assert!(figure(&stdout, "conversations") > 0, "{stdout}");
     assert!(figure(&stdout, "assignments") > 0, "{stdout}");
     assert!(figure(&stdout, "throughput") > 0, "{stdout}");
+    // R-FLOW: the demo's workflows ran (refund requests are among its customers' messages).
+    assert!(figure(&stdout, "workflows") > 0, "{stdout}");
     assert!(stdout.contains("ExactlyOnce"), "{stdout}");
     // Everything sent was processed before the summary.
     assert!(

@@ -165,6 +165,25 @@ impl Driver {
             json!({"SetCountedStatuses": {"waiting": true, "solved": false}}),
         )?;
         self.config(tenant, "surveys", "on", json!({"SetSurveySettings": {"enabled": true, "delay_seconds": 60, "question": "Were you happy with our help? Reply 1 (happy) or 2 (not happy)."}}))?;
+        // Workflows (docs/workflows.md): tag refund requests and raise their priority; reassign
+        // a conversation whose agent has not answered in 4 minutes, with a note; apologise to
+        // an unhappy customer.
+        self.config(tenant, "workflow", "tag-refunds", json!({"UpsertWorkflow": {"workflow": {
+            "id": "tag-refunds", "name": "Tag refund requests", "order": 1,
+            "triggers": [{"InboundMessageReceived": {}}],
+            "condition": {"attribute": "content", "operator": "contains", "value": "refund"},
+            "actions": [{"ApplyTags": {"tags": ["refund"]}}, {"SetConversationPriority": {"priority": "high"}}]}}}))?;
+        self.config(tenant, "workflow", "reassign-if-no-answer", json!({"UpsertWorkflow": {"workflow": {
+            "id": "reassign-if-no-answer", "name": "Reassign if the agent does not answer in 4 minutes", "order": 2,
+            "triggers": [{"AgentDidNotReplyFor": {"seconds": 240}}],
+            "condition": {"attribute": "conversation.assignee", "operator": "exists"},
+            "actions": [
+                {"AddNote": {"text": "{{conversation.assignee}} did not answer in 4 minutes: reassigned"}},
+                {"UnassignAgent": {}}]}}}))?;
+        self.config(tenant, "workflow", "sorry", json!({"UpsertWorkflow": {"workflow": {
+            "id": "sorry", "name": "Apologise to unhappy customers", "order": 3,
+            "triggers": [{"SurveyFeedbackReceived": {"scores": ["not_happy"]}}],
+            "actions": [{"SendMessage": {"content": "We are sorry about #{{conversation.short_id}}. A supervisor will call you."}}]}}}))?;
         for a in 0..AGENTS {
             self.agent_event(tenant, a, json!({"AgentUpdated": {"queues": ["support"]}}))?;
             self.agent_event(
@@ -520,6 +539,14 @@ fn summary(m: &Metrics, sent: u64, wall: Duration, opts: &DemoOptions) -> String
             &m.csat,
             &[("kind", "SurveyFeedback"), ("score", "not_happy")]
         ),
+    );
+    let _ = writeln!(
+        s,
+        "  workflows       {} runs: {} refunds tagged, {} reassigned for no answer, {} apologies",
+        t(&m.workflow_runs, &[]),
+        t(&m.workflow_runs, &[("workflow", "tag-refunds")]),
+        t(&m.workflow_runs, &[("workflow", "reassign-if-no-answer")]),
+        t(&m.workflow_runs, &[("workflow", "sorry")]),
     );
     let _ = writeln!(s, "  dead letters    {}", m.dlq.get());
     s

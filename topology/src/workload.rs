@@ -1,5 +1,5 @@
 //! A generated contact center, for the benchmarks and the end-to-end tests: tenants with a
-//! queue, a route, an SLA policy, sentiment on and agents; customers writing over two
+//! queue, a route, an SLA policy, sentiment on, three workflows and agents; customers writing over two
 //! channels; agents replying to and solving conversations; ticks on every partition. The
 //! same arguments always give the same records.
 
@@ -47,6 +47,11 @@ pub fn contact_center(tenants: usize, messages: usize) -> Vec<Record> {
             "on",
             json!({"SetSentiment": {"enabled": true}}),
         ));
+        // Workflows: tag refund requests; note a conversation nobody answered for 90 s; close
+        // conversations solved for 10 minutes.
+        out.push(cfg(next_id("cfg"), "workflow", "refunds", json!({"UpsertWorkflow": {"workflow": {"id": "refunds", "order": 1, "triggers": [{"InboundMessageReceived": {}}], "condition": {"attribute": "content", "operator": "contains", "value": "refund"}, "actions": [{"ApplyTags": {"tags": ["refund"]}}]}}})));
+        out.push(cfg(next_id("cfg"), "workflow", "nudge", json!({"UpsertWorkflow": {"workflow": {"id": "nudge", "order": 2, "triggers": [{"AgentDidNotReplyFor": {"seconds": 90}}], "condition": {"attribute": "conversation.assignee", "operator": "exists"}, "actions": [{"AddNote": {"text": "{{conversation.assignee}} has not answered #{{conversation.short_id}}"}}]}}})));
+        out.push(cfg(next_id("cfg"), "workflow", "close-solved", json!({"UpsertWorkflow": {"workflow": {"id": "close-solved", "order": 3, "triggers": [{"SolvedFor": {"seconds": 600}}], "actions": [{"CloseConversation": {}}]}}})));
         for a in 0..3 {
             for event in [
                 json!({"AgentUpdated": {"queues": ["support"]}}),
