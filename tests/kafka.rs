@@ -718,7 +718,7 @@ fn load(tenants: usize, messages: usize) -> Vec<Rec> {
 #[test]
 fn r_run_1_kafka_outputs_equal_simulate_and_bad_records_go_to_the_dlq() {
     let s = Setup::new();
-    let config = s.config("one", "e2e", "");
+    let config = s.config("one", "e2e", "\n[metrics]\nlive_interval_ms = 200\n");
     s.create_topics(&config);
     let mut records = quickstart();
     // Undecodable bytes in the middle of a partition, then more valid records after them.
@@ -746,10 +746,63 @@ fn r_run_1_kafka_outputs_equal_simulate_and_bad_records_go_to_the_dlq() {
     );
     let mut engine = Engine::start(&config, &s.log("one"));
     let n = s.wait_for("", total(&want), Duration::from_secs(90));
+    assert_live_figures_match_simulate(&config, sources.clone());
     assert_queries_match_simulate(&config, sources, &[s.log("one")]);
     engine.terminate();
     assert_same(&s.outputs(""), &want, "kafka vs simulate", &[s.log("one")]);
     assert_count(n, total(&want), "kafka vs simulate", &[s.log("one")]);
+}
+
+/// R-RUN-4: the live gauges on /metrics (open conversations, each queue's waiting count,
+/// agents by status group) equal what `simulate`'s engines hold at the end.
+fn assert_live_figures_match_simulate(config: &Path, sources: Vec<SourceRecord>) {
+    let (_, engines) = simulation::run_engines(sources, PARTITIONS as u32, &Settings::default())
+        .expect("simulate");
+    let mut want = Vec::new();
+    let (mut open, mut agents) = (0, [0u64; 4]);
+    let mut queues: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &engines {
+        for f in e.live_figures().into_values() {
+            open += f.open_conversations;
+            for (i, n) in f.agents.iter().enumerate() {
+                agents[i] += n;
+            }
+            for (q, (waiting, _)) in f.queues {
+                *queues.entry(q).or_default() += waiting;
+            }
+        }
+    }
+    want.push(format!(
+        "switchboard_open_conversations{{tenant=\"all\"}} {open}"
+    ));
+    for (q, n) in &queues {
+        want.push(format!(
+            "switchboard_queue_waiting{{queue=\"{q}\",tenant=\"all\"}} {n}"
+        ));
+    }
+    for ((_, group), n) in switchboard_processors::query::GROUPS.iter().zip(agents) {
+        want.push(format!(
+            "switchboard_agents{{group=\"{group}\",tenant=\"all\"}} {n}"
+        ));
+    }
+    assert!(
+        !queues.is_empty() && open > 0,
+        "the scenario leaves open work"
+    );
+    let addr = http_addr(config);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = http_get(&addr, "/metrics");
+        let missing: Vec<&String> = want.iter().filter(|w| !text.contains(w.as_str())).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "live gauges differ from simulate: missing {missing:?} in\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `GET path` on the engine's HTTP endpoint: the status and the body.

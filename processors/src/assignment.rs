@@ -371,6 +371,22 @@ impl AssignIndex {
             .collect()
     }
 
+    /// Every queue of `tenant` with conversations waiting: (queue, how many wait, since when
+    /// the longest-waiting one waits).
+    pub fn queue_figures(&self, tenant: &str) -> Vec<(&str, usize, i64)> {
+        let Some(t) = self.tenants.get(tenant) else {
+            return Vec::new();
+        };
+        t.waiting
+            .iter()
+            .filter_map(|(queue, lists)| {
+                let waiting: usize = lists.iter().map(BTreeSet::len).sum();
+                let since = lists.iter().flat_map(|l| l.iter().map(|k| k.1)).min()?;
+                Some((queue.as_str(), waiting, since))
+            })
+            .collect()
+    }
+
     /// The waiting list of a queue in one category, in assignment order: (priority, waiting
     /// since, conversation id).
     pub fn waiting_entries(

@@ -334,6 +334,11 @@ impl<S: Store> Engine<S> {
         let _ = state.archive(tenant, conv);
     }
 
+    /// Every tenant's live figures on this partition, for the metrics (R-RUN-4).
+    pub fn live_figures(&self) -> std::collections::BTreeMap<String, crate::query::TenantFigures> {
+        crate::query::live_figures(&self.state)
+    }
+
     /// Answer an interactive query (R-RUN-5) from the state, or, for a conversation that
     /// has left memory, from the archive.
     pub fn answer(&self, query: &Query) -> Answer {

@@ -7,12 +7,13 @@
 //! are a pure function of the state, so the same input gives the same answer on any run.
 
 use serde_json::{json, Value};
-use switchboard_schemas::{Category, Priority};
+use std::collections::BTreeMap;
+use switchboard_schemas::{Category, Priority, Status, StatusGroup};
 
 use crate::csat::Survey;
 use crate::sentiment::ConversationMood;
 use crate::sla::SlaState;
-use crate::state::{Archived, Conversation, State};
+use crate::state::{Archived, Conversation, State, DEFAULT_QUEUE};
 
 /// One question about a tenant's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +24,79 @@ pub enum Query {
     Queue { tenant: String, queue: String },
     /// An agent's status and load.
     Agent { tenant: String, agent: String },
+}
+
+/// One tenant's live figures, for the metrics (R-RUN-4).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TenantFigures {
+    /// Conversations that are not Closed.
+    pub open_conversations: u64,
+    /// Queue → (conversations waiting in it unassigned, the stream time since which the
+    /// longest-waiting one waits; `i64::MAX` when nobody waits), for every configured queue
+    /// and the Default queue.
+    pub queues: BTreeMap<String, (u64, i64)>,
+    /// Enabled agents per status group: available, busy, away, unavailable.
+    pub agents: [u64; 4],
+}
+
+/// The status groups in [`TenantFigures::agents`] order, with their label values.
+pub const GROUPS: [(StatusGroup, &str); 4] = [
+    (StatusGroup::Available, "available"),
+    (StatusGroup::Busy, "busy"),
+    (StatusGroup::Away, "away"),
+    (StatusGroup::Unavailable, "unavailable"),
+];
+
+/// Every tenant's live figures on this partition: one pass over the conversations and the
+/// agents, and the queues' waiting lists.
+pub fn live_figures(state: &State) -> BTreeMap<String, TenantFigures> {
+    let mut out: BTreeMap<String, TenantFigures> = BTreeMap::new();
+    fn of<'a>(out: &'a mut BTreeMap<String, TenantFigures>, tenant: &str) -> &'a mut TenantFigures {
+        if !out.contains_key(tenant) {
+            out.insert(tenant.to_string(), TenantFigures::default());
+        }
+        out.get_mut(tenant)
+            .unwrap_or_else(|| unreachable!("inserted above"))
+    }
+    for ((tenant, _), conv) in state.conversations.iter() {
+        if conv.status != Status::Closed {
+            of(&mut out, tenant).open_conversations += 1;
+        }
+    }
+    for ((tenant, _), agent) in state.agents.iter() {
+        if !agent.enabled {
+            continue;
+        }
+        let g = GROUPS
+            .iter()
+            .position(|(g, _)| *g == agent.group)
+            .unwrap_or(3);
+        of(&mut out, tenant).agents[g] += 1;
+    }
+    // Every configured queue has a figure, 0 waiting when nobody waits (since: never).
+    for (tenant, row) in state.tenants.iter() {
+        let figures = of(&mut out, tenant);
+        for queue in row
+            .config
+            .queues
+            .keys()
+            .map(String::as_str)
+            .chain([DEFAULT_QUEUE])
+        {
+            figures
+                .queues
+                .entry(queue.to_string())
+                .or_insert((0, i64::MAX));
+        }
+    }
+    for tenant in state.conversations.tenants() {
+        for (queue, waiting, since) in state.assign.queue_figures(tenant) {
+            of(&mut out, tenant)
+                .queues
+                .insert(queue.to_string(), (waiting as u64, since));
+        }
+    }
+    out
 }
 
 /// The answer: the JSON document, or why there is none.
@@ -295,6 +369,34 @@ mod tests {
             tenant: "acme".into(),
             reference: reference.into(),
         }
+    }
+
+    /// R-RUN-4: the live figures: three open conversations, two waiting in Billing since the
+    /// second customer wrote, one agent Busy (at full capacity with the first); closing a
+    /// waiting conversation and the agent going Away change them as a supervisor expects.
+    #[test]
+    fn r_run_4_live_figures_count_open_work_waiting_and_agents() {
+        let mut e = engine();
+        let figures = e.live_figures();
+        let acme = &figures["acme"];
+        assert_eq!(acme.open_conversations, 3);
+        assert_eq!(acme.queues.get("billing"), Some(&(2, T0 + 2000)));
+        assert_eq!(acme.agents, [0, 1, 0, 0]);
+        let close = json!({"id": "x1", "tenant": "acme", "conversation_id": "#2", "command": {"SetStatus": {"status": "closed"}}});
+        let step = e.process(T0 + 10_000, &input(Topic::Commands, close));
+        assert!(step.rejected.is_none(), "{:?}", step.rejected);
+        let away = json!({"id": "a3", "tenant": "acme", "agent_id": "ana", "event": {"AgentStatusChanged": {"status": "Away"}}});
+        let step = e.process(T0 + 11_000, &input(Topic::AgentEvents, away));
+        assert!(step.rejected.is_none(), "{:?}", step.rejected);
+        let acme = e.live_figures().remove("acme").expect("acme");
+        assert_eq!(acme.open_conversations, 2);
+        assert_eq!(acme.queues.get("billing"), Some(&(1, T0 + 3000)));
+        assert_eq!(
+            acme.queues.get("default"),
+            Some(&(0, i64::MAX)),
+            "nobody waits"
+        );
+        assert_eq!(acme.agents, [0, 0, 1, 0]);
     }
 
     /// R-RUN-5: a conversation by short id shows its queue, assignee and SLA; a waiting one

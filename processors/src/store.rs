@@ -356,6 +356,13 @@ impl<K: Ord + Clone + Hash, V: Clone> Table<K, V> {
     }
 }
 
+impl<K: Ord + Clone + Hash, V: Clone> HashTable<K, V> {
+    /// Every row, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.rows.iter()
+    }
+}
+
 /// What a record changed, for a rollback: each row's value as it was before the record's
 /// first change to it. A row remembers the record (`epoch`) that last journaled it, so it is
 /// journaled once per record, whatever the record does to it afterwards.

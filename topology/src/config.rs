@@ -172,6 +172,30 @@ impl Default for Engine {
     }
 }
 
+/// What `/metrics` exports beyond the pipeline figures.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Label the live figures (open conversations, queue depth and longest wait, agents by
+    /// status group) by tenant; off, every series is `tenant="all"`.
+    pub tenant_labels: bool,
+    /// With tenant labels, the tenants with the most open conversations that get their own
+    /// label; the rest are `tenant="other"` (bounded cardinality).
+    pub max_tenants: i64,
+    /// How often the live figures are refreshed from the engines' state.
+    pub live_interval_ms: i64,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            tenant_labels: false,
+            max_tenants: 50,
+            live_interval_ms: 5_000,
+        }
+    }
+}
+
 /// The action executor (`switchboard actions`, docs/workflows.md): how it performs the Call
 /// API requests workflows write to `cc.actions`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -224,6 +248,7 @@ pub struct Config {
     pub ticker: Ticker,
     pub engine: Engine,
     pub log: Log,
+    pub metrics: MetricsSettings,
     pub actions: Actions,
     /// `SWITCHBOARD_*` variables that are not overrides (Kubernetes sets
     /// `SWITCHBOARD_SERVICE_HOST` and the like for a Service named switchboard): ignored, and
@@ -462,6 +487,25 @@ impl Config {
                 "ticker.interval_ms",
                 format!("{} is not between 10 and 60000", self.ticker.interval_ms),
             ));
+        }
+        for (field, value, range) in [
+            ("metrics.max_tenants", self.metrics.max_tenants, 1..=1_000),
+            (
+                "metrics.live_interval_ms",
+                self.metrics.live_interval_ms,
+                100..=600_000,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{value} is not between {} and {}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
         }
         let a = &self.actions;
         if !a.group_id.is_empty() && !is_kafka_name(&a.group_id) {

@@ -5,6 +5,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use switchboard_schemas::Topic;
@@ -42,6 +43,16 @@ pub struct Metrics {
     pub action_retries: IntCounter,
     pub action_dlq: IntCounter,
     pub action_seconds: Histogram,
+    /// Live figures (R-RUN-4), refreshed every few seconds from the engines' state: open
+    /// conversations, each queue's waiting conversations and longest wait, agents by status
+    /// group. Labelled by tenant only when `metrics.tenant_labels` is on (else `all`).
+    pub open_conversations: IntGaugeVec,
+    pub queue_waiting: IntGaugeVec,
+    pub queue_longest_wait: prometheus::GaugeVec,
+    pub agents: IntGaugeVec,
+    /// 1 while `/readyz` answers 200.
+    pub ready_gauge: IntGauge,
+    pub build_info: IntGaugeVec,
     /// Set once the consumer has joined and every assigned partition is restored.
     pub ready: Arc<AtomicBool>,
 }
@@ -245,8 +256,62 @@ impl Metrics {
                 "Requests dead-lettered after their last attempt, or undecodable",
             ),
             action_seconds,
+            open_conversations: gauge_vec(
+                &r,
+                "switchboard_open_conversations",
+                "Conversations that are not Closed",
+                &["tenant"],
+            ),
+            queue_waiting: gauge_vec(
+                &r,
+                "switchboard_queue_waiting",
+                "Conversations waiting unassigned in a queue (queue depth)",
+                &["tenant", "queue"],
+            ),
+            queue_longest_wait: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "switchboard_queue_longest_wait_seconds",
+                        "How long the longest-waiting conversation of a queue has waited, in stream time",
+                    ),
+                    &["tenant", "queue"],
+                )
+                .unwrap_or_else(|e| unreachable!("metric: {e}"));
+                let _ = r.register(Box::new(g.clone()));
+                g
+            },
+            agents: gauge_vec(
+                &r,
+                "switchboard_agents",
+                "Enabled agents by status group",
+                &["tenant", "group"],
+            ),
+            ready_gauge: gauge(
+                &r,
+                "switchboard_ready",
+                "1 while this instance holds partitions and every one is restored (/readyz)",
+            ),
+            build_info: {
+                let g = gauge_vec(
+                    &r,
+                    "switchboard_build_info",
+                    "The build: Switchboard's and librdkafka's versions (value 1)",
+                    &["version", "librdkafka"],
+                );
+                let (librdkafka, _) = crate::kafka::librdkafka_build();
+                g.with_label_values(&[env!("CARGO_PKG_VERSION"), &librdkafka])
+                    .set(1);
+                g
+            },
             ready: Arc::new(AtomicBool::new(false)),
-            registry: r,
+            registry: {
+                // process_cpu_seconds_total, process_resident_memory_bytes, open fds...
+                #[cfg(target_os = "linux")]
+                let _ = r.register(Box::new(
+                    prometheus::process_collector::ProcessCollector::for_self(),
+                ));
+                r
+            },
         }
     }
 
@@ -255,13 +320,15 @@ impl Metrics {
     pub fn observe_output(&self, topic: Topic, json: &serde_json::Value) {
         self.records_out.with_label_values(&[topic.name()]).inc();
         let (kind, body) = variant(json.get("event").or_else(|| json.get("kind")));
+        // A label value is never blank: a field the record leaves out reads `none`.
         let field = |name: &str| -> String {
             body.and_then(|b| b.get(name))
-                .map(|v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                .and_then(|v| match v {
+                    serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    serde_json::Value::String(_) | serde_json::Value::Null => None,
+                    other => Some(other.to_string()),
                 })
-                .unwrap_or_default()
+                .unwrap_or_else(|| "none".to_string())
         };
         match topic {
             Topic::ConversationEvents if kind != "WorkflowRan" => {
@@ -353,6 +420,12 @@ impl Metrics {
             &self.action_retries,
             &self.action_dlq,
             &self.action_seconds,
+            &self.open_conversations,
+            &self.queue_waiting,
+            &self.queue_longest_wait,
+            &self.agents,
+            &self.ready_gauge,
+            &self.build_info,
         ];
         collectors
             .iter()
@@ -361,12 +434,83 @@ impl Metrics {
             .collect()
     }
 
+    /// Set the live figures from every partition held here (tenant → figures, each queue
+    /// with its longest wait in ms). With `tenant_labels` the `max_tenants` tenants with the
+    /// most open conversations get their own label value and the rest `other`; without, every
+    /// series is `tenant="all"`. Series of queues and tenants that are gone are dropped.
+    pub fn set_live(
+        &self,
+        tenants: &BTreeMap<String, LiveTenant>,
+        tenant_labels: bool,
+        max_tenants: usize,
+    ) {
+        let mut ranked: Vec<(&String, &LiveTenant)> = tenants.iter().collect();
+        ranked.sort_by(|a, b| b.1.open.cmp(&a.1.open).then(a.0.cmp(b.0)));
+        let label = |i: usize, name: &str| -> String {
+            match (tenant_labels, i < max_tenants) {
+                (false, _) => "all".into(),
+                (true, true) => name.to_string(),
+                (true, false) => "other".into(),
+            }
+        };
+        let mut open: BTreeMap<String, u64> = BTreeMap::new();
+        let mut queues: BTreeMap<(String, String), (u64, i64)> = BTreeMap::new();
+        let mut agents: BTreeMap<(String, &str), u64> = BTreeMap::new();
+        for (i, (name, t)) in ranked.into_iter().enumerate() {
+            let tenant = label(i, name);
+            *open.entry(tenant.clone()).or_default() += t.open;
+            for (queue, (waiting, longest)) in &t.queues {
+                let q = queues.entry((tenant.clone(), queue.clone())).or_default();
+                q.0 += waiting;
+                q.1 = q.1.max(*longest);
+            }
+            for ((_, group), n) in switchboard_processors::query::GROUPS.iter().zip(t.agents) {
+                *agents.entry((tenant.clone(), group)).or_default() += n;
+            }
+        }
+        self.open_conversations.reset();
+        self.queue_waiting.reset();
+        self.queue_longest_wait.reset();
+        self.agents.reset();
+        for (tenant, n) in open {
+            self.open_conversations
+                .with_label_values(&[&tenant])
+                .set(n as i64);
+        }
+        for ((tenant, queue), (waiting, longest)) in queues {
+            self.queue_waiting
+                .with_label_values(&[&tenant, &queue])
+                .set(waiting as i64);
+            self.queue_longest_wait
+                .with_label_values(&[&tenant, &queue])
+                .set(longest.max(0) as f64 / 1000.0);
+        }
+        for ((tenant, group), n) in agents {
+            self.agents
+                .with_label_values(&[&tenant, group])
+                .set(n as i64);
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.ready_gauge.set(i64::from(
+            self.ready.load(std::sync::atomic::Ordering::Relaxed),
+        ));
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     }
+}
+
+/// One tenant's live figures as the metrics take them ([`Metrics::set_live`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LiveTenant {
+    pub open: u64,
+    /// Queue → (conversations waiting, the longest wait in ms).
+    pub queues: BTreeMap<String, (u64, i64)>,
+    /// Agents per status group, in [`switchboard_processors::query::GROUPS`] order.
+    pub agents: [u64; 4],
 }
 
 /// The workflow a cascade rejection names (`... (workflow "w" was next) ...`).
@@ -428,6 +572,25 @@ mod tests {
         assert!(checked >= 10, "only {checked} metric references found");
     }
 
+    /// R-RUN-4: every metric the alert rules (docker/alerts.yml) use is one the engine or the
+    /// executor exports (promtool checks their syntax in CI).
+    #[test]
+    fn r_run_4_alert_rules_use_only_exported_metrics() {
+        let names = Metrics::new().names();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker/alerts.yml"))
+                .expect("docker/alerts.yml");
+        let mut checked = 0;
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if !word.starts_with("switchboard_") {
+                continue;
+            }
+            assert!(names.iter().any(|n| n == word), "{word} is not exported");
+            checked += 1;
+        }
+        assert!(checked >= 6, "only {checked} metric references found");
+    }
+
     /// R-RUN-4, R-FLOW: workflow runs are counted by workflow and trigger, their actions by
     /// type, and a cascade rejection by the workflow it names.
     #[test]
@@ -449,6 +612,52 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} not in {text}");
         }
+    }
+
+    /// R-RUN-4: the live figures: by default one `all` series per queue (waiting summed,
+    /// longest wait the longest); with tenant labels the biggest tenants by name and the rest
+    /// as `other`; no blank label values; series of queues that emptied are dropped.
+    #[test]
+    fn r_run_4_live_gauges_aggregate_and_cap_tenant_labels() {
+        let m = Metrics::new();
+        let tenant = |open, waiting, longest, available| LiveTenant {
+            open,
+            queues: [("support".to_string(), (waiting, longest))].into(),
+            agents: [available, 1, 0, 0],
+        };
+        let tenants: BTreeMap<String, LiveTenant> = [
+            ("acme".to_string(), tenant(10, 3, 90_000, 2)),
+            ("globex".to_string(), tenant(4, 1, 30_000, 1)),
+            ("initech".to_string(), tenant(2, 2, 120_000, 0)),
+        ]
+        .into();
+        m.set_live(&tenants, false, 50);
+        let text = m.render();
+        for want in [
+            "switchboard_open_conversations{tenant=\"all\"} 16",
+            "switchboard_queue_waiting{queue=\"support\",tenant=\"all\"} 6",
+            "switchboard_queue_longest_wait_seconds{queue=\"support\",tenant=\"all\"} 120",
+            "switchboard_agents{group=\"available\",tenant=\"all\"} 3",
+            "switchboard_agents{group=\"busy\",tenant=\"all\"} 3",
+            "switchboard_ready 0",
+            "switchboard_build_info{",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
+        m.set_live(&tenants, true, 1);
+        let text = m.render();
+        for want in [
+            "switchboard_open_conversations{tenant=\"acme\"} 10",
+            "switchboard_open_conversations{tenant=\"other\"} 6",
+            "switchboard_queue_longest_wait_seconds{queue=\"support\",tenant=\"other\"} 120",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
+        assert!(
+            !text.contains("tenant=\"all\""),
+            "stale series kept: {text}"
+        );
+        assert!(!text.contains("=\"\""), "a blank label value: {text}");
     }
 
     /// R-RUN-4: outputs are counted per topic and by their domain figures.

@@ -252,6 +252,9 @@ pub fn decode_input(
 }
 
 pub struct Runtime {
+    /// When the live figures were last refreshed (R-RUN-4), and for which partitions.
+    live_at: Option<Instant>,
+    live_partitions: Vec<i32>,
     config: Config,
     opts: RunOptions,
     codec: Codec,
@@ -324,6 +327,8 @@ impl Runtime {
             producer,
             reader,
             tasks: BTreeMap::new(),
+            live_at: None,
+            live_partitions: Vec::new(),
             input_names,
             settings,
             config,
@@ -356,6 +361,7 @@ impl Runtime {
             self.poll_round()?;
             self.process_round()?;
             self.answer_queries();
+            self.refresh_live_figures();
             if ends.as_ref().is_some_and(|ends| self.caught_up(ends)) {
                 tracing::info!("caught up with the end offsets seen at start");
                 break;
@@ -365,6 +371,45 @@ impl Runtime {
         self.consumer.unsubscribe();
         self.tasks.clear();
         Ok(())
+    }
+
+    /// Every `metrics.live_interval_ms`, set the live gauges from the state of every partition
+    /// held here (committed state: every round has ended durable when this runs). Costs one
+    /// pass over the open conversations and agents.
+    fn refresh_live_figures(&mut self) {
+        let every = Duration::from_millis(self.config.metrics.live_interval_ms as u64);
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        // At once when partitions come or go, else every interval.
+        if self.live_at.is_some_and(|at| at.elapsed() < every) && partitions == self.live_partitions
+        {
+            return;
+        }
+        self.live_at = Some(Instant::now());
+        self.live_partitions = partitions;
+        let mut tenants = BTreeMap::new();
+        for task in self.tasks.values() {
+            let now = task.engine.stream_time();
+            for (tenant, f) in task.engine.live_figures() {
+                let queues = f
+                    .queues
+                    .into_iter()
+                    .map(|(q, (waiting, since))| (q, (waiting, now.saturating_sub(since))))
+                    .collect();
+                tenants.insert(
+                    tenant,
+                    crate::metrics::LiveTenant {
+                        open: f.open_conversations,
+                        queues,
+                        agents: f.agents,
+                    },
+                );
+            }
+        }
+        self.opts.metrics.set_live(
+            &tenants,
+            self.config.metrics.tenant_labels,
+            self.config.metrics.max_tenants as usize,
+        );
     }
 
     /// Answer the interactive queries that arrived, from committed state (R-RUN-5): every
