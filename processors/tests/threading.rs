@@ -85,18 +85,7 @@ fn r_thread_1_messages_to_the_customer_go_to_their_last_address() {
         m
     };
     let mut s = Scenario::new();
-    s.config(
-        t(0),
-        1,
-        ConfigChangeKind::SetSurveySettings(SurveySettings {
-            enabled: true,
-            delay_seconds: 30,
-            minimum_span_hours: 0,
-            answer_window_hours: 24,
-            question: "Happy?".into(),
-            follow_up: None,
-        }),
-    );
+    s.config(t(0), 1, surveys_on());
     s.inbound(
         t(1),
         with_person("m1", Channel::Email, "c@example.com", "support@acme.test"),

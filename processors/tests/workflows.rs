@@ -90,6 +90,21 @@ impl Outcome {
             .collect()
     }
 
+    /// (short id, workflow, event time) of every run, in order.
+    fn fired(&self) -> Vec<(i64, String, i64)> {
+        self.emitted
+            .iter()
+            .filter_map(|e| match &e.output {
+                Output::Conversation(ConversationEvent {
+                    short_id,
+                    event: ConversationEventKind::WorkflowRan(r),
+                    ..
+                }) => Some((*short_id, r.workflow_id.clone(), e.ts)),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn tags_of(&self, short: i64) -> Vec<String> {
         self.conversation_events()
             .into_iter()
@@ -294,18 +309,7 @@ fn r_flow_1_an_unknown_field_does_not_decode() {
 fn r_flow_2_every_event_trigger() {
     let mut s = Scenario::new();
     s.upsert_queue(t(0), queue("billing"));
-    s.config(
-        t(0),
-        1,
-        ConfigChangeKind::SetSurveySettings(SurveySettings {
-            enabled: true,
-            delay_seconds: 30,
-            minimum_span_hours: 0,
-            answer_window_hours: 24,
-            question: "Happy?".into(),
-            follow_up: None,
-        }),
-    );
+    s.config(t(0), 1, surveys_on());
     let triggers: Vec<(&str, WorkflowTrigger)> = vec![
         ("note", WorkflowTrigger::NoteCreated(none())),
         (
@@ -437,18 +441,7 @@ fn r_flow_3_agent_did_not_reply_for_is_cancelled_by_a_reply() {
         .sms(t(7), "b2", "+2", "more")
         .tick(t(20));
     let out = s.run();
-    let fired: Vec<(i64, i64)> = out
-        .emitted
-        .iter()
-        .filter_map(|e| match &e.output {
-            Output::Conversation(ConversationEvent {
-                short_id,
-                event: ConversationEventKind::WorkflowRan(_),
-                ..
-            }) => Some((*short_id, e.ts)),
-            _ => None,
-        })
-        .collect();
+    let fired: Vec<(i64, i64)> = out.fired().into_iter().map(|(c, _, ts)| (c, ts)).collect();
     assert_eq!(fired, vec![(1, t(6)), (2, t(12))]);
     assert_eq!(
         out.runs(),
@@ -529,16 +522,9 @@ fn r_flow_3_time_triggers() {
     s.tick(t(100));
     let out = s.run();
     let fired: Vec<(i64, String, i64)> = out
-        .emitted
-        .iter()
-        .filter_map(|e| match &e.output {
-            Output::Conversation(ConversationEvent {
-                short_id,
-                event: ConversationEventKind::WorkflowRan(r),
-                ..
-            }) => Some((*short_id, r.workflow_id.clone(), (e.ts - t(0)) / MIN)),
-            _ => None,
-        })
+        .fired()
+        .into_iter()
+        .map(|(c, w, ts)| (c, w, (ts - t(0)) / MIN))
         .collect();
     assert_eq!(
         fired,
@@ -763,18 +749,7 @@ const DEFAULT_QUEUE_ID: &str = "default";
 #[test]
 fn r_flow_4_survey_and_close() {
     let mut s = Scenario::new();
-    s.config(
-        t(0),
-        1,
-        ConfigChangeKind::SetSurveySettings(SurveySettings {
-            enabled: true,
-            delay_seconds: 30,
-            minimum_span_hours: 0,
-            answer_window_hours: 24,
-            question: "Happy?".into(),
-            follow_up: None,
-        }),
-    );
+    s.config(t(0), 1, surveys_on());
     s.upsert_workflow(
         t(0),
         1,

@@ -50,6 +50,18 @@ pub fn message(id: &str, channel: Channel, from: &str, content: &str) -> Inbound
     InboundMessage::text(id, TENANT, channel, from, "+100", content)
 }
 
+/// Surveys on: 30 s after Solved, no minimum span, a 24-hour answer window.
+pub fn surveys_on() -> ConfigChangeKind {
+    ConfigChangeKind::SetSurveySettings(SurveySettings {
+        enabled: true,
+        delay_seconds: 30,
+        minimum_span_hours: 0,
+        answer_window_hours: 24,
+        question: "Happy?".into(),
+        follow_up: None,
+    })
+}
+
 pub fn queue(id: &str) -> Queue {
     Queue {
         id: id.into(),
