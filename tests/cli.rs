@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -21,13 +22,16 @@ fn simulate(input: &str, output: &PathBuf) -> std::process::Output {
         .expect("run switchboard")
 }
 
-/// R-RUN-6, R-TIME-6: the example scenario runs, and two runs give byte-identical output.
-#[test]
-fn simulate_example_is_byte_identical_across_runs() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.jsonl");
-    let (a, b) = (tmp("a.jsonl"), tmp("b.jsonl"));
+/// `simulate` over `examples/<name>.jsonl`, twice: the runs must succeed and write the same
+/// bytes (R-TIME-6), which are returned.
+fn simulate_twice(name: &str) -> String {
+    let example = format!("{}/examples/{name}.jsonl", env!("CARGO_MANIFEST_DIR"));
+    let (a, b) = (
+        tmp(&format!("{name}-a.jsonl")),
+        tmp(&format!("{name}-b.jsonl")),
+    );
     for out in [&a, &b] {
-        let run = simulate(example, out);
+        let run = simulate(&example, out);
         assert!(
             run.status.success(),
             "{}",
@@ -35,8 +39,14 @@ fn simulate_example_is_byte_identical_across_runs() {
         );
     }
     let (a, b) = (std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
-    assert_eq!(a, b);
-    let text = String::from_utf8(a).expect("utf-8");
+    assert_eq!(a, b, "two runs of {name} differ");
+    String::from_utf8(a).expect("utf-8")
+}
+
+/// R-RUN-6, R-TIME-6: the example scenario runs, and two runs give byte-identical output.
+#[test]
+fn simulate_example_is_byte_identical_across_runs() {
+    let text = simulate_twice("quickstart");
     for needle in [
         "\"Routed\"",
         "\"kind\":\"away\"",
@@ -66,23 +76,7 @@ fn simulate_example_is_byte_identical_across_runs() {
 /// the conversation goes to another agent; two runs give byte-identical output.
 #[test]
 fn reassign_example_reassigns_and_is_byte_identical_across_runs() {
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/reassign-if-no-answer.jsonl"
-    );
-    let (a, b) = (tmp("ra.jsonl"), tmp("rb.jsonl"));
-    for out in [&a, &b] {
-        let run = simulate(example, out);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-    }
-    let (a, b) = (std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
-    assert_eq!(a, b);
-    let events: Vec<serde_json::Value> = String::from_utf8(a)
-        .expect("utf-8")
+    let events: Vec<serde_json::Value> = simulate_twice("reassign-if-no-answer")
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
@@ -303,6 +297,65 @@ fn figure(summary: &str, label: &str) -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no {label:?} figure in:\n{summary}"))
+}
+
+/// R-RUN-7: Ctrl-C stops the demo cleanly: it prints its summary (saying it was
+/// interrupted), exits 0, and removes its state directory.
+#[test]
+fn r_run_7_demo_stops_cleanly_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let mut child = bin()
+        .args([
+            "demo",
+            "--duration",
+            "120s",
+            "--rate",
+            "40",
+            "--tenants",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start switchboard demo");
+    let state_dir = std::env::temp_dir().join(format!("switchboard-demo-{}", child.id()));
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    // Wait until traffic flows (the clock starts once the engine holds its partitions).
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        seen.push(line.clone());
+        if line.contains("records sent") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress line: {seen:?}"
+        );
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("simulated clock starts")),
+        "{seen:?}"
+    );
+    assert!(
+        state_dir.exists(),
+        "the demo keeps its state in {state_dir:?}"
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    // Drain stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let out = child.wait_with_output().expect("demo exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit {:?}: {stdout}", out.status);
+    assert!(stdout.contains("Switchboard demo summary"), "{stdout}");
+    assert!(stdout.contains("(interrupted"), "{stdout}");
+    assert!(!state_dir.exists(), "{state_dir:?} was left behind");
 }
 
 /// R-RUN-1, R-RUN-4: `demo` needs no Kafka and no config. It runs the engine (exactly-once

@@ -344,6 +344,9 @@ pub fn run(opts: &DemoOptions) -> Result<String, String> {
         "  live state: http://{addr}/tenants/tenant-0/queues/support, .../tenants/tenant-0/agents/agent-0, .../tenants/tenant-0/conversations/%231"
     );
     let stop = Arc::new(AtomicBool::new(false));
+    // Ctrl-C (or SIGTERM) ends the traffic early: the summary is printed and the state
+    // directory removed all the same.
+    let interrupted = app::stop_on_signal()?;
     let engine = {
         let run_opts = RunOptions {
             output_suffix: String::new(),
@@ -363,7 +366,7 @@ pub fn run(opts: &DemoOptions) -> Result<String, String> {
             })
             .map_err(|e| e.to_string())?
     };
-    let result = drive(&config, opts, &metrics, &stop);
+    let result = drive(&config, opts, &metrics, &stop, &interrupted);
     stop.store(true, Ordering::Relaxed);
     let engine_result = engine
         .join()
@@ -371,7 +374,11 @@ pub fn run(opts: &DemoOptions) -> Result<String, String> {
     let _ = std::fs::remove_dir_all(&state_dir);
     let (sent, wall) = result?;
     engine_result?;
-    Ok(summary(&metrics, sent, wall, opts))
+    let mut text = summary(&metrics, sent, wall, opts);
+    if interrupted.load(Ordering::Relaxed) {
+        text.push_str("  (interrupted before the end of --duration)\n");
+    }
+    Ok(text)
 }
 
 fn drive(
@@ -379,6 +386,7 @@ fn drive(
     opts: &DemoOptions,
     metrics: &Metrics,
     stop: &AtomicBool,
+    interrupted: &AtomicBool,
 ) -> Result<(u64, Duration), String> {
     let producer = kafka::idempotent_producer(config).map_err(|e| e.to_string())?;
     let codec = Codec::new().map_err(|e| e.to_string())?;
@@ -412,12 +420,33 @@ fn drive(
     for t in 0..opts.tenants {
         d.setup_tenant(&format!("tenant-{t}"))?;
     }
+    // The simulated clock starts when the engine holds its partitions: joining the group
+    // takes a few seconds of wall clock, which at 60× would be minutes of customers waiting
+    // on an engine that is not there yet (and SLA breaches that are artifacts).
+    let setup_done = d.now();
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    while !metrics.ready.load(Ordering::Relaxed) {
+        if interrupted.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if Instant::now() > ready_by {
+            return Err("the engine did not get its partitions within 60 s".into());
+        }
+        producer_poll(&d.producer);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("switchboard demo: the engine holds its partitions; the simulated clock starts");
+    d.start_ts = setup_done;
+    d.start_wall = Instant::now();
     let started = Instant::now();
     let step = Duration::from_millis(50);
     let mut owed = 0.0f64;
     let mut last_progress = Instant::now();
     let mut last_tick = Instant::now();
-    while started.elapsed() < opts.duration && !stop.load(Ordering::Relaxed) {
+    while started.elapsed() < opts.duration
+        && !stop.load(Ordering::Relaxed)
+        && !interrupted.load(Ordering::Relaxed)
+    {
         let round = Instant::now();
         owed += opts.rate as f64 * step.as_secs_f64();
         while owed >= 1.0 {
@@ -452,8 +481,12 @@ fn drive(
     }
     kafka::flush(&d.producer, Duration::from_secs(30))?;
     let wall = started.elapsed();
-    // Let the engine finish what was sent (bounded).
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Let the engine finish what was sent (bounded; briefly after Ctrl-C).
+    let grace = match interrupted.load(Ordering::Relaxed) {
+        true => Duration::from_secs(5),
+        false => Duration::from_secs(20),
+    };
+    let deadline = Instant::now() + grace;
     while Instant::now() < deadline && processed(metrics) < d.sent {
         std::thread::sleep(Duration::from_millis(100));
     }
