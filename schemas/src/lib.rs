@@ -30,10 +30,11 @@ pub enum Topic {
     Dlq,
     ConfigEvents,
     ActionOutcomes,
+    Analytics,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 16] = [
+    pub const ALL: [Topic; 17] = [
         Topic::Config,
         Topic::AgentEvents,
         Topic::Commands,
@@ -50,6 +51,7 @@ impl Topic {
         Topic::Dlq,
         Topic::ConfigEvents,
         Topic::ActionOutcomes,
+        Topic::Analytics,
     ];
 
     /// The input topics, in the order that breaks timestamp ties (SPEC §1.3).
@@ -79,6 +81,7 @@ impl Topic {
             Topic::Dlq => "cc.dlq",
             Topic::ConfigEvents => "cc.config-events",
             Topic::ActionOutcomes => "cc.action-outcomes",
+            Topic::Analytics => "cc.analytics",
         }
     }
 
@@ -115,6 +118,7 @@ impl Topic {
             Topic::Dlq => include_str!("../avro/dlq.avsc"),
             Topic::ConfigEvents => include_str!("../avro/config-events.avsc"),
             Topic::ActionOutcomes => include_str!("../avro/action-outcomes.avsc"),
+            Topic::Analytics => include_str!("../avro/analytics.avsc"),
         }
     }
 }
@@ -231,6 +235,7 @@ pub enum Output {
     Config(ConfigEvent),
     /// Written by the action executor, not the engine.
     ActionOutcome(ActionOutcome),
+    Analytics(AnalyticsWindow),
 }
 
 impl Output {
@@ -247,6 +252,7 @@ impl Output {
             Output::DeadLetter(_) => Topic::Dlq,
             Output::Config(_) => Topic::ConfigEvents,
             Output::ActionOutcome(_) => Topic::ActionOutcomes,
+            Output::Analytics(_) => Topic::Analytics,
         }
     }
 
@@ -264,6 +270,7 @@ impl Output {
             Output::DeadLetter(r) => r.key.as_deref(),
             Output::Config(r) => Some(&r.tenant),
             Output::ActionOutcome(r) => Some(&r.tenant),
+            Output::Analytics(r) => Some(&r.tenant),
         }
     }
 
@@ -294,6 +301,7 @@ impl Output {
             Topic::Dlq => Output::DeadLetter(parse(value)?),
             Topic::ConfigEvents => Output::Config(parse(value)?),
             Topic::ActionOutcomes => Output::ActionOutcome(parse(value)?),
+            Topic::Analytics => Output::Analytics(parse(value)?),
             other => return Err(format!("{other} is not an output topic")),
         })
     }
@@ -321,6 +329,7 @@ impl serde::Serialize for OutputValue<'_> {
             Output::DeadLetter(r) => r.serialize(s),
             Output::Config(r) => r.serialize(s),
             Output::ActionOutcome(r) => r.serialize(s),
+            Output::Analytics(r) => r.serialize(s),
         }
     }
 }

@@ -1455,6 +1455,64 @@ pub enum ActionResult {
     Failed,
 }
 
+// ---------------------------------------------------------------- cc.analytics
+
+/// One queue's or one agent's figures for one tumbling window of event time.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsWindow {
+    pub id: String,
+    pub tenant: String,
+    pub dimension: AnalyticsDimension,
+    pub key: String,
+    pub window_start: i64,
+    pub window_end: i64,
+    #[serde(default)]
+    pub correction: bool,
+    pub offered: i64,
+    pub assigned: i64,
+    pub abandoned: i64,
+    pub solved: i64,
+    pub time_to_assign: Distribution,
+    pub first_response: Distribution,
+    pub handling: Distribution,
+    pub sla_met: SlaCounts,
+    pub sla_breached: SlaCounts,
+    pub csat_happy: i64,
+    pub csat_not_happy: i64,
+    pub sentiment_positive: i64,
+    pub sentiment_neutral: i64,
+    pub sentiment_negative: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalyticsDimension {
+    Queue,
+    Agent,
+}
+
+/// Durations in ms: count, sum and max exact, p50 and p90 within 1%.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Distribution {
+    pub count: i64,
+    pub sum_ms: i64,
+    pub max_ms: i64,
+    #[serde(default)]
+    pub p50_ms: Option<i64>,
+    #[serde(default)]
+    pub p90_ms: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlaCounts {
+    pub first_response: i64,
+    pub next_reply: i64,
+    pub resolution: i64,
+}
+
 // ---------------------------------------------------------------- cc.dlq
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
