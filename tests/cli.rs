@@ -66,6 +66,7 @@ fn simulate_example_is_byte_identical_across_runs() {
         "\"SurveyFeedback\"",
         "\"WorkflowRan\"",
         "\"trigger\":\"agent_did_not_reply_for\"",
+        "\"topic\":\"cc.analytics\"",
     ] {
         assert!(text.contains(needle), "example output lacks {needle}");
     }

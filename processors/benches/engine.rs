@@ -87,6 +87,16 @@ fn bench(name: &str, path: &Path) {
         let input = copies.pop().unwrap_or_default();
         simulation::run(input, 1, &settings).map_or(0, |o| o.len())
     });
+    // The same without the analytics windows (`engine.analytics = false`): what they cost.
+    let lean = Settings {
+        analytics: false,
+        ..settings.clone()
+    };
+    let mut copies: Vec<Vec<SourceRecord>> = (0..RUNS).map(|_| records.clone()).collect();
+    let no_analytics = rate(n, || {
+        let input = copies.pop().unwrap_or_default();
+        simulation::run(input, 1, &lean).map_or(0, |o| o.len())
+    });
     // What the run leaves in the store (the changelog's size after compaction), and how long
     // an engine takes to open on it (a restart: every row read and decoded, the indexes
     // rebuilt; archived conversations are not loaded).
@@ -122,6 +132,10 @@ fn bench(name: &str, path: &Path) {
     println!(
         "  engine                {engine:>12.0} records/s   {:.3} of the floor",
         engine / floor_rate
+    );
+    println!(
+        "  engine, no analytics  {no_analytics:>12.0} records/s   analytics cost {:.0}%",
+        (1.0 - engine / no_analytics) * 100.0
     );
     println!(
         "  state at the end      {rows:>12} rows, {:.1} MB",

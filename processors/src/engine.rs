@@ -25,6 +25,11 @@ pub struct Settings {
     /// How long (in stream time) a Closed conversation stays in memory before its rows move
     /// to the store's archive ([`State::archive`]); `None` keeps them in memory.
     pub archive_closed_after_ms: Option<i64>,
+    /// Whether `cc.analytics` windows are kept and emitted ([`crate::analytics`]), with
+    /// their tumbling window and the grace period after its end before one is emitted.
+    pub analytics: bool,
+    pub analytics_window_ms: i64,
+    pub analytics_grace_ms: i64,
 }
 
 /// The default of [`Settings::archive_closed_after_ms`]: an hour.
@@ -36,6 +41,9 @@ impl Default for Settings {
             dedup_retention_ms: crate::dedup::DEFAULT_WINDOW_MS,
             max_outputs_per_record: 100_000,
             archive_closed_after_ms: Some(DEFAULT_ARCHIVE_AFTER_MS),
+            analytics: true,
+            analytics_window_ms: crate::analytics::DEFAULT_WINDOW_MS,
+            analytics_grace_ms: crate::analytics::DEFAULT_GRACE_MS,
         }
     }
 }

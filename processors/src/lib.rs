@@ -5,6 +5,7 @@
 //! a list of input records exactly as the Kafka runtime would, which is what `switchboard
 //! simulate` and the tests use.
 
+pub mod analytics;
 pub mod assignment;
 pub mod calendar;
 pub mod condition;
@@ -61,7 +62,9 @@ pub fn standard_processors() -> Vec<Box<dyn Processor>> {
         Box::new(sentiment::Sentiment {
             scorer: sentiment::Scorer::default(),
         }),
-        // Last: a workflow sees what every other processor made of an event first.
+        // A workflow sees what every other processor made of an event first.
         Box::new(workflow::Workflows),
+        // Counts what everything else decided, into windows of event time.
+        Box::new(analytics::Analytics),
     ]
 }

@@ -397,6 +397,14 @@ pub struct State {
     /// (tenant, conversation id) → the conversation's form fields (name → value), set by
     /// `SetFormField` commands.
     pub forms: TenantTable<ConvId, BTreeMap<String, String>>,
+    /// (tenant, (window start, dimension, queue or agent)) → the analytics figures of a window
+    /// not yet emitted ([`crate::analytics`]).
+    pub windows: TenantTable<crate::analytics::WindowKey, crate::analytics::Figures>,
+    /// (tenant, (window key, measure)) → a duration distribution of a window not yet emitted.
+    pub window_durations: TenantTable<crate::analytics::DurationKey, crate::analytics::Durations>,
+    /// (tenant, conversation id) → what the analytics remember of it (first assignment, first
+    /// reply), until it is Closed.
+    pub conv_facts: TenantTable<ConvId, crate::analytics::ConversationFacts>,
     /// (tenant, conversation id) → what its time-triggered workflows count from.
     pub flows: TenantTable<ConvId, crate::workflow::FlowClocks>,
     /// (tenant, conversation id) → its running waiting strategy.
@@ -446,6 +454,9 @@ const T_WAIT: u8 = b'w';
 const T_REPLY_TO: u8 = b'p';
 const T_FORM: u8 = b'e';
 const T_FLOW: u8 = b'f';
+const T_WINDOW: u8 = b'j';
+const T_CONV_FACTS: u8 = b'u';
+const T_WINDOW_DURATIONS: u8 = b'g';
 const T_MOOD: u8 = b'o';
 const T_SURVEY: u8 = b'v';
 const T_SURVEY_INDEX: u8 = b'y';
@@ -664,7 +675,7 @@ impl State {
 
     /// Every table with its tag in the store: the one list that loading, flushing and the
     /// record journal go by.
-    fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 19] {
+    fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 22] {
         [
             (T_TENANT, &mut self.tenants),
             (T_CONV, &mut self.conversations),
@@ -678,6 +689,9 @@ impl State {
             (T_REPLY_TO, &mut self.reply_to),
             (T_FORM, &mut self.forms),
             (T_FLOW, &mut self.flows),
+            (T_WINDOW, &mut self.windows),
+            (T_CONV_FACTS, &mut self.conv_facts),
+            (T_WINDOW_DURATIONS, &mut self.window_durations),
             (T_MOOD, &mut self.moods),
             (T_SURVEY, &mut self.surveys),
             (T_SURVEY_INDEX, &mut self.survey_index),
@@ -749,6 +763,7 @@ impl State {
         self.reply_to.remove(tenant, id);
         self.forms.remove(tenant, id);
         self.flows.remove(tenant, id);
+        self.conv_facts.remove(tenant, id);
         let archived = Archived {
             conversation,
             sla: self.sla.remove(tenant, id),

@@ -160,6 +160,11 @@ pub struct Engine {
     /// How long, in minutes of stream time, a Closed conversation stays in memory before its
     /// rows move to the state store's archive (read back when a command names it).
     pub archive_closed_after_minutes: i64,
+    /// Keep and emit the `cc.analytics` windows; their tumbling window, and how long after
+    /// its end one is emitted (later figures come as corrections).
+    pub analytics: bool,
+    pub analytics_window_seconds: i64,
+    pub analytics_grace_seconds: i64,
 }
 
 impl Default for Engine {
@@ -168,6 +173,9 @@ impl Default for Engine {
             dedup_retention_hours: 24,
             max_idle_ms: 100,
             archive_closed_after_minutes: 60,
+            analytics: true,
+            analytics_window_seconds: 60,
+            analytics_grace_seconds: 30,
         }
     }
 }
@@ -499,7 +507,18 @@ impl Config {
             ));
         }
         let m = &self.metrics;
+        let e = &self.engine;
         for (field, value, range) in [
+            (
+                "engine.analytics_window_seconds",
+                e.analytics_window_seconds,
+                1..=86_400,
+            ),
+            (
+                "engine.analytics_grace_seconds",
+                e.analytics_grace_seconds,
+                0..=86_400,
+            ),
             ("metrics.max_tenants", m.max_tenants, 1..=1_000),
             (
                 "metrics.live_interval_ms",

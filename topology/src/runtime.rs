@@ -312,6 +312,9 @@ impl Runtime {
         let settings = Settings {
             dedup_retention_ms: config.engine.dedup_retention_hours * 3_600_000,
             archive_closed_after_ms: Some(config.engine.archive_closed_after_minutes * 60_000),
+            analytics: config.engine.analytics,
+            analytics_window_ms: config.engine.analytics_window_seconds * 1000,
+            analytics_grace_ms: config.engine.analytics_grace_seconds * 1000,
             ..Settings::default()
         };
         let output_names = Topic::ALL

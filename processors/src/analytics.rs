@@ -1,0 +1,507 @@
+//! Analytics (SPEC §11 `cc.analytics`, R-RUN-4): per tenant and queue, and per tenant and
+//! agent, what happened in each tumbling window of event time: conversations offered,
+//! assigned, abandoned and solved; time to assign, first response time and handling time
+//! (count, sum, max, p50, p90); SLA targets met and breached per metric; CSAT answers; the
+//! sentiment of customer messages.
+//!
+//! The processor reads what the other processors emit. Each figure belongs to the window of
+//! the moment it happened (the record's event time, or a timer's due time). A window is
+//! emitted once, by a timer at its end plus the grace period ([`Settings`]), one record per
+//! queue and agent that had anything, then forgotten. A figure for a window already emitted
+//! (a late record) is emitted at once as a *correction* record, never dropped. The
+//! accumulators are state rows like any other, so a restart or a replay emits exactly the
+//! same records.
+//!
+//! Percentiles come from a sketch kept per distribution: DDSketch's logarithmic buckets
+//! (relative accuracy 1%), stored sparse (only the buckets that hold values), so a window
+//! with a few durations costs a few bytes rather than the kilobytes of a dense store.
+//!
+//! [`Settings`]: crate::engine::Settings
+
+use serde::{Deserialize, Serialize};
+use switchboard_schemas::*;
+
+use crate::engine::Ctx;
+use crate::state::{Timer, TimerKind};
+use crate::Processor;
+
+pub struct Analytics;
+
+/// The default window and grace period: one minute, and 30 seconds for stragglers.
+pub const DEFAULT_WINDOW_MS: i64 = 60_000;
+pub const DEFAULT_GRACE_MS: i64 = 30_000;
+
+const PURPOSE: &str = "analytics";
+
+/// DDSketch's γ for a relative accuracy α of 1%: (1 + α) / (1 − α).
+const GAMMA: f64 = 1.01 / 0.99;
+
+/// A distribution of durations in ms: exact count, sum and max, and a sparse DDSketch for
+/// the quantiles.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Durations {
+    count: u64,
+    sum: i64,
+    max: i64,
+    /// (bucket, values in it), by bucket. Bucket 0 holds values under 1 ms; bucket k ≥ 1 the
+    /// values in (γ^(k−1), γ^k].
+    buckets: Vec<(u16, u32)>,
+}
+
+impl Durations {
+    pub fn add(&mut self, ms: i64) {
+        let ms = ms.max(0);
+        self.count += 1;
+        self.sum = self.sum.saturating_add(ms);
+        self.max = self.max.max(ms);
+        let key = if ms < 1 {
+            0
+        } else {
+            ((ms as f64).ln() / GAMMA.ln())
+                .ceil()
+                .clamp(1.0, u16::MAX as f64) as u16
+        };
+        match self.buckets.binary_search_by_key(&key, |b| b.0) {
+            Ok(i) => self.buckets[i].1 += 1,
+            Err(i) => self.buckets.insert(i, (key, 1)),
+        }
+    }
+
+    /// The `q` quantile (0 ≤ q ≤ 1), within 1% of a true value; none when empty.
+    pub fn quantile(&self, q: f64) -> Option<i64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * (self.count - 1) as f64).floor() as u64;
+        if rank + 1 == self.count {
+            return Some(self.max);
+        }
+        let mut seen = 0u64;
+        for &(key, n) in &self.buckets {
+            seen += u64::from(n);
+            if seen > rank {
+                if key == 0 {
+                    return Some(0);
+                }
+                // The bucket's midpoint in relative terms: 2γ^k / (γ + 1).
+                let value = 2.0 * GAMMA.powi(i32::from(key)) / (GAMMA + 1.0);
+                return Some((value.round() as i64).min(self.max));
+            }
+        }
+        Some(self.max)
+    }
+
+    fn record(&self) -> Distribution {
+        Distribution {
+            count: self.count as i64,
+            sum_ms: self.sum,
+            max_ms: self.max,
+            p50_ms: self.quantile(0.5),
+            p90_ms: self.quantile(0.9),
+        }
+    }
+}
+
+/// One queue's or agent's counts in one window, as they accumulate: a small fixed row,
+/// cheap to journal on every change. The durations have rows of their own ([`Durations`],
+/// keyed by [`DurationKey`]), changed only when a duration is added.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct Figures {
+    offered: u64,
+    assigned: u64,
+    abandoned: u64,
+    solved: u64,
+    /// Per SLA metric (first response, next reply, resolution): met, breached.
+    sla: [[u64; 2]; 3],
+    /// Happy, not happy.
+    csat: [u64; 2],
+    /// Positive, neutral, negative.
+    sentiment: [u64; 3],
+}
+
+/// The three distributions of a window.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Measure {
+    TimeToAssign,
+    FirstResponse,
+    Handling,
+}
+
+/// A distribution's row key: its window's key and which distribution.
+pub type DurationKey = (WindowKey, Measure);
+
+/// What the analytics remember of a conversation: when it was first assigned, and whether
+/// an agent has answered it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct ConversationFacts {
+    pub assigned_at: Option<i64>,
+    pub responded: bool,
+}
+
+/// A window's key: (window start, dimension, queue or agent id).
+pub type WindowKey = (i64, AnalyticsDimension, String);
+
+fn metric_index(m: SlaMetric) -> usize {
+    match m {
+        SlaMetric::FirstResponse => 0,
+        SlaMetric::NextReply => 1,
+        SlaMetric::Resolution => 2,
+    }
+}
+
+/// The window of `cx.now`: its start, its due time, and whether it was already emitted (its
+/// due time has passed), so what arrives for it now is a correction.
+fn window_of(cx: &Ctx) -> (i64, i64, bool) {
+    let (window, grace) = (
+        cx.settings.analytics_window_ms,
+        cx.settings.analytics_grace_ms,
+    );
+    let start = cx.now.div_euclid(window) * window;
+    let due = start.saturating_add(window).saturating_add(grace);
+    (start, due, due <= cx.state.stream_time())
+}
+
+/// Make sure the window starting at `start` will be emitted at `due`: one timer per tenant
+/// and window (scheduling it again changes nothing).
+fn schedule_window(cx: &mut Ctx, start: i64, due: i64) {
+    let tenant = cx.tenant;
+    let timer = Timer {
+        tenant: cx.state.tenant_name(tenant),
+        kind: TimerKind::Wake {
+            purpose: PURPOSE.into(),
+            subject: start.to_string().into(),
+        },
+    };
+    cx.state
+        .schedule(due, format!("{tenant}/analytics/{start}"), timer);
+}
+
+fn no_durations() -> [Durations; 3] {
+    [
+        Durations::default(),
+        Durations::default(),
+        Durations::default(),
+    ]
+}
+
+/// Add to the counts of `(dimension, key)` in the window of `cx.now`: to its row, or, when
+/// that window was already emitted, in a correction record at once.
+fn add(cx: &mut Ctx, dimension: AnalyticsDimension, key: &str, f: impl FnOnce(&mut Figures)) {
+    if key.is_empty() {
+        return;
+    }
+    let (start, due, late) = window_of(cx);
+    let k: WindowKey = (start, dimension, key.to_string());
+    if late {
+        let mut figures = Figures::default();
+        f(&mut figures);
+        emit(cx, &k, &figures, &no_durations(), true);
+        return;
+    }
+    let tenant = cx.tenant;
+    match cx.state.windows.get_mut(tenant, &k) {
+        Some(figures) => f(figures),
+        None => {
+            let mut figures = Figures::default();
+            f(&mut figures);
+            cx.state.windows.insert(tenant, k, figures);
+            schedule_window(cx, start, due);
+        }
+    }
+}
+
+/// Add a duration to `measure` of `(dimension, key)` in the window of `cx.now` (the window's
+/// counts row is made too, so the window is emitted).
+fn add_duration(cx: &mut Ctx, dimension: AnalyticsDimension, key: &str, measure: Measure, ms: i64) {
+    if key.is_empty() {
+        return;
+    }
+    let (start, _, late) = window_of(cx);
+    let k: WindowKey = (start, dimension, key.to_string());
+    if late {
+        let mut d = no_durations();
+        d[measure as usize].add(ms);
+        emit(cx, &k, &Figures::default(), &d, true);
+        return;
+    }
+    add(cx, dimension, key, |_| {});
+    let tenant = cx.tenant;
+    let dk: DurationKey = (k, measure);
+    match cx.state.window_durations.get_mut(tenant, &dk) {
+        Some(d) => d.add(ms),
+        None => {
+            let mut d = Durations::default();
+            d.add(ms);
+            cx.state.window_durations.insert(tenant, dk, d);
+        }
+    }
+}
+
+fn emit(cx: &mut Ctx, key: &WindowKey, f: &Figures, d: &[Durations; 3], correction: bool) {
+    let window = cx.settings.analytics_window_ms;
+    let id = cx.next_id();
+    let n = |v: u64| v as i64;
+    let sla = |i: usize| SlaCounts {
+        first_response: n(f.sla[0][i]),
+        next_reply: n(f.sla[1][i]),
+        resolution: n(f.sla[2][i]),
+    };
+    cx.emit(Output::Analytics(AnalyticsWindow {
+        id,
+        tenant: cx.tenant.to_string(),
+        dimension: key.1,
+        key: key.2.clone(),
+        window_start: key.0,
+        window_end: key.0.saturating_add(window),
+        correction,
+        offered: n(f.offered),
+        assigned: n(f.assigned),
+        abandoned: n(f.abandoned),
+        solved: n(f.solved),
+        time_to_assign: d[Measure::TimeToAssign as usize].record(),
+        first_response: d[Measure::FirstResponse as usize].record(),
+        handling: d[Measure::Handling as usize].record(),
+        sla_met: sla(0),
+        sla_breached: sla(1),
+        csat_happy: n(f.csat[0]),
+        csat_not_happy: n(f.csat[1]),
+        sentiment_positive: n(f.sentiment[0]),
+        sentiment_neutral: n(f.sentiment[1]),
+        sentiment_negative: n(f.sentiment[2]),
+    }));
+}
+
+/// The window starting at `start` is over: emit each of its figures (queues, then agents,
+/// by id) and forget them.
+fn close_window(cx: &mut Ctx, start: i64) {
+    let tenant = cx.tenant;
+    let mut keys: Vec<WindowKey> = cx
+        .state
+        .windows
+        .ids_of(tenant)
+        .into_iter()
+        .filter(|k| k.0 == start)
+        .collect();
+    keys.sort();
+    for key in keys {
+        let Some(figures) = cx.state.windows.remove(tenant, &key) else {
+            continue;
+        };
+        let mut d = no_durations();
+        for (i, measure) in [
+            Measure::TimeToAssign,
+            Measure::FirstResponse,
+            Measure::Handling,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let dk: DurationKey = (key.clone(), measure);
+            if let Some(durations) = cx.state.window_durations.remove(tenant, &dk) {
+                d[i] = durations;
+            }
+        }
+        emit(cx, &key, &figures, &d, false);
+    }
+}
+
+/// The conversation's queue and assignee, and what the analytics remember of it.
+fn conversation(cx: &Ctx, conv: &str) -> Option<(String, Option<String>, i64, ConversationFacts)> {
+    let c = cx.state.conversation(cx.tenant, conv)?;
+    let facts = cx
+        .state
+        .conv_facts
+        .get(cx.tenant, conv)
+        .copied()
+        .unwrap_or_default();
+    Some((
+        c.queue_id.clone().unwrap_or_default(),
+        c.assignee.clone(),
+        c.created_at,
+        facts,
+    ))
+}
+
+fn set_facts(cx: &mut Ctx, conv: &str, facts: ConversationFacts) {
+    let key = cx.state.conversation_key(cx.tenant, conv);
+    cx.state.conv_facts.insert(cx.tenant, key, facts);
+}
+
+/// Add a duration to the conversation's queue and, when it has one, its agent.
+fn add_durations(cx: &mut Ctx, queue: &str, agent: Option<&str>, measure: Measure, ms: i64) {
+    add_duration(cx, AnalyticsDimension::Queue, queue, measure, ms);
+    if let Some(agent) = agent {
+        add_duration(cx, AnalyticsDimension::Agent, agent, measure, ms);
+    }
+}
+
+/// Add to the conversation's queue and, when it has one, its agent.
+fn add_both(cx: &mut Ctx, queue: &str, agent: Option<&str>, f: impl Fn(&mut Figures)) {
+    add(cx, AnalyticsDimension::Queue, queue, &f);
+    if let Some(agent) = agent {
+        add(cx, AnalyticsDimension::Agent, agent, &f);
+    }
+}
+
+fn on_conversation_event(cx: &mut Ctx, conv: &str, event: &ConversationEventKind) {
+    use ConversationEventKind as E;
+    match event {
+        E::Routed(r) => add(cx, AnalyticsDimension::Queue, &r.queue_id, |f| {
+            f.offered += 1
+        }),
+        E::QueueChanged(q) => add(cx, AnalyticsDimension::Queue, &q.to_queue, |f| {
+            f.offered += 1
+        }),
+        E::AgentReplied(r) if !r.automated => {
+            let Some((queue, assignee, created, mut facts)) = conversation(cx, conv) else {
+                return;
+            };
+            if facts.responded {
+                return;
+            }
+            facts.responded = true;
+            set_facts(cx, conv, facts);
+            let took = cx.now - created;
+            let agent = r.by.clone().or(assignee);
+            add_durations(cx, &queue, agent.as_deref(), Measure::FirstResponse, took);
+        }
+        E::StatusChanged(s) if s.to == Status::Solved => {
+            let Some((queue, assignee, _, facts)) = conversation(cx, conv) else {
+                return;
+            };
+            add_both(cx, &queue, assignee.as_deref(), |f| f.solved += 1);
+            if let Some(at) = facts.assigned_at {
+                let took = cx.now - at;
+                add_durations(cx, &queue, assignee.as_deref(), Measure::Handling, took);
+            }
+        }
+        E::StatusChanged(s) if s.to == Status::Closed => {
+            let Some((queue, assignee, _, _)) = conversation(cx, conv) else {
+                return;
+            };
+            let waiting = matches!(s.from, Status::Open | Status::Waiting)
+                && assignee.is_none()
+                && s.reason.as_deref() != Some("merged");
+            if waiting {
+                add(cx, AnalyticsDimension::Queue, &queue, |f| f.abandoned += 1);
+            }
+            if cx.state.conv_facts.contains(cx.tenant, conv) {
+                cx.state.conv_facts.remove(cx.tenant, conv);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Processor for Analytics {
+    fn on_output(&mut self, cx: &mut Ctx, output: &Output) {
+        if !cx.settings.analytics {
+            return;
+        }
+        match output {
+            Output::Conversation(e) if e.tenant == cx.tenant => {
+                on_conversation_event(cx, &e.conversation_id, &e.event)
+            }
+            Output::Assignment(AssignmentEvent {
+                tenant,
+                conversation_id,
+                event: AssignmentEventKind::Assigned(a),
+                ..
+            }) if *tenant == cx.tenant => {
+                let Some((queue, _, created, mut facts)) = conversation(cx, conversation_id) else {
+                    return;
+                };
+                let first = facts.assigned_at.is_none();
+                if first {
+                    facts.assigned_at = Some(cx.now);
+                    set_facts(cx, conversation_id, facts);
+                }
+                add_both(cx, &queue, Some(&a.agent_id), |f| f.assigned += 1);
+                if first {
+                    let took = cx.now - created;
+                    add_durations(cx, &queue, Some(&a.agent_id), Measure::TimeToAssign, took);
+                }
+            }
+            Output::Sla(e) if e.tenant == cx.tenant => {
+                let (metric, met) = match &e.event {
+                    SlaEventKind::SlaMet(m) => (m.metric, 0),
+                    SlaEventKind::SlaBreached(b) => (b.metric, 1),
+                    _ => return,
+                };
+                let Some((queue, assignee, _, _)) = conversation(cx, &e.conversation_id) else {
+                    return;
+                };
+                add_both(cx, &queue, assignee.as_deref(), |f| {
+                    f.sla[metric_index(metric)][met] += 1
+                });
+            }
+            Output::Csat(CsatEvent {
+                tenant,
+                event: CsatEventKind::SurveyFeedback(fb),
+                ..
+            }) if *tenant == cx.tenant => {
+                let Some(score) = fb.score else { return };
+                let i = usize::from(score == CsatScore::NotHappy);
+                let queue = fb.queue_id.clone().unwrap_or_default();
+                add_both(cx, &queue, fb.agent_id.as_deref(), |f| f.csat[i] += 1);
+            }
+            Output::Sentiment(SentimentEvent {
+                tenant,
+                conversation_id,
+                event: SentimentEventKind::MessageSentiment(m),
+                ..
+            }) if *tenant == cx.tenant => {
+                let i = match m.label {
+                    SentimentLabel::Positive => 0,
+                    SentimentLabel::Neutral => 1,
+                    SentimentLabel::Negative => 2,
+                };
+                let Some((queue, _, _, _)) = conversation(cx, conversation_id) else {
+                    return;
+                };
+                add(cx, AnalyticsDimension::Queue, &queue, |f| {
+                    f.sentiment[i] += 1
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Ctx, timer: &Timer) {
+        if let TimerKind::Wake { purpose, subject } = &timer.kind {
+            if purpose == PURPOSE {
+                if let Ok(start) = subject.parse::<i64>() {
+                    close_window(cx, start);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sketch's quantiles are within 1% of the exact ones, whatever the spread.
+    #[test]
+    fn quantiles_are_within_one_percent() {
+        let mut d = Durations::default();
+        let values: Vec<i64> = (1..=2_000).map(|i| i * i * 37 % 1_000_003 + 1).collect();
+        for v in &values {
+            d.add(*v);
+        }
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
+        for q in [0.5, 0.9] {
+            let exact = sorted[(q * (sorted.len() - 1) as f64).floor() as usize] as f64;
+            let got = d.quantile(q).expect("values") as f64;
+            assert!(
+                (got - exact).abs() <= exact * 0.0101 + 1.0,
+                "q{q}: {got} vs {exact}"
+            );
+        }
+        assert_eq!(d.quantile(1.0), Some(*sorted.last().expect("max")));
+        assert_eq!(Durations::default().quantile(0.5), None);
+        assert!(d.buckets.len() < 1_500, "{} buckets", d.buckets.len());
+    }
+}
