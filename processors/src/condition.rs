@@ -33,7 +33,8 @@ pub struct MessageFacts<'a> {
     pub sender_queues: Vec<String>,
 }
 
-fn one(s: &str) -> Attr<'_> {
+/// A string attribute: missing when empty.
+pub(crate) fn one(s: &str) -> Attr<'_> {
     if s.is_empty() {
         Attr::Missing
     } else {
@@ -45,7 +46,8 @@ fn opt(s: Option<&String>) -> Attr<'_> {
     s.map_or(Attr::Missing, |s| one(s))
 }
 
-fn many<'a, I: IntoIterator<Item = &'a String>>(items: I) -> Attr<'a> {
+/// A list attribute: missing when empty.
+pub(crate) fn many<'a, I: IntoIterator<Item = &'a String>>(items: I) -> Attr<'a> {
     let v: Vec<Cow<'a, str>> = items
         .into_iter()
         .map(|s| Cow::Borrowed(s.as_str()))

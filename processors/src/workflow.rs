@@ -19,13 +19,12 @@
 //! no workflow runs for it and no further action of the running one is taken.
 
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use switchboard_schemas::*;
 
-use crate::condition::{self, Attr, Attributes};
+use crate::condition::{self, many, one, Attr, Attributes};
 use crate::engine::{Ctx, Rejection};
-use crate::state::{Agent, Conversation, SortedSet, TenantConfig, Timer, TimerKind};
+use crate::state::{Agent, Conversation, TenantConfig, Timer, TimerKind};
 use crate::Processor;
 
 pub struct Workflows;
@@ -632,23 +631,6 @@ impl<'a> Facts<'a> {
     }
 }
 
-fn one(s: &str) -> Attr<'_> {
-    if s.is_empty() {
-        Attr::Missing
-    } else {
-        Attr::One(Cow::Borrowed(s))
-    }
-}
-
-fn tags(tags: &SortedSet<String>) -> Attr<'_> {
-    let v: Vec<Cow<'_, str>> = tags.iter().map(|t| Cow::Borrowed(t.as_str())).collect();
-    if v.is_empty() {
-        Attr::Missing
-    } else {
-        Attr::Many(v)
-    }
-}
-
 impl Attributes for Facts<'_> {
     fn get(&self, attribute: &str) -> Attr<'_> {
         let c = self.conv;
@@ -666,7 +648,7 @@ impl Attributes for Facts<'_> {
             "conversation.agent_status_group" => self
                 .agent
                 .map_or(Attr::Missing, |a| one(group_name(a.group))),
-            "conversation.tags" => tags(&c.tags),
+            "conversation.tags" => many(&c.tags),
             "message.is_first" => match &self.message {
                 Some(_) => one(if c.messages == 1 { "true" } else { "false" }),
                 None => Attr::Missing,
