@@ -138,8 +138,56 @@ pub struct ConversationFacts {
     pub responded: bool,
 }
 
+/// How far back the wallboard looks: the last hour of closed windows.
+pub const HOUR_MS: i64 = 3_600_000;
+/// How many of the latest breaches and negative-sentiment conversations a tenant keeps.
+pub const NOTABLE_KEPT: usize = 10;
+
+/// The wallboard's memory of one queue's last hour: per window (by start), SLA targets met,
+/// SLA targets breached, CSAT happy, CSAT not happy. Folded in as windows close (and as
+/// corrections come), pruned to the hour; one small row per queue.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct QueueHour {
+    pub windows: Vec<(i64, [u32; 4])>,
+}
+
+impl QueueHour {
+    /// (met, breached, happy, not happy) over the windows that start at or after `since`.
+    pub fn totals(&self, since: i64) -> [u64; 4] {
+        let mut t = [0u64; 4];
+        for (_, w) in self.windows.iter().filter(|(start, _)| *start >= since) {
+            for (t, w) in t.iter_mut().zip(w) {
+                *t += u64::from(*w);
+            }
+        }
+        t
+    }
+}
+
+/// A conversation a supervisor should look at: an SLA breach or a negative message.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Notable {
+    pub conversation: String,
+    pub queue: String,
+    /// The breached metric (`first_response`, `next_reply`, `resolution`) or `negative`.
+    pub what: String,
+    pub at: i64,
+}
+
+/// The keys of a tenant's two lists in [`crate::state::State::notable`].
+pub const BREACHES: &str = "breaches";
+pub const NEGATIVE: &str = "negative";
+
 /// A window's key: (window start, dimension, queue or agent id).
 pub type WindowKey = (i64, AnalyticsDimension, String);
+
+fn metric_name(m: SlaMetric) -> &'static str {
+    match m {
+        SlaMetric::FirstResponse => "first_response",
+        SlaMetric::NextReply => "next_reply",
+        SlaMetric::Resolution => "resolution",
+    }
+}
 
 fn metric_index(m: SlaMetric) -> usize {
     match m {
@@ -149,8 +197,11 @@ fn metric_index(m: SlaMetric) -> usize {
     }
 }
 
-/// The window of `cx.now`: its start, its due time, and whether it was already emitted (its
-/// due time has passed), so what arrives for it now is a correction.
+/// The window of `cx.now`: its start, its due time, and whether it was already emitted, so
+/// what arrives for it now is a correction. A record comes after every timer due by stream
+/// time, so its window was emitted when its due time has passed. Timers fire in due order,
+/// and a window's is due after every moment in it: a timer's work is never late, even when
+/// stream time jumped past the window's due time (a tick after a quiet night).
 fn window_of(cx: &Ctx) -> (i64, i64, bool) {
     let (window, grace) = (
         cx.settings.analytics_window_ms,
@@ -158,7 +209,12 @@ fn window_of(cx: &Ctx) -> (i64, i64, bool) {
     );
     let start = cx.now.div_euclid(window) * window;
     let due = start.saturating_add(window).saturating_add(grace);
-    (start, due, due <= cx.state.stream_time())
+    let fired_through = if cx.is_timer() {
+        cx.now
+    } else {
+        cx.state.stream_time()
+    };
+    (start, due, due <= fired_through)
 }
 
 /// Make sure the window starting at `start` will be emitted at `due`: one timer per tenant
@@ -195,6 +251,7 @@ fn add(cx: &mut Ctx, dimension: AnalyticsDimension, key: &str, f: impl FnOnce(&m
     if late {
         let mut figures = Figures::default();
         f(&mut figures);
+        remember_hour(cx, &k, &figures);
         emit(cx, &k, &figures, &no_durations(), true);
         return;
     }
@@ -301,8 +358,60 @@ fn close_window(cx: &mut Ctx, start: i64) {
                 d[i] = durations;
             }
         }
+        remember_hour(cx, &key, &figures);
         emit(cx, &key, &figures, &d, false);
     }
+}
+
+/// Fold a queue window's SLA and CSAT counts into the queue's last hour, dropping windows
+/// that started more than an hour before stream time.
+fn remember_hour(cx: &mut Ctx, key: &WindowKey, f: &Figures) {
+    let (start, dimension, queue) = key;
+    let sla = |i: usize| f.sla.iter().map(|m| m[i]).sum::<u64>();
+    let add = [sla(0), sla(1), f.csat[0], f.csat[1]];
+    if *dimension != AnalyticsDimension::Queue || add.iter().all(|n| *n == 0) {
+        return;
+    }
+    let since = cx.state.stream_time().saturating_sub(HOUR_MS);
+    if start.saturating_add(cx.settings.analytics_window_ms) <= since {
+        return;
+    }
+    let tenant = cx.tenant;
+    let hour = cx
+        .state
+        .queue_hours
+        .get_or_insert_with(tenant, queue.clone(), QueueHour::default);
+    hour.windows
+        .retain(|(s, _)| s.saturating_add(cx.settings.analytics_window_ms) > since);
+    let at = match hour.windows.binary_search_by_key(start, |w| w.0) {
+        Ok(i) => i,
+        Err(i) => {
+            hour.windows.insert(i, (*start, [0; 4]));
+            i
+        }
+    };
+    for (t, n) in hour.windows[at].1.iter_mut().zip(add) {
+        *t = t.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+}
+
+/// Put a conversation at the head of one of the tenant's notable lists (once: an entry for
+/// the same conversation and reason moves up), keeping [`NOTABLE_KEPT`].
+fn remember_notable(cx: &mut Ctx, list: &str, conversation: &str, queue: String, what: &str) {
+    let entry = Notable {
+        conversation: conversation.to_string(),
+        queue,
+        what: what.to_string(),
+        at: cx.now,
+    };
+    let tenant = cx.tenant;
+    let rows = cx
+        .state
+        .notable
+        .get_or_insert_with(tenant, list.to_string(), Vec::new);
+    rows.retain(|n| !(n.conversation == entry.conversation && n.what == entry.what));
+    rows.insert(0, entry);
+    rows.truncate(NOTABLE_KEPT);
 }
 
 /// The conversation's queue and assignee, and what the analytics remember of it.
@@ -434,6 +543,10 @@ impl Processor for Analytics {
                 add_both(cx, &queue, assignee.as_deref(), |f| {
                     f.sla[metric_index(metric)][met] += 1
                 });
+                if met == 1 {
+                    let what = metric_name(metric);
+                    remember_notable(cx, BREACHES, &e.conversation_id, queue, what);
+                }
             }
             Output::Csat(CsatEvent {
                 tenant,
@@ -462,6 +575,9 @@ impl Processor for Analytics {
                 add(cx, AnalyticsDimension::Queue, &queue, |f| {
                     f.sentiment[i] += 1
                 });
+                if i == 2 {
+                    remember_notable(cx, NEGATIVE, conversation_id, queue, "negative");
+                }
             }
             _ => {}
         }

@@ -116,6 +116,11 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// Whether this is a timer's work (no input record).
+    pub fn is_timer(&self) -> bool {
+        self.input.is_none()
+    }
+
     /// A deterministic id for the next output: `<cause>#<n>`, where the cause is the input
     /// record id, or `<timer id>@<due time>` for a timer (R-TIME-7).
     pub fn next_id(&mut self) -> String {

@@ -24,6 +24,41 @@ pub enum Query {
     Queue { tenant: String, queue: String },
     /// An agent's status and load.
     Agent { tenant: String, agent: String },
+    /// The tenants held here (the runtime merges the answers of its partitions).
+    Tenants,
+    /// Every queue of a tenant with its waiting count, longest wait, agents and CSAT.
+    Queues { tenant: String },
+    /// Every agent of a tenant with status, group and workload.
+    Agents { tenant: String },
+    /// A tenant's waiting conversations in assignment order, queue by queue (or one queue's),
+    /// one page of them.
+    Waiting {
+        tenant: String,
+        queue: Option<String>,
+        page: Page,
+    },
+    /// What the supervisor wallboard shows of a tenant.
+    Wallboard { tenant: String },
+}
+
+/// A page of a list: skip `offset` items, show at most `limit` (at most [`MAX_PAGE`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// The default and the largest page of a list answer.
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 500;
+
+impl Default for Page {
+    fn default() -> Page {
+        Page {
+            offset: 0,
+            limit: DEFAULT_PAGE,
+        }
+    }
 }
 
 /// One tenant's live figures, for the metrics (R-RUN-4).
@@ -114,17 +149,34 @@ const CATEGORIES: [Category; 4] = [
 ];
 
 impl Query {
-    pub fn tenant(&self) -> &str {
+    /// The tenant asked about; `None` for [`Query::Tenants`], which every partition answers.
+    pub fn tenant(&self) -> Option<&str> {
         match self {
             Query::Conversation { tenant, .. }
             | Query::Queue { tenant, .. }
-            | Query::Agent { tenant, .. } => tenant,
+            | Query::Agent { tenant, .. }
+            | Query::Queues { tenant }
+            | Query::Agents { tenant }
+            | Query::Waiting { tenant, .. }
+            | Query::Wallboard { tenant } => Some(tenant),
+            Query::Tenants => None,
         }
     }
 
-    /// Answer from the state of the partition that holds the tenant.
+    /// Answer from the state of the partition that holds the tenant. Times come as epoch
+    /// milliseconds with an ISO-8601 twin, and ratios rounded ([`present`]).
     pub fn answer(&self, state: &State) -> Answer {
-        let tenant = self.tenant();
+        let mut answer = self.answer_raw(state);
+        if let Answer::Found(v) = &mut answer {
+            present(v);
+        }
+        answer
+    }
+
+    fn answer_raw(&self, state: &State) -> Answer {
+        let Some(tenant) = self.tenant() else {
+            return Answer::Found(json!({ "tenants": tenants(state) }));
+        };
         if !knows_tenant(state, tenant) {
             return Answer::NotFound(format!("no tenant {tenant:?} on this partition"));
         }
@@ -132,8 +184,286 @@ impl Query {
             Query::Conversation { reference, .. } => conversation(state, tenant, reference),
             Query::Queue { queue, .. } => queue_answer(state, tenant, queue),
             Query::Agent { agent, .. } => agent_answer(state, tenant, agent),
+            Query::Queues { .. } => Answer::Found(json!({
+                "tenant": tenant,
+                "queues": queue_summaries(state, tenant),
+            })),
+            Query::Agents { .. } => Answer::Found(json!({
+                "tenant": tenant,
+                "agents": agent_summaries(state, tenant),
+            })),
+            Query::Waiting { queue, page, .. } => {
+                waiting_page(state, tenant, queue.as_deref(), *page)
+            }
+            Query::Wallboard { .. } => Answer::Found(wallboard(state, tenant)),
+            Query::Tenants => unreachable!("answered above"),
         }
     }
+}
+
+/// The tenants on this partition: those with a config or agents, by name.
+pub fn tenants(state: &State) -> Vec<String> {
+    let mut names: Vec<String> = state
+        .tenants
+        .iter()
+        .map(|(t, _)| t.clone())
+        .chain(state.agents.tenants().into_iter().map(str::to_string))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Every queue of the tenant (configured ones and the Default queue): id, name, waiting
+/// count, the stream time the longest-waiting conversation has waited since, enabled agents
+/// by status group, CSAT.
+fn queue_summaries(state: &State, tenant: &str) -> Vec<Value> {
+    let config = state.config(tenant);
+    let now = state.stream_time();
+    let waiting: BTreeMap<&str, (usize, i64)> = state
+        .assign
+        .queue_figures(tenant)
+        .into_iter()
+        .map(|(q, n, since)| (q, (n, since)))
+        .collect();
+    let agents: Vec<&crate::state::Agent> =
+        agents_of(state, tenant).filter(|a| a.enabled).collect();
+    let mut ids: Vec<&str> = config.queues.keys().map(String::as_str).collect();
+    ids.push(DEFAULT_QUEUE);
+    ids.into_iter()
+        .map(|id| {
+            let name = config.queue(id).map(|q| q.name.clone());
+            let (count, since) = waiting.get(id).copied().unwrap_or((0, i64::MAX));
+            let mut groups = serde_json::Map::new();
+            for (g, label) in GROUPS {
+                let n = agents
+                    .iter()
+                    .filter(|a| a.group == g && a.in_queue(id))
+                    .count();
+                groups.insert(label.to_string(), json!(n));
+            }
+            let longest = (count > 0).then(|| now.saturating_sub(since).max(0));
+            json!({
+                "queue": id,
+                "name": name,
+                "waiting_count": count,
+                "longest_wait_ms": longest,
+                "agents": groups,
+                "csat": csat(state, tenant, &format!("queue/{id}")),
+            })
+        })
+        .collect()
+}
+
+/// Every agent of the tenant: id, status, group, enabled, and workload.
+fn agent_summaries(state: &State, tenant: &str) -> Vec<Value> {
+    agents_of(state, tenant)
+        .map(|a| {
+            let load = state.assign.load(tenant, &a.id);
+            json!({
+                "agent": a.id,
+                "enabled": a.enabled,
+                "status": a.status,
+                "group": a.group,
+                "queues": a.queues,
+                "full_workload": load.map(|l| l.full_workload()),
+                "weighted_workload": load.map(|l| l.weighted_workload()),
+            })
+        })
+        .collect()
+}
+
+/// One page of the tenant's waiting conversations: queue by queue (by id), each queue's
+/// list in assignment order, with the total and the offset of the next page.
+fn waiting_page(state: &State, tenant: &str, queue: Option<&str>, page: Page) -> Answer {
+    let config = state.config(tenant);
+    let queues: Vec<String> = match queue {
+        Some(q) if q != DEFAULT_QUEUE && config.queue(q).is_none() => {
+            return Answer::NotFound(format!("no queue {q:?} in tenant {tenant:?}"));
+        }
+        Some(q) => vec![q.to_string()],
+        None => {
+            let mut all: Vec<String> = config.queues.keys().cloned().collect();
+            all.push(DEFAULT_QUEUE.to_string());
+            all.sort();
+            all
+        }
+    };
+    let limit = page.limit.clamp(1, MAX_PAGE);
+    let now = state.stream_time();
+    let mut total = 0usize;
+    let mut items = Vec::new();
+    for q in &queues {
+        for category in CATEGORIES {
+            for (i, (priority, since, id)) in state
+                .assign
+                .waiting_entries(tenant, q, category)
+                .enumerate()
+            {
+                if total >= page.offset && items.len() < limit {
+                    items.push(json!({
+                        "conversation": id,
+                        "queue": q,
+                        "category": category,
+                        "position": i + 1,
+                        "priority": priority_name(priority.0),
+                        "waiting_since": since,
+                        "waiting_ms": now.saturating_sub(*since).max(0),
+                    }));
+                }
+                total += 1;
+            }
+        }
+    }
+    let next = (page.offset.saturating_add(limit) < total).then(|| page.offset + limit);
+    Answer::Found(json!({
+        "tenant": tenant,
+        "queue": queue,
+        "total": total,
+        "offset": page.offset,
+        "limit": limit,
+        "next_offset": next,
+        "items": items,
+    }))
+}
+
+/// The wallboard of a tenant: its queues (waiting, longest wait, agents by group, SLA
+/// attainment and CSAT over the last hour of closed analytics windows), agents by status
+/// group, open conversations, and the latest breaches and negative-sentiment conversations.
+pub fn wallboard(state: &State, tenant: &str) -> Value {
+    let now = state.stream_time();
+    let since = now.saturating_sub(crate::analytics::HOUR_MS);
+    let mut queues = queue_summaries(state, tenant);
+    for q in &mut queues {
+        let id = q["queue"].as_str().unwrap_or_default().to_string();
+        let [met, breached, happy, not_happy] = state
+            .queue_hours
+            .get(tenant, id.as_str())
+            .map(|h| h.totals(since))
+            .unwrap_or_default();
+        let ratio = |a: u64, b: u64| (a + b > 0).then(|| a as f64 / (a + b) as f64);
+        q["last_hour"] = json!({
+            "sla_met": met,
+            "sla_breached": breached,
+            "sla_attainment": ratio(met, breached),
+            "csat_happy": happy,
+            "csat_not_happy": not_happy,
+            "csat": ratio(happy, not_happy),
+        });
+    }
+    let mut groups = serde_json::Map::new();
+    for (g, label) in GROUPS {
+        let n = agents_of(state, tenant)
+            .filter(|a| a.enabled && a.group == g)
+            .count();
+        groups.insert(label.to_string(), json!(n));
+    }
+    let open = state
+        .conversations
+        .rows_of(tenant)
+        .iter()
+        .filter(|(_, c)| c.status != Status::Closed)
+        .count();
+    let notable = |list: &str| -> Vec<Value> {
+        state
+            .notable
+            .get(tenant, list)
+            .map(|rows| rows.iter().map(to_value).collect())
+            .unwrap_or_default()
+    };
+    json!({
+        "tenant": tenant,
+        "stream_time": now,
+        "open_conversations": open,
+        "agents": groups,
+        "queues": queues,
+        "latest_breaches": notable(crate::analytics::BREACHES),
+        "latest_negative": notable(crate::analytics::NEGATIVE),
+    })
+}
+
+/// Make an answer easy to read, in place: beside every time in epoch milliseconds (a key
+/// ending in `_at`, `_due` or `_since`, or named `at`, `since` or `stream_time`) an ISO-8601
+/// UTC twin (`<key>_iso`); beside every duration in milliseconds (`<name>_ms`) an ISO-8601
+/// duration (`<name>_iso`); every fraction rounded to 4 decimals.
+pub fn present(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let mut twins = Vec::new();
+            for (k, val) in map.iter_mut() {
+                present(val);
+                let Some(ms) = val.as_i64() else { continue };
+                if is_time_key(k) {
+                    if let Some(iso) = iso_time(ms) {
+                        twins.push((format!("{k}_iso"), Value::String(iso)));
+                    }
+                } else if let Some(name) = k.strip_suffix("_ms") {
+                    twins.push((format!("{name}_iso"), Value::String(iso_duration(ms))));
+                }
+            }
+            for (k, val) in twins {
+                map.entry(k).or_insert(val);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(present),
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                let r = (f * 10_000.0).round() / 10_000.0;
+                if let Some(r) = serde_json::Number::from_f64(r) {
+                    *n = r;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_time_key(k: &str) -> bool {
+    matches!(k, "at" | "since" | "stream_time")
+        || k.ends_with("_at")
+        || k.ends_with("_due")
+        || k.ends_with("_since")
+}
+
+/// Epoch milliseconds as ISO-8601 UTC with milliseconds; none outside the accepted years.
+pub fn iso_time(ms: i64) -> Option<String> {
+    if !(0..=7_258_118_400_000).contains(&ms) {
+        return None;
+    }
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+/// Milliseconds as an ISO-8601 duration: `PT1H2M3.5S`, `P2DT4H`, `PT0S`.
+pub fn iso_duration(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let ms = ms.unsigned_abs();
+    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
+    let (h, m) = (rest / 3_600_000, rest % 3_600_000 / 60_000);
+    let (s, milli) = (rest % 60_000 / 1000, rest % 1000);
+    let mut out = format!("{sign}P");
+    if days > 0 {
+        out.push_str(&format!("{days}D"));
+    }
+    if rest > 0 || days == 0 {
+        out.push('T');
+        if h > 0 {
+            out.push_str(&format!("{h}H"));
+        }
+        if m > 0 {
+            out.push_str(&format!("{m}M"));
+        }
+        if s > 0 || milli > 0 || (h == 0 && m == 0) {
+            match milli {
+                0 => out.push_str(&format!("{s}S")),
+                _ => out.push_str(&format!(
+                    "{s}.{}S",
+                    format!("{milli:03}").trim_end_matches('0')
+                )),
+            }
+        }
+    }
+    out
 }
 
 /// Whether the partition holds the tenant: its config or an agent of it.
@@ -199,14 +529,18 @@ fn conversation(state: &State, tenant: &str, reference: &str) -> Answer {
 
 /// The answer for an archived conversation (Closed, its work over): as it was archived.
 pub fn archived_answer(tenant: &str, archived: &Archived) -> Answer {
-    conversation_answer(
+    let mut answer = conversation_answer(
         tenant,
         &archived.conversation,
         None,
         archived.sla.as_ref(),
         archived.mood.as_ref(),
         None,
-    )
+    );
+    if let Answer::Found(v) = &mut answer {
+        present(v);
+    }
+    answer
 }
 
 fn conversation_answer(
@@ -568,5 +902,113 @@ mod tests {
                 Answer::Found(v) => panic!("{q:?} found {v}"),
             }
         }
+    }
+
+    /// R-RUN-5: the list answers: the tenants here, every queue with its waiting count and
+    /// longest wait (as milliseconds and as an ISO-8601 duration), every agent with status
+    /// and workload.
+    #[test]
+    fn r_run_5_lists_of_tenants_queues_and_agents() {
+        let e = engine();
+        assert_eq!(
+            found(Query::Tenants.answer(e.state()))["tenants"],
+            json!(["acme"])
+        );
+        let queues = found(
+            Query::Queues {
+                tenant: "acme".into(),
+            }
+            .answer(e.state()),
+        );
+        let billing = &queues["queues"][0];
+        assert_eq!(billing["queue"], "billing");
+        assert_eq!(billing["waiting_count"], 2);
+        // The second customer wrote at T0 + 2 s, stream time is T0 + 3 s.
+        assert_eq!(billing["longest_wait_ms"], 1000);
+        assert_eq!(billing["longest_wait_iso"], "PT1S");
+        assert_eq!(billing["agents"]["busy"], 1);
+        assert_eq!(queues["queues"][1]["queue"], DEFAULT_QUEUE);
+        assert_eq!(queues["queues"][1]["longest_wait_ms"], Value::Null);
+        let agents = found(
+            Query::Agents {
+                tenant: "acme".into(),
+            }
+            .answer(e.state()),
+        );
+        assert_eq!(agents["agents"][0]["agent"], "ana");
+        assert_eq!(agents["agents"][0]["status"], "Full capacity");
+        assert_eq!(agents["agents"][0]["full_workload"], json!(100.0));
+    }
+
+    /// R-RUN-5: the waiting list pages: a page of one shows the first waiting conversation
+    /// and where the next page starts; the last page has no next; an unknown queue is 404.
+    #[test]
+    fn r_run_5_waiting_conversations_page() {
+        let e = engine();
+        let page = |offset, limit, queue: Option<&str>| {
+            Query::Waiting {
+                tenant: "acme".into(),
+                queue: queue.map(str::to_string),
+                page: Page { offset, limit },
+            }
+            .answer(e.state())
+        };
+        let first = found(page(0, 1, None));
+        assert_eq!(first["total"], 2);
+        assert_eq!(first["items"].as_array().map(Vec::len), Some(1));
+        assert_eq!(first["items"][0]["position"], 1);
+        assert_eq!(first["items"][0]["waiting_since"], T0 + 2000);
+        assert_eq!(
+            first["items"][0]["waiting_since_iso"],
+            "2026-03-02T09:00:02.000Z"
+        );
+        assert_eq!(first["next_offset"], 1);
+        let second = found(page(1, 1, Some("billing")));
+        assert_eq!(second["items"][0]["position"], 2);
+        assert_eq!(second["next_offset"], Value::Null);
+        assert!(matches!(page(0, 10, Some("nope")), Answer::NotFound(_)));
+    }
+
+    /// R-RUN-4: the wallboard of a tenant shows its queues, agents by status group, open
+    /// conversations, and (with nothing breached yet) empty lists of the latest breaches.
+    #[test]
+    fn r_run_4_wallboard_shows_queues_agents_and_latest() {
+        let e = engine();
+        let board = found(
+            Query::Wallboard {
+                tenant: "acme".into(),
+            }
+            .answer(e.state()),
+        );
+        assert_eq!(board["open_conversations"], 3);
+        assert_eq!(board["agents"]["busy"], 1);
+        assert_eq!(board["queues"][0]["waiting_count"], 2);
+        assert_eq!(
+            board["queues"][0]["last_hour"]["sla_attainment"],
+            Value::Null
+        );
+        assert_eq!(board["latest_breaches"], json!([]));
+        assert_eq!(board["stream_time_iso"], "2026-03-02T09:00:03.000Z");
+    }
+
+    /// R-RUN-5: answers are readable: ISO-8601 twins for times and durations, fractions
+    /// rounded to 4 decimals, existing keys never overwritten.
+    #[test]
+    fn r_run_5_answers_carry_iso_times_and_rounded_figures() {
+        let mut v = json!({"created_at": T0, "handling_ms": 3_723_500, "csat": 2.0 / 3.0,
+            "nested": [{"due": 5, "resolution_due": T0 + 86_400_000}], "at": -5});
+        present(&mut v);
+        assert_eq!(v["created_at_iso"], "2026-03-02T09:00:00.000Z");
+        assert_eq!(v["handling_iso"], "PT1H2M3.5S");
+        assert_eq!(v["csat"], json!(0.6667));
+        assert_eq!(
+            v["nested"][0]["resolution_due_iso"],
+            "2026-03-03T09:00:00.000Z"
+        );
+        assert!(v["nested"][0].get("due_iso").is_none(), "not a time key");
+        assert!(v.get("at_iso").is_none(), "out of range");
+        assert_eq!(iso_duration(0), "PT0S");
+        assert_eq!(iso_duration(2 * 86_400_000 + 4 * 3_600_000), "P2DT4H");
+        assert_eq!(iso_duration(-90_000), "-PT1M30S");
     }
 }

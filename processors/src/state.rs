@@ -405,6 +405,12 @@ pub struct State {
     /// (tenant, conversation id) → what the analytics remember of it (first assignment, first
     /// reply), until it is Closed.
     pub conv_facts: TenantTable<ConvId, crate::analytics::ConversationFacts>,
+    /// (tenant, queue) → the SLA and CSAT counts of its windows closed in the last hour, for
+    /// the wallboard ([`crate::analytics::QueueHour`]).
+    pub queue_hours: TenantTable<String, crate::analytics::QueueHour>,
+    /// (tenant, `breaches` | `negative`) → the latest conversations of each kind, newest
+    /// first, for the wallboard.
+    pub notable: TenantTable<String, Vec<crate::analytics::Notable>>,
     /// (tenant, conversation id) → what its time-triggered workflows count from.
     pub flows: TenantTable<ConvId, crate::workflow::FlowClocks>,
     /// (tenant, conversation id) → its running waiting strategy.
@@ -457,6 +463,8 @@ const T_FLOW: u8 = b'f';
 const T_WINDOW: u8 = b'j';
 const T_CONV_FACTS: u8 = b'u';
 const T_WINDOW_DURATIONS: u8 = b'g';
+const T_QUEUE_HOUR: u8 = b'H';
+const T_NOTABLE: u8 = b'N';
 const T_MOOD: u8 = b'o';
 const T_SURVEY: u8 = b'v';
 const T_SURVEY_INDEX: u8 = b'y';
@@ -675,7 +683,7 @@ impl State {
 
     /// Every table with its tag in the store: the one list that loading, flushing and the
     /// record journal go by.
-    fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 22] {
+    fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 24] {
         [
             (T_TENANT, &mut self.tenants),
             (T_CONV, &mut self.conversations),
@@ -692,6 +700,8 @@ impl State {
             (T_WINDOW, &mut self.windows),
             (T_CONV_FACTS, &mut self.conv_facts),
             (T_WINDOW_DURATIONS, &mut self.window_durations),
+            (T_QUEUE_HOUR, &mut self.queue_hours),
+            (T_NOTABLE, &mut self.notable),
             (T_MOOD, &mut self.moods),
             (T_SURVEY, &mut self.surveys),
             (T_SURVEY_INDEX, &mut self.survey_index),

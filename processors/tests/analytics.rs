@@ -3,6 +3,8 @@
 
 mod common;
 use common::*;
+use switchboard_processors::query::{Answer, Query};
+use switchboard_processors::{Engine, MemStore, Settings};
 use switchboard_schemas::*;
 
 const SEC: i64 = 1000;
@@ -145,4 +147,86 @@ fn r_run_4_windows_are_deterministic() {
     assert_eq!(one, windows(&s.run()));
     s.partitions = 4;
     assert_eq!(one, windows(&s.run()));
+}
+
+/// R-RUN-4, R-SLA-7: windows of 15 minutes over an office open 09:00–16:50 UTC. The window
+/// 16:45–17:00 spans the office's closing: a conversation answered within it meets its
+/// first-response target there; one left unanswered at 16:47 has 3 working minutes that day
+/// and 27 the next morning, so its breach belongs to Tuesday's 09:15 window, not to the
+/// wall-clock 17:15 one. The wallboard's last hour (at 09:45) counts that breach and not
+/// Monday's met target, and names the breached conversation.
+#[test]
+fn r_run_4_a_window_spanning_the_working_hours_boundary() {
+    let mon = |hm: &str| utc(&format!("2026-03-02T{hm}"));
+    let tue = |hm: &str| utc(&format!("2026-03-03T{hm}"));
+    let mut s = Scenario::new();
+    let mut period = office("office", "UTC");
+    let day = interval("09:00", "16:50");
+    period.week = Week {
+        monday: day.clone(),
+        tuesday: day,
+        ..Week::default()
+    };
+    s.upsert_period(mon("08:00"), period);
+    let mut q = queue("support");
+    q.working_hours_id = Some("office".into());
+    s.upsert_queue(mon("08:00"), q)
+        .route_prefix(mon("08:00"), "help", "support", Priority::Normal)
+        .upsert_policy(
+            mon("08:00"),
+            1,
+            sla_policy("p", 1, Some(30), None, None, Counting::WorkingHours),
+        );
+    s.sms(mon("16:46"), "m1", "+1", "help one")
+        .reply(mon("16:48"), "r1", "#1", false)
+        .sms(mon("16:47"), "m2", "+2", "help two")
+        .tick(tue("09:45"));
+    let settings = Settings {
+        analytics_window_ms: 15 * 60 * SEC,
+        analytics_grace_ms: 60 * SEC,
+        ..Settings::default()
+    };
+    let out = s.run_with(&settings);
+    let sla: Vec<(i64, i64, i64, bool)> = windows(&out)
+        .iter()
+        .filter(|(_, w)| w.dimension == AnalyticsDimension::Queue)
+        .map(|(_, w)| {
+            (
+                w.window_start,
+                w.sla_met.first_response,
+                w.sla_breached.first_response,
+                w.correction,
+            )
+        })
+        .collect();
+    assert_eq!(
+        sla,
+        vec![(mon("16:45"), 1, 0, false), (tue("09:15"), 0, 1, false)],
+        "the breach is due at 09:27 on Tuesday"
+    );
+    let mut engine = Engine::open(MemStore::default(), settings).expect("engine");
+    for r in &s.records {
+        let input = r.decoded.as_ref().expect("decoded");
+        engine.process(r.ts, input);
+    }
+    let board = match engine.answer(&Query::Wallboard {
+        tenant: "acme".into(),
+    }) {
+        Answer::Found(v) => v,
+        Answer::NotFound(why) => panic!("{why}"),
+    };
+    let support = board["queues"]
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["queue"] == "support"))
+        .expect("support queue");
+    assert_eq!(support["last_hour"]["sla_met"], 0);
+    assert_eq!(support["last_hour"]["sla_breached"], 1);
+    assert_eq!(
+        support["last_hour"]["sla_attainment"],
+        serde_json::json!(0.0)
+    );
+    let breaches = board["latest_breaches"].as_array().expect("list");
+    assert_eq!(breaches.len(), 1);
+    assert_eq!(breaches[0]["what"], "first_response");
+    assert_eq!(breaches[0]["at"], tue("09:27"));
 }

@@ -240,7 +240,11 @@ impl Scenario {
     }
 
     pub fn run(&self) -> Outcome {
-        let emitted = simulation::run(self.records.clone(), self.partitions, &Settings::default())
+        self.run_with(&Settings::default())
+    }
+
+    pub fn run_with(&self, settings: &Settings) -> Outcome {
+        let emitted = simulation::run(self.records.clone(), self.partitions, settings)
             .expect("in-memory store");
         Outcome { emitted }
     }
