@@ -377,8 +377,8 @@ fn r_run_1_demo_runs_without_kafka_and_summarizes() {
         "no metrics address in:\n{stderr}"
     );
     assert!(
-        stderr.contains("/tenants/tenant-0/queues/support"),
-        "no query address in:\n{stderr}"
+        stderr.contains("/?tenant=tenant-0") && stderr.contains("/tenants/tenant-0/queues"),
+        "no wallboard or query address in:\n{stderr}"
     );
     assert!(
         stderr.contains("records sent"),

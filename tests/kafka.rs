@@ -807,11 +807,19 @@ fn assert_live_figures_match_simulate(config: &Path, sources: Vec<SourceRecord>)
 
 /// `GET path` on the engine's HTTP endpoint: the status and the body.
 fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_full(addr, path);
+    (status, body)
+}
+
+/// `GET path` on the engine's HTTP endpoint: the status, the head and the body.
+fn http_get_full(addr: &str, path: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let Ok(mut sock) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
+        return (0, String::new(), String::new());
     };
-    let _ = sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let _ = sock.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
     let mut text = String::new();
     let _ = sock.read_to_string(&mut text);
     let status = text
@@ -819,8 +827,8 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_string())
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
 }
 
 /// The `[http] listen` address written into a test config.
@@ -1054,6 +1062,58 @@ fn r_run_3_second_instance_joins_and_first_leaves() {
         "two instances",
         &[s.log("a"), s.log("b")],
     );
+}
+
+/// Issue 16 item 3, R-RUN-5: with two instances in the group, either one answers for any
+/// tenant: a query for a tenant whose partition the other instance holds is forwarded there
+/// (the answer names who answered), and `/tenants` lists every instance's tenants.
+#[test]
+fn r_run_5_any_instance_answers_for_any_tenant() {
+    let s = Setup::new();
+    let a = s.config("a", "e2e-scale", "");
+    let b = s.config("b", "e2e-scale", "");
+    s.create_topics(&a);
+    let sources = s.produce(&load(8, 400));
+    let all = total(&expected(sources));
+    let logs = [s.log("a"), s.log("b")];
+    let mut first = Engine::start(&a, &logs[0]);
+    let mut second = Engine::start(&b, &logs[1]);
+    let n = s.wait_for("", all, Duration::from_secs(120));
+    assert_count(n, all, "two instances", &logs);
+    let (addr_a, addr_b) = (http_addr(&a), http_addr(&b));
+    let tenants: Vec<String> = (0..8).map(|t| format!("t{t}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Every tenant answered by both instances; some by forwarding from each side.
+        let mut forwarded = [0, 0];
+        let mut failures = Vec::new();
+        for t in &tenants {
+            for (i, addr) in [&addr_a, &addr_b].into_iter().enumerate() {
+                let (status, head, body) = http_get_full(addr, &format!("/tenants/{t}/queues"));
+                if status != 200 || !body.contains("\"waiting_count\"") {
+                    failures.push(format!("{addr} {t}: {status} {body}"));
+                }
+                if head
+                    .to_ascii_lowercase()
+                    .contains("x-switchboard-answered-by: http://")
+                {
+                    forwarded[i] += 1;
+                }
+            }
+        }
+        let (_, listed) = http_get(&addr_a, "/tenants");
+        let listed_all = tenants.iter().all(|t| listed.contains(&format!("\"{t}\"")));
+        if failures.is_empty() && forwarded[0] > 0 && forwarded[1] > 0 && listed_all {
+            break;
+        }
+        if Instant::now() > deadline {
+            dump(&logs);
+            panic!("not every tenant answered everywhere: {failures:?}, forwarded {forwarded:?}, /tenants: {listed}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    first.terminate();
+    second.terminate();
 }
 
 /// R-RUN-2: with the local state directory deleted, the state is restored from the changelog

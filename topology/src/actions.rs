@@ -292,7 +292,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// `cc.actions`, perform them, write their outcomes and commit.
 pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), String> {
     let metrics = Metrics::new();
-    let addr = crate::http::serve(&config.actions.http_listen, metrics.clone(), None)
+    let addr = crate::http::serve(&config.actions.http_listen, metrics.clone(), None, None)
         .map_err(|e| e.replace("http.listen", "actions.http_listen"))?;
     tracing::info!(%addr, "actions: metrics at http://{addr}/metrics");
     crate::kafka::wait_for_brokers(config, &stop)?;

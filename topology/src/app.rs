@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use switchboard_schemas::{Codec, Input, Tick, Topic};
 
 use crate::config::Config;
+use crate::directory::{advertised_url, Directory};
 use crate::http;
 use crate::kafka::{self, Producer_};
 use crate::metrics::Metrics;
@@ -159,12 +160,24 @@ pub fn run_engine(
     let stop = stop_on_signal()?;
     let metrics = Metrics::new();
     let (queries, inbox) = http::query_channel();
-    let addr = http::serve(&config.http.listen, metrics.clone(), Some(queries))?;
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz and queries under /tenants/");
+    let directory = Directory::new(&config.instance_id(), "");
+    let addr = http::serve(
+        &config.http.listen,
+        metrics.clone(),
+        Some(queries),
+        Some(directory.clone()),
+    )?;
+    directory.set_url(&advertised_url(&config, addr));
+    tracing::info!(
+        %addr,
+        advertised = %directory.url(),
+        "serving the wallboard at /, /metrics, /healthz, /readyz and queries under /tenants"
+    );
     kafka::wait_for_brokers(&config, &stop)?;
     if config.topics.create {
         kafka::create_topics(&config, &output_suffix).map_err(|e| e.to_string())?;
     }
+    directory.connect(&config)?;
     let ticker = if config.ticker.enabled {
         let (c, s) = (config.clone(), stop.clone());
         Some(
@@ -183,6 +196,7 @@ pub fn run_engine(
         metrics: metrics.clone(),
         queries: Some(inbox),
         until_end,
+        directory: Some(directory),
     };
     let result = Runtime::new(config, opts)
         .and_then(Runtime::run)

@@ -273,6 +273,7 @@ fn engine(config: Config, records: u64) -> Result<(f64, Metrics), String> {
         metrics: metrics.clone(),
         queries: None,
         until_end: false,
+        directory: None,
     };
     let started = Instant::now();
     let handle = std::thread::spawn(move || {

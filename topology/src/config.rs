@@ -103,14 +103,18 @@ impl Default for State {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
-    /// `/metrics`, `/healthz`, `/readyz` and the interactive queries.
+    /// `/metrics`, `/healthz`, `/readyz`, the wallboard and the interactive queries.
     pub listen: String,
+    /// The URL other instances forward queries to (`http://host:port`); empty: the listen
+    /// address, with a wildcard host replaced by the host name.
+    pub advertised_url: String,
 }
 
 impl Default for Http {
     fn default() -> Self {
         Http {
             listen: "127.0.0.1:9464".into(),
+            advertised_url: String::new(),
         }
     }
 }
@@ -488,6 +492,13 @@ impl Config {
                     "{:?} is not an address like 127.0.0.1:9464",
                     self.http.listen
                 ),
+            ));
+        }
+        let url = &self.http.advertised_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                "http.advertised_url",
+                format!("{url:?} is not an http:// or https:// URL"),
             ));
         }
         if !(10..=60_000).contains(&self.ticker.interval_ms) {

@@ -332,17 +332,22 @@ pub fn run(opts: &DemoOptions) -> Result<String, String> {
         &format!("127.0.0.1:{}", opts.port),
         metrics.clone(),
         Some(queries),
+        None,
     )?;
     eprintln!(
-        "switchboard demo: in-process Kafka at {}, {} tenants, {} messages/s for {}s; metrics at http://{addr}/metrics",
+        "switchboard demo: in-process Kafka at {}, {} tenants, {} messages/s for {}s",
         config.kafka.bootstrap_servers,
         opts.tenants,
         opts.rate,
         opts.duration.as_secs()
     );
-    eprintln!(
-        "  live state: http://{addr}/tenants/tenant-0/queues/support, .../tenants/tenant-0/agents/agent-0, .../tenants/tenant-0/conversations/%231"
-    );
+    let base = format!("http://{addr}");
+    eprintln!("  wallboard:     {base}/?tenant=tenant-0");
+    eprintln!("  metrics:       {base}/metrics");
+    eprintln!("  queues:        {base}/tenants/tenant-0/queues");
+    eprintln!("  waiting:       {base}/tenants/tenant-0/waiting?limit=20");
+    eprintln!("  agent:         {base}/tenants/tenant-0/agents/agent-0");
+    eprintln!("  conversation:  {base}/tenants/tenant-0/conversations/%231");
     let stop = Arc::new(AtomicBool::new(false));
     // Ctrl-C (or SIGTERM) ends the traffic early: the summary is printed and the state
     // directory removed all the same.
@@ -355,6 +360,7 @@ pub fn run(opts: &DemoOptions) -> Result<String, String> {
             metrics: metrics.clone(),
             queries: Some(inbox),
             until_end: false,
+            directory: None,
         };
         let config = config.clone();
         std::thread::Builder::new()

@@ -269,6 +269,10 @@ pub fn topic_plan(config: &Config, output_suffix: &str) -> Vec<(String, bool)> {
         .collect();
     plan.extend(output_topics().map(|t| (output_topic(t, output_suffix), false)));
     plan.push((changelog_topic(&config.kafka.application_id), true));
+    plan.push((
+        crate::directory::instances_topic(&config.kafka.application_id),
+        true,
+    ));
     plan
 }
 

@@ -8,6 +8,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod directory;
 pub mod http;
 pub mod kafka;
 pub mod metrics;

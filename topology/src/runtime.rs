@@ -84,6 +84,9 @@ pub struct RunOptions {
     /// Stop by itself once every input partition is processed up to the end offsets it had
     /// when the run started (`replay --until-end`).
     pub until_end: bool,
+    /// Where this instance announces its partitions, so other instances forward queries for
+    /// them here ([`crate::directory`]).
+    pub directory: Option<crate::directory::Directory>,
 }
 
 /// A batch's intent: its first input offsets and its records' topics in merge order
@@ -373,6 +376,9 @@ impl Runtime {
         tracing::info!("stopping: the last round is committed");
         self.consumer.unsubscribe();
         self.tasks.clear();
+        if let Some(d) = &self.opts.directory {
+            d.close();
+        }
         Ok(())
     }
 
@@ -428,7 +434,21 @@ impl Runtime {
     }
 
     fn answer(&self, query: &Query) -> Reply {
-        let tenant = query.tenant();
+        let Some(tenant) = query.tenant() else {
+            // Every partition's tenants, with the partitions they come from.
+            let mut tenants: Vec<String> = Vec::new();
+            for task in self.tasks.values() {
+                if let Answer::Found(v) = task.engine.answer(query) {
+                    let names = v["tenants"].as_array().cloned().unwrap_or_default();
+                    tenants.extend(names.iter().filter_map(|n| n.as_str().map(str::to_string)));
+                }
+            }
+            tenants.sort();
+            return Reply::found(serde_json::json!({
+                "tenants": tenants,
+                "partitions": self.tasks.keys().collect::<Vec<_>>(),
+            }));
+        };
         let p = partition_of(tenant, self.config.topics.partitions as u32) as i32;
         match self.tasks.get(&p) {
             Some(task) => match task.engine.answer(query) {
@@ -515,6 +535,7 @@ impl Runtime {
             Ok(mut ev) => std::mem::take(&mut *ev),
             Err(_) => return Err(RuntimeError::Other("group event lock poisoned".into())),
         };
+        let changed = !events.is_empty();
         for ev in events {
             match ev {
                 GroupEvent::Revoked(ps) => {
@@ -539,6 +560,11 @@ impl Runtime {
                         "joined the consumer group: partitions assigned and restored"
                     );
                 }
+            }
+        }
+        if changed {
+            if let Some(d) = &self.opts.directory {
+                d.announce(&self.tasks.keys().copied().collect::<Vec<_>>());
             }
         }
         self.opts
