@@ -794,12 +794,23 @@ fn assert_live_figures_match_simulate(config: &Path, sources: Vec<SourceRecord>)
     loop {
         let (_, text) = http_get(&addr, "/metrics");
         let missing: Vec<&String> = want.iter().filter(|w| !text.contains(w.as_str())).collect();
-        if missing.is_empty() {
+        // Per partition: the state store's size, and nothing left to restore.
+        let acme = partition_of("acme", PARTITIONS as u32);
+        let state_bytes = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("switchboard_state_bytes{{partition=\"{acme}\"}} "))
+            })
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let restored = text.contains(&format!(
+            "switchboard_restore_remaining_records{{partition=\"{acme}\"}} 0"
+        ));
+        if missing.is_empty() && state_bytes.is_some_and(|b| b > 0) && restored {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "live gauges differ from simulate: missing {missing:?} in\n{text}"
+            "live gauges differ from simulate: missing {missing:?} (state bytes {state_bytes:?}, restored {restored}) in\n{text}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }

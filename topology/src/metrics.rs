@@ -25,6 +25,9 @@ pub struct Metrics {
     pub restoring_partitions: IntGauge,
     pub assigned_partitions: IntGauge,
     pub pending_timers: IntGaugeVec,
+    /// Per partition: the state's size in bytes, and changelog records left to restore.
+    pub state_bytes: IntGaugeVec,
+    pub restore_remaining: IntGaugeVec,
     pub conversations: IntCounterVec,
     pub assignments: IntCounterVec,
     pub sla: IntCounterVec,
@@ -177,6 +180,18 @@ impl Metrics {
                 &r,
                 "switchboard_pending_timers",
                 "Timers scheduled and not yet fired, by partition",
+                &["partition"],
+            ),
+            state_bytes: gauge_vec(
+                &r,
+                "switchboard_state_bytes",
+                "Approximate size of a partition's state store (live data on disk and memtables)",
+                &["partition"],
+            ),
+            restore_remaining: gauge_vec(
+                &r,
+                "switchboard_restore_remaining_records",
+                "Changelog records a partition still has to read before it is restored (0 once it is)",
                 &["partition"],
             ),
             conversations: counter_vec(
@@ -406,6 +421,8 @@ impl Metrics {
             &self.restoring_partitions,
             &self.assigned_partitions,
             &self.pending_timers,
+            &self.state_bytes,
+            &self.restore_remaining,
             &self.conversations,
             &self.assignments,
             &self.sla,
@@ -493,6 +510,22 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    /// Drop a partition's gauges when it leaves this instance: its figures are now another
+    /// instance's to report.
+    pub fn forget_partition(&self, partition: i32) {
+        let label = partition.to_string();
+        for g in [
+            &self.pending_timers,
+            &self.state_bytes,
+            &self.restore_remaining,
+        ] {
+            let _ = g.remove_label_values(&[&label]);
+        }
+        for t in Topic::INPUTS {
+            let _ = self.lag.remove_label_values(&[t.name(), &label]);
+        }
+    }
+
     pub fn render(&self) -> String {
         self.ready_gauge.set(i64::from(
             self.ready.load(std::sync::atomic::Ordering::Relaxed),

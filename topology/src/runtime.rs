@@ -543,6 +543,7 @@ impl Runtime {
                         if self.tasks.remove(&p).is_some() {
                             tracing::info!(partition = p, "partition revoked; state closed");
                         }
+                        self.opts.metrics.forget_partition(p);
                     }
                 }
                 GroupEvent::Assigned(ps) => {
@@ -779,8 +780,15 @@ impl Runtime {
         let mut intent: Option<Intent> = None;
         let metrics = self.opts.metrics.clone();
         let changelog = self.changelog.clone();
+        let remaining = metrics
+            .restore_remaining
+            .with_label_values(&[&partition.to_string()]);
+        remaining.set(high.saturating_sub(start).max(0));
         self.read_partition(&changelog, partition, start, high, &mut |m| {
             metrics.restore_records.inc();
+            if m.offset() % 1024 == 0 {
+                remaining.set(high.saturating_sub(m.offset() + 1).max(0));
+            }
             let key = m.key().unwrap_or_default();
             if key == CHECKPOINT_KEY {
                 let mut cp: Checkpoint = parse_meta(partition, m.payload())?;
@@ -795,6 +803,7 @@ impl Runtime {
             }
             Ok(())
         })?;
+        remaining.set(0);
         // Writes after the last checkpoint belong to an unfinished batch: it is re-derived.
         Ok(intent)
     }
@@ -1101,11 +1110,16 @@ impl Runtime {
                 .commit(&writes, &task.checkpoint)?;
             let timers = task.engine.state().timers.len() as i64;
             let label = p.to_string();
-            self.opts
-                .metrics
+            let metrics = &self.opts.metrics;
+            metrics
                 .pending_timers
                 .with_label_values(&[&label])
                 .set(timers);
+            let bytes = task.engine.store().rocks.size_bytes();
+            metrics
+                .state_bytes
+                .with_label_values(&[&label])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
         if !eos {
             // Informational (lag tools): the checkpoint is what restarts use.

@@ -49,6 +49,13 @@ impl RocksStore {
         &self.path
     }
 
+    /// About how many bytes the state takes: RocksDB's estimate of its live data on disk plus
+    /// what its memtables hold.
+    pub fn size_bytes(&self) -> u64 {
+        let prop = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        prop("rocksdb.estimate-live-data-size") + prop("rocksdb.cur-size-all-mem-tables")
+    }
+
     fn meta(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
         self.db
             .cf_handle(META)
