@@ -10,6 +10,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use switchboard_schemas::Topic;
 
+/// Most distinct queue label values on the analytics metrics.
+pub const MAX_QUEUE_LABELS: usize = 200;
+
+/// The durations of an analytics window, with their metric label.
+const MEASURES: [&str; 3] = ["time_to_assign", "first_response", "handling"];
+
 /// Every figure the runtime exports. Cheap to clone (the collectors are shared).
 #[derive(Clone)]
 pub struct Metrics {
@@ -53,6 +59,17 @@ pub struct Metrics {
     pub queue_waiting: IntGaugeVec,
     pub queue_longest_wait: prometheus::GaugeVec,
     pub agents: IntGaugeVec,
+    /// Per queue, from the `cc.analytics` windows (corrections included): SLA targets met and
+    /// breached, CSAT answers, message sentiment, and the durations' sums and counts; the
+    /// p50 and p90 of the latest window with durations. Queue label values are capped at
+    /// [`MAX_QUEUE_LABELS`] (the rest read `other`).
+    pub queue_sla: IntCounterVec,
+    pub queue_csat: IntCounterVec,
+    pub queue_sentiment: IntCounterVec,
+    pub queue_duration_sum: prometheus::CounterVec,
+    pub queue_duration_count: IntCounterVec,
+    pub queue_duration_quantile: prometheus::GaugeVec,
+    queue_labels: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// 1 while `/readyz` answers 200.
     pub ready_gauge: IntGauge,
     pub build_info: IntGaugeVec,
@@ -301,6 +318,55 @@ impl Metrics {
                 "Enabled agents by status group",
                 &["tenant", "group"],
             ),
+            queue_sla: counter_vec(
+                &r,
+                "switchboard_queue_sla_total",
+                "SLA targets met and breached, by queue, metric and result (from cc.analytics)",
+                &["queue", "metric", "result"],
+            ),
+            queue_csat: counter_vec(
+                &r,
+                "switchboard_queue_csat_total",
+                "CSAT answers by queue and score (from cc.analytics)",
+                &["queue", "score"],
+            ),
+            queue_sentiment: counter_vec(
+                &r,
+                "switchboard_queue_sentiment_total",
+                "Customer messages by queue and sentiment label (from cc.analytics)",
+                &["queue", "label"],
+            ),
+            queue_duration_sum: {
+                let c = prometheus::CounterVec::new(
+                    Opts::new(
+                        "switchboard_queue_duration_seconds_total",
+                        "Sum of time to assign, first response and handling times, by queue (from cc.analytics)",
+                    ),
+                    &["queue", "measure"],
+                )
+                .unwrap_or_else(|e| unreachable!("metric: {e}"));
+                let _ = r.register(Box::new(c.clone()));
+                c
+            },
+            queue_duration_count: counter_vec(
+                &r,
+                "switchboard_queue_durations_total",
+                "Count of time to assign, first response and handling times, by queue (from cc.analytics)",
+                &["queue", "measure"],
+            ),
+            queue_duration_quantile: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "switchboard_queue_duration_quantile_seconds",
+                        "p50 and p90 of the latest analytics window with durations, by queue and measure",
+                    ),
+                    &["queue", "measure", "quantile"],
+                )
+                .unwrap_or_else(|e| unreachable!("metric: {e}"));
+                let _ = r.register(Box::new(g.clone()));
+                g
+            },
+            queue_labels: Arc::default(),
             ready_gauge: gauge(
                 &r,
                 "switchboard_ready",
@@ -375,6 +441,7 @@ impl Metrics {
                 .agent_status
                 .with_label_values(&[&kind, &field("group")])
                 .inc(),
+            Topic::Analytics => self.observe_window(json),
             Topic::Dlq => {
                 self.dlq.inc();
                 let reason = json.get("reason").and_then(|r| r.as_str()).unwrap_or("");
@@ -385,6 +452,80 @@ impl Metrics {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A queue's analytics window: add its counts and durations to the queue's series.
+    fn observe_window(&self, json: &serde_json::Value) {
+        if json.get("dimension").and_then(|d| d.as_str()) != Some("queue") {
+            return;
+        }
+        let Some(key) = json
+            .get("key")
+            .and_then(|k| k.as_str())
+            .filter(|k| !k.is_empty())
+        else {
+            return;
+        };
+        let queue = {
+            let mut seen = self.queue_labels.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.contains(key) || seen.len() < MAX_QUEUE_LABELS {
+                seen.insert(key.to_string());
+                key.to_string()
+            } else {
+                "other".to_string()
+            }
+        };
+        let n = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_u64()).unwrap_or(0);
+        for (field, result) in [("sla_met", "met"), ("sla_breached", "breached")] {
+            for metric in ["first_response", "next_reply", "resolution"] {
+                let count = n(json.get(field).and_then(|f| f.get(metric)));
+                if count > 0 {
+                    self.queue_sla
+                        .with_label_values(&[&queue, metric, result])
+                        .inc_by(count);
+                }
+            }
+        }
+        for (field, score) in [("csat_happy", "happy"), ("csat_not_happy", "not_happy")] {
+            let count = n(json.get(field));
+            if count > 0 {
+                self.queue_csat
+                    .with_label_values(&[&queue, score])
+                    .inc_by(count);
+            }
+        }
+        for label in ["positive", "neutral", "negative"] {
+            let count = n(json.get(format!("sentiment_{label}").as_str()));
+            if count > 0 {
+                self.queue_sentiment
+                    .with_label_values(&[&queue, label])
+                    .inc_by(count);
+            }
+        }
+        let correction = json.get("correction").and_then(|c| c.as_bool()) == Some(true);
+        for measure in MEASURES {
+            let Some(d) = json.get(measure) else { continue };
+            let count = n(d.get("count"));
+            if count == 0 {
+                continue;
+            }
+            let seconds = |field: &str| d.get(field).and_then(|v| v.as_f64()).map(|ms| ms / 1000.0);
+            self.queue_duration_count
+                .with_label_values(&[&queue, measure])
+                .inc_by(count);
+            self.queue_duration_sum
+                .with_label_values(&[&queue, measure])
+                .inc_by(seconds("sum_ms").unwrap_or(0.0).max(0.0));
+            if !correction {
+                for (field, q) in [("p50_ms", "0.5"), ("p90_ms", "0.9")] {
+                    if let Some(v) = seconds(field) {
+                        self.queue_duration_quantile
+                            .with_label_values(&[&queue, measure, q])
+                            .set(v);
+                    }
+                }
+            }
         }
     }
 
@@ -421,6 +562,12 @@ impl Metrics {
             &self.restoring_partitions,
             &self.assigned_partitions,
             &self.pending_timers,
+            &self.queue_sla,
+            &self.queue_csat,
+            &self.queue_sentiment,
+            &self.queue_duration_sum,
+            &self.queue_duration_count,
+            &self.queue_duration_quantile,
             &self.state_bytes,
             &self.restore_remaining,
             &self.conversations,
@@ -711,6 +858,48 @@ mod tests {
                 "switchboard_assignment_events_total{kind=\"Assigned\",method=\"single\"} 1"
             ),
             "{text}"
+        );
+    }
+
+    /// R-RUN-4 (issue 16 item 5): a queue's analytics window feeds the per-queue SLA, CSAT
+    /// and sentiment counters, the durations' sums and counts, and the latest p50 and p90; a
+    /// correction adds to the counts but leaves the percentiles; an agent's window adds
+    /// nothing.
+    #[test]
+    fn r_run_4_analytics_windows_feed_the_queue_figures() {
+        let m = Metrics::new();
+        let window = |dimension: &str, correction: bool, p50: i64| {
+            let dist = |count: i64, sum: i64, p: Option<i64>| serde_json::json!({"count": count, "sum_ms": sum, "max_ms": sum, "p50_ms": p, "p90_ms": p});
+            let json = serde_json::json!({"id": "w#0", "tenant": "acme", "dimension": dimension,
+                "key": "billing", "window_start": 0, "window_end": 60000, "correction": correction,
+                "offered": 3, "assigned": 2, "abandoned": 0, "solved": 1,
+                "time_to_assign": dist(2, 4000, Some(p50)), "first_response": dist(0, 0, None),
+                "handling": dist(0, 0, None),
+                "sla_met": {"first_response": 2, "next_reply": 0, "resolution": 1},
+                "sla_breached": {"first_response": 1, "next_reply": 0, "resolution": 0},
+                "csat_happy": 1, "csat_not_happy": 0,
+                "sentiment_positive": 0, "sentiment_neutral": 2, "sentiment_negative": 1});
+            let output = Output::from_json(Topic::Analytics, json).expect("analytics window");
+            m.observe_output(output.topic(), &output.to_json());
+        };
+        window("queue", false, 1500);
+        window("queue", true, 9000);
+        window("agent", false, 7000);
+        let text = m.render();
+        for line in [
+            "switchboard_queue_sla_total{metric=\"first_response\",queue=\"billing\",result=\"met\"} 4",
+            "switchboard_queue_sla_total{metric=\"first_response\",queue=\"billing\",result=\"breached\"} 2",
+            "switchboard_queue_csat_total{queue=\"billing\",score=\"happy\"} 2",
+            "switchboard_queue_sentiment_total{label=\"negative\",queue=\"billing\"} 2",
+            "switchboard_queue_durations_total{measure=\"time_to_assign\",queue=\"billing\"} 4",
+            "switchboard_queue_duration_seconds_total{measure=\"time_to_assign\",queue=\"billing\"} 8",
+            "switchboard_queue_duration_quantile_seconds{measure=\"time_to_assign\",quantile=\"0.5\",queue=\"billing\"} 1.5",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(
+            !text.contains("measure=\"first_response\""),
+            "empty measures add nothing"
         );
     }
 }
