@@ -1127,6 +1127,42 @@ fn r_run_5_any_instance_answers_for_any_tenant() {
     second.terminate();
 }
 
+/// Issue 16 item 6: `switchboard load` (the compose stack's load generator) writes the demo's
+/// simulated contact center to a real broker, and an engine there fills with it: the
+/// wallboard's tenants, queues and agents appear.
+#[test]
+fn load_generator_feeds_an_engine_on_a_real_broker() {
+    let s = Setup::new();
+    let config = s.config("load", "e2e-load", "");
+    s.create_topics(&config);
+    let out = switchboard_ok(
+        &["load", "--duration", "3s", "--rate", "40", "--tenants", "2"],
+        &config,
+    );
+    assert!(out.contains("records sent"), "{out}");
+    let log = s.log("load");
+    let mut engine = Engine::start(&config, &log);
+    let addr = http_addr(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = http_get(&addr, "/tenants/tenant-1/wallboard");
+        let board: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let agents: u64 = ["available", "busy", "away", "unavailable"]
+            .iter()
+            .filter_map(|g| board["agents"][g].as_u64())
+            .sum();
+        if status == 200 && agents == 30 && board["open_conversations"].as_u64() > Some(0) {
+            break;
+        }
+        if Instant::now() > deadline {
+            dump(&[log]);
+            panic!("the engine never showed the load: {status} {body}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    engine.terminate();
+}
+
 /// R-RUN-2: with the local state directory deleted, the state is restored from the changelog
 /// topic: records written afterwards continue the same conversations; and R-RUN-6: a replay
 /// into fresh state under a new application id writes the same records to its own topics.

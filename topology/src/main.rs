@@ -117,6 +117,21 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "exactly-once")]
         guarantee: Guarantee,
     },
+    /// The demo's simulated contact center, written to the Kafka of `--config` for the engines
+    /// running there (the compose stack's load generator); runs until stopped by default.
+    Load {
+        #[arg(long)]
+        config: Option<String>,
+        /// How long to drive traffic, e.g. 30s, 2h; 0 runs until SIGINT or SIGTERM.
+        #[arg(long, default_value = "0", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Customer messages per second (wall clock).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        rate: u32,
+        /// Contact-center accounts to simulate (tenant-0 ...).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+        tenants: u32,
+    },
     /// End-to-end throughput through Kafka: a no-op passthrough and the engine (exactly-once
     /// and deduplicated) over the same generated records, with their ratios.
     Bench {
@@ -422,6 +437,30 @@ fn run(cli: Cli) -> Result<(), String> {
                 port,
                 guarantee,
             })?;
+            print!("{summary}");
+            Ok(())
+        }
+        Cmd::Load {
+            config,
+            duration,
+            rate,
+            tenants,
+        } => {
+            let config = load_config(config.as_deref())?;
+            app::init_logging_as(config.log.format);
+            let summary = switchboard::demo::load(
+                &config,
+                &switchboard::demo::DemoOptions {
+                    duration: match duration.is_zero() {
+                        true => std::time::Duration::MAX,
+                        false => duration,
+                    },
+                    rate,
+                    tenants,
+                    port: 0,
+                    guarantee: config.kafka.guarantee,
+                },
+            )?;
             print!("{summary}");
             Ok(())
         }
