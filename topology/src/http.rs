@@ -779,6 +779,23 @@ mod tests {
         assert!(!answer.contains("200 OK"), "{answer}");
     }
 
+    /// Issue 16 item 3: a request head over MAX_HEAD_BYTES is refused (431), never answered.
+    #[test]
+    fn r_run_5_oversized_request_heads_are_refused() {
+        let addr = serve("127.0.0.1:0", Metrics::new(), None, None).expect("serve");
+        let mut sock = std::net::TcpStream::connect(addr).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let huge = "a".repeat(MAX_HEAD_BYTES * 2);
+        let _ = sock.write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n").as_bytes(),
+        );
+        let mut out = Vec::new();
+        let _ = sock.read_to_end(&mut out);
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    }
+
     /// R-RUN-5: query paths name the tenant and the thing asked for, percent-decoded (`%23`
     /// for the `#` of a short id); a query goes to whoever holds the inbox and its reply
     /// comes back as JSON with the reply's status; with nobody answering, the client gets 503
