@@ -262,7 +262,12 @@ fn add(cx: &mut Ctx, dimension: AnalyticsDimension, key: &str, f: impl FnOnce(&m
             let mut figures = Figures::default();
             f(&mut figures);
             cx.state.windows.insert(tenant, k, figures);
-            schedule_window(cx, start, due);
+            // Most new rows belong to a window already scheduled: the state remembers the
+            // latest one per tenant (a cache; a miss schedules again, which changes nothing).
+            if cx.state.scheduled_windows.get(tenant) != Some(&start) {
+                schedule_window(cx, start, due);
+                cx.state.scheduled_windows.insert(tenant.to_string(), start);
+            }
         }
     }
 }
@@ -281,8 +286,10 @@ fn add_duration(cx: &mut Ctx, dimension: AnalyticsDimension, key: &str, measure:
         emit(cx, &k, &Figures::default(), &d, true);
         return;
     }
-    add(cx, dimension, key, |_| {});
     let tenant = cx.tenant;
+    if !cx.state.windows.contains(tenant, &k) {
+        add(cx, dimension, key, |_| {});
+    }
     let dk: DurationKey = (k, measure);
     match cx.state.window_durations.get_mut(tenant, &dk) {
         Some(d) => d.add(ms),
@@ -332,14 +339,14 @@ fn emit(cx: &mut Ctx, key: &WindowKey, f: &Figures, d: &[Durations; 3], correcti
 /// by id) and forget them.
 fn close_window(cx: &mut Ctx, start: i64) {
     let tenant = cx.tenant;
-    let mut keys: Vec<WindowKey> = cx
+    let keys: Vec<WindowKey> = cx
         .state
         .windows
-        .ids_of(tenant)
+        .rows_of(tenant)
         .into_iter()
-        .filter(|k| k.0 == start)
+        .filter(|(k, _)| k.0 == start)
+        .map(|(k, _)| k.clone())
         .collect();
-    keys.sort();
     for key in keys {
         let Some(figures) = cx.state.windows.remove(tenant, &key) else {
             continue;

@@ -411,6 +411,10 @@ pub struct State {
     /// (tenant, `breaches` | `negative`) → the latest conversations of each kind, newest
     /// first, for the wallboard.
     pub notable: TenantTable<String, Vec<crate::analytics::Notable>>,
+    /// Tenant → the start of the latest analytics window whose emission timer is scheduled:
+    /// a cache, not stored (empty after a restart: a window is scheduled again, which changes
+    /// nothing), cleared by a rollback, which may have undone the timer.
+    pub scheduled_windows: std::collections::HashMap<String, i64>,
     /// (tenant, conversation id) → what its time-triggered workflows count from.
     pub flows: TenantTable<ConvId, crate::workflow::FlowClocks>,
     /// (tenant, conversation id) → its running waiting strategy.
@@ -732,6 +736,7 @@ impl State {
         for (_, t) in self.tables() {
             t.rollback();
         }
+        self.scheduled_windows.clear();
         crate::assignment::rebuild_tenant(self, tenant);
     }
 
