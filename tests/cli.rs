@@ -494,3 +494,35 @@ fn an_unreachable_broker_is_a_warn_naming_it_in_json_logs() {
         "no WARN naming the broker within 10 s: {lines:#?}"
     );
 }
+
+/// `switchboard bench` runs end to end on the in-process cluster and reports every run with
+/// its ratios, including the cost of cc.analytics (issue 16's benchmark).
+#[test]
+fn bench_reports_every_run_on_the_mock_cluster() {
+    let run = bin()
+        .args([
+            "bench",
+            "--messages",
+            "1000",
+            "--tenants",
+            "4",
+            "--skip-exactly-once",
+        ])
+        .output()
+        .expect("run switchboard bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for line in [
+        "passthrough",
+        "in-process",
+        "deduplicated",
+        "no analytics",
+        "with / without cc.analytics",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
+}

@@ -14,6 +14,7 @@
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -73,13 +74,20 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
     };
     let eos = base("bench-eos", Guarantee::ExactlyOnce);
     let dedup = base("bench-dedup", Guarantee::Deduplicated);
+    // The same without the cc.analytics windows: what they cost through Kafka.
+    let mut lean = base("bench-lean", Guarantee::Deduplicated);
+    lean.engine.analytics = false;
     // Topics: the mock cluster creates them itself (its admin API does not answer).
-    let mut topics: Vec<String> = kafka::topic_plan(&eos, "")
+    // Every run's topics (the shared inputs and outputs, each run's changelog and instance
+    // directory), once each.
+    let mut topics: Vec<String> = [&eos, &dedup, &lean]
         .into_iter()
+        .flat_map(|c| kafka::topic_plan(c, ""))
         .map(|(n, _)| n)
         .collect();
-    topics.push(kafka::changelog_topic(&dedup.kafka.application_id));
     topics.push(PASSTHROUGH_TOPIC.into());
+    topics.sort();
+    topics.dedup();
     match &mock {
         Some(m) => {
             for t in &topics {
@@ -90,6 +98,7 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
         None => {
             kafka::create_topics(&eos, "").map_err(|e| e.to_string())?;
             kafka::create_topics(&dedup, "").map_err(|e| e.to_string())?;
+            kafka::create_topics(&lean, "").map_err(|e| e.to_string())?;
             let mut one = dedup.clone();
             one.kafka.application_id = PASSTHROUGH_TOPIC.into();
             kafka::create_topics(&one, "").map_err(|e| e.to_string())?;
@@ -121,8 +130,15 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
         runs.push(("exactly_once", eos));
     }
     runs.push(("deduplicated", dedup));
+    runs.push(("no analytics", lean));
+    let mut rates = BTreeMap::new();
     for (name, config) in runs {
+        let guarantee = match config.kafka.guarantee {
+            Guarantee::ExactlyOnce => "exactly_once",
+            Guarantee::Deduplicated => "deduplicated",
+        };
         let (rate, metrics) = engine(config, records)?;
+        rates.insert(name, rate);
         let _ = writeln!(
             report,
             "{name:<14} {rate:>10.0} records/s  ratio to passthrough {:.3}, to in-process {:.2}",
@@ -137,8 +153,16 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
             metrics.processing_seconds.get_sample_sum(),
             metrics
                 .commit_seconds
-                .with_label_values(&[name])
+                .with_label_values(&[guarantee])
                 .get_sample_sum(),
+        );
+    }
+    if let (Some(with), Some(without)) = (rates.get("deduplicated"), rates.get("no analytics")) {
+        let _ = writeln!(
+            report,
+            "{:<14} deduplicated with / without cc.analytics: {:.2}",
+            "analytics",
+            with / without.max(f64::MIN_POSITIVE)
         );
     }
     let _ =
