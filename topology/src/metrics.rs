@@ -77,30 +77,40 @@ pub struct Metrics {
     pub ready: Arc<AtomicBool>,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+/// Register a metric just made (`made` fails only on a bad name or labels: a bug here).
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    name: &str,
+    made: prometheus::Result<C>,
+) -> C {
+    let c = made.unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
     let _ = r.register(Box::new(c.clone()));
     c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(r, name, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-    let _ = r.register(Box::new(g.clone()));
-    g
+    register(r, name, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+/// A gauge vector of fractional values (seconds).
+fn float_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
+    register(
+        r,
+        name,
+        prometheus::GaugeVec::new(Opts::new(name, help), labels),
+    )
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-    let _ = r.register(Box::new(c.clone()));
-    c
+    register(r, name, IntCounter::new(name, help))
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-    let _ = r.register(Box::new(g.clone()));
-    g
+    register(r, name, IntGauge::new(name, help))
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -116,37 +126,43 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let processing_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "switchboard_processing_seconds",
-                "Time to process one batch of input records through the processors",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .unwrap_or_else(|e| unreachable!("metric: {e}"));
-        let _ = r.register(Box::new(processing_seconds.clone()));
-        let commit_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "switchboard_commit_seconds",
-                "Time to make a batch durable (outputs, changelog, offsets), by guarantee",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["guarantee"],
-        )
-        .unwrap_or_else(|e| unreachable!("metric: {e}"));
-        let _ = r.register(Box::new(commit_seconds.clone()));
-        let action_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "switchboard_action_seconds",
-                "Time from a Call API request's first attempt to its outcome, retries included",
-            )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                300.0,
-            ]),
-        )
-        .unwrap_or_else(|e| unreachable!("metric: {e}"));
-        let _ = r.register(Box::new(action_seconds.clone()));
+        let processing_seconds = register(
+            &r,
+            "switchboard_processing_seconds",
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchboard_processing_seconds",
+                    "Time to process one batch of input records through the processors",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            ),
+        );
+        let commit_seconds = register(
+            &r,
+            "switchboard_commit_seconds",
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "switchboard_commit_seconds",
+                    "Time to make a batch durable (outputs, changelog, offsets), by guarantee",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["guarantee"],
+            ),
+        );
+        let action_seconds = register(
+            &r,
+            "switchboard_action_seconds",
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchboard_action_seconds",
+                    "Time from a Call API request's first attempt to its outcome, retries included",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    60.0, 300.0,
+                ]),
+            ),
+        );
         Metrics {
             records_in: counter_vec(
                 &r,
@@ -300,18 +316,12 @@ impl Metrics {
                 "Conversations waiting unassigned in a queue (queue depth)",
                 &["tenant", "queue"],
             ),
-            queue_longest_wait: {
-                let g = prometheus::GaugeVec::new(
-                    Opts::new(
-                        "switchboard_queue_longest_wait_seconds",
-                        "How long the longest-waiting conversation of a queue has waited, in stream time",
-                    ),
-                    &["tenant", "queue"],
-                )
-                .unwrap_or_else(|e| unreachable!("metric: {e}"));
-                let _ = r.register(Box::new(g.clone()));
-                g
-            },
+            queue_longest_wait: float_gauge_vec(
+                &r,
+                "switchboard_queue_longest_wait_seconds",
+                "How long the longest-waiting conversation of a queue has waited, in stream time",
+                &["tenant", "queue"],
+            ),
             agents: gauge_vec(
                 &r,
                 "switchboard_agents",
@@ -337,16 +347,13 @@ impl Metrics {
                 &["queue", "label"],
             ),
             queue_duration_sum: {
-                let c = prometheus::CounterVec::new(
-                    Opts::new(
-                        "switchboard_queue_duration_seconds_total",
-                        "Sum of time to assign, first response and handling times, by queue (from cc.analytics)",
-                    ),
-                    &["queue", "measure"],
+                let name = "switchboard_queue_duration_seconds_total";
+                let help = "Sum of time to assign, first response and handling times, by queue (from cc.analytics)";
+                register(
+                    &r,
+                    name,
+                    prometheus::CounterVec::new(Opts::new(name, help), &["queue", "measure"]),
                 )
-                .unwrap_or_else(|e| unreachable!("metric: {e}"));
-                let _ = r.register(Box::new(c.clone()));
-                c
             },
             queue_duration_count: counter_vec(
                 &r,
@@ -354,18 +361,12 @@ impl Metrics {
                 "Count of time to assign, first response and handling times, by queue (from cc.analytics)",
                 &["queue", "measure"],
             ),
-            queue_duration_quantile: {
-                let g = prometheus::GaugeVec::new(
-                    Opts::new(
-                        "switchboard_queue_duration_quantile_seconds",
-                        "p50 and p90 of the latest analytics window with durations, by queue and measure",
-                    ),
-                    &["queue", "measure", "quantile"],
-                )
-                .unwrap_or_else(|e| unreachable!("metric: {e}"));
-                let _ = r.register(Box::new(g.clone()));
-                g
-            },
+            queue_duration_quantile: float_gauge_vec(
+                &r,
+                "switchboard_queue_duration_quantile_seconds",
+                "p50 and p90 of the latest analytics window with durations, by queue and measure",
+                &["queue", "measure", "quantile"],
+            ),
             queue_labels: Arc::default(),
             ready_gauge: gauge(
                 &r,
