@@ -105,8 +105,15 @@ impl Directory {
 
     fn follow(&self, reader: BaseConsumer) {
         while !self.0.stop.load(Ordering::Relaxed) {
-            let Some(Ok(msg)) = reader.poll(Duration::from_millis(200)) else {
-                continue;
+            let msg = match reader.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => {
+                    // A missing topic or an unreachable broker: say so, and do not spin.
+                    tracing::debug!(error = %e, "instance directory: cannot read the claims");
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
             };
             let Some(Ok(instance)) = msg.key().map(std::str::from_utf8) else {
                 continue;
@@ -150,10 +157,10 @@ impl Directory {
             .key(self.0.me.as_str())
             .payload(&value)
             .partition(0);
+        // Sent in the background: a rebalance never waits on the broker for this.
         if let Err((e, _)) = producer.send(record) {
             tracing::warn!(error = %e, "instance directory: cannot announce this instance's partitions");
         }
-        let _ = producer.flush(Duration::from_secs(5));
     }
 
     /// The URL of the instance that holds `partition`, if some instance claims it.
@@ -188,6 +195,11 @@ impl Directory {
     /// Withdraw this instance's claim and stop following the topic.
     pub fn close(&self) {
         self.announce(&[]);
+        if let Ok(guard) = self.0.producer.lock() {
+            if let Some((producer, _)) = guard.as_ref() {
+                let _ = producer.flush(Duration::from_secs(5));
+            }
+        }
         self.0.stop.store(true, Ordering::Relaxed);
     }
 }
