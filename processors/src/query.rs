@@ -234,14 +234,7 @@ fn queue_summaries(state: &State, tenant: &str) -> Vec<Value> {
         .map(|id| {
             let name = config.queue(id).map(|q| q.name.clone());
             let (count, since) = waiting.get(id).copied().unwrap_or((0, i64::MAX));
-            let mut groups = serde_json::Map::new();
-            for (g, label) in GROUPS {
-                let n = agents
-                    .iter()
-                    .filter(|a| a.group == g && a.in_queue(id))
-                    .count();
-                groups.insert(label.to_string(), json!(n));
-            }
+            let groups = by_group(agents.iter().copied().filter(|a| a.in_queue(id)));
             let longest = (count > 0).then(|| now.saturating_sub(since).max(0));
             json!({
                 "queue": id,
@@ -253,6 +246,22 @@ fn queue_summaries(state: &State, tenant: &str) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// How many of `agents` are in each status group, by group label.
+fn by_group<'a>(agents: impl Iterator<Item = &'a crate::state::Agent>) -> Value {
+    let mut counts = [0u64; 4];
+    for a in agents {
+        if let Some(i) = GROUPS.iter().position(|(g, _)| *g == a.group) {
+            counts[i] += 1;
+        }
+    }
+    let groups: serde_json::Map<String, Value> = GROUPS
+        .iter()
+        .zip(counts)
+        .map(|((_, label), n)| (label.to_string(), json!(n)))
+        .collect();
+    Value::Object(groups)
 }
 
 /// Every agent of the tenant: id, status, group, enabled, and workload.
@@ -351,13 +360,7 @@ pub fn wallboard(state: &State, tenant: &str) -> Value {
             "csat": ratio(happy, not_happy),
         });
     }
-    let mut groups = serde_json::Map::new();
-    for (g, label) in GROUPS {
-        let n = agents_of(state, tenant)
-            .filter(|a| a.enabled && a.group == g)
-            .count();
-        groups.insert(label.to_string(), json!(n));
-    }
+    let groups = by_group(agents_of(state, tenant).filter(|a| a.enabled));
     let open = state
         .conversations
         .rows_of(tenant)

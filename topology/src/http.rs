@@ -20,7 +20,7 @@ use axum::extract::{Path, Query as Params, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use futures_util::stream::Stream;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -189,13 +189,31 @@ fn routes(shared: Shared) -> Router {
         .route("/healthz", get(|| async { text(StatusCode::OK, "ok\n") }))
         .route("/readyz", get(readyz))
         .route("/tenants", get(tenants))
-        .route("/tenants/{tenant}/queues", get(queues))
-        .route("/tenants/{tenant}/queues/{queue}", get(queue))
-        .route("/tenants/{tenant}/agents", get(agents))
-        .route("/tenants/{tenant}/agents/{agent}", get(agent))
-        .route("/tenants/{tenant}/conversations/{id}", get(conversation))
+        .route(
+            "/tenants/{tenant}/queues",
+            tenant_query(|tenant| Query::Queues { tenant }),
+        )
+        .route(
+            "/tenants/{tenant}/queues/{queue}",
+            item_query(|tenant, queue| Query::Queue { tenant, queue }),
+        )
+        .route(
+            "/tenants/{tenant}/agents",
+            tenant_query(|tenant| Query::Agents { tenant }),
+        )
+        .route(
+            "/tenants/{tenant}/agents/{agent}",
+            item_query(|tenant, agent| Query::Agent { tenant, agent }),
+        )
+        .route(
+            "/tenants/{tenant}/conversations/{id}",
+            item_query(|tenant, reference| Query::Conversation { tenant, reference }),
+        )
         .route("/tenants/{tenant}/waiting", get(waiting))
-        .route("/tenants/{tenant}/wallboard", get(wallboard))
+        .route(
+            "/tenants/{tenant}/wallboard",
+            tenant_query(|tenant| Query::Wallboard { tenant }),
+        )
         .route("/tenants/{tenant}/wallboard/events", get(wallboard_events))
         .fallback(|| async {
             json_reply(Reply::error(
@@ -491,50 +509,24 @@ async fn tenants(State(s): State<Shared>, headers: HeaderMap) -> Response {
     json_reply(reply)
 }
 
-async fn queues(
-    State(s): State<Shared>,
-    Path(tenant): Path<String>,
-    uri: Uri,
-    h: HeaderMap,
-) -> Response {
-    s.respond(Query::Queues { tenant }, &uri, &h).await
+/// GET of a query about one tenant: `make` builds it from the path's tenant.
+fn tenant_query(make: fn(String) -> Query) -> MethodRouter<Shared> {
+    get(
+        move |State(s): State<Shared>, Path(tenant): Path<String>, uri: Uri, h: HeaderMap| async move {
+            s.respond(make(tenant), &uri, &h).await
+        },
+    )
 }
 
-async fn queue(
-    State(s): State<Shared>,
-    Path((tenant, queue)): Path<(String, String)>,
-    uri: Uri,
-    h: HeaderMap,
-) -> Response {
-    s.respond(Query::Queue { tenant, queue }, &uri, &h).await
-}
-
-async fn agents(
-    State(s): State<Shared>,
-    Path(tenant): Path<String>,
-    uri: Uri,
-    h: HeaderMap,
-) -> Response {
-    s.respond(Query::Agents { tenant }, &uri, &h).await
-}
-
-async fn agent(
-    State(s): State<Shared>,
-    Path((tenant, agent)): Path<(String, String)>,
-    uri: Uri,
-    h: HeaderMap,
-) -> Response {
-    s.respond(Query::Agent { tenant, agent }, &uri, &h).await
-}
-
-async fn conversation(
-    State(s): State<Shared>,
-    Path((tenant, reference)): Path<(String, String)>,
-    uri: Uri,
-    h: HeaderMap,
-) -> Response {
-    s.respond(Query::Conversation { tenant, reference }, &uri, &h)
-        .await
+/// GET of a query about one thing of a tenant: `make` builds it from the path's tenant and
+/// the thing's id (a queue, an agent, a conversation).
+fn item_query(make: fn(String, String) -> Query) -> MethodRouter<Shared> {
+    get(
+        move |State(s): State<Shared>,
+              Path((tenant, id)): Path<(String, String)>,
+              uri: Uri,
+              h: HeaderMap| async move { s.respond(make(tenant, id), &uri, &h).await },
+    )
 }
 
 /// The paging parameters of `/tenants/{tenant}/waiting`.
@@ -574,15 +566,6 @@ async fn waiting(
         page,
     };
     s.respond(query, &uri, &h).await
-}
-
-async fn wallboard(
-    State(s): State<Shared>,
-    Path(tenant): Path<String>,
-    uri: Uri,
-    h: HeaderMap,
-) -> Response {
-    s.respond(Query::Wallboard { tenant }, &uri, &h).await
 }
 
 /// The wallboard's figures every [`WALLBOARD_EVERY`] as server-sent events (`wallboard`
