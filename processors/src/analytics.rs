@@ -7,7 +7,9 @@
 //! The processor reads what the other processors emit. Each figure belongs to the window of
 //! the moment it happened (the record's event time, or a timer's due time). A window is
 //! emitted once, by a timer at its end plus the grace period ([`Settings`]), one record per
-//! queue and agent that had anything, then forgotten. A figure for a window already emitted
+//! queue and agent that had anything, then forgotten. Each queue and agent has one state row
+//! holding its open windows (usually one; two while the last one's grace period runs), so a
+//! figure is one lookup without allocating, and the row lives as long as the queue or agent. A figure for a window already emitted
 //! (a late record) is emitted at once as a *correction* record, never dropped. The
 //! accumulators are state rows like any other, so a restart or a replay emits exactly the
 //! same records.
@@ -18,7 +20,11 @@
 //!
 //! [`Settings`]: crate::engine::Settings
 
+use std::sync::Arc;
+
+use hashbrown::Equivalent;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use switchboard_schemas::*;
 
 use crate::engine::Ctx;
@@ -44,8 +50,8 @@ pub struct Durations {
     sum: i64,
     max: i64,
     /// (bucket, values in it), by bucket. Bucket 0 holds values under 1 ms; bucket k ≥ 1 the
-    /// values in (γ^(k−1), γ^k].
-    buckets: Vec<(u16, u32)>,
+    /// values in (γ^(k−1), γ^k]. A few inline: most windows hold a few durations.
+    buckets: SmallVec<[(u16, u32); 4]>,
 }
 
 impl Durations {
@@ -102,9 +108,7 @@ impl Durations {
     }
 }
 
-/// One queue's or agent's counts in one window, as they accumulate: a small fixed row,
-/// cheap to journal on every change. The durations have rows of their own ([`Durations`],
-/// keyed by [`DurationKey`]), changed only when a duration is added.
+/// One queue's or agent's counts in one window, as they accumulate.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
 pub struct Figures {
     offered: u64,
@@ -127,8 +131,69 @@ pub enum Measure {
     Handling,
 }
 
-/// A distribution's row key: its window's key and which distribution.
-pub type DurationKey = (WindowKey, Measure);
+/// One queue's or agent's window not yet emitted: its start, counts and distributions (by
+/// [`Measure`]).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct OpenWindow {
+    pub start: i64,
+    pub figures: Figures,
+    pub durations: [Durations; 3],
+}
+
+/// A queue's or agent's open windows, by start: one, or two while the older one's grace
+/// period runs (more only when the grace period is longer than a window).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct OpenWindows {
+    pub windows: SmallVec<[OpenWindow; 2]>,
+}
+
+impl OpenWindows {
+    /// The window starting at `start`, made when missing; and whether it was.
+    fn at(&mut self, start: i64) -> (&mut OpenWindow, bool) {
+        match self.windows.binary_search_by_key(&start, |w| w.start) {
+            Ok(i) => (&mut self.windows[i], false),
+            Err(i) => {
+                let window = OpenWindow {
+                    start,
+                    ..OpenWindow::default()
+                };
+                self.windows.insert(i, window);
+                (&mut self.windows[i], true)
+            }
+        }
+    }
+}
+
+/// The open window of `(dimension, id)` starting at `start`, made when missing (the row is
+/// marked changed): how a store in the former layout, a row per window, is loaded.
+pub(crate) fn adopt<'a>(
+    state: &'a mut crate::state::State,
+    tenant: &str,
+    dimension: AnalyticsDimension,
+    id: &str,
+    start: i64,
+) -> &'a mut OpenWindow {
+    let row = state.analytics.get_or_insert_with(
+        tenant,
+        (dimension, Arc::from(id)),
+        OpenWindows::default,
+    );
+    row.at(start).0
+}
+
+/// Whose figures a row holds: a queue's or an agent's (by id).
+pub type Subject = (AnalyticsDimension, Arc<str>);
+
+/// A [`Subject`] as looked up: borrowed, so finding a row allocates nothing. It hashes as the
+/// tuple does (field by field, the id as a `str`).
+#[derive(Hash, Clone, Copy)]
+struct SubjectRef<'a>(AnalyticsDimension, &'a str);
+
+impl Equivalent<Subject> for SubjectRef<'_> {
+    fn equivalent(&self, k: &Subject) -> bool {
+        self.0 == k.0 && self.1 == &*k.1
+    }
+}
 
 /// What the analytics remember of a conversation: when it was first assigned, and whether
 /// an agent has answered it.
@@ -167,19 +232,16 @@ impl QueueHour {
 /// A conversation a supervisor should look at: an SLA breach or a negative message.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Notable {
-    pub conversation: String,
-    pub queue: String,
+    pub conversation: Arc<str>,
+    pub queue: Arc<str>,
     /// The breached metric (`first_response`, `next_reply`, `resolution`) or `negative`.
-    pub what: String,
+    pub what: Arc<str>,
     pub at: i64,
 }
 
 /// The keys of a tenant's two lists in [`crate::state::State::notable`].
 pub const BREACHES: &str = "breaches";
 pub const NEGATIVE: &str = "negative";
-
-/// A window's key: (window start, dimension, queue or agent id).
-pub type WindowKey = (i64, AnalyticsDimension, String);
 
 fn metric_name(m: SlaMetric) -> &'static str {
     match m {
@@ -232,78 +294,59 @@ fn schedule_window(cx: &mut Ctx, start: i64, due: i64) {
         .schedule(due, format!("{tenant}/analytics/{start}"), timer);
 }
 
-fn no_durations() -> [Durations; 3] {
-    [
-        Durations::default(),
-        Durations::default(),
-        Durations::default(),
-    ]
+/// Add to the counts of `(dimension, key)` in the window of `cx.now`.
+fn add(cx: &mut Ctx, dimension: AnalyticsDimension, key: &str, f: impl FnOnce(&mut Figures)) {
+    add_to(cx, dimension, key, |w| f(&mut w.figures));
 }
 
-/// Add to the counts of `(dimension, key)` in the window of `cx.now`: to its row, or, when
-/// that window was already emitted, in a correction record at once.
-fn add(cx: &mut Ctx, dimension: AnalyticsDimension, key: &str, f: impl FnOnce(&mut Figures)) {
+/// Add to the figures of `(dimension, key)` in the window of `cx.now`: to its open window,
+/// or, when that window was already emitted, in a correction record at once.
+fn add_to(cx: &mut Ctx, dimension: AnalyticsDimension, key: &str, f: impl FnOnce(&mut OpenWindow)) {
     if key.is_empty() {
         return;
     }
     let (start, due, late) = window_of(cx);
-    let k: WindowKey = (start, dimension, key.to_string());
     if late {
-        let mut figures = Figures::default();
-        f(&mut figures);
-        remember_hour(cx, &k, &figures);
-        emit(cx, &k, &figures, &no_durations(), true);
+        let mut window = OpenWindow {
+            start,
+            ..OpenWindow::default()
+        };
+        f(&mut window);
+        remember_hour(cx, dimension, key, &window);
+        emit(cx, dimension, key, &window, true);
         return;
     }
     let tenant = cx.tenant;
-    match cx.state.windows.get_mut(tenant, &k) {
-        Some(figures) => f(figures),
-        None => {
-            let mut figures = Figures::default();
-            f(&mut figures);
-            cx.state.windows.insert(tenant, k, figures);
-            // Most new rows belong to a window already scheduled: the state remembers the
-            // latest one per tenant (a cache; a miss schedules again, which changes nothing).
-            if cx.state.scheduled_windows.get(tenant) != Some(&start) {
-                schedule_window(cx, start, due);
-                cx.state.scheduled_windows.insert(tenant.to_string(), start);
-            }
-        }
+    let subject = SubjectRef(dimension, key);
+    let row = match cx.state.analytics.get_mut(tenant, &subject) {
+        Some(row) => row,
+        None => cx.state.analytics.get_or_insert_with(
+            tenant,
+            (dimension, Arc::from(key)),
+            OpenWindows::default,
+        ),
+    };
+    let (window, new) = row.at(start);
+    f(window);
+    // Most new windows belong to a window start already scheduled: the state remembers the
+    // latest one per tenant (a cache; a miss schedules again, which changes nothing).
+    if new && cx.state.scheduled_windows.get(tenant) != Some(&start) {
+        schedule_window(cx, start, due);
+        cx.state.scheduled_windows.insert(tenant.to_string(), start);
     }
 }
 
-/// Add a duration to `measure` of `(dimension, key)` in the window of `cx.now` (the window's
-/// counts row is made too, so the window is emitted).
+/// Add a duration to `measure` of `(dimension, key)` in the window of `cx.now`.
 fn add_duration(cx: &mut Ctx, dimension: AnalyticsDimension, key: &str, measure: Measure, ms: i64) {
-    if key.is_empty() {
-        return;
-    }
-    let (start, _, late) = window_of(cx);
-    let k: WindowKey = (start, dimension, key.to_string());
-    if late {
-        let mut d = no_durations();
-        d[measure as usize].add(ms);
-        emit(cx, &k, &Figures::default(), &d, true);
-        return;
-    }
-    let tenant = cx.tenant;
-    if !cx.state.windows.contains(tenant, &k) {
-        add(cx, dimension, key, |_| {});
-    }
-    let dk: DurationKey = (k, measure);
-    match cx.state.window_durations.get_mut(tenant, &dk) {
-        Some(d) => d.add(ms),
-        None => {
-            let mut d = Durations::default();
-            d.add(ms);
-            cx.state.window_durations.insert(tenant, dk, d);
-        }
-    }
+    add_to(cx, dimension, key, |w| {
+        w.durations[measure as usize].add(ms)
+    });
 }
 
-fn emit(cx: &mut Ctx, key: &WindowKey, f: &Figures, d: &[Durations; 3], correction: bool) {
+fn emit(cx: &mut Ctx, dimension: AnalyticsDimension, key: &str, w: &OpenWindow, correction: bool) {
     let window = cx.settings.analytics_window_ms;
     let id = cx.next_id();
+    let (f, d) = (&w.figures, &w.durations);
     let n = |v: u64| v as i64;
     let sla = |i: usize| SlaCounts {
         first_response: n(f.sla[0][i]),
@@ -313,10 +356,10 @@ fn emit(cx: &mut Ctx, key: &WindowKey, f: &Figures, d: &[Durations; 3], correcti
     cx.emit(Output::Analytics(AnalyticsWindow {
         id,
         tenant: cx.tenant.to_string(),
-        dimension: key.1,
-        key: key.2.clone(),
-        window_start: key.0,
-        window_end: key.0.saturating_add(window),
+        dimension,
+        key: key.to_string(),
+        window_start: w.start,
+        window_end: w.start.saturating_add(window),
         correction,
         offered: n(f.offered),
         assigned: n(f.assigned),
@@ -335,48 +378,47 @@ fn emit(cx: &mut Ctx, key: &WindowKey, f: &Figures, d: &[Durations; 3], correcti
     }));
 }
 
-/// The window starting at `start` is over: emit each of its figures (queues, then agents,
-/// by id) and forget them.
+/// The window starting at `start` is over: emit each queue's and agent's figures in it
+/// (queues, then agents, by id) and forget them. A row whose windows are all emitted goes.
 fn close_window(cx: &mut Ctx, start: i64) {
     let tenant = cx.tenant;
-    let keys: Vec<WindowKey> = cx
+    let subjects: Vec<Subject> = cx
         .state
-        .windows
+        .analytics
         .rows_of(tenant)
         .into_iter()
-        .filter(|(k, _)| k.0 == start)
+        .filter(|(_, row)| row.windows.iter().any(|w| w.start == start))
         .map(|(k, _)| k.clone())
         .collect();
-    for key in keys {
-        let Some(figures) = cx.state.windows.remove(tenant, &key) else {
+    for (dimension, key) in subjects {
+        let Some(row) = cx
+            .state
+            .analytics
+            .get_mut(tenant, &SubjectRef(dimension, &key))
+        else {
             continue;
         };
-        let mut d = no_durations();
-        for (i, measure) in [
-            Measure::TimeToAssign,
-            Measure::FirstResponse,
-            Measure::Handling,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let dk: DurationKey = (key.clone(), measure);
-            if let Some(durations) = cx.state.window_durations.remove(tenant, &dk) {
-                d[i] = durations;
-            }
+        let Ok(i) = row.windows.binary_search_by_key(&start, |w| w.start) else {
+            continue;
+        };
+        let window = row.windows.remove(i);
+        if row.windows.is_empty() {
+            cx.state
+                .analytics
+                .remove(tenant, &SubjectRef(dimension, &key));
         }
-        remember_hour(cx, &key, &figures);
-        emit(cx, &key, &figures, &d, false);
+        remember_hour(cx, dimension, &key, &window);
+        emit(cx, dimension, &key, &window, false);
     }
 }
 
 /// Fold a queue window's SLA and CSAT counts into the queue's last hour, dropping windows
 /// that started more than an hour before stream time.
-fn remember_hour(cx: &mut Ctx, key: &WindowKey, f: &Figures) {
-    let (start, dimension, queue) = key;
+fn remember_hour(cx: &mut Ctx, dimension: AnalyticsDimension, queue: &str, w: &OpenWindow) {
+    let (start, f) = (&w.start, &w.figures);
     let sla = |i: usize| f.sla.iter().map(|m| m[i]).sum::<u64>();
     let add = [sla(0), sla(1), f.csat[0], f.csat[1]];
-    if *dimension != AnalyticsDimension::Queue || add.iter().all(|n| *n == 0) {
+    if dimension != AnalyticsDimension::Queue || add.iter().all(|n| *n == 0) {
         return;
     }
     let since = cx.state.stream_time().saturating_sub(HOUR_MS);
@@ -384,10 +426,14 @@ fn remember_hour(cx: &mut Ctx, key: &WindowKey, f: &Figures) {
         return;
     }
     let tenant = cx.tenant;
-    let hour = cx
-        .state
-        .queue_hours
-        .get_or_insert_with(tenant, queue.clone(), QueueHour::default);
+    let hour = match cx.state.queue_hours.get_mut(tenant, queue) {
+        Some(hour) => hour,
+        None => {
+            cx.state
+                .queue_hours
+                .get_or_insert_with(tenant, queue.to_string(), QueueHour::default)
+        }
+    };
     hour.windows
         .retain(|(s, _)| s.saturating_add(cx.settings.analytics_window_ms) > since);
     let at = match hour.windows.binary_search_by_key(start, |w| w.0) {
@@ -405,17 +451,25 @@ fn remember_hour(cx: &mut Ctx, key: &WindowKey, f: &Figures) {
 /// Put a conversation at the head of one of the tenant's notable lists (once: an entry for
 /// the same conversation and reason moves up), keeping [`NOTABLE_KEPT`].
 fn remember_notable(cx: &mut Ctx, list: &str, conversation: &str, queue: String, what: &str) {
+    let tenant = cx.tenant;
+    // The conversation's id as the state holds it (shared, not copied).
+    let conversation = match cx.state.conversations.key_of(tenant, conversation) {
+        Some(id) => Arc::clone(id),
+        None => Arc::from(conversation),
+    };
     let entry = Notable {
-        conversation: conversation.to_string(),
-        queue,
-        what: what.to_string(),
+        conversation,
+        queue: Arc::from(queue),
+        what: Arc::from(what),
         at: cx.now,
     };
-    let tenant = cx.tenant;
-    let rows = cx
-        .state
-        .notable
-        .get_or_insert_with(tenant, list.to_string(), Vec::new);
+    let rows = match cx.state.notable.get_mut(tenant, list) {
+        Some(rows) => rows,
+        None => cx
+            .state
+            .notable
+            .get_or_insert_with(tenant, list.to_string(), Vec::new),
+    };
     rows.retain(|n| !(n.conversation == entry.conversation && n.what == entry.what));
     rows.insert(0, entry);
     rows.truncate(NOTABLE_KEPT);

@@ -397,11 +397,9 @@ pub struct State {
     /// (tenant, conversation id) → the conversation's form fields (name → value), set by
     /// `SetFormField` commands.
     pub forms: TenantTable<ConvId, BTreeMap<String, String>>,
-    /// (tenant, (window start, dimension, queue or agent)) → the analytics figures of a window
-    /// not yet emitted ([`crate::analytics`]).
-    pub windows: TenantTable<crate::analytics::WindowKey, crate::analytics::Figures>,
-    /// (tenant, (window key, measure)) → a duration distribution of a window not yet emitted.
-    pub window_durations: TenantTable<crate::analytics::DurationKey, crate::analytics::Durations>,
+    /// (tenant, (dimension, queue or agent)) → its analytics windows not yet emitted
+    /// ([`crate::analytics`]).
+    pub analytics: TenantTable<crate::analytics::Subject, crate::analytics::OpenWindows>,
     /// (tenant, conversation id) → what the analytics remember of it (first assignment, first
     /// reply), until it is Closed.
     pub conv_facts: TenantTable<ConvId, crate::analytics::ConversationFacts>,
@@ -464,8 +462,20 @@ const T_WAIT: u8 = b'w';
 const T_REPLY_TO: u8 = b'p';
 const T_FORM: u8 = b'e';
 const T_FLOW: u8 = b'f';
-const T_WINDOW: u8 = b'j';
+/// The analytics' open windows, one row per queue and agent.
+const T_ANALYTICS: u8 = b'W';
 const T_CONV_FACTS: u8 = b'u';
+/// The keys of the analytics' former rows: (tenant, (window start, dimension, id)), and that
+/// with the distribution.
+type LegacyWindowKey = (String, (i64, AnalyticsDimension, String));
+type LegacyDurationKey = (
+    String,
+    ((i64, AnalyticsDimension, String), crate::analytics::Measure),
+);
+
+/// The analytics' former layout (until 2026-12-01): a row per window, and one per window and
+/// distribution. Adopted into [`T_ANALYTICS`] rows on load, then deleted.
+const T_WINDOW: u8 = b'j';
 const T_WINDOW_DURATIONS: u8 = b'g';
 const T_QUEUE_HOUR: u8 = b'H';
 const T_NOTABLE: u8 = b'N';
@@ -619,6 +629,23 @@ impl State {
                 }
                 // The timer index is derived from the timers now.
                 Some(T_TIMER_INDEX) => state.legacy_rows.push(k.clone()),
+                Some(T_WINDOW) => {
+                    let (tenant, (start, dimension, id)): LegacyWindowKey = parse(&k, &k[1..])?;
+                    let figures: crate::analytics::Figures = parse_row(&k, &v)?;
+                    let window =
+                        crate::analytics::adopt(&mut state, &tenant, dimension, &id, start);
+                    window.figures = figures;
+                    state.legacy_rows.push(k.clone());
+                }
+                Some(T_WINDOW_DURATIONS) => {
+                    let (tenant, ((start, dimension, id), measure)): LegacyDurationKey =
+                        parse(&k, &k[1..])?;
+                    let durations: crate::analytics::Durations = parse_row(&k, &v)?;
+                    let window =
+                        crate::analytics::adopt(&mut state, &tenant, dimension, &id, start);
+                    window.durations[measure as usize] = durations;
+                    state.legacy_rows.push(k.clone());
+                }
                 tag => {
                     let mut tables = state.tables();
                     let Some((_, table)) = tables.iter_mut().find(|(t, _)| Some(*t) == tag) else {
@@ -673,6 +700,16 @@ impl State {
                 let id: String = parse_row(key, value)?;
                 Ok(serde_json::json!({ "key": k, "value": id }))
             }
+            Some(T_WINDOW) => {
+                let k: LegacyWindowKey = parse(key, &key[1..])?;
+                let row: crate::analytics::Figures = parse_row(key, value)?;
+                Ok(serde_json::json!({ "key": k, "value": row }))
+            }
+            Some(T_WINDOW_DURATIONS) => {
+                let k: LegacyDurationKey = parse(key, &key[1..])?;
+                let row: crate::analytics::Durations = parse_row(key, value)?;
+                Ok(serde_json::json!({ "key": k, "value": row }))
+            }
             tag => {
                 let mut scratch = State::default();
                 let tables = scratch.tables();
@@ -687,7 +724,7 @@ impl State {
 
     /// Every table with its tag in the store: the one list that loading, flushing and the
     /// record journal go by.
-    fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 24] {
+    fn tables(&mut self) -> [(u8, &mut dyn StoredTable); 23] {
         [
             (T_TENANT, &mut self.tenants),
             (T_CONV, &mut self.conversations),
@@ -701,9 +738,8 @@ impl State {
             (T_REPLY_TO, &mut self.reply_to),
             (T_FORM, &mut self.forms),
             (T_FLOW, &mut self.flows),
-            (T_WINDOW, &mut self.windows),
+            (T_ANALYTICS, &mut self.analytics),
             (T_CONV_FACTS, &mut self.conv_facts),
-            (T_WINDOW_DURATIONS, &mut self.window_durations),
             (T_QUEUE_HOUR, &mut self.queue_hours),
             (T_NOTABLE, &mut self.notable),
             (T_MOOD, &mut self.moods),
@@ -1144,6 +1180,82 @@ mod tests {
         assert!(batch.contains(&(old_index.clone(), None)), "{batch:?}");
         assert!(!engine.store().map.contains_key(&old_index));
         assert!(!engine.store().map.keys().any(|k| k[0] == T_TIMER_INDEX));
+    }
+
+    /// Stores written before the analytics kept one row per queue and agent hold a row per
+    /// window and one per window and distribution: they load into the new rows, the window is
+    /// emitted with their figures when it is due, and the next flush deletes them.
+    #[test]
+    fn analytics_rows_of_former_stores_are_adopted() {
+        use crate::analytics::{Durations, Figures, Measure};
+        let start = 1_772_445_600_000;
+        let settings = Settings::default();
+        let mut state = State::new(settings.dedup_retention_ms);
+        let timer = Timer {
+            tenant: "acme".into(),
+            kind: TimerKind::Wake {
+                purpose: "analytics".into(),
+                subject: start.to_string().into(),
+            },
+        };
+        let due = start + settings.analytics_window_ms + settings.analytics_grace_ms;
+        state.schedule(due, format!("acme/analytics/{start}"), timer);
+        let mut store = MemStore::default();
+        store
+            .write(&state.take_changes().expect("encode"))
+            .expect("write");
+        let figures: Figures = serde_json::from_value(serde_json::json!({
+            "offered": 2, "assigned": 1, "abandoned": 0, "solved": 0,
+            "sla": [[1, 0], [0, 0], [0, 0]], "csat": [0, 0], "sentiment": [0, 0, 0],
+        }))
+        .expect("figures");
+        let mut waited = Durations::default();
+        waited.add(15_000);
+        let window = (start, AnalyticsDimension::Queue, "billing");
+        let old = [
+            (
+                key_bytes(T_WINDOW, &("acme", window)).expect("key"),
+                encode_row(Rows::Binary, &figures).expect("row"),
+            ),
+            (
+                key_bytes(
+                    T_WINDOW_DURATIONS,
+                    &("acme", (window, Measure::TimeToAssign)),
+                )
+                .expect("key"),
+                encode_row(Rows::Binary, &waited).expect("row"),
+            ),
+        ];
+        store.map.extend(old.iter().cloned());
+
+        let mut engine = Engine::open(store, settings).expect("reopen");
+        let step = engine.process(due, &Input::Tick(Tick::default()));
+        let emitted: Vec<&AnalyticsWindow> = step
+            .outputs
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Analytics(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+        let [w] = emitted[..] else {
+            panic!("one window: {emitted:?}")
+        };
+        assert_eq!(
+            (w.key.as_str(), w.window_start, w.offered, w.assigned),
+            ("billing", start, 2, 1)
+        );
+        assert_eq!((w.sla_met.first_response, w.time_to_assign.count), (1, 1));
+        assert_eq!(w.time_to_assign.sum_ms, 15_000);
+        let batch = engine.flush().expect("flush");
+        for (key, _) in &old {
+            assert!(batch.contains(&(key.clone(), None)), "{batch:?}");
+        }
+        assert!(!engine
+            .store()
+            .map
+            .keys()
+            .any(|k| [T_WINDOW, T_WINDOW_DURATIONS, T_ANALYTICS].contains(&k[0])));
     }
 
     /// Stores written before binary rows hold JSON rows: they load, and the engine goes on

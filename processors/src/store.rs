@@ -4,6 +4,7 @@
 //! change through to a [`Store`]: an in-memory map in tests and `simulate`, RocksDB (with a
 //! changelog topic) in the runtime. Opening an engine on a store restores the state exactly.
 
+use hashbrown::Equivalent;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
@@ -466,8 +467,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> Default for TenantTable<I, V> {
 impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
     fn slot<Q>(&self, tenant: &str, id: &Q) -> Option<&Slot<V>>
     where
-        I: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<I> + ?Sized,
     {
         self.tenants.get(tenant)?.get(id)
     }
@@ -525,16 +525,14 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
 
     pub fn get<Q>(&self, tenant: &str, id: &Q) -> Option<&V>
     where
-        I: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<I> + ?Sized,
     {
         self.slot(tenant, id)?.value.as_deref()
     }
 
     pub fn contains<Q>(&self, tenant: &str, id: &Q) -> bool
     where
-        I: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<I> + ?Sized,
     {
         self.get(tenant, id).is_some()
     }
@@ -542,8 +540,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
     /// The key a row is stored under (a shared id can be handed on from it).
     pub fn key_of<Q>(&self, tenant: &str, id: &Q) -> Option<&I>
     where
-        I: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<I> + ?Sized,
     {
         let (k, slot) = self.tenants.get(tenant)?.get_key_value(id)?;
         slot.value.as_ref().map(|_| k)
@@ -552,8 +549,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
     /// The slot of an existing row, marked changed; and the count of rows with a value.
     fn existing_for_change<Q>(&mut self, tenant: &str, id: &Q) -> Option<(&mut Slot<V>, &mut usize)>
     where
-        I: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<I> + ?Sized,
     {
         let (tenant, rows) = self.tenants.get_key_value_mut(tenant)?;
         let (key, slot) = rows.get_key_value_mut(id)?;
@@ -565,8 +561,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
     /// The row, to change in place (marked changed).
     pub fn get_mut<Q>(&mut self, tenant: &str, id: &Q) -> Option<&mut V>
     where
-        I: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<I> + ?Sized,
     {
         let (slot, _) = self.existing_for_change(tenant, id)?;
         slot.value.as_deref_mut()
@@ -610,8 +605,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
 
     pub fn remove<Q>(&mut self, tenant: &str, id: &Q) -> Option<V>
     where
-        I: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<I> + ?Sized,
     {
         let (slot, len) = self.existing_for_change(tenant, id)?;
         *len -= 1;
