@@ -144,7 +144,7 @@ pub struct OpenWindow {
 /// period runs (more only when the grace period is longer than a window).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct OpenWindows {
-    pub windows: SmallVec<[OpenWindow; 2]>,
+    pub windows: SmallVec<[OpenWindow; 1]>,
 }
 
 impl OpenWindows {
@@ -450,18 +450,12 @@ fn remember_hour(cx: &mut Ctx, dimension: AnalyticsDimension, queue: &str, w: &O
 
 /// Put a conversation at the head of one of the tenant's notable lists (once: an entry for
 /// the same conversation and reason moves up), keeping [`NOTABLE_KEPT`].
-fn remember_notable(cx: &mut Ctx, list: &str, conversation: &str, queue: String, what: &str) {
+fn remember_notable(cx: &mut Ctx, list: &str, conversation: &str, queue: Arc<str>, what: &str) {
     let tenant = cx.tenant;
     // The conversation's id as the state holds it (shared, not copied).
     let conversation = match cx.state.conversations.key_of(tenant, conversation) {
         Some(id) => Arc::clone(id),
         None => Arc::from(conversation),
-    };
-    let entry = Notable {
-        conversation,
-        queue: Arc::from(queue),
-        what: Arc::from(what),
-        at: cx.now,
     };
     let rows = match cx.state.notable.get_mut(tenant, list) {
         Some(rows) => rows,
@@ -470,13 +464,32 @@ fn remember_notable(cx: &mut Ctx, list: &str, conversation: &str, queue: String,
             .notable
             .get_or_insert_with(tenant, list.to_string(), Vec::new),
     };
+    // The reason as an entry already holds it, shared.
+    let what = match rows.iter().find(|n| &*n.what == what) {
+        Some(n) => Arc::clone(&n.what),
+        None => Arc::from(what),
+    };
+    let entry = Notable {
+        conversation,
+        queue,
+        what,
+        at: cx.now,
+    };
     rows.retain(|n| !(n.conversation == entry.conversation && n.what == entry.what));
     rows.insert(0, entry);
     rows.truncate(NOTABLE_KEPT);
 }
 
-/// The conversation's queue and assignee, and what the analytics remember of it.
-fn conversation(cx: &Ctx, conv: &str) -> Option<(String, Option<String>, i64, ConversationFacts)> {
+/// What the analytics need of a conversation: its queue and assignee (shared ids), when it
+/// was created, and what they remember of it.
+struct Seen {
+    queue: Arc<str>,
+    assignee: Option<Arc<str>>,
+    created: i64,
+    facts: ConversationFacts,
+}
+
+fn conversation(cx: &Ctx, conv: &str) -> Option<Seen> {
     let c = cx.state.conversation(cx.tenant, conv)?;
     let facts = cx
         .state
@@ -484,12 +497,12 @@ fn conversation(cx: &Ctx, conv: &str) -> Option<(String, Option<String>, i64, Co
         .get(cx.tenant, conv)
         .copied()
         .unwrap_or_default();
-    Some((
-        c.queue_id.clone().unwrap_or_default(),
-        c.assignee.clone(),
-        c.created_at,
+    Some(Seen {
+        queue: c.queue_id.clone().unwrap_or_else(|| Arc::from("")),
+        assignee: c.assignee.clone(),
+        created: c.created_at,
         facts,
-    ))
+    })
 }
 
 fn set_facts(cx: &mut Ctx, conv: &str, facts: ConversationFacts) {
@@ -523,7 +536,13 @@ fn on_conversation_event(cx: &mut Ctx, conv: &str, event: &ConversationEventKind
             f.offered += 1
         }),
         E::AgentReplied(r) if !r.automated => {
-            let Some((queue, assignee, created, mut facts)) = conversation(cx, conv) else {
+            let Some(Seen {
+                queue,
+                assignee,
+                created,
+                mut facts,
+            }) = conversation(cx, conv)
+            else {
                 return;
             };
             if facts.responded {
@@ -532,11 +551,17 @@ fn on_conversation_event(cx: &mut Ctx, conv: &str, event: &ConversationEventKind
             facts.responded = true;
             set_facts(cx, conv, facts);
             let took = cx.now - created;
-            let agent = r.by.clone().or(assignee);
-            add_durations(cx, &queue, agent.as_deref(), Measure::FirstResponse, took);
+            let agent = r.by.as_deref().or(assignee.as_deref());
+            add_durations(cx, &queue, agent, Measure::FirstResponse, took);
         }
         E::StatusChanged(s) if s.to == Status::Solved => {
-            let Some((queue, assignee, _, facts)) = conversation(cx, conv) else {
+            let Some(Seen {
+                queue,
+                assignee,
+                facts,
+                ..
+            }) = conversation(cx, conv)
+            else {
                 return;
             };
             add_both(cx, &queue, assignee.as_deref(), |f| f.solved += 1);
@@ -546,7 +571,10 @@ fn on_conversation_event(cx: &mut Ctx, conv: &str, event: &ConversationEventKind
             }
         }
         E::StatusChanged(s) if s.to == Status::Closed => {
-            let Some((queue, assignee, _, _)) = conversation(cx, conv) else {
+            let Some(Seen {
+                queue, assignee, ..
+            }) = conversation(cx, conv)
+            else {
                 return;
             };
             let waiting = matches!(s.from, Status::Open | Status::Waiting)
@@ -578,7 +606,13 @@ impl Processor for Analytics {
                 event: AssignmentEventKind::Assigned(a),
                 ..
             }) if *tenant == cx.tenant => {
-                let Some((queue, _, created, mut facts)) = conversation(cx, conversation_id) else {
+                let Some(Seen {
+                    queue,
+                    created,
+                    mut facts,
+                    ..
+                }) = conversation(cx, conversation_id)
+                else {
                     return;
                 };
                 let first = facts.assigned_at.is_none();
@@ -598,7 +632,10 @@ impl Processor for Analytics {
                     SlaEventKind::SlaBreached(b) => (b.metric, 1),
                     _ => return,
                 };
-                let Some((queue, assignee, _, _)) = conversation(cx, &e.conversation_id) else {
+                let Some(Seen {
+                    queue, assignee, ..
+                }) = conversation(cx, &e.conversation_id)
+                else {
                     return;
                 };
                 add_both(cx, &queue, assignee.as_deref(), |f| {
@@ -630,7 +667,7 @@ impl Processor for Analytics {
                     SentimentLabel::Neutral => 1,
                     SentimentLabel::Negative => 2,
                 };
-                let Some((queue, _, _, _)) = conversation(cx, conversation_id) else {
+                let Some(Seen { queue, .. }) = conversation(cx, conversation_id) else {
                     return;
                 };
                 add(cx, AnalyticsDimension::Queue, &queue, |f| {

@@ -716,7 +716,7 @@ fn assign(cx: &mut Ctx, conv_id: &str, agent_id: &str, method: AssignMethod, sco
     let tenant = cx.tenant;
     let now = cx.now;
     if let Some(conv) = cx.state.conversation_mut(tenant, conv_id) {
-        conv.assignee = Some(agent_id.to_string());
+        conv.assignee = Some(agent_id.into());
         conv.previous_assignees.insert(agent_id.to_string());
     }
     if let Some(a) = cx.state.agents.get_mut(tenant, agent_id) {
@@ -742,7 +742,8 @@ fn unassign(cx: &mut Ctx, conv_id: &str, reason: &str) -> Option<String> {
         .state
         .conversation_mut(tenant, conv_id)?
         .assignee
-        .take()?;
+        .take()?
+        .to_string();
     emit_assignment(
         cx,
         conv_id,
@@ -1119,7 +1120,7 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
                 (Some(a), _) if a.group == StatusGroup::Unavailable => {
                     reject(cx, "agent_unavailable")
                 }
-                (Some(_), Some(holder)) if *holder == agent_id => {}
+                (Some(_), Some(holder)) if **holder == *agent_id => {}
                 (Some(_), Some(_)) if only_if_unassigned => reject(cx, "already_assigned"),
                 (Some(_), holder) => {
                     let previous = holder

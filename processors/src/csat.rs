@@ -234,8 +234,8 @@ pub fn send_survey(cx: &mut Ctx, conv_id: &str) {
         expires_at,
         score: None,
         awaiting_comment: false,
-        queue_id: conv.queue_id.clone(),
-        agent_id: conv.assignee.clone(),
+        queue_id: conv.queue_id.as_deref().map(str::to_string),
+        agent_id: conv.assignee.as_deref().map(str::to_string),
         customer_keys: keys,
     };
     let key = cx.state.conversation_key(tenant, conv_id);

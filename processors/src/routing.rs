@@ -69,7 +69,7 @@ fn on_opened(cx: &mut Ctx, conversation_id: &str) {
         route(&config, message, &conv.tags)
     };
     if let Some(conv) = cx.state.conversation_mut(tenant, conversation_id) {
-        conv.queue_id = Some(queue_id.clone());
+        conv.queue_id = Some(queue_id.as_str().into());
         conv.priority = priority;
     }
     cx.conversation_event(
@@ -119,12 +119,13 @@ fn change_queue(cx: &mut Ctx, conversation_id: &str, queue_id: &str) -> Result<(
     }
     let from = conv
         .queue_id
-        .clone()
-        .unwrap_or_else(|| DEFAULT_QUEUE.to_string());
+        .as_deref()
+        .unwrap_or(DEFAULT_QUEUE)
+        .to_string();
     if from == queue_id {
         return Ok(());
     }
-    conv.queue_id = Some(queue_id.to_string());
+    conv.queue_id = Some(queue_id.into());
     cx.conversation_event(
         conversation_id,
         ConversationEventKind::QueueChanged(QueueChanged {

@@ -23,8 +23,8 @@ pub struct Conversation {
     pub short_id: i64,
     pub status: Status,
     pub priority: Priority,
-    pub queue_id: Option<String>,
-    pub assignee: Option<String>,
+    pub queue_id: Option<Arc<str>>,
+    pub assignee: Option<Arc<str>>,
     /// Channel of the customer's last inbound message.
     pub channel: Channel,
     /// The customer's address that opened the conversation.
