@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use crate::limits::Path;
 use crate::Topic;
 
+mod typed;
+
 /// Why a record could not be encoded or decoded. The message names the field path.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CodecError {
@@ -116,6 +118,34 @@ impl TopicSchema {
         out.extend_from_slice(&self.fingerprint.to_le_bytes());
         self.write(json, &self.schema, &None, &Path::Root, &mut out)?;
         Ok(out)
+    }
+
+    /// Encode a record as Avro single-object bytes straight from its type (no JSON mirror):
+    /// the same bytes as [`TopicSchema::encode`] of its mirror, which it falls back to for
+    /// what the typed path does not take (and which names the field of any error).
+    pub fn encode_value<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> Result<Vec<u8>, CodecError> {
+        if let Some(bytes) = self.encode_typed(value) {
+            return Ok(bytes);
+        }
+        let json = serde_json::to_value(value).map_err(|e| CodecError::Json(e.to_string()))?;
+        self.encode(&json)
+    }
+
+    /// [`TopicSchema::encode_value`]'s typed path alone: none where it falls back.
+    pub fn encode_typed<T: serde::Serialize + ?Sized>(&self, value: &T) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(&[0xC3, 0x01]);
+        out.extend_from_slice(&self.fingerprint.to_le_bytes());
+        let typed = typed::Typed {
+            ts: self,
+            schema: &self.schema,
+            ns: &None,
+            out: &mut out,
+        };
+        value.serialize(typed).ok().map(|()| out)
     }
 
     /// Decode Avro single-object bytes to the JSON mirror.
@@ -610,8 +640,7 @@ impl Codec {
         topic: Topic,
         record: &T,
     ) -> Result<Vec<u8>, CodecError> {
-        let json = serde_json::to_value(record).map_err(|e| CodecError::Json(e.to_string()))?;
-        self.schema(topic).encode(&json)
+        self.schema(topic).encode_value(record)
     }
 
     pub fn decode<T: serde::de::DeserializeOwned>(

@@ -306,9 +306,9 @@ impl Output {
         })
     }
 
-    /// Encode as Avro single-object bytes with the topic's schema.
+    /// Encode as Avro single-object bytes with the topic's schema, straight from the record.
     pub fn encode(&self, codec: &Codec) -> Result<Vec<u8>, CodecError> {
-        codec.schema(self.topic()).encode(&self.to_json())
+        codec.schema(self.topic()).encode_value(&self.value())
     }
 }
 
