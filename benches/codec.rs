@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 use switchboard::workload;
-use switchboard_processors::simulation::{self, SourceRecord};
+use switchboard_processors::simulation;
 use switchboard_processors::Settings;
 use switchboard_schemas::*;
 
@@ -41,19 +41,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let sources: Vec<SourceRecord> = workload::contact_center(20, messages)
-        .into_iter()
-        .map(|r| SourceRecord {
-            topic: r.topic,
-            key: r.key,
-            ts: r.ts,
-            partition: r.partition.map(|p| p as u32),
-            line: None,
-            offset: None,
-            raw: Vec::new(),
-            decoded: Input::from_json(r.topic, r.value),
-        })
-        .collect();
+    let sources = workload::contact_center_sources(20, messages);
     let outputs: Vec<Output> = match simulation::run(sources, 4, &Settings::default()) {
         Ok(out) => out.into_iter().map(|e| e.output).collect(),
         Err(e) => {

@@ -261,19 +261,7 @@ fn passthrough(config: &Config, records: u64) -> Result<f64, String> {
 /// processor, state flushed at the end), decoded beforehand: what the runtime's engine
 /// thread would do with no Kafka at all. The median of three runs.
 fn in_process(opts: &BenchOptions) -> Result<f64, String> {
-    let sources: Vec<SourceRecord> = workload::contact_center(opts.tenants, opts.messages)
-        .into_iter()
-        .map(|r| SourceRecord {
-            topic: r.topic,
-            key: r.key,
-            ts: r.ts,
-            partition: r.partition.map(|p| p as u32),
-            line: None,
-            offset: None,
-            raw: Vec::new(),
-            decoded: Input::from_json(r.topic, r.value),
-        })
-        .collect();
+    let sources: Vec<SourceRecord> = workload::contact_center_sources(opts.tenants, opts.messages);
     let mut rates = Vec::new();
     for _ in 0..3 {
         let records = sources.clone();

@@ -18,6 +18,26 @@ pub struct Record {
     pub value: serde_json::Value,
 }
 
+/// [`contact_center`]'s records decoded, as the in-process engine takes them.
+pub fn contact_center_sources(
+    tenants: usize,
+    messages: usize,
+) -> Vec<switchboard_processors::simulation::SourceRecord> {
+    contact_center(tenants, messages)
+        .into_iter()
+        .map(|r| switchboard_processors::simulation::SourceRecord {
+            topic: r.topic,
+            key: r.key,
+            ts: r.ts,
+            partition: r.partition.map(|p| p as u32),
+            line: None,
+            offset: None,
+            raw: Vec::new(),
+            decoded: switchboard_schemas::Input::from_json(r.topic, r.value),
+        })
+        .collect()
+}
+
 /// `messages` customer messages spread over `tenants` tenants, with the config and agents
 /// before them, commands after every fifth message and ticks after every twentieth.
 pub fn contact_center(tenants: usize, messages: usize) -> Vec<Record> {
