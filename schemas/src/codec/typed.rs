@@ -90,8 +90,12 @@ impl<'a, 's> Typed<'a, 's> {
     /// The branch of a union of named types that `variant` names: (index, schema).
     fn branch(&self, u: &'s UnionSchema, variant: &str) -> Result<(usize, &'s Schema), Mismatch> {
         for (i, s) in u.variants().iter().enumerate() {
-            let resolved = self.ts.resolve(s, self.ns).map_err(|_| Mismatch)?;
-            if let Some(name) = super::schema_name(resolved) {
+            // A reference names its type itself: no need to look it up to compare.
+            let name = match s {
+                Schema::Ref { name } => Some(name),
+                other => super::schema_name(other),
+            };
+            if let Some(name) = name {
                 if name.name == variant || name.fullname(None) == variant {
                     return Ok((i, s));
                 }
