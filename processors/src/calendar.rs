@@ -4,6 +4,8 @@
 
 use chrono::{Datelike, NaiveDate, TimeZone, Timelike, Weekday};
 use chrono_tz::Tz;
+use smallvec::SmallVec;
+use std::sync::{Arc, Mutex};
 use switchboard_schemas::WorkingHours;
 
 /// A working-hours period parsed for fast questions.
@@ -18,7 +20,20 @@ pub struct Calendar {
     /// span covers the year, so a span of many years costs O(1) per year (plus two partial
     /// years walked day by day).
     years: std::sync::Arc<[std::sync::OnceLock<i64>]>,
+    /// The open stretches of recently asked local dates ([`Calendar::day_segments`]), a
+    /// direct-mapped cache by day number: SLA clocks ask about the same few days over and
+    /// over, and each answer costs several time-zone lookups.
+    days: Arc<Mutex<DayCache>>,
 }
+
+/// The day cache's slots: (local date, its open stretches).
+type DayCache = [Option<(NaiveDate, Segments)>; DAY_SLOTS];
+
+/// A local date's open stretches as UTC ms, half-open, in order: a few at most.
+pub type Segments = SmallVec<[(i64, i64); 4]>;
+
+/// Slots of the day cache (about two months of distinct days).
+const DAY_SLOTS: usize = 64;
 
 /// The years whose business time is kept: the accepted event times (1970 to 2200, see
 /// `switchboard_schemas::limits`).
@@ -109,6 +124,7 @@ impl Calendar {
             years: (FIRST_YEAR..=LAST_YEAR)
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
+            days: Arc::new(Mutex::new(std::array::from_fn(|_| None))),
         })
     }
 
@@ -204,13 +220,31 @@ impl Calendar {
 
     /// The open stretches of local date `date` as UTC ms, half-open, in order: every instant
     /// whose local date is `date` and whose local time falls in one of the day's intervals.
-    pub fn day_segments(&self, date: NaiveDate) -> Vec<(i64, i64)> {
+    pub fn day_segments(&self, date: NaiveDate) -> Segments {
+        let slot = date.num_days_from_ce().rem_euclid(DAY_SLOTS as i32) as usize;
+        // A poisoned lock only means a panic elsewhere mid-update of a pure cache: the
+        // answer is computed afresh, and the cache is bypassed.
+        if let Ok(days) = self.days.lock() {
+            if let Some((d, segments)) = &days[slot] {
+                if *d == date {
+                    return segments.clone();
+                }
+            }
+        }
+        let segments = self.compute_day_segments(date);
+        if let Ok(mut days) = self.days.lock() {
+            days[slot] = Some((date, segments.clone()));
+        }
+        segments
+    }
+
+    fn compute_day_segments(&self, date: NaiveDate) -> Segments {
         let intervals = &self.week[weekday_index(date.weekday())];
         if intervals.is_empty() || self.is_holiday(date) {
-            return Vec::new();
+            return Segments::new();
         }
         let Some(midnight) = date.and_hms_opt(0, 0, 0) else {
-            return Vec::new();
+            return Segments::new();
         };
         // Local midnight read as if it were UTC; local = utc + offset.
         let naive0 = midnight.and_utc().timestamp_millis();
@@ -231,7 +265,7 @@ impl Calendar {
             }
         }
         out.sort_unstable();
-        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(out.len());
+        let mut merged = Segments::new();
         for (a, b) in out {
             match merged.last_mut() {
                 Some(last) if a <= last.1 => last.1 = last.1.max(b),
