@@ -108,11 +108,11 @@ impl<'a, 's> Typed<'a, 's> {
 impl<'a, 's> ser::Serializer for Typed<'a, 's> {
     type Ok = ();
     type Error = Mismatch;
-    type SerializeSeq = Items<'a, 's>;
+    type SerializeSeq = Block<'a, 's>;
     type SerializeTuple = Impossible<(), Mismatch>;
     type SerializeTupleStruct = Impossible<(), Mismatch>;
     type SerializeTupleVariant = Impossible<(), Mismatch>;
-    type SerializeMap = Entries<'a, 's>;
+    type SerializeMap = Block<'a, 's>;
     type SerializeStruct = Fields<'a, 's>;
     type SerializeStructVariant = Impossible<(), Mismatch>;
 
@@ -246,14 +246,14 @@ impl<'a, 's> ser::Serializer for Typed<'a, 's> {
         let ns = self.ns;
         v.serialize(self.with(branch, ns))
     }
-    fn serialize_seq(mut self, len: Option<usize>) -> Result<Items<'a, 's>, Mismatch> {
+    fn serialize_seq(mut self, len: Option<usize>) -> Result<Block<'a, 's>, Mismatch> {
         let (Schema::Array(a), Some(len)) = (self.present()?, len) else {
             return Err(Mismatch);
         };
         if len > 0 {
             write_long(len as i64, self.out);
         }
-        Ok(Items {
+        Ok(Block {
             ts: self.ts,
             schema: &a.items,
             ns: self.ns,
@@ -280,14 +280,14 @@ impl<'a, 's> ser::Serializer for Typed<'a, 's> {
     ) -> Result<Self::SerializeTupleVariant, Mismatch> {
         Err(Mismatch)
     }
-    fn serialize_map(mut self, len: Option<usize>) -> Result<Entries<'a, 's>, Mismatch> {
+    fn serialize_map(mut self, len: Option<usize>) -> Result<Block<'a, 's>, Mismatch> {
         let (Schema::Map(m), Some(len)) = (self.present()?, len) else {
             return Err(Mismatch);
         };
         if len > 0 {
             write_long(len as i64, self.out);
         }
-        Ok(Entries {
+        Ok(Block {
             ts: self.ts,
             schema: &m.types,
             ns: self.ns,
@@ -324,8 +324,9 @@ impl<'a, 's> ser::Serializer for Typed<'a, 's> {
     }
 }
 
-/// An array's items, each with the item schema (the namespace is the enclosing one).
-pub struct Items<'a, 's> {
+/// An array's items or a map's entries (keys as strings), each value with the item or
+/// value schema (the namespace is the enclosing one), ended by Avro's empty block.
+pub struct Block<'a, 's> {
     ts: &'s TopicSchema,
     schema: &'s Schema,
     ns: &'s Namespace,
@@ -333,57 +334,55 @@ pub struct Items<'a, 's> {
     left: usize,
 }
 
-impl ser::SerializeSeq for Items<'_, '_> {
+impl Block<'_, '_> {
+    fn value<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), Mismatch> {
+        v.serialize(Typed {
+            ts: self.ts,
+            schema: self.schema,
+            ns: self.ns,
+            out: self.out,
+        })
+    }
+
+    /// Count one more item against the announced length.
+    fn count(&mut self) -> Result<(), Mismatch> {
+        self.left = self.left.checked_sub(1).ok_or(Mismatch)?;
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), Mismatch> {
+        if self.left != 0 {
+            return Err(Mismatch);
+        }
+        self.out.push(0);
+        Ok(())
+    }
+}
+
+impl ser::SerializeSeq for Block<'_, '_> {
     type Ok = ();
     type Error = Mismatch;
     fn serialize_element<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), Mismatch> {
-        self.left = self.left.checked_sub(1).ok_or(Mismatch)?;
-        v.serialize(Typed {
-            ts: self.ts,
-            schema: self.schema,
-            ns: self.ns,
-            out: self.out,
-        })
+        self.count()?;
+        self.value(v)
     }
     fn end(self) -> Result<(), Mismatch> {
-        if self.left != 0 {
-            return Err(Mismatch);
-        }
-        self.out.push(0);
-        Ok(())
+        Block::end(self)
     }
 }
 
-/// A map's entries: each key as a string, each value with the value schema.
-pub struct Entries<'a, 's> {
-    ts: &'s TopicSchema,
-    schema: &'s Schema,
-    ns: &'s Namespace,
-    out: &'a mut Vec<u8>,
-    left: usize,
-}
-
-impl ser::SerializeMap for Entries<'_, '_> {
+impl ser::SerializeMap for Block<'_, '_> {
     type Ok = ();
     type Error = Mismatch;
     fn serialize_key<T: ?Sized + Serialize>(&mut self, k: &T) -> Result<(), Mismatch> {
-        self.left = self.left.checked_sub(1).ok_or(Mismatch)?;
+        self.count()?;
         k.serialize(Key(self.out))
     }
     fn serialize_value<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), Mismatch> {
-        v.serialize(Typed {
-            ts: self.ts,
-            schema: self.schema,
-            ns: self.ns,
-            out: self.out,
-        })
+        self.value(v)
     }
     fn end(self) -> Result<(), Mismatch> {
-        if self.left != 0 {
-            return Err(Mismatch);
-        }
-        self.out.push(0);
-        Ok(())
+        Block::end(self)
     }
 }
 
