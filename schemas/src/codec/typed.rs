@@ -376,7 +376,16 @@ impl ser::SerializeMap for Block<'_, '_> {
     type Error = Mismatch;
     fn serialize_key<T: ?Sized + Serialize>(&mut self, k: &T) -> Result<(), Mismatch> {
         self.count()?;
-        k.serialize(Key(self.out))
+        // Map keys are strings (an id, a form field's name): taken through the JSON mirror,
+        // which is what the mirror path writes them from. Maps are rare in records, so the
+        // small value built per key costs little.
+        match serde_json::to_value(k) {
+            Ok(serde_json::Value::String(key)) => {
+                write_bytes(key.as_bytes(), self.out);
+                Ok(())
+            }
+            _ => Err(Mismatch),
+        }
     }
     fn serialize_value<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), Mismatch> {
         self.value(v)
@@ -438,141 +447,5 @@ impl ser::SerializeStruct for Fields<'_, '_> {
     }
     fn end(mut self) -> Result<(), Mismatch> {
         self.defaults_until(self.fields.len())
-    }
-}
-
-/// A map key: a string, written as Avro writes map keys.
-struct Key<'a>(&'a mut Vec<u8>);
-
-impl ser::Serializer for Key<'_> {
-    type Ok = ();
-    type Error = Mismatch;
-    type SerializeSeq = Impossible<(), Mismatch>;
-    type SerializeTuple = Impossible<(), Mismatch>;
-    type SerializeTupleStruct = Impossible<(), Mismatch>;
-    type SerializeTupleVariant = Impossible<(), Mismatch>;
-    type SerializeMap = Impossible<(), Mismatch>;
-    type SerializeStruct = Impossible<(), Mismatch>;
-    type SerializeStructVariant = Impossible<(), Mismatch>;
-
-    fn serialize_str(self, v: &str) -> Result<(), Mismatch> {
-        write_bytes(v.as_bytes(), self.0);
-        Ok(())
-    }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-    ) -> Result<(), Mismatch> {
-        self.serialize_str(variant)
-    }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), Mismatch> {
-        v.serialize(self)
-    }
-    fn serialize_bool(self, _: bool) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_i8(self, _: i8) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_i16(self, _: i16) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_i32(self, _: i32) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_i64(self, _: i64) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_u8(self, _: u8) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_u16(self, _: u16) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_u32(self, _: u32) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_u64(self, _: u64) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_f32(self, _: f32) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_f64(self, _: f64) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_char(self, _: char) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_none(self) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_unit(self) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStruct, Mismatch> {
-        Err(Mismatch)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Mismatch> {
-        Err(Mismatch)
     }
 }
