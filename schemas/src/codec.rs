@@ -16,17 +16,68 @@ use std::collections::HashMap;
 use crate::limits::Path;
 use crate::Topic;
 
+mod resolve;
 mod typed;
+
+/// How an Avro record's bytes name the schema it was written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framed<'a> {
+    /// Avro single-object encoding: `C3 01`, the writer schema's CRC-64-AVRO fingerprint
+    /// (little-endian), the datum.
+    SingleObject { fingerprint: u64, datum: &'a [u8] },
+    /// The Confluent wire format: a zero byte, the writer schema's registry id (big-endian
+    /// 32 bits), the datum.
+    Confluent { id: u32, datum: &'a [u8] },
+}
+
+impl<'a> Framed<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Framed<'a>, CodecError> {
+        match bytes {
+            [0xC3, 0x01, fp @ ..] if fp.len() >= 8 => {
+                let mut le = [0u8; 8];
+                le.copy_from_slice(&fp[..8]);
+                Ok(Framed::SingleObject {
+                    fingerprint: u64::from_le_bytes(le),
+                    datum: &fp[8..],
+                })
+            }
+            [0x00, a, b, c, d, datum @ ..] => Ok(Framed::Confluent {
+                id: u32::from_be_bytes([*a, *b, *c, *d]),
+                datum,
+            }),
+            [0xC3, 0x01, ..] => Err(CodecError::NotSingleObject),
+            _ => Err(CodecError::UnknownFraming),
+        }
+    }
+}
+
+/// Re-frame single-object bytes (as [`TopicSchema::encode`] writes them) in the Confluent
+/// wire format with registry id `id`.
+pub fn confluent_frame(id: u32, single_object: &[u8]) -> Vec<u8> {
+    let datum = single_object.get(10..).unwrap_or_default();
+    let mut out = Vec::with_capacity(5 + datum.len());
+    out.push(0);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(datum);
+    out
+}
 
 /// Why a record could not be encoded or decoded. The message names the field path.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CodecError {
     #[error("{path}: {message}")]
     Field { path: String, message: String },
-    #[error("not an Avro single-object record (expected the C3 01 marker)")]
+    #[error("an Avro single-object record shorter than its 10-byte header")]
     NotSingleObject,
     #[error("unknown schema fingerprint {0:016x} for this topic")]
     UnknownSchema(u64),
+    #[error("Confluent wire format (schema id {0}) needs schema_registry.url to be set")]
+    NeedsRegistry(u32),
+    #[error(
+        "neither Avro single-object encoding (C3 01 + fingerprint) nor the Confluent wire \
+         format (00 + schema id)"
+    )]
+    UnknownFraming,
     #[error("malformed Avro data: {0}")]
     Malformed(String),
     #[error("{0}")]
@@ -148,31 +199,26 @@ impl TopicSchema {
         value.serialize(typed).ok().map(|()| out)
     }
 
-    /// Decode Avro single-object bytes to the JSON mirror.
+    /// Decode Avro single-object bytes to the JSON mirror: written with this schema or one
+    /// of the topic's earlier ones (resolved to this one, [`TopicSchema::read_datum`]).
     pub fn decode(&self, bytes: &[u8]) -> Result<Json, CodecError> {
-        if bytes.len() < 10 || bytes[0] != 0xC3 || bytes[1] != 0x01 {
-            return Err(CodecError::NotSingleObject);
+        match Framed::parse(bytes)? {
+            Framed::SingleObject { fingerprint, datum } => {
+                let writer = self
+                    .known_writer(fingerprint)
+                    .ok_or(CodecError::UnknownSchema(fingerprint))?;
+                self.read_datum(writer, datum)
+            }
+            Framed::Confluent { id, .. } => Err(CodecError::NeedsRegistry(id)),
         }
-        let mut fp = [0u8; 8];
-        fp.copy_from_slice(&bytes[2..10]);
-        let fp = u64::from_le_bytes(fp);
-        let writer = if fp == self.fingerprint {
-            self
-        } else {
-            self.previous
-                .iter()
-                .find(|p| p.fingerprint == fp)
-                .ok_or(CodecError::UnknownSchema(fp))?
-        };
-        let mut rest = &bytes[10..];
-        let json = writer.read(&writer.schema, &None, 0, &mut rest)?;
-        if !rest.is_empty() {
-            return Err(CodecError::Malformed(format!(
-                "{} trailing bytes after the record",
-                rest.len()
-            )));
+    }
+
+    /// This schema or the earlier one with `fingerprint`.
+    pub fn known_writer(&self, fingerprint: u64) -> Option<&TopicSchema> {
+        if fingerprint == self.fingerprint {
+            return Some(self);
         }
-        Ok(json)
+        self.previous.iter().find(|p| p.fingerprint == fingerprint)
     }
 
     /// Read one value of `schema` from Avro's binary encoding straight into the JSON mirror.

@@ -6,7 +6,7 @@ pub mod limits;
 pub mod records;
 pub mod strict;
 
-pub use codec::{Codec, CodecError, TopicSchema};
+pub use codec::{confluent_frame, Codec, CodecError, Framed, TopicSchema};
 pub use records::*;
 
 use serde::{Deserialize, Serialize};

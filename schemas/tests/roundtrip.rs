@@ -781,7 +781,15 @@ fn decoding_rejects_bad_bytes_with_a_reason() {
     let inbound = codec.schema(Topic::Inbound);
     assert_eq!(
         inbound.decode(b"{\"id\":1}"),
+        Err(CodecError::UnknownFraming)
+    );
+    assert_eq!(
+        inbound.decode(&[0xC3, 0x01, 7]),
         Err(CodecError::NotSingleObject)
+    );
+    assert_eq!(
+        inbound.decode(&[0, 0, 0, 0, 42, 2]),
+        Err(CodecError::NeedsRegistry(42))
     );
     let tick = codec
         .encode(Topic::Ticks, &Tick::default())
