@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use switchboard::registry::Wire;
 use switchboard::runtime::decode_input;
 use switchboard_processors::partition::{partition_of, tenant_of_key};
 use switchboard_processors::simulation::{self, SourceRecord};
@@ -285,6 +286,7 @@ struct Setup {
     broker: Broker,
     dir: tempfile::TempDir,
     codec: Codec,
+    wire: Wire,
 }
 
 impl Setup {
@@ -298,6 +300,7 @@ impl Setup {
             broker,
             dir,
             codec: Codec::new().expect("codec"),
+            wire: Wire::builtin().expect("wire"),
         }
     }
 
@@ -390,12 +393,13 @@ impl Setup {
             producer.send(rec).map_err(|(e, _)| e).expect("send");
             producer.poll(Duration::ZERO);
             let decoded = decode_input(
-                &self.codec,
+                &self.wire,
                 r.topic,
                 Some(r.ts),
                 r.key.as_deref(),
                 Some(&bytes),
-            );
+            )
+            .map_err(|e| e.to_string());
             out.push(SourceRecord {
                 topic: r.topic,
                 key: r.key.clone(),
@@ -414,6 +418,9 @@ impl Setup {
     fn reader(&self) -> BaseConsumer {
         self.client()
             .set("group.id", "e2e-reader")
+            // An empty fetch returns at once: reading a topic partition by partition waits
+            // 500 ms (the default) per partition otherwise.
+            .set("fetch.wait.max.ms", "10")
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .create()
@@ -464,9 +471,8 @@ impl Setup {
                     let m = m.expect("consume");
                     pos = m.offset() + 1;
                     let json = self
-                        .codec
-                        .schema(*t)
-                        .decode(m.payload().expect("payload"))
+                        .wire
+                        .decode_json_blocking(*t, m.payload().expect("payload"))
                         .expect("decode output");
                     let output = Output::from_json(*t, json).expect("output record");
                     let header = |k: &str| {
@@ -1276,7 +1282,7 @@ fn r_time_5_ticker_writes_a_tick_to_every_partition() {
         while let Some(m) = consumer.poll(Duration::from_millis(1_000)) {
             let m = m.expect("consume");
             let input = decode_input(
-                &s.codec,
+                &s.wire,
                 Topic::Ticks,
                 m.timestamp().to_millis(),
                 None,
@@ -1866,4 +1872,379 @@ fn r_flow_4_action_executor_loses_no_request_across_sigkills() {
             && d.contains("Call API failed after 1 attempt(s): HTTP 400")),
         "{dead:?}"
     );
+}
+
+/// The test schema registry (`tests/python/schema_registry.py`: the REST subset Confluent's
+/// clients use), with basic auth, its state in a file so it can be stopped and started again.
+struct SchemaRegistry {
+    child: Option<Child>,
+    port: u16,
+    state: PathBuf,
+}
+
+const REGISTRY_USER: &str = "switchboard";
+const REGISTRY_PASSWORD: &str = "s3cret-registry-password";
+
+impl SchemaRegistry {
+    fn start(dir: &Path) -> SchemaRegistry {
+        let mut r = SchemaRegistry {
+            child: None,
+            port: free_port(),
+            state: dir.join("registry.json"),
+        };
+        r.resume();
+        r
+    }
+
+    fn resume(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/schema_registry.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .args(["--port", &self.port.to_string(), "--state"])
+            .arg(&self.state)
+            .args(["--user", REGISTRY_USER, "--password", REGISTRY_PASSWORD])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the test schema registry");
+        self.child = Some(child);
+        wait_for_port(self.port, "schema registry");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The `[schema_registry]` section of an engine config using this registry.
+    fn config(&self, framing: &str) -> String {
+        format!(
+            "\n[schema_registry]\nurl = \"{}\"\nusername = \"{REGISTRY_USER}\"\npassword = \"{REGISTRY_PASSWORD}\"\noutput_framing = \"{framing}\"\n",
+            self.url()
+        )
+    }
+}
+
+impl Drop for SchemaRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `tests/python/confluent_clients.py <args>` (Confluent's Python client, installed by
+/// `tests/python/deps.sh`), which must succeed: its standard output.
+fn confluent_clients(s: &Setup, registry: &SchemaRegistry, args: &[&str]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let deps = Command::new("bash")
+        .arg(root.join("tests/python/deps.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/python/deps.sh");
+    assert!(
+        deps.status.success(),
+        "tests/python/deps.sh could not install confluent-kafka"
+    );
+    let out = Command::new("python3")
+        .arg(root.join("tests/python/confluent_clients.py"))
+        .args(args)
+        .args(["--bootstrap", &s.broker.addr, "--registry", &registry.url()])
+        .args(["--user", REGISTRY_USER, "--password", REGISTRY_PASSWORD])
+        .env("PYTHONPATH", String::from_utf8_lossy(&deps.stdout).trim())
+        .output()
+        .expect("run confluent_clients.py");
+    assert!(
+        out.status.success(),
+        "confluent_clients.py {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Setup {
+    /// Write `records` with Confluent's Python producer, each with the writer schema and
+    /// framing `choose` gives it: (writer, framing, the value to write).
+    fn produce_with_confluent_client(
+        &self,
+        registry: &SchemaRegistry,
+        records: &[Rec],
+        choose: impl Fn(
+            usize,
+            &Rec,
+            &serde_json::Value,
+        ) -> (&'static str, &'static str, serde_json::Value),
+    ) {
+        let mut lines = String::new();
+        for (i, r) in records.iter().enumerate() {
+            let Value::Json(v) = &r.value else { continue };
+            let p = r.partition.unwrap_or_else(|| {
+                partition_of(
+                    tenant_of_key(r.key.as_deref().unwrap_or("")),
+                    PARTITIONS as u32,
+                ) as i32
+            });
+            let (writer, framing, value) = choose(i, r, v);
+            let line = serde_json::json!({
+                "topic": r.topic.name(), "partition": p, "key": r.key, "ts": r.ts,
+                "value": value, "writer": writer, "framing": framing,
+            });
+            lines.push_str(&format!("{line}\n"));
+        }
+        let file = self.dir.path().join("confluent-records.jsonl");
+        std::fs::write(&file, lines).expect("write the records");
+        confluent_clients(
+            self,
+            registry,
+            &["produce", "--input", file.to_str().expect("path")],
+        );
+    }
+
+    /// Every record of the input topics, read back and decoded as the engine decodes them
+    /// (with `self.wire`), in offset order per topic and partition.
+    fn read_inputs(&self) -> Vec<SourceRecord> {
+        let consumer = self.reader();
+        let mut out = Vec::new();
+        for t in Topic::INPUTS {
+            for p in 0..PARTITIONS {
+                let (low, high) = consumer
+                    .fetch_watermarks(t.name(), p, Duration::from_secs(10))
+                    .expect("watermarks");
+                if high <= low {
+                    continue;
+                }
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(t.name(), p, Offset::Offset(low))
+                    .expect("tpl");
+                consumer.assign(&tpl).expect("assign");
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut pos = low;
+                while pos < high {
+                    assert!(Instant::now() < deadline, "reading {t}/{p} stalled");
+                    let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+                        continue;
+                    };
+                    let m = m.expect("consume");
+                    pos = m.offset() + 1;
+                    let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+                    let ts = m.timestamp().to_millis().expect("timestamp");
+                    let bytes = m.payload().unwrap_or_default().to_vec();
+                    let decoded =
+                        decode_input(&self.wire, t, Some(ts), key.as_deref(), Some(&bytes))
+                            .map_err(|e| e.to_string());
+                    out.push(SourceRecord {
+                        topic: t,
+                        key,
+                        ts,
+                        partition: Some(p as u32),
+                        line: None,
+                        offset: Some(m.offset()),
+                        raw: bytes,
+                        decoded,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The quickstart's records that are records (its undecodable bytes left out).
+fn quickstart_records() -> Vec<Rec> {
+    quickstart()
+        .into_iter()
+        .filter(|r| matches!(r.value, Value::Json(_)))
+        .collect()
+}
+
+/// Issue 13 items 4 and 5, R-TOPIC (SPEC §11, encoding): with a schema registry configured,
+/// the engine reads what Confluent's own Python producer (confluent-kafka's AvroSerializer)
+/// writes, in the Confluent wire format and in single-object framing, with the topic's
+/// current schema, its previous one and the next one (a field added with a default, an enum
+/// symbol added): no record is dead-lettered for its schema, each decodes to the record that
+/// was written, and the outputs equal `simulate`'s. The outputs are written in the Confluent
+/// wire format with their schemas registered under `<topic>-value`, and Confluent's
+/// AvroDeserializer reads every one of them as the record the engine wrote.
+#[test]
+fn confluent_clients_and_the_engine_interoperate_through_a_schema_registry() {
+    let mut s = Setup::new();
+    let registry = SchemaRegistry::start(s.dir.path());
+    let config = s.config("registry", "e2e-registry", &registry.config("confluent"));
+    s.create_topics(&config);
+    s.wire = Wire::for_thread(&switchboard::config::Config::load(config.to_str()).expect("config"))
+        .expect("wire");
+    let records = quickstart_records();
+    s.produce_with_confluent_client(&registry, &records, |i, r, v| {
+        // The previous schema where the topic has one and the record fits it.
+        let previous = r.topic.previous_schema_texts().first().and_then(|text| {
+            let old = switchboard_schemas::TopicSchema::parse(text).expect("old schema");
+            let known: serde_json::Value = serde_json::from_str(text).expect("json");
+            let mut v = v.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.retain(|k, _| {
+                    known["fields"]
+                        .as_array()
+                        .expect("fields")
+                        .iter()
+                        .any(|f| f["name"] == *k)
+                });
+            }
+            old.encode(&v).ok().map(|_| v)
+        });
+        match (i % 5, previous) {
+            (0, _) => ("current", "confluent", v.clone()),
+            (1, _) => ("next", "confluent", v.clone()),
+            (2, _) => ("next", "single_object", v.clone()),
+            (3, Some(old)) => ("previous", "confluent", old),
+            _ => ("current", "single_object", v.clone()),
+        }
+    });
+    let sources = s.read_inputs();
+    assert_eq!(sources.len(), records.len(), "every record was written");
+    // Each record decodes, whatever its writer schema and framing, to what was written
+    // (fields the previous schema lacked take their defaults, which the samples hold).
+    for src in &sources {
+        let decoded = src.decoded.as_ref().unwrap_or_else(|e| {
+            panic!(
+                "{} record at offset {:?} not decoded: {e}",
+                src.topic, src.offset
+            )
+        });
+        let framing = src.raw[0];
+        assert!(framing == 0 || framing == 0xC3, "{framing}");
+        let written = records
+            .iter()
+            .filter(|r| r.topic == src.topic && r.ts == src.ts && r.key == src.key)
+            .any(|r| matches!(&r.value, Value::Json(v) if Input::from_json(r.topic, v.clone()).ok().as_ref() == Some(decoded)));
+        assert!(
+            written,
+            "{} record at offset {:?} decoded to something not written: {decoded:?}",
+            src.topic, src.offset
+        );
+    }
+    let confluent = sources.iter().filter(|r| r.raw[0] == 0).count();
+    assert!(
+        confluent > 5 && confluent < sources.len(),
+        "both framings: {confluent} of {}",
+        sources.len()
+    );
+
+    let want = expected(sources);
+    let log = s.log("registry");
+    let mut engine = Engine::start(&config, &log);
+    let n = s.wait_for("", total(&want), Duration::from_secs(90));
+    engine.terminate();
+    assert_count(
+        n,
+        total(&want),
+        "through the registry",
+        std::slice::from_ref(&log),
+    );
+    let got = s.outputs("");
+    assert_same(
+        &got,
+        &want,
+        "through the registry",
+        std::slice::from_ref(&log),
+    );
+
+    // Confluent's deserializer reads every output.
+    let topics: Vec<&str> = Topic::ALL
+        .iter()
+        .filter(|t| !t.is_input() && **t != Topic::ActionOutcomes)
+        .map(|t| t.name())
+        .collect();
+    let printed = confluent_clients(
+        &s,
+        &registry,
+        &[
+            "consume",
+            "--topics",
+            &topics.join(","),
+            "--partitions",
+            &PARTITIONS.to_string(),
+        ],
+    );
+    let mut read: Outputs = BTreeMap::new();
+    for line in printed.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let topic = Topic::from_name(r["topic"].as_str().expect("topic")).expect("a topic");
+        let output = Output::from_json(topic, r["value"].clone())
+            .unwrap_or_else(|e| panic!("{topic}: {e}: {}", r["value"]));
+        read.entry((
+            topic.name().to_string(),
+            r["partition"].as_i64().expect("p") as i32,
+        ))
+        .or_default()
+        .push((
+            r["key"].as_str().map(str::to_string),
+            r["ts"].as_i64().expect("ts"),
+            output.to_json().to_string(),
+        ));
+    }
+    assert_same(&read, &want, "read by Confluent's AvroDeserializer", &[log]);
+}
+
+/// Issue 13 item 4: a schema registry that cannot be reached holds the records that need it
+/// (a WARN names the registry; nothing is dead-lettered, nothing is written for them), and
+/// once it answers again they are processed as `simulate` processes them.
+#[test]
+fn a_schema_registry_outage_holds_records_and_dead_letters_none() {
+    let mut s = Setup::new();
+    let mut registry = SchemaRegistry::start(s.dir.path());
+    // Outputs in single-object framing: the engine needs the registry only for its inputs.
+    let config = s.config("outage", "e2e-outage", &registry.config("single_object"));
+    s.create_topics(&config);
+    let records = quickstart_records();
+    // Every record with a writer schema the engine has never seen (ids it must fetch).
+    s.produce_with_confluent_client(&registry, &records, |_, _, v| {
+        ("next", "confluent", v.clone())
+    });
+    registry.stop();
+
+    let log = s.log("outage");
+    let mut engine = Engine::start(&config, &log);
+    let started = Instant::now();
+    let warned = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains("WARN")
+                    && l.contains("schema registry unavailable")
+                    && l.contains(&registry.url())
+            })
+    };
+    while !warned() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        warned(),
+        "no WARN naming the registry:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        s.count(""),
+        0,
+        "nothing is written (no dead letter) while the registry is away"
+    );
+
+    registry.resume();
+    s.wire = Wire::for_thread(&switchboard::config::Config::load(config.to_str()).expect("config"))
+        .expect("wire");
+    let want = expected(s.read_inputs());
+    let n = s.wait_for("", total(&want), Duration::from_secs(90));
+    engine.terminate();
+    assert_count(
+        n,
+        total(&want),
+        "after the outage",
+        std::slice::from_ref(&log),
+    );
+    assert_same(&s.outputs(""), &want, "after the outage", &[log]);
 }

@@ -497,3 +497,66 @@ fn kubernetes_variables_are_ignored_and_properties_and_secret_files_apply() {
         "{err}"
     );
 }
+
+/// Issue 13 item 4: the schema registry's settings. Its password comes from the environment or
+/// a mounted file (`SWITCHBOARD__SCHEMA_REGISTRY__PASSWORD_FILE`) and is redacted in the
+/// printed configuration, as is a password in the URL; bad settings are rejected with the
+/// field named.
+#[test]
+fn schema_registry_settings_take_secrets_from_files_and_never_show_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("registry-password");
+    std::fs::write(&secret, "hunter2\n").expect("secret file");
+    let c = Config::parse(
+        "[schema_registry]\nurl = \"https://registry.example.com:8081\"\n",
+        "f",
+        &env(&[
+            ("SWITCHBOARD__SCHEMA_REGISTRY__USERNAME", "sb"),
+            (
+                "SWITCHBOARD__SCHEMA_REGISTRY__PASSWORD_FILE",
+                secret.to_str().expect("path"),
+            ),
+            (
+                "SWITCHBOARD__SCHEMA_REGISTRY__OUTPUT_FRAMING",
+                "single_object",
+            ),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(c.schema_registry.password, "hunter2");
+    assert_eq!(
+        c.schema_registry.output_framing,
+        switchboard::config::Framing::SingleObject
+    );
+    let shown = c.to_toml();
+    assert!(
+        !shown.contains("hunter2") && shown.contains("[redacted]"),
+        "{shown}"
+    );
+
+    let c = Config::parse(
+        "[schema_registry]\nurl = \"https://sb:hunter2@registry.example.com/\"\n",
+        "f",
+        &[],
+    )
+    .expect("valid");
+    let shown = c.to_toml();
+    assert!(
+        !shown.contains("hunter2") && shown.contains("sb:[redacted]@registry"),
+        "{shown}"
+    );
+
+    for (text, field) in [
+        ("url = \"registry:8081\"", "schema_registry.url"),
+        ("username = \"sb\"", "schema_registry.password"),
+        ("timeout_ms = 0", "schema_registry.timeout_ms"),
+        (
+            "ca_location = \"/nonexistent/ca.pem\"",
+            "schema_registry.ca_location",
+        ),
+        ("output_framing = \"xml\"", "output_framing"),
+    ] {
+        let err = Config::parse(&format!("[schema_registry]\n{text}\n"), "f", &[]).expect_err(text);
+        assert!(err.to_string().contains(field), "{text}: {err}");
+    }
+}

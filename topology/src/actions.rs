@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Actions as Settings, Config};
 use crate::metrics::Metrics;
+use crate::registry::{Undecoded, Wire};
 
 /// What one HTTP attempt gave.
 #[derive(Debug, Clone, PartialEq)]
@@ -335,7 +336,15 @@ async fn execute(config: &Config, stop: Arc<AtomicBool>, metrics: Metrics) -> Re
         .set("linger.ms", "5")
         .create()
         .map_err(|e| format!("actions: cannot create the producer: {e}"))?;
-    let codec = Arc::new(Codec::new().map_err(|e| e.to_string())?);
+    let mut wire = Wire::from_config(config)?;
+    wire.register_schemas(
+        &[Topic::ActionOutcomes, Topic::Dlq],
+        suffix,
+        config.schema_registry.output_framing,
+        &stop,
+    )
+    .await?;
+    let wire = Arc::new(wire);
     let executor = Arc::new(Executor::new(config.actions.clone(), metrics.clone())?);
     metrics.ready.store(true, Ordering::Relaxed);
     tracing::info!(topic = %source, group = %group, "actions: executing requests");
@@ -356,8 +365,8 @@ async fn execute(config: &Config, stop: Arc<AtomicBool>, metrics: Metrics) -> Re
                 _ => break,
             }
         }
-        let done = perform_batch(&executor, &codec, &batch).await;
-        write_outcomes(&producer, &codec, &metrics, &batch, done, &outcomes, &dlq).await?;
+        let done = perform_batch(&executor, &wire, &batch, &stop).await;
+        write_outcomes(&producer, &wire, &metrics, &batch, done, &outcomes, &dlq).await?;
         // A commit that fails (the partitions moved to another executor in a rebalance)
         // only means the new owner repeats these calls, with the same keys.
         if let Err(e) = commit(&consumer, &batch) {
@@ -371,15 +380,25 @@ async fn execute(config: &Config, stop: Arc<AtomicBool>, metrics: Metrics) -> Re
 /// Perform every request of `batch` concurrently; their outcomes in batch order.
 async fn perform_batch(
     executor: &Arc<Executor>,
-    codec: &Codec,
+    wire: &Wire,
     batch: &[OwnedMessage],
+    stop: &AtomicBool,
 ) -> Vec<Done> {
     let mut done: Vec<Option<Done>> = (0..batch.len()).map(|_| None).collect();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, m) in batch.iter().enumerate() {
-        let decoded = codec
-            .schema(Topic::Actions)
-            .decode(m.payload().unwrap_or_default())
+        let bytes = m.payload().unwrap_or_default();
+        // A request whose schema is in a registry that cannot be reached waits for it: it is
+        // never dead-lettered for the registry's outage.
+        let decoded = loop {
+            match wire.decode_json(Topic::Actions, bytes).await {
+                Err(Undecoded::Waiting(_)) if !stop.load(Ordering::Relaxed) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                other => break other,
+            }
+        };
+        let decoded = decoded
             .map_err(|e| e.to_string())
             .and_then(|json| Output::from_json(Topic::Actions, json));
         match decoded {
@@ -405,7 +424,7 @@ async fn perform_batch(
 /// Write each request's outcome (and the dead letters) and wait until Kafka has them all.
 async fn write_outcomes(
     producer: &FutureProducer,
-    codec: &Codec,
+    wire: &Wire,
     metrics: &Metrics,
     batch: &[OwnedMessage],
     done: Vec<Done>,
@@ -442,8 +461,8 @@ async fn write_outcomes(
                         ),
                     )
                 });
-                let bytes = Output::ActionOutcome(outcome.clone())
-                    .encode(codec)
+                let bytes = wire
+                    .encode(Topic::ActionOutcomes, &outcome)
                     .map_err(|e| format!("actions: cannot encode an outcome: {e}"))?;
                 records.push((
                     outcomes.to_string(),
@@ -466,8 +485,8 @@ async fn write_outcomes(
         };
         if let Some(letter) = dead_letter {
             metrics.action_dlq.inc();
-            let bytes = Output::DeadLetter(letter)
-                .encode(codec)
+            let bytes = wire
+                .encode(Topic::Dlq, &letter)
                 .map_err(|e| format!("actions: cannot encode a dead letter: {e}"))?;
             records.push((dlq.to_string(), m.partition(), key.clone(), bytes));
         }

@@ -250,6 +250,54 @@ impl Default for Actions {
     }
 }
 
+/// How outputs name their schema when a registry is configured.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Framing {
+    /// The Confluent wire format: a zero byte and the schema's registry id (registered under
+    /// `<topic>-value`), which Confluent's deserializers read.
+    #[default]
+    Confluent,
+    /// Avro single-object encoding, as without a registry.
+    SingleObject,
+}
+
+/// A Confluent-compatible schema registry (docs/operations.md, "Schema registry"). With an
+/// empty `url` there is none: records are Avro single-object bytes with the schemas built in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaRegistry {
+    /// `http://` or `https://` base URL, e.g. `https://registry.example.com:8081`.
+    pub url: String,
+    /// HTTP basic auth (Confluent Cloud: the API key and secret).
+    pub username: String,
+    pub password: String,
+    /// PEM file of the CA certificates that verify the registry (empty: the system's roots).
+    pub ca_location: String,
+    /// PEM files of a client certificate and its key, for registries that ask for one.
+    pub certificate_location: String,
+    pub key_location: String,
+    /// Per request; a registry that does not answer in time is treated as unreachable.
+    pub timeout_ms: i64,
+    /// The framing of the outputs written while a registry is configured.
+    pub output_framing: Framing,
+}
+
+impl Default for SchemaRegistry {
+    fn default() -> Self {
+        SchemaRegistry {
+            url: String::new(),
+            username: String::new(),
+            password: String::new(),
+            ca_location: String::new(),
+            certificate_location: String::new(),
+            key_location: String::new(),
+            timeout_ms: 5_000,
+            output_framing: Framing::Confluent,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -262,6 +310,7 @@ pub struct Config {
     pub log: Log,
     pub metrics: MetricsSettings,
     pub actions: Actions,
+    pub schema_registry: SchemaRegistry,
     /// `SWITCHBOARD_*` variables that are not overrides (Kubernetes sets
     /// `SWITCHBOARD_SERVICE_HOST` and the like for a Service named switchboard): ignored, and
     /// named in a debug line at start.
@@ -318,6 +367,18 @@ fn apply_env(
                         _ => return Err(invalid("kafka.properties", "must be a table")),
                     }
                 }
+                [section, key] if key.ends_with("_file") && known(section, key).is_none() => {
+                    // `<KEY>_FILE`: the setting's value is the file's content (a mounted secret).
+                    let key = &key[..key.len() - "_file".len()];
+                    let Some(default) = known(section, key) else {
+                        return Err(invalid(
+                            &format!("{section}.{key}"),
+                            format!("unknown setting (from {name})"),
+                        ));
+                    };
+                    let value = read_secret_file(name, value)?;
+                    set_from_env(table, section, key, &default, name, &value)?;
+                }
                 [section, key] => {
                     let Some(default) = known(section, key) else {
                         return Err(invalid(
@@ -349,6 +410,26 @@ fn apply_env(
         }
     }
     Ok(ignored)
+}
+
+/// The `section.key` whose value the configuration types refuse (serde's messages, such as
+/// "unknown variant", do not say where): each setting is tried alone over the defaults.
+fn offending_field(table: &toml::Table) -> Option<String> {
+    for (section, value) in table {
+        let Some(keys) = value.as_table() else {
+            return Some(section.clone());
+        };
+        for (key, v) in keys {
+            let mut alone = toml::Table::new();
+            let mut inner = toml::Table::new();
+            inner.insert(key.clone(), v.clone());
+            alone.insert(section.clone(), toml::Value::Table(inner));
+            if toml::Value::Table(alone).try_into::<Config>().is_err() {
+                return Some(format!("{section}.{key}"));
+            }
+        }
+    }
+    None
 }
 
 fn read_secret_file(name: &str, path: &str) -> Result<String, ConfigError> {
@@ -429,11 +510,14 @@ impl Config {
                 })?;
         let ignored_env = apply_env(&mut table, vars)?;
         let mut config: Config =
-            toml::Value::Table(table)
+            toml::Value::Table(table.clone())
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax {
                     path: path.to_string(),
-                    reason: e.message().to_string(),
+                    reason: match offending_field(&table) {
+                        Some(field) => format!("{field}: {}", e.message()),
+                        None => e.message().to_string(),
+                    },
                 })?;
         config.validate()?;
         config.ignored_env = ignored_env;
@@ -597,6 +681,43 @@ impl Config {
                 format!("{} is not between 0 and 60000", self.engine.max_idle_ms),
             ));
         }
+        let r = &self.schema_registry;
+        if !(r.url.is_empty() || r.url.starts_with("http://") || r.url.starts_with("https://")) {
+            return Err(invalid(
+                "schema_registry.url",
+                format!("{:?} is not an http:// or https:// URL", redact_url(&r.url)),
+            ));
+        }
+        if !(100..=120_000).contains(&r.timeout_ms) {
+            return Err(invalid(
+                "schema_registry.timeout_ms",
+                format!("{} is not between 100 and 120000", r.timeout_ms),
+            ));
+        }
+        if r.username.is_empty() != r.password.is_empty() {
+            return Err(invalid(
+                "schema_registry.password",
+                "basic auth needs both schema_registry.username and schema_registry.password",
+            ));
+        }
+        if r.certificate_location.is_empty() != r.key_location.is_empty() {
+            return Err(invalid(
+                "schema_registry.key_location",
+                "a client certificate needs both certificate_location and key_location",
+            ));
+        }
+        for (field, path) in [
+            ("schema_registry.ca_location", &r.ca_location),
+            (
+                "schema_registry.certificate_location",
+                &r.certificate_location,
+            ),
+            ("schema_registry.key_location", &r.key_location),
+        ] {
+            if !path.is_empty() && std::fs::metadata(path).is_err() {
+                return Err(invalid(field, format!("cannot read {path}")));
+            }
+        }
         // librdkafka knows its properties: a typo is an error here, not a silent default.
         for (key, value) in &self.kafka.properties {
             let mut probe = rdkafka::ClientConfig::new();
@@ -638,7 +759,29 @@ impl Config {
                 *value = REDACTED.to_string();
             }
         }
+        if !shown.schema_registry.password.is_empty() {
+            shown.schema_registry.password = REDACTED.to_string();
+        }
+        shown.schema_registry.url = redact_url(&shown.schema_registry.url);
         toml::to_string_pretty(&shown).unwrap_or_default()
+    }
+}
+
+/// `url` with the password of any `user:password@` part replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!(
+                "{scheme}://{user}:{REDACTED}@{host}{}",
+                &rest[authority_end..]
+            )
+        }
+        None => url.to_string(),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod produce;
+pub mod registry;
 pub mod runtime;
 pub mod sentiment_cli;
 pub mod simulate;

@@ -10,10 +10,11 @@ use std::fmt::Write as _;
 use std::time::Duration;
 use switchboard_processors::partition::partition_of;
 use switchboard_processors::simulation;
-use switchboard_schemas::{Codec, Output, Topic};
+use switchboard_schemas::{Output, Topic};
 
 use crate::config::Config;
 use crate::kafka;
+use crate::registry::Wire;
 use crate::runtime::send;
 
 /// What was written, and the lines that were not (with why).
@@ -48,7 +49,16 @@ pub fn produce(config: &Config, input: &str, only: Option<Topic>) -> Result<Prod
             _ => None,
         })
         .collect();
-    let codec = Codec::new().map_err(|e| e.to_string())?;
+    // With a schema registry, inputs are written as Confluent's serializers write them; a
+    // registry that cannot be reached fails the command (no retrying: `stop` is set).
+    let mut wire = Wire::for_thread(config)?;
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    wire.register_schemas_blocking(
+        &Topic::INPUTS,
+        "",
+        config.schema_registry.output_framing,
+        &stop,
+    )?;
     let producer = kafka::idempotent_producer(config)
         .map_err(|e| format!("cannot create a Kafka producer: {e}"))?;
     let reader = kafka::reader(config, "read_uncommitted")
@@ -74,8 +84,8 @@ pub fn produce(config: &Config, input: &str, only: Option<Topic>) -> Result<Prod
                 "topic {topic} does not exist (switchboard topics create)"
             ));
         };
-        let value = input
-            .encode(&codec)
+        let value = wire
+            .encode_json(r.topic, &input.to_json())
             .map_err(|e| format!("{place}cannot encode: {e}"))?;
         let targets: Vec<i32> = match (r.partition, input.tenant_and_id()) {
             (_, Some((tenant, _))) => vec![partition_of(tenant, partitions as u32) as i32],

@@ -32,12 +32,13 @@ use switchboard_processors::simulation::{
 };
 use switchboard_processors::store::{Entry, Write};
 use switchboard_processors::{Engine, Settings, Store, StoreError};
-use switchboard_schemas::{limits, Codec, Input, Topic};
+use switchboard_schemas::{limits, Input, Topic};
 
 use crate::config::{Config, Guarantee};
 use crate::http::{QueryInbox, Reply};
 use crate::kafka::{self, Deliveries, Producer_, SEQ_HEADER, SOURCE_HEADER};
 use crate::metrics::Metrics;
+use crate::registry::{Undecoded, Wire};
 use crate::state_store::{Checkpoint, RocksStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -142,38 +143,87 @@ struct Buffered {
     /// Decoded as it is read, so a record that cannot be decoded is known before the merge
     /// and takes no part in it.
     source: SourceRecord,
+    /// Its writer schema is in a schema registry that could not be reached: it is neither
+    /// decoded nor a dead letter yet, and holds its partition's merge until it is decoded.
+    waiting: bool,
 }
 
 impl Buffered {
     fn undecodable(&self) -> bool {
-        self.source.decoded.is_err()
+        !self.waiting && self.source.decoded.is_err()
+    }
+
+    /// Try again to decode a record that waits for the schema registry.
+    fn retry(&mut self, wire: &Wire, partitions: u32) {
+        let s = &self.source;
+        let (decoded, waiting) = decode_source(
+            wire,
+            s.topic,
+            Some(s.ts),
+            s.key.as_deref(),
+            Some(&s.raw),
+            s.partition.unwrap_or(0),
+            partitions,
+        );
+        self.source.decoded = decoded;
+        self.waiting = waiting;
+    }
+}
+
+/// Decode and check one consumed record: the record or the dead-letter reason, and whether it
+/// waits for the schema registry instead.
+fn decode_source(
+    wire: &Wire,
+    topic: Topic,
+    ts: Option<i64>,
+    key: Option<&str>,
+    payload: Option<&[u8]>,
+    partition: u32,
+    partitions: u32,
+) -> (Result<Input, String>, bool) {
+    match decode_input(wire, topic, ts, key, payload).and_then(|input| {
+        check_partition(&input, partition, partitions).map_err(Undecoded::Bad)?;
+        Ok(input)
+    }) {
+        Ok(input) => (Ok(input), false),
+        Err(Undecoded::Bad(reason)) => (Err(reason), false),
+        Err(Undecoded::Waiting(reason)) => (Err(reason), true),
     }
 }
 
 /// A consumed record as the engine sees it: decoded (or why not), with its place; it must
 /// sit on its tenant's partition of `partitions`.
-fn source_record(
-    codec: &Codec,
+fn buffered(
+    wire: &Wire,
     topic: Topic,
     partitions: u32,
     m: &rdkafka::message::OwnedMessage,
-) -> SourceRecord {
+) -> Buffered {
     let (partition, offset, ts) = (m.partition(), m.offset(), m.timestamp().to_millis());
     let payload = m.payload();
     let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-    let decoded = decode_input(codec, topic, ts, key.as_deref(), payload).and_then(|input| {
-        check_partition(&input, partition as u32, partitions)?;
-        Ok(input)
-    });
-    SourceRecord {
+    let (decoded, waiting) = decode_source(
+        wire,
         topic,
-        key,
-        ts: ts.unwrap_or(0),
-        partition: Some(partition as u32),
-        line: None,
-        offset: Some(offset),
-        raw: payload.map(<[u8]>::to_vec).unwrap_or_default(),
-        decoded,
+        ts,
+        key.as_deref(),
+        payload,
+        partition as u32,
+        partitions,
+    );
+    Buffered {
+        offset,
+        waiting,
+        source: SourceRecord {
+            topic,
+            key,
+            ts: ts.unwrap_or(0),
+            partition: Some(partition as u32),
+            line: None,
+            offset: Some(offset),
+            raw: payload.map(<[u8]>::to_vec).unwrap_or_default(),
+            decoded,
+        },
     }
 }
 
@@ -235,22 +285,24 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-/// Decode one input record: its timestamp within the accepted range, its value Avro
-/// single-object bytes with the topic's schema, its key naming the record's tenant. The error
-/// is the dead-letter reason.
+/// Decode one input record: its timestamp within the accepted range, its value Avro in
+/// either framing with a schema the engine can read (built in, or from the schema registry),
+/// its key naming the record's tenant. A `Bad` error is the dead-letter reason.
 pub fn decode_input(
-    codec: &Codec,
+    wire: &Wire,
     topic: Topic,
     ts: Option<i64>,
     key: Option<&str>,
     payload: Option<&[u8]>,
-) -> Result<Input, String> {
-    let ts = ts.ok_or_else(|| format!("{topic} record has no timestamp"))?;
-    limits::check_timestamp(ts)?;
-    let bytes = payload.ok_or_else(|| format!("{topic} record has no value"))?;
-    let input = Input::decode(codec, topic, bytes)
-        .map_err(|e| format!("cannot decode {topic} record: {e}"))?;
-    check_key(topic, key, &input)?;
+) -> Result<Input, Undecoded> {
+    let ts = ts.ok_or_else(|| Undecoded::Bad(format!("{topic} record has no timestamp")))?;
+    limits::check_timestamp(ts).map_err(Undecoded::Bad)?;
+    let bytes = payload.ok_or_else(|| Undecoded::Bad(format!("{topic} record has no value")))?;
+    let input = wire.decode_input(topic, bytes).map_err(|e| match e {
+        Undecoded::Bad(e) => Undecoded::Bad(format!("cannot decode {topic} record: {e}")),
+        waiting => waiting,
+    })?;
+    check_key(topic, key, &input).map_err(Undecoded::Bad)?;
     Ok(input)
 }
 
@@ -260,7 +312,7 @@ pub struct Runtime {
     live_partitions: Vec<i32>,
     config: Config,
     opts: RunOptions,
-    codec: Codec,
+    wire: Wire,
     consumer: BaseConsumer<GroupContext>,
     producer: Producer_,
     reader: BaseConsumer,
@@ -276,7 +328,18 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: Config, opts: RunOptions) -> Result<Runtime, RuntimeError> {
-        let codec = Codec::new().map_err(|e| RuntimeError::Other(e.to_string()))?;
+        let mut wire = Wire::for_thread(&config).map_err(RuntimeError::Other)?;
+        let outputs: Vec<Topic> = Topic::ALL
+            .into_iter()
+            .filter(|t| !t.is_input() && *t != Topic::ActionOutcomes)
+            .collect();
+        wire.register_schemas_blocking(
+            &outputs,
+            &opts.output_suffix,
+            config.schema_registry.output_framing,
+            &opts.stop,
+        )
+        .map_err(RuntimeError::Other)?;
         let eos = config.kafka.guarantee == Guarantee::ExactlyOnce;
         let isolation = if eos {
             "read_committed"
@@ -328,7 +391,7 @@ impl Runtime {
             output_names,
             changelog: kafka::changelog_topic(&app),
             source: app,
-            codec,
+            wire,
             consumer,
             producer,
             reader,
@@ -630,10 +693,8 @@ impl Runtime {
                     task.started[rank] = true;
                 }
             }
-            task.buffers[rank].push_back(Buffered {
-                offset: m.offset(),
-                source: source_record(&self.codec, topic, self.config.topics.partitions as u32, &m),
-            });
+            let partitions = self.config.topics.partitions as u32;
+            task.buffers[rank].push_back(buffered(&self.wire, topic, partitions, &m));
             n += 1;
             if n >= MAX_BUFFERED || started.elapsed() > Duration::from_millis(200) {
                 break;
@@ -912,6 +973,7 @@ impl Runtime {
                 .map(|n| kafka::cached_high_watermark(&self.consumer, n, *p))
                 .collect();
             let recovering = task.replay.is_some();
+            task.retry_waiting(&self.wire, self.config.topics.partitions as u32);
             let plan = task.plan(&cached, max_idle);
             if !plan.is_empty() {
                 plans.push(Plan {
@@ -1001,7 +1063,7 @@ impl Runtime {
                     // One JSON mirror for both the metrics and the encoding.
                     let json = e.output.to_json();
                     self.opts.metrics.observe_output(topic, &json);
-                    let value = self.codec.schema(topic).encode(&json).map_err(|err| {
+                    let value = self.wire.encode_json(topic, &json).map_err(|err| {
                         RuntimeError::Other(format!("cannot encode an output: {err}"))
                     })?;
                     let headers = OwnedHeaders::new()
@@ -1164,8 +1226,12 @@ impl Task {
             for (rank, n) in order {
                 need[*rank as usize] += *n as usize;
             }
-            if need.iter().zip(&self.buffers).any(|(n, b)| b.len() < *n) {
-                return plan; // wait until the whole batch is buffered
+            if need
+                .iter()
+                .zip(&self.buffers)
+                .any(|(n, b)| b.len() < *n || b.iter().take(*n).any(|r| r.waiting))
+            {
+                return plan; // wait until the whole batch is buffered and decoded
             }
             for (rank, n) in order.clone() {
                 for _ in 0..n {
@@ -1192,6 +1258,8 @@ impl Task {
             let mut heads = Vec::with_capacity(self.buffers.len());
             for (rank, buf) in self.buffers.iter().enumerate() {
                 let head = match buf.front() {
+                    // Its schema is in a registry that cannot be reached: hold the merge.
+                    Some(r) if r.waiting => Head::Waiting,
                     Some(r) => Head::Record(r.source.ts),
                     None => match cached[rank].or(self.initial_hw[rank]) {
                         Some(hw) if self.next[rank] >= hw => Head::Done, // caught up
@@ -1228,6 +1296,19 @@ impl Task {
             }
         }
         plan
+    }
+
+    /// Decode again the records waiting for the schema registry, in order, until one still
+    /// waits.
+    fn retry_waiting(&mut self, wire: &Wire, partitions: u32) {
+        for buf in &mut self.buffers {
+            for rec in buf.iter_mut().filter(|r| r.waiting) {
+                rec.retry(wire, partitions);
+                if rec.waiting {
+                    break;
+                }
+            }
+        }
     }
 
     fn checkpoint_inputs(&mut self) {

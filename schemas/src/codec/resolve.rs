@@ -170,11 +170,7 @@ fn resolve(
             let mut read: Vec<Option<Json>> = vec![None; rr.fields.len()];
             for wf in &wr.fields {
                 let target = rr.fields.iter().position(|rf| {
-                    rf.name == wf.name
-                        || rf
-                            .aliases
-                            .as_ref()
-                            .is_some_and(|a| a.iter().any(|a| *a == wf.name))
+                    rf.name == wf.name || rf.aliases.as_ref().is_some_and(|a| a.contains(&wf.name))
                 });
                 match target {
                     Some(i) => {
