@@ -18,6 +18,7 @@ use crate::Topic;
 
 mod resolve;
 mod typed;
+mod typed_read;
 
 /// How an Avro record's bytes name the schema it was written with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -198,8 +198,48 @@ impl Input {
     /// Decode Avro single-object bytes of a record of `topic`.
     pub fn decode(codec: &Codec, topic: Topic, bytes: &[u8]) -> Result<Input, CodecError> {
         limits::check_record_size(bytes.len()).map_err(CodecError::Json)?;
-        let json = codec.schema(topic).decode(bytes)?;
+        let reader = codec.schema(topic);
+        match Framed::parse(bytes)? {
+            Framed::SingleObject { fingerprint, datum } => {
+                let writer = reader
+                    .known_writer(fingerprint)
+                    .ok_or(CodecError::UnknownSchema(fingerprint))?;
+                Input::from_datum(topic, reader, writer, datum)
+            }
+            Framed::Confluent { id, .. } => Err(CodecError::NeedsRegistry(id)),
+        }
+    }
+
+    /// Decode a datum of `topic` written with `writer` into the engine's record (`reader` is
+    /// the topic's schema), within the limits of [`limits::check_value`]. Written with the
+    /// engine's own schema, it is read straight into the record type; otherwise (or where the
+    /// typed path refuses, so errors are named alike) through the JSON mirror, resolved from
+    /// the writer's schema.
+    pub fn from_datum(
+        topic: Topic,
+        reader: &TopicSchema,
+        writer: &TopicSchema,
+        datum: &[u8],
+    ) -> Result<Input, CodecError> {
+        if writer.fingerprint() == reader.fingerprint() {
+            if let Some(input) = Input::decode_typed(topic, reader, datum) {
+                return Ok(input);
+            }
+        }
+        let json = reader.read_datum(writer, datum)?;
         Input::from_json(topic, json).map_err(CodecError::Json)
+    }
+
+    /// [`Input::from_datum`]'s typed path alone: none where it refuses.
+    pub fn decode_typed(topic: Topic, schema: &TopicSchema, datum: &[u8]) -> Option<Input> {
+        Some(match topic {
+            Topic::Config => Input::Config(schema.decode_typed(datum)?),
+            Topic::AgentEvents => Input::Agent(schema.decode_typed(datum)?),
+            Topic::Commands => Input::Command(schema.decode_typed(datum)?),
+            Topic::Inbound => Input::Inbound(schema.decode_typed(datum)?),
+            Topic::Ticks => Input::Tick(schema.decode_typed(datum)?),
+            _ => return None,
+        })
     }
 
     pub fn to_json(&self) -> serde_json::Value {

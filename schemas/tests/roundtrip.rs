@@ -929,3 +929,123 @@ fn records_written_with_an_earlier_schema_still_decode() {
     }
     assert!(checked >= 30, "{checked}");
 }
+
+/// R-TOPIC: inputs read straight into their types (no JSON mirror) give exactly what the
+/// mirror path gives: every sample record, and thousands of corrupted variants of them
+/// (bytes flipped, cut short, lengthened), where both accept the same records with the same
+/// values and refuse the same ones. Limits hold on the typed path too: an identifier over
+/// 256 bytes and a nesting past the limit are refused by both.
+#[test]
+fn the_typed_decoder_reads_what_the_mirror_reads() {
+    let codec = Codec::new().expect("schemas parse");
+    let mirror = |topic: Topic, datum: &[u8]| {
+        let schema = codec.schema(topic);
+        schema
+            .read_datum(schema, datum)
+            .ok()
+            .and_then(|j| Input::from_json(topic, j).ok())
+    };
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut agreed, mut accepted) = (0, 0);
+    for input in inputs() {
+        let topic = input.topic();
+        let schema = codec.schema(topic);
+        let bytes = input.encode(&codec).expect("encode");
+        let datum = &bytes[10..];
+        let typed = Input::decode_typed(topic, schema, datum);
+        assert_eq!(
+            typed.as_ref(),
+            Some(&input),
+            "{topic}: the typed path is taken"
+        );
+        for _ in 0..300 {
+            let mut m = datum.to_vec();
+            match next() % 4 {
+                0 | 1 => {
+                    let i = (next() as usize) % m.len();
+                    m[i] ^= 1 << (next() % 8);
+                }
+                2 => m.truncate((next() as usize) % m.len()),
+                _ => {
+                    let i = (next() as usize) % m.len();
+                    m.insert(i, next() as u8);
+                }
+            }
+            let typed = Input::decode_typed(topic, schema, &m);
+            assert_eq!(typed, mirror(topic, &m), "{topic}: {m:?}");
+            agreed += 1;
+            accepted += usize::from(typed.is_some());
+        }
+    }
+    assert!(agreed > 10_000 && accepted > 500, "{agreed} {accepted}");
+
+    // Limits: an identifier one byte too long, and conditions nested past the limit.
+    let mut long_id = inputs()
+        .into_iter()
+        .find(|i| i.topic() == Topic::Inbound)
+        .expect("an inbound sample")
+        .to_json();
+    long_id["id"] = serde_json::json!("x".repeat(257));
+    let bytes = codec
+        .schema(Topic::Inbound)
+        .encode(&long_id)
+        .expect("encode");
+    assert_eq!(
+        Input::decode_typed(Topic::Inbound, codec.schema(Topic::Inbound), &bytes[10..]),
+        None
+    );
+    assert_eq!(mirror(Topic::Inbound, &bytes[10..]), None);
+    long_id["id"] = serde_json::json!("x".repeat(256));
+    let bytes = codec
+        .schema(Topic::Inbound)
+        .encode(&long_id)
+        .expect("encode");
+    assert!(
+        Input::decode_typed(Topic::Inbound, codec.schema(Topic::Inbound), &bytes[10..]).is_some()
+    );
+
+    // A condition nested `levels` deep in the first config sample that has one.
+    fn put_condition(v: &mut serde_json::Value, condition: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(o) => {
+                if let Some(c) = o.get_mut("condition") {
+                    *c = condition.clone();
+                    return true;
+                }
+                o.values_mut().any(|x| put_condition(x, condition))
+            }
+            serde_json::Value::Array(a) => a.iter_mut().any(|x| put_condition(x, condition)),
+            _ => false,
+        }
+    }
+    let nested = |levels: usize| {
+        let mut c = serde_json::json!({"attribute": "channel", "operator": "is", "value": "sms"});
+        for _ in 0..levels {
+            c = serde_json::json!({ "all": [c] });
+        }
+        let mut config = inputs()
+            .into_iter()
+            .filter(|i| i.topic() == Topic::Config)
+            .map(|i| i.to_json())
+            .find(|j| j.to_string().contains("\"condition\":{"))
+            .expect("a config sample with a condition");
+        assert!(put_condition(&mut config, &c));
+        let bytes = codec.schema(Topic::Config).encode(&config).expect("encode");
+        bytes[10..].to_vec()
+    };
+    let (shallow, deep) = (nested(5), nested(30));
+    let schema = codec.schema(Topic::Config);
+    assert!(Input::decode_typed(Topic::Config, schema, &shallow).is_some());
+    assert_eq!(
+        Input::decode_typed(Topic::Config, schema, &shallow),
+        mirror(Topic::Config, &shallow)
+    );
+    assert_eq!(Input::decode_typed(Topic::Config, schema, &deep), None);
+    assert_eq!(mirror(Topic::Config, &deep), None);
+}

@@ -373,6 +373,30 @@ pub fn subject(topic_name: &str) -> String {
     format!("{topic_name}-value")
 }
 
+/// A record's writer schema: one built in, or one from the registry (with its id when the
+/// record named it by id).
+enum Writer<'a> {
+    Builtin(&'a TopicSchema),
+    Registered(Arc<TopicSchema>, Option<u32>),
+}
+
+impl Writer<'_> {
+    fn schema(&self) -> &TopicSchema {
+        match self {
+            Writer::Builtin(s) => s,
+            Writer::Registered(s, _) => s,
+        }
+    }
+
+    /// A decoding error, naming the registry's schema id where there is one.
+    fn error(&self, e: CodecError) -> Undecoded {
+        match self {
+            Writer::Registered(_, Some(id)) => Undecoded::Bad(format!("schema id {id}: {e}")),
+            _ => e.into(),
+        }
+    }
+}
+
 /// Records to and from bytes in both framings: the built-in schemas, and the registry when
 /// one is configured.
 pub struct Wire {
@@ -476,14 +500,18 @@ impl Wire {
         result
     }
 
-    /// Decode a record of `topic` to its JSON mirror, in the engine's schema, whichever
-    /// framing and compatible writer schema it came in.
-    pub async fn decode_json(&self, topic: Topic, bytes: &[u8]) -> Result<Json, Undecoded> {
+    /// The schema a record of `topic` was written with, and its datum: built in, or from the
+    /// registry for a Confluent-framed record or an unknown fingerprint.
+    async fn writer<'a>(
+        &'a self,
+        topic: Topic,
+        bytes: &'a [u8],
+    ) -> Result<(Writer<'a>, &'a [u8]), Undecoded> {
         let reader = self.codec.schema(topic);
         match Framed::parse(bytes)? {
             Framed::SingleObject { fingerprint, datum } => {
                 if let Some(writer) = reader.known_writer(fingerprint) {
-                    return Ok(reader.read_datum(writer, datum)?);
+                    return Ok((Writer::Builtin(writer), datum));
                 }
                 let Some(registry) = &self.registry else {
                     return Err(CodecError::UnknownSchema(fingerprint).into());
@@ -491,37 +519,48 @@ impl Wire {
                 let writer = registry
                     .schema_by_fingerprint(&subject(topic.name()), fingerprint)
                     .await?;
-                Ok(reader.read_datum(&writer, datum)?)
+                Ok((Writer::Registered(writer, None), datum))
             }
             Framed::Confluent { id, datum } => {
                 let Some(registry) = &self.registry else {
                     return Err(CodecError::NeedsRegistry(id).into());
                 };
                 let writer = registry.schema_by_id(id).await?;
-                reader
-                    .read_datum(&writer, datum)
-                    .map_err(|e| Undecoded::Bad(format!("schema id {id}: {e}")))
+                Ok((Writer::Registered(writer, Some(id)), datum))
             }
         }
+    }
+
+    /// Decode a record of `topic` to its JSON mirror, in the engine's schema, whichever
+    /// framing and compatible writer schema it came in.
+    pub async fn decode_json(&self, topic: Topic, bytes: &[u8]) -> Result<Json, Undecoded> {
+        let (writer, datum) = self.writer(topic, bytes).await?;
+        self.codec
+            .schema(topic)
+            .read_datum(writer.schema(), datum)
+            .map_err(|e| writer.error(e))
     }
 
     /// [`Wire::decode_json`] from a thread that runs no tokio runtime (the engine's).
     pub fn decode_json_blocking(&self, topic: Topic, bytes: &[u8]) -> Result<Json, Undecoded> {
         match &self.rt {
             Some(rt) => rt.block_on(self.decode_json(topic, bytes)),
-            // Without a registry nothing awaits: poll the future once on this thread.
-            None => {
-                let reader = self.codec.schema(topic);
-                Ok(reader.decode(bytes)?)
-            }
+            // Without a registry nothing awaits.
+            None => Ok(self.codec.schema(topic).decode(bytes)?),
         }
     }
 
-    /// Decode an input record (within the limits of SPEC §11) from a thread with no runtime.
+    /// Decode an input record (within the limits of SPEC §11) from a thread with no runtime:
+    /// straight into its type when written with the engine's own schema
+    /// ([`Input::from_datum`]).
     pub fn decode_input(&self, topic: Topic, bytes: &[u8]) -> Result<Input, Undecoded> {
         switchboard_schemas::limits::check_record_size(bytes.len()).map_err(Undecoded::Bad)?;
-        let json = self.decode_json_blocking(topic, bytes)?;
-        Input::from_json(topic, json).map_err(Undecoded::Bad)
+        let Some(rt) = &self.rt else {
+            return Ok(Input::decode(&self.codec, topic, bytes)?);
+        };
+        let (writer, datum) = rt.block_on(self.writer(topic, bytes))?;
+        Input::from_datum(topic, self.codec.schema(topic), writer.schema(), datum)
+            .map_err(|e| writer.error(e))
     }
 
     /// Encode an output's JSON mirror in the framing its topic is written in.
