@@ -1880,6 +1880,8 @@ struct SchemaRegistry {
     child: Option<Child>,
     port: u16,
     state: PathBuf,
+    /// Serving HTTPS with the certificates of [`make_certificates`] in this folder.
+    tls: Option<PathBuf>,
 }
 
 const REGISTRY_USER: &str = "switchboard";
@@ -1891,6 +1893,20 @@ impl SchemaRegistry {
             child: None,
             port: free_port(),
             state: dir.join("registry.json"),
+            tls: None,
+        };
+        r.resume();
+        r
+    }
+
+    /// Over HTTPS, with a certificate for 127.0.0.1 signed by a CA made in `dir`.
+    fn start_tls(dir: &Path) -> SchemaRegistry {
+        make_certificates(dir);
+        let mut r = SchemaRegistry {
+            child: None,
+            port: free_port(),
+            state: dir.join("registry.json"),
+            tls: Some(dir.to_path_buf()),
         };
         r.resume();
         r
@@ -1903,6 +1919,14 @@ impl SchemaRegistry {
             .args(["--port", &self.port.to_string(), "--state"])
             .arg(&self.state)
             .args(["--user", REGISTRY_USER, "--password", REGISTRY_PASSWORD])
+            .args(self.tls.iter().flat_map(|dir| {
+                [
+                    "--cert".into(),
+                    dir.join("server.pem").into_os_string(),
+                    "--key".into(),
+                    dir.join("server.key").into_os_string(),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -1919,13 +1943,25 @@ impl SchemaRegistry {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA that verifies the registry, when it serves HTTPS.
+    fn ca(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|dir| dir.join("ca.pem").display().to_string())
     }
 
     /// The `[schema_registry]` section of an engine config using this registry.
     fn config(&self, framing: &str) -> String {
+        let ca = self
+            .ca()
+            .map(|ca| format!("ca_location = \"{ca}\"\n"))
+            .unwrap_or_default();
         format!(
-            "\n[schema_registry]\nurl = \"{}\"\nusername = \"{REGISTRY_USER}\"\npassword = \"{REGISTRY_PASSWORD}\"\noutput_framing = \"{framing}\"\n",
+            "\n[schema_registry]\nurl = \"{}\"\nusername = \"{REGISTRY_USER}\"\npassword = \"{REGISTRY_PASSWORD}\"\noutput_framing = \"{framing}\"\n{ca}",
             self.url()
         )
     }
@@ -1955,6 +1991,12 @@ fn confluent_clients(s: &Setup, registry: &SchemaRegistry, args: &[&str]) -> Str
         .args(args)
         .args(["--bootstrap", &s.broker.addr, "--registry", &registry.url()])
         .args(["--user", REGISTRY_USER, "--password", REGISTRY_PASSWORD])
+        .args(
+            registry
+                .ca()
+                .iter()
+                .flat_map(|ca| ["--ca".to_string(), ca.clone()]),
+        )
         .env("PYTHONPATH", String::from_utf8_lossy(&deps.stdout).trim())
         .output()
         .expect("run confluent_clients.py");
@@ -2191,11 +2233,13 @@ fn confluent_clients_and_the_engine_interoperate_through_a_schema_registry() {
 
 /// Issue 13 item 4: a schema registry that cannot be reached holds the records that need it
 /// (a WARN names the registry; nothing is dead-lettered, nothing is written for them), and
-/// once it answers again they are processed as `simulate` processes them.
+/// once it answers again they are processed as `simulate` processes them. The registry
+/// serves HTTPS with a certificate the engine verifies with `schema_registry.ca_location`.
 #[test]
 fn a_schema_registry_outage_holds_records_and_dead_letters_none() {
     let mut s = Setup::new();
-    let mut registry = SchemaRegistry::start(s.dir.path());
+    let certs = tempfile::tempdir().expect("temp dir");
+    let mut registry = SchemaRegistry::start_tls(certs.path());
     // Outputs in single-object framing: the engine needs the registry only for its inputs.
     let config = s.config("outage", "e2e-outage", &registry.config("single_object"));
     s.create_topics(&config);

@@ -172,6 +172,8 @@ def registry(args):
     conf = {"url": args.registry}
     if args.user:
         conf["basic.auth.user.info"] = f"{args.user}:{args.password}"
+    if args.ca:
+        conf["ssl.ca.location"] = args.ca
     return SchemaRegistryClient(conf)
 
 
@@ -256,6 +258,7 @@ def main():
     ap.add_argument("--registry", required=True)
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--ca", help="PEM CA certificates that verify an https registry")
     ap.add_argument("--input")
     ap.add_argument("--topics")
     ap.add_argument("--partitions", type=int, default=1)

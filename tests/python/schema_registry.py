@@ -15,13 +15,16 @@ Ids are global, and the same schema (compared after JSON normalisation) gets the
 every subject, as Confluent's registry does. Optional HTTP basic auth. The state is kept in a
 JSON file, so a registry stopped and started again (an outage) answers as before.
 
-    schema_registry.py --port P --state FILE [--user U --password P]
+    schema_registry.py --port P --state FILE [--user U --password P] [--cert PEM --key PEM]
+
+With --cert and --key it serves HTTPS.
 """
 import argparse
 import base64
 import json
 import os
 import re
+import ssl
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -73,6 +76,8 @@ def main():
     ap.add_argument("--state", required=True)
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
     args = ap.parse_args()
     state = State(args.state)
     auth = None
@@ -154,7 +159,12 @@ def main():
                 return self.version(m[1], str(versions.index(i) + 1))
             self.error(404, 404, f"no route {path}")
 
-    ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    if args.cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.cert, args.key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
 
 
 if __name__ == "__main__":
