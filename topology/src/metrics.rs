@@ -8,14 +8,15 @@ use prometheus::{
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use switchboard_schemas::Topic;
+use switchboard_schemas::{
+    AgentStateEventKind, AnalyticsDimension, AnalyticsWindow, AssignmentEventKind,
+    ConversationEventKind, CsatEventKind, Output, SentimentEventKind, SlaEventKind, Topic,
+};
 
 /// Most distinct queue label values on the analytics metrics.
 pub const MAX_QUEUE_LABELS: usize = 200;
 
 /// The durations of an analytics window, with their metric label.
-const MEASURES: [&str; 3] = ["time_to_assign", "first_response", "handling"];
-
 /// Every figure the runtime exports. Cheap to clone (the collectors are shared).
 #[derive(Clone)]
 pub struct Metrics {
@@ -397,56 +398,86 @@ impl Metrics {
         }
     }
 
-    /// Count one output record of `topic`, given as its JSON mirror (the form it is encoded
-    /// from): per topic, and the domain figures it carries.
-    pub fn observe_output(&self, topic: Topic, json: &serde_json::Value) {
-        self.records_out.with_label_values(&[topic.name()]).inc();
-        let (kind, body) = variant(json.get("event").or_else(|| json.get("kind")));
-        // A label value is never blank: a field the record leaves out reads `none`.
-        let field = |name: &str| -> String {
-            body.and_then(|b| b.get(name))
-                .and_then(|v| match v {
-                    serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-                    serde_json::Value::String(_) | serde_json::Value::Null => None,
-                    other => Some(other.to_string()),
-                })
-                .unwrap_or_else(|| "none".to_string())
-        };
-        match topic {
-            Topic::ConversationEvents if kind != "WorkflowRan" => {
-                self.conversations.with_label_values(&[&kind]).inc()
-            }
-            Topic::Assignments => self
-                .assignments
-                .with_label_values(&[&kind, &field("method")])
-                .inc(),
-            Topic::SlaEvents => self.sla.with_label_values(&[&kind, &field("metric")]).inc(),
-            // Each customer message once (not the conversation's running mood).
-            Topic::Sentiment if kind == "MessageSentiment" => {
-                self.sentiment.with_label_values(&[&field("label")]).inc()
-            }
-            Topic::ConversationEvents if kind == "WorkflowRan" => {
-                self.conversations.with_label_values(&[&kind]).inc();
-                self.workflow_runs
-                    .with_label_values(&[&field("workflow_id"), &field("trigger")])
+    /// Count one output record: per topic, and the domain figures it carries. Label values are
+    /// the records' own names (variant names, snake_case enum symbols); a field the record
+    /// leaves out reads `none`, so no label value is blank.
+    pub fn observe_output(&self, output: &Output) {
+        self.records_out
+            .with_label_values(&[output.topic().name()])
+            .inc();
+        let or_none = |s: &'static str| if s.is_empty() { "none" } else { s };
+        match output {
+            Output::Conversation(e) => {
+                self.conversations
+                    .with_label_values(&[variant_name(&e.event)])
                     .inc();
-                let actions = body
-                    .and_then(|b| b.get("actions"))
-                    .and_then(|a| a.as_array());
-                for action in actions.into_iter().flatten().filter_map(|a| a.as_str()) {
-                    self.workflow_actions.with_label_values(&[action]).inc();
+                if let ConversationEventKind::WorkflowRan(w) = &e.event {
+                    let label = |s: &str| {
+                        if s.is_empty() {
+                            "none".to_string()
+                        } else {
+                            s.to_string()
+                        }
+                    };
+                    self.workflow_runs
+                        .with_label_values(&[&label(&w.workflow_id), &label(&w.trigger)])
+                        .inc();
+                    for action in &w.actions {
+                        self.workflow_actions.with_label_values(&[action]).inc();
+                    }
                 }
             }
-            Topic::Csat => self.csat.with_label_values(&[&kind, &field("score")]).inc(),
-            Topic::AgentState => self
-                .agent_status
-                .with_label_values(&[&kind, &field("group")])
-                .inc(),
-            Topic::Analytics => self.observe_window(json),
-            Topic::Dlq => {
+            Output::Assignment(e) => {
+                let method = match &e.event {
+                    AssignmentEventKind::Assigned(a) => variant_name(&a.method),
+                    _ => "none",
+                };
+                self.assignments
+                    .with_label_values(&[variant_name(&e.event), or_none(method)])
+                    .inc();
+            }
+            Output::Sla(e) => {
+                let metric = match &e.event {
+                    SlaEventKind::SlaBreached(b) => variant_name(&b.metric),
+                    SlaEventKind::SlaMet(m) => variant_name(&m.metric),
+                    _ => "none",
+                };
+                self.sla
+                    .with_label_values(&[variant_name(&e.event), or_none(metric)])
+                    .inc();
+            }
+            // Each customer message once (not the conversation's running mood).
+            Output::Sentiment(e) => {
+                if let SentimentEventKind::MessageSentiment(m) = &e.event {
+                    self.sentiment
+                        .with_label_values(&[variant_name(&m.label)])
+                        .inc();
+                }
+            }
+            Output::Csat(e) => {
+                let score = match &e.event {
+                    CsatEventKind::SurveyFeedback(f) => {
+                        f.score.as_ref().map_or("none", variant_name)
+                    }
+                    _ => "none",
+                };
+                self.csat
+                    .with_label_values(&[variant_name(&e.event), or_none(score)])
+                    .inc();
+            }
+            Output::AgentState(e) => {
+                let group = match &e.event {
+                    AgentStateEventKind::AgentStatus(s) => variant_name(&s.group),
+                    _ => "none",
+                };
+                self.agent_status
+                    .with_label_values(&[variant_name(&e.event), or_none(group)])
+                    .inc();
+            }
+            Output::Analytics(w) => self.observe_window(w),
+            Output::DeadLetter(d) => {
                 self.dlq.inc();
-                let reason = json.get("reason").and_then(|r| r.as_str()).unwrap_or("");
-                if let Some(workflow) = cascade_workflow(reason) {
+                if let Some(workflow) = cascade_workflow(&d.reason) {
                     self.workflow_rejections
                         .with_label_values(&[workflow])
                         .inc();
@@ -457,73 +488,74 @@ impl Metrics {
     }
 
     /// A queue's analytics window: add its counts and durations to the queue's series.
-    fn observe_window(&self, json: &serde_json::Value) {
-        if json.get("dimension").and_then(|d| d.as_str()) != Some("queue") {
+    fn observe_window(&self, w: &AnalyticsWindow) {
+        if w.dimension != AnalyticsDimension::Queue || w.key.is_empty() {
             return;
         }
-        let Some(key) = json
-            .get("key")
-            .and_then(|k| k.as_str())
-            .filter(|k| !k.is_empty())
-        else {
-            return;
-        };
         let queue = {
             let mut seen = self.queue_labels.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.contains(key) || seen.len() < MAX_QUEUE_LABELS {
-                seen.insert(key.to_string());
-                key.to_string()
+            if seen.contains(&w.key) || seen.len() < MAX_QUEUE_LABELS {
+                seen.insert(w.key.clone());
+                w.key.clone()
             } else {
                 "other".to_string()
             }
         };
-        let n = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_u64()).unwrap_or(0);
-        for (field, result) in [("sla_met", "met"), ("sla_breached", "breached")] {
-            for metric in ["first_response", "next_reply", "resolution"] {
-                let count = n(json.get(field).and_then(|f| f.get(metric)));
-                if count > 0 {
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        for (counts, result) in [(&w.sla_met, "met"), (&w.sla_breached, "breached")] {
+            for (metric, count) in [
+                ("first_response", counts.first_response),
+                ("next_reply", counts.next_reply),
+                ("resolution", counts.resolution),
+            ] {
+                if n(count) > 0 {
                     self.queue_sla
                         .with_label_values(&[&queue, metric, result])
-                        .inc_by(count);
+                        .inc_by(n(count));
                 }
             }
         }
-        for (field, score) in [("csat_happy", "happy"), ("csat_not_happy", "not_happy")] {
-            let count = n(json.get(field));
-            if count > 0 {
+        for (count, score) in [(w.csat_happy, "happy"), (w.csat_not_happy, "not_happy")] {
+            if n(count) > 0 {
                 self.queue_csat
                     .with_label_values(&[&queue, score])
-                    .inc_by(count);
+                    .inc_by(n(count));
             }
         }
-        for label in ["positive", "neutral", "negative"] {
-            let count = n(json.get(format!("sentiment_{label}").as_str()));
-            if count > 0 {
+        for (count, label) in [
+            (w.sentiment_positive, "positive"),
+            (w.sentiment_neutral, "neutral"),
+            (w.sentiment_negative, "negative"),
+        ] {
+            if n(count) > 0 {
                 self.queue_sentiment
                     .with_label_values(&[&queue, label])
-                    .inc_by(count);
+                    .inc_by(n(count));
             }
         }
-        let correction = json.get("correction").and_then(|c| c.as_bool()) == Some(true);
-        for measure in MEASURES {
-            let Some(d) = json.get(measure) else { continue };
-            let count = n(d.get("count"));
+        let measures = [
+            ("time_to_assign", &w.time_to_assign),
+            ("first_response", &w.first_response),
+            ("handling", &w.handling),
+        ];
+        for (measure, d) in measures {
+            let count = n(d.count);
             if count == 0 {
                 continue;
             }
-            let seconds = |field: &str| d.get(field).and_then(|v| v.as_f64()).map(|ms| ms / 1000.0);
+            let seconds = |ms: i64| ms as f64 / 1000.0;
             self.queue_duration_count
                 .with_label_values(&[&queue, measure])
                 .inc_by(count);
             self.queue_duration_sum
                 .with_label_values(&[&queue, measure])
-                .inc_by(seconds("sum_ms").unwrap_or(0.0).max(0.0));
-            if !correction {
-                for (field, q) in [("p50_ms", "0.5"), ("p90_ms", "0.9")] {
-                    if let Some(v) = seconds(field) {
+                .inc_by(seconds(d.sum_ms).max(0.0));
+            if !w.correction {
+                for (p, q) in [(d.p50_ms, "0.5"), (d.p90_ms, "0.9")] {
+                    if let Some(ms) = p {
                         self.queue_duration_quantile
                             .with_label_values(&[&queue, measure, q])
-                            .set(v);
+                            .set(seconds(ms));
                     }
                 }
             }
@@ -704,10 +736,168 @@ fn cascade_workflow(reason: &str) -> Option<&str> {
 }
 
 /// A union value in the JSON mirror is `{"VariantName": {fields}}`.
-fn variant(v: Option<&serde_json::Value>) -> (String, Option<&serde_json::Value>) {
-    match v.and_then(|v| v.as_object()).and_then(|o| o.iter().next()) {
-        Some((name, body)) => (name.clone(), Some(body)),
-        None => (String::new(), None),
+/// The serde name of an enum value's variant (a union branch's name, or a snake_case symbol),
+/// found without serializing its content.
+fn variant_name<T: serde::Serialize>(value: &T) -> &'static str {
+    value.serialize(VariantName).unwrap_or("none")
+}
+
+/// A serializer that answers with the variant's name and refuses everything else.
+struct VariantName;
+
+#[derive(Debug)]
+struct NotAVariant;
+
+impl std::fmt::Display for NotAVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not an enum variant")
+    }
+}
+
+impl std::error::Error for NotAVariant {}
+
+impl serde::ser::Error for NotAVariant {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        NotAVariant
+    }
+}
+
+impl serde::Serializer for VariantName {
+    type Ok = &'static str;
+    type Error = NotAVariant;
+    type SerializeSeq = serde::ser::Impossible<&'static str, NotAVariant>;
+    type SerializeTuple = serde::ser::Impossible<&'static str, NotAVariant>;
+    type SerializeTupleStruct = serde::ser::Impossible<&'static str, NotAVariant>;
+    type SerializeTupleVariant = serde::ser::Impossible<&'static str, NotAVariant>;
+    type SerializeMap = serde::ser::Impossible<&'static str, NotAVariant>;
+    type SerializeStruct = serde::ser::Impossible<&'static str, NotAVariant>;
+    type SerializeStructVariant = serde::ser::Impossible<&'static str, NotAVariant>;
+
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<&'static str, NotAVariant> {
+        Ok(variant)
+    }
+
+    fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: &T,
+    ) -> Result<&'static str, NotAVariant> {
+        Ok(variant)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, NotAVariant> {
+        Err(NotAVariant)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, NotAVariant> {
+        Err(NotAVariant)
+    }
+
+    fn serialize_bool(self, _: bool) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_i8(self, _: i8) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_i16(self, _: i16) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_i32(self, _: i32) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_i64(self, _: i64) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_u8(self, _: u8) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_u16(self, _: u16) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_u32(self, _: u32) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_u64(self, _: u64) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_f32(self, _: f32) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_f64(self, _: f64) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_char(self, _: char) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_str(self, _: &str) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_none(self) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_some<T: serde::Serialize + ?Sized>(
+        self,
+        _: &T,
+    ) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_unit(self) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<&'static str, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotAVariant> {
+        Err(NotAVariant)
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, NotAVariant> {
+        Err(NotAVariant)
     }
 }
 
@@ -780,10 +970,10 @@ mod tests {
         let ran = serde_json::json!({"id": "x#0", "tenant": "acme", "conversation_id": "c1",
             "short_id": 1, "event": {"WorkflowRan": {"workflow_id": "nudge",
             "trigger": "agent_did_not_reply_for", "actions": ["add_note", "unassign_agent"]}}});
-        m.observe_output(Topic::ConversationEvents, &ran);
+        m.observe_output(&Output::from_json(Topic::ConversationEvents, ran).expect("event"));
         let dead = serde_json::json!({"id": "d", "source_topic": "cc.commands", "value": "",
             "reason": "workflows ran more than 1000 times for one record (workflow \"w07\" was next): too wide"});
-        m.observe_output(Topic::Dlq, &dead);
+        m.observe_output(&Output::from_json(Topic::Dlq, dead).expect("dead letter"));
         let text = m.render();
         for want in [
             "switchboard_workflow_runs_total{trigger=\"agent_did_not_reply_for\",workflow=\"nudge\"} 1",
@@ -848,7 +1038,7 @@ mod tests {
         let json = serde_json::json!({"id": "x#0", "tenant": "acme", "conversation_id": "c1",
             "event": {"Assigned": {"agent_id": "ana", "method": "single", "score": null}}});
         let output = Output::from_json(Topic::Assignments, json).expect("assignment");
-        m.observe_output(output.topic(), &output.to_json());
+        m.observe_output(&output);
         let text = m.render();
         assert!(
             text.contains("switchboard_records_out_total{topic=\"cc.assignments\"} 1"),
@@ -860,6 +1050,54 @@ mod tests {
             ),
             "{text}"
         );
+        // Each topic's labels: variant names, snake_case symbols, `none` where a record has
+        // no such field.
+        for (topic, json) in [
+            (
+                Topic::SlaEvents,
+                serde_json::json!({"id": "s", "tenant": "acme", "conversation_id": "c1",
+                "event": {"SlaBreached": {"metric": "first_response", "due_at": 1, "breached_at": 2}}}),
+            ),
+            (
+                Topic::SlaEvents,
+                serde_json::json!({"id": "s2", "tenant": "acme", "conversation_id": "c1",
+                "event": {"SlaRecalculated": {}}}),
+            ),
+            (
+                Topic::Sentiment,
+                serde_json::json!({"id": "m", "tenant": "acme", "conversation_id": "c1",
+                "event": {"MessageSentiment": {"message_id": "m1", "score": -0.5, "label": "negative"}}}),
+            ),
+            (
+                Topic::Csat,
+                serde_json::json!({"id": "c", "tenant": "acme", "conversation_id": "c1",
+                "event": {"SurveyFeedback": {"score": "not_happy"}}}),
+            ),
+            (
+                Topic::Csat,
+                serde_json::json!({"id": "c2", "tenant": "acme", "conversation_id": "c1",
+                "event": {"SurveySuppressed": {"reason": "opted out"}}}),
+            ),
+            (
+                Topic::AgentState,
+                serde_json::json!({"id": "a", "tenant": "acme", "agent_id": "ana",
+                "event": {"AgentStatus": {"status": "Lunch", "group": "away"}}}),
+            ),
+        ] {
+            let output = Output::from_json(topic, json).expect("an output");
+            m.observe_output(&output);
+        }
+        let text = m.render();
+        for want in [
+            "switchboard_sla_events_total{kind=\"SlaBreached\",metric=\"first_response\"} 1",
+            "switchboard_sla_events_total{kind=\"SlaRecalculated\",metric=\"none\"} 1",
+            "switchboard_sentiment_messages_total{label=\"negative\"} 1",
+            "switchboard_csat_events_total{kind=\"SurveyFeedback\",score=\"not_happy\"} 1",
+            "switchboard_csat_events_total{kind=\"SurveySuppressed\",score=\"none\"} 1",
+            "switchboard_agent_state_events_total{group=\"away\",kind=\"AgentStatus\"} 1",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
     }
 
     /// R-RUN-4 (issue 16 item 5): a queue's analytics window feeds the per-queue SLA, CSAT
@@ -881,7 +1119,7 @@ mod tests {
                 "csat_happy": 1, "csat_not_happy": 0,
                 "sentiment_positive": 0, "sentiment_neutral": 2, "sentiment_negative": 1});
             let output = Output::from_json(Topic::Analytics, json).expect("analytics window");
-            m.observe_output(output.topic(), &output.to_json());
+            m.observe_output(&output);
         };
         window("queue", false, 1500);
         window("queue", true, 9000);

@@ -569,6 +569,15 @@ impl Wire {
         Ok(self.frame(topic, bytes))
     }
 
+    /// Encode an output straight from its type in the framing its topic is written in.
+    pub fn encode_output(
+        &self,
+        output: &switchboard_schemas::Output,
+    ) -> Result<Vec<u8>, CodecError> {
+        let bytes = output.encode(&self.codec)?;
+        Ok(self.frame(output.topic(), bytes))
+    }
+
     /// Encode a record straight from its type in the framing its topic is written in.
     pub fn encode<T: serde::Serialize>(
         &self,

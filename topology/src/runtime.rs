@@ -1060,10 +1060,8 @@ impl Runtime {
                     if task.skip.get(name).is_some_and(|&w| seq <= w) {
                         continue; // written before the crash
                     }
-                    // One JSON mirror for both the metrics and the encoding.
-                    let json = e.output.to_json();
-                    self.opts.metrics.observe_output(topic, &json);
-                    let value = self.wire.encode_json(topic, &json).map_err(|err| {
+                    self.opts.metrics.observe_output(&e.output);
+                    let value = self.wire.encode_output(&e.output).map_err(|err| {
                         RuntimeError::Other(format!("cannot encode an output: {err}"))
                     })?;
                     let headers = OwnedHeaders::new()
