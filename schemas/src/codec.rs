@@ -108,7 +108,15 @@ pub struct TopicSchema {
 
 impl TopicSchema {
     pub fn parse(text: &str) -> Result<TopicSchema, CodecError> {
-        let schema = Schema::parse_str(text).map_err(|e| CodecError::Malformed(e.to_string()))?;
+        // Logical types are annotations on the wire types, and the JSON mirror carries the
+        // wire values (a `timestamp-millis` is its `long`): read and write the types under
+        // them. The fingerprint is unchanged (the Parsing Canonical Form strips them), and
+        // apache-avro's canonical form of an annotated primitive (`{"type":"long"}`, not
+        // `"long"`) would otherwise disagree with every other implementation's.
+        let mut json: Json =
+            serde_json::from_str(text).map_err(|e| CodecError::Malformed(e.to_string()))?;
+        strip_logical_types(&mut json);
+        let schema = Schema::parse(&json).map_err(|e| CodecError::Malformed(e.to_string()))?;
         let names = {
             let resolved = ResolvedSchema::try_from(&schema)
                 .map_err(|e| CodecError::Malformed(e.to_string()))?;
@@ -523,6 +531,18 @@ impl TopicSchema {
             .filter_map(|s| self.resolve(s, ns).ok().and_then(schema_name))
             .map(|n| n.name.clone())
             .collect()
+    }
+}
+
+/// Remove every `logicalType` annotation of a schema's JSON.
+fn strip_logical_types(v: &mut Json) {
+    match v {
+        Json::Object(o) => {
+            o.remove("logicalType");
+            o.values_mut().for_each(strip_logical_types);
+        }
+        Json::Array(a) => a.iter_mut().for_each(strip_logical_types),
+        _ => {}
     }
 }
 

@@ -177,3 +177,134 @@ fn both_framings_are_recognised() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Issue 13 item 5: each schema against its previous release (`schemas/avro/history/`).
+/// Backward: the current schema reads everything the previous one wrote (apache-avro's full
+/// check). Forward: a reader still on the previous schema reads what the current one writes,
+/// for every sample record the previous schema can represent, exactly as if its own schema
+/// had written it; a record on a union branch added since is refused naming the mismatch
+/// (Avro cannot read a branch the reader lacks, so registry subjects use BACKWARD
+/// compatibility, docs/records.md).
+#[test]
+fn each_schema_is_backward_and_forward_compatible_with_its_previous_release() {
+    use apache_avro::schema_compatibility::SchemaCompatibility;
+    let codec = Codec::new().expect("schemas parse");
+    let (mut forward, mut new_branches) = (0, 0);
+    for topic in Topic::ALL {
+        let current = codec.schema(topic);
+        for old_text in topic.previous_schema_texts() {
+            let old = TopicSchema::parse(old_text).expect("old schema");
+            SchemaCompatibility::can_read(old.schema(), current.schema()).unwrap_or_else(|e| {
+                panic!("{topic}: the current schema cannot read the previous: {e}")
+            });
+            let known: Json = serde_json::from_str(old_text).expect("json");
+            let names: Vec<&str> = known["fields"]
+                .as_array()
+                .expect("fields")
+                .iter()
+                .filter_map(|f| f["name"].as_str())
+                .collect();
+            for sample in samples(topic) {
+                let written = current
+                    .encode(&sample)
+                    .expect("encode with the current schema");
+                let mut representable = sample.clone();
+                if let Some(o) = representable.as_object_mut() {
+                    o.retain(|k, _| names.contains(&k.as_str()));
+                }
+                match old.encode(&representable) {
+                    Ok(by_old) => {
+                        let read = old.read_datum(current, &written[10..]).expect("forward");
+                        assert_eq!(
+                            read,
+                            old.read_datum(&old, &by_old[10..]).expect("own"),
+                            "{topic}"
+                        );
+                        forward += 1;
+                    }
+                    Err(_) => {
+                        let err = old
+                            .read_datum(current, &written[10..])
+                            .expect_err("new branch");
+                        assert!(err.to_string().contains("union"), "{topic}: {err}");
+                        new_branches += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        forward >= 10 && new_branches >= 1,
+        "{forward} {new_branches}"
+    );
+}
+
+/// Issue 13 item 5: documentation, defaults and logical types are compatible changes: each
+/// schema's fingerprint (what single-object records carry) is that of the schema with them
+/// all removed, so annotating a schema never strands the records already written with it.
+#[test]
+fn annotations_leave_every_fingerprint_unchanged() {
+    fn strip(v: &mut Json) {
+        match v {
+            Json::Object(o) => {
+                for k in ["doc", "default", "logicalType", "aliases"] {
+                    o.remove(k);
+                }
+                o.values_mut().for_each(strip);
+            }
+            Json::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let codec = Codec::new().expect("schemas parse");
+    let mut annotated = 0;
+    for topic in Topic::ALL {
+        let mut bare: Json = serde_json::from_str(topic.schema_text()).expect("json");
+        strip(&mut bare);
+        let bare = TopicSchema::parse(&bare.to_string()).expect("bare schema");
+        assert_eq!(
+            bare.fingerprint(),
+            codec.schema(topic).fingerprint(),
+            "{topic}"
+        );
+        annotated += usize::from(topic.schema_text().contains("timestamp-millis"));
+    }
+    assert!(annotated >= 3, "{annotated}");
+}
+
+/// Issue 13 item 5: every field of every schema says what it holds (`doc`), for the
+/// producers and consumers who read the schemas in a registry.
+#[test]
+fn every_field_is_documented() {
+    fn undocumented(v: &Json, record: &str, out: &mut Vec<String>) {
+        match v {
+            Json::Object(o) => {
+                let name = o.get("name").and_then(Json::as_str).unwrap_or(record);
+                if let Some(Json::Array(fields)) = o.get("fields") {
+                    for f in fields {
+                        if f.get("doc")
+                            .and_then(Json::as_str)
+                            .is_none_or(str::is_empty)
+                        {
+                            out.push(format!("{name}.{}", f["name"]));
+                        }
+                        undocumented(&f["type"], name, out);
+                    }
+                }
+                for k in ["type", "items", "values"] {
+                    if let Some(t) = o.get(k) {
+                        undocumented(t, name, out);
+                    }
+                }
+            }
+            Json::Array(a) => a.iter().for_each(|x| undocumented(x, record, out)),
+            _ => {}
+        }
+    }
+    let mut missing = Vec::new();
+    for topic in Topic::ALL {
+        let schema: Json = serde_json::from_str(topic.schema_text()).expect("json");
+        undocumented(&schema, topic.name(), &mut missing);
+    }
+    assert!(missing.is_empty(), "fields without a doc: {missing:?}");
+}

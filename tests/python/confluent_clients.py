@@ -16,6 +16,7 @@
         Switchboard's JSON mirror)}.
 """
 import argparse
+import datetime
 import io
 import json
 import os
@@ -140,6 +141,10 @@ def to_avro(v, s, ns, names):
 
 def from_avro(v, s, ns, names):
     """What fastavro reads (return_record_name) -> Switchboard's JSON mirror."""
+    if isinstance(v, datetime.datetime):
+        # fastavro reads a timestamp-millis as a datetime; the mirror keeps the ms.
+        epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+        return (v - epoch) // datetime.timedelta(milliseconds=1)
     s, ns, full = names.resolve(s, ns)
     if isinstance(s, list):
         if v is None:
