@@ -113,6 +113,12 @@ fn make_certificates(dir: &Path) {
     );
     // A second CA that signed nothing here: trusting it must fail.
     run("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out other.pem");
+    // A client certificate signed by the CA, for brokers that ask for one.
+    run("req -newkey rsa:2048 -nodes -subj /CN=switchboard -keyout client.key -out client.csr");
+    run(
+        "x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+         -out client.pem",
+    );
 }
 
 fn free_port() -> u16 {
@@ -171,12 +177,38 @@ impl Broker {
     /// certificate for 127.0.0.1 signed by a CA made in `dir`; tansu advertises the TLS port,
     /// so every connection a client makes is TLS. Clients trust the CA.
     fn start_tls(dir: &Path) -> Broker {
+        Broker::behind_tls(dir, false)
+    }
+
+    /// Like [`Broker::start_tls`], and the terminator asks every client for a certificate
+    /// signed by the CA (mutual TLS); clients present `client.pem`.
+    fn start_mtls(dir: &Path) -> Broker {
+        let mut broker = Broker::behind_tls(dir, true);
+        broker.client_properties.extend([
+            (
+                "ssl.certificate.location".into(),
+                dir.join("client.pem").display().to_string(),
+            ),
+            (
+                "ssl.key.location".into(),
+                dir.join("client.key").display().to_string(),
+            ),
+        ]);
+        broker
+    }
+
+    fn behind_tls(dir: &Path, client_certificates: bool) -> Broker {
         make_certificates(dir);
         let (plain, tls) = (free_port(), free_port());
         let mut broker = Broker::tansu(plain, tls);
+        let verify = if client_certificates {
+            format!("verify=1,cafile={}", dir.join("ca.pem").display())
+        } else {
+            "verify=0".to_string()
+        };
         let proxy = Command::new("socat")
             .arg(format!(
-                "OPENSSL-LISTEN:{tls},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+                "OPENSSL-LISTEN:{tls},bind=127.0.0.1,reuseaddr,fork,cert={},key={},{verify}",
                 dir.join("server.pem").display(),
                 dir.join("server.key").display()
             ))
@@ -1568,6 +1600,62 @@ fn over_tls_outputs_equal_simulate_and_a_wrong_ca_is_named() {
         "no line naming {} and the certificate within 10 s:\n{}",
         s.broker.addr,
         std::fs::read_to_string(&wrong_log).unwrap_or_default()
+    );
+}
+
+/// Issue 13 item 1: with a broker that asks for client certificates (mutual TLS), the engine
+/// presents its own (`ssl.certificate.location`, `ssl.key.location`) and its outputs equal
+/// `simulate`'s; without one it cannot join, and /readyz stays 503.
+#[test]
+fn mutual_tls_outputs_equal_simulate_and_no_certificate_is_refused() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let s = Setup::on(Broker::start_mtls(certs.path()));
+    let config = s.config("mtls", "e2e-mtls", "");
+    s.create_topics(&config);
+    let sources = s.produce(&quickstart());
+    let want = expected(sources);
+    let log = s.log("mtls");
+    let mut engine = Engine::start(&config, &log);
+    let n = s.wait_for("", total(&want), Duration::from_secs(90));
+    engine.terminate();
+    assert_same(
+        &s.outputs(""),
+        &want,
+        "over mutual TLS",
+        std::slice::from_ref(&log),
+    );
+    assert_count(
+        n,
+        total(&want),
+        "over mutual TLS",
+        std::slice::from_ref(&log),
+    );
+
+    let anonymous = s.config("no-cert", "e2e-no-cert", "");
+    let text = std::fs::read_to_string(&anonymous).expect("config");
+    let text: String = text
+        .lines()
+        .filter(|l| !l.contains("ssl.certificate.location") && !l.contains("ssl.key.location"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&anonymous, text).expect("config");
+    let anonymous_log = s.log("no-cert");
+    let mut engine = Engine::start(&anonymous, &anonymous_log);
+    std::thread::sleep(Duration::from_secs(8));
+    let addr = http_addr(&anonymous);
+    assert_eq!(
+        http_get(&addr, "/readyz").0,
+        503,
+        "no partitions without a certificate"
+    );
+    engine.kill();
+    let logged = std::fs::read_to_string(&anonymous_log).unwrap_or_default();
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains(&s.broker.addr) && (l.contains("SSL") || l.contains("ssl"))),
+        "no line naming {} and the TLS failure:\n{logged}",
+        s.broker.addr
     );
 }
 
