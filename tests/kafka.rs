@@ -2208,6 +2208,7 @@ fn confluent_clients_and_the_engine_interoperate_through_a_schema_registry() {
     s.wire = Wire::for_thread(&switchboard::config::Config::load(config.to_str()).expect("config"))
         .expect("wire");
     let records = quickstart_records();
+    let used = std::cell::RefCell::new(std::collections::BTreeSet::new());
     s.produce_with_confluent_client(&registry, &records, |i, r, v| {
         // The previous schema where the topic has one and the record fits it.
         let previous = r.topic.previous_schema_texts().first().and_then(|text| {
@@ -2225,14 +2226,22 @@ fn confluent_clients_and_the_engine_interoperate_through_a_schema_registry() {
             }
             old.encode(&v).ok().map(|_| v)
         });
-        match (i % 5, previous) {
+        let chosen = match (i % 6, previous) {
             (0, _) => ("current", "confluent", v.clone()),
             (1, _) => ("next", "confluent", v.clone()),
             (2, _) => ("next", "single_object", v.clone()),
             (3, Some(old)) => ("previous", "confluent", old),
+            (4, Some(old)) => ("previous", "single_object", old),
             _ => ("current", "single_object", v.clone()),
-        }
+        };
+        used.borrow_mut().insert((chosen.0, chosen.1));
+        chosen
     });
+    assert_eq!(
+        used.borrow().len(),
+        6,
+        "every writer version in both framings: {used:?}"
+    );
     let sources = s.read_inputs();
     assert_eq!(sources.len(), records.len(), "every record was written");
     // Each record decodes, whatever its writer schema and framing, to what was written
