@@ -560,3 +560,29 @@ fn schema_registry_settings_take_secrets_from_files_and_never_show_them() {
         assert!(err.to_string().contains(field), "{text}: {err}");
     }
 }
+
+/// Issue 12 item 5: the engine joins its group as a static member named after its
+/// transactional id, so a restarted instance gets its partitions back without waiting for its
+/// former session to expire; `kafka.static_membership = false` makes it a dynamic member.
+#[test]
+fn the_engine_is_a_static_group_member_unless_turned_off() {
+    let c = Config::parse(
+        "[kafka]\napplication_id = \"cc\"\ninstance_id = \"pod-0\"\n",
+        "f",
+        &[],
+    )
+    .expect("valid");
+    let cc = switchboard::kafka::group_consumer_config(&c);
+    assert_eq!(cc.get("group.id"), Some("cc"));
+    assert_eq!(cc.get("group.instance.id"), Some("cc-pod-0"));
+    let c = Config::parse(
+        "[kafka]\napplication_id = \"cc\"\ninstance_id = \"pod-0\"\nstatic_membership = false\n",
+        "f",
+        &[],
+    )
+    .expect("valid");
+    assert_eq!(
+        switchboard::kafka::group_consumer_config(&c).get("group.instance.id"),
+        None
+    );
+}

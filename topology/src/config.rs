@@ -49,6 +49,11 @@ pub struct Kafka {
     pub instance_id: String,
     /// Extra librdkafka properties passed through unchanged (security settings, timeouts).
     pub properties: BTreeMap<String, String>,
+    /// Join the consumer group as a static member (`group.instance.id` =
+    /// `<application_id>-<instance_id>`): an instance restarted within `session.timeout.ms`
+    /// gets its partitions back at once, without a rebalance or waiting for its former self's
+    /// session to expire.
+    pub static_membership: bool,
 }
 
 impl Default for Kafka {
@@ -59,6 +64,7 @@ impl Default for Kafka {
             guarantee: Guarantee::ExactlyOnce,
             instance_id: String::new(),
             properties: BTreeMap::new(),
+            static_membership: true,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use switchboard_schemas::Topic;
 
-use crate::config::Config;
+use crate::config::{Config, Guarantee};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
@@ -202,6 +202,34 @@ pub fn idempotent_producer(config: &Config) -> Result<Producer_, KafkaError> {
         .set("linger.ms", "5")
         .set("compression.type", "none");
     c.create_with_context(Deliveries::default())
+}
+
+/// The engine's consumer in its application's group: offsets committed by the runtime with
+/// its batches, cooperative rebalancing, `read_committed` under `exactly_once`, and static
+/// membership unless turned off (docs/operations.md, "Restarts").
+pub fn group_consumer_config(config: &Config) -> ClientConfig {
+    let app = &config.kafka.application_id;
+    let isolation = match config.kafka.guarantee {
+        Guarantee::ExactlyOnce => "read_committed",
+        Guarantee::Deduplicated => "read_uncommitted",
+    };
+    let mut cc = client_config(config);
+    cc.set("group.id", app)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "false");
+    if config.kafka.static_membership {
+        // The same id as the transactional id: stable across restarts, distinct between
+        // instances.
+        cc.set(
+            "group.instance.id",
+            format!("{app}-{}", config.instance_id()),
+        );
+    }
+    cc
 }
 
 /// A consumer outside any group, for reading changelogs and output tails by assignment.

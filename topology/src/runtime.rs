@@ -341,22 +341,15 @@ impl Runtime {
         )
         .map_err(RuntimeError::Other)?;
         let eos = config.kafka.guarantee == Guarantee::ExactlyOnce;
+        let app = config.kafka.application_id.clone();
+        let cc = kafka::group_consumer_config(&config);
+        let consumer: BaseConsumer<GroupContext> =
+            cc.create_with_context(GroupContext::default())?;
         let isolation = if eos {
             "read_committed"
         } else {
             "read_uncommitted"
         };
-        let app = config.kafka.application_id.clone();
-        let mut cc = kafka::client_config(&config);
-        cc.set("group.id", &app)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("isolation.level", isolation)
-            .set("enable.partition.eof", "false");
-        let consumer: BaseConsumer<GroupContext> =
-            cc.create_with_context(GroupContext::default())?;
         let producer = if eos {
             let mut pc = kafka::client_config(&config);
             let txid = format!("{app}-{}", config.instance_id());
