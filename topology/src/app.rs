@@ -21,8 +21,13 @@ pub fn init_logging() {
 /// Structured logs to stderr in `format` (`log.format`: text lines, or one JSON object per
 /// line for log shippers).
 pub fn init_logging_as(format: crate::config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // apache-avro warns at every start about the schemas' unions of one branch (`cc.actions`'
+    // `action`, with room for more kinds by design): nothing a user can act on.
+    if let Ok(quiet) = "apache_avro=error".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
