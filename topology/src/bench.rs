@@ -319,3 +319,269 @@ fn engine(config: Config, records: u64) -> Result<(f64, Metrics), String> {
     }
     Ok((records as f64 / elapsed, metrics))
 }
+
+/// `switchboard bench --restart-conversations N`: the time from process start to the first
+/// output after a SIGKILL, with `N` conversations open over 4 partitions (issue 12).
+///
+/// The engine runs as a child process of this one (the `run` command of the same binary)
+/// against the broker: the mock cluster lives in this process and the child reaches it over
+/// loopback. The child processes the generated tenants' config and `N` first messages from
+/// distinct customers (each opens a conversation), is killed with SIGKILL once idle, and is
+/// started again; one more message is then written, and the figure is from the restart to that
+/// message's `Opened` event on `cc.conversation-events`. The child's own log gives how long
+/// restoring each partition took.
+pub fn restart(opts: &BenchOptions, conversations: usize) -> Result<String, String> {
+    let mock = match &opts.bootstrap_servers {
+        Some(_) => None,
+        None => Some(MockCluster::new(1).map_err(|e| format!("mock cluster: {e}"))?),
+    };
+    let bootstrap = match (&opts.bootstrap_servers, &mock) {
+        (Some(b), _) => b.clone(),
+        (None, Some(m)) => m.bootstrap_servers(),
+        (None, None) => return Err("no broker".into()),
+    };
+    let run_id = std::process::id();
+    let dir = std::env::temp_dir().join(format!("switchboard-restart-{run_id}"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut config = Config::default();
+    config.kafka.bootstrap_servers = bootstrap.clone();
+    config.kafka.application_id = format!("bench-restart-{run_id}");
+    config.kafka.guarantee = if opts.skip_exactly_once {
+        Guarantee::Deduplicated
+    } else {
+        Guarantee::ExactlyOnce
+    };
+    config.kafka.instance_id = "bench".into();
+    config.kafka.properties = opts.properties.iter().cloned().collect();
+    config.topics.partitions = PARTITIONS;
+    config.topics.create = mock.is_none();
+    config.ticker.enabled = false;
+    config.state.dir = dir.join("state").display().to_string();
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        l.local_addr().map_err(|e| e.to_string())?
+    };
+    config.http.listen = listen.to_string();
+    let config_path = dir.join("switchboard.toml");
+    std::fs::write(
+        &config_path,
+        toml::to_string(&config).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    match &mock {
+        Some(m) => {
+            for (t, _) in kafka::topic_plan(&config, "") {
+                m.create_topic(&t, PARTITIONS, 1)
+                    .map_err(|e| format!("create {t}: {e}"))?;
+            }
+        }
+        None => {
+            kafka::create_topics(&config, "").map_err(|e| e.to_string())?;
+        }
+    }
+
+    // The tenants' config and agents, then one first message per customer.
+    let mut records = workload::contact_center(opts.tenants, 0);
+    let t0 = records.iter().map(|r| r.ts).max().unwrap_or(0) + 1_000;
+    let message = |i: usize| workload::Record {
+        topic: Topic::Inbound,
+        key: Some(format!("t{}", i % opts.tenants)),
+        ts: t0 + i as i64,
+        partition: None,
+        value: serde_json::json!({"id": format!("open-{i}"), "tenant": format!("t{}", i % opts.tenants),
+            "channel": "sms", "from": format!("+1{i:010}"), "to": "support", "content": "hello"}),
+    };
+    records.extend((0..conversations).map(message));
+    let total = write_records(&config, &records)?;
+
+    let log = dir.join("engine.log");
+    let first = Child::start(&config_path, &log)?;
+    let processed = first.wait_for_records(listen, total, Duration::from_secs(1_800));
+    // Let the last round become durable: the figure is a restart's, not a crash recovery's
+    // (which also re-runs the batch in flight).
+    std::thread::sleep(Duration::from_secs(5));
+    first.kill();
+    processed?;
+
+    // SIGKILLed with everything processed; start again, then one more customer writes.
+    let events = Topic::ConversationEvents.name();
+    let reader = kafka::reader(&config, "read_committed").map_err(|e| e.to_string())?;
+    let extra = message(conversations);
+    let extra_partition = partition_of(
+        &format!("t{}", conversations % opts.tenants),
+        PARTITIONS as u32,
+    ) as i32;
+    let (_, before) =
+        kafka::watermarks(&reader, events, extra_partition).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let second = Child::start(&config_path, &log)?;
+    write_records(&config, std::slice::from_ref(&extra))?;
+    let opened = wait_for_opened(&reader, events, extra_partition, before, &extra_id(&extra));
+    let elapsed = started.elapsed().as_secs_f64();
+    second.kill();
+    opened?;
+    let restored: Vec<f64> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("state restored"))
+        .filter_map(|l| l.split(" seconds=").nth(1))
+        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+        .collect();
+    // The second run's restores are the last `PARTITIONS` lines.
+    let second_restores = &restored[restored.len().saturating_sub(PARTITIONS as usize)..];
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "switchboard bench --restart-conversations {conversations}: {total} input records ({} tenants, {PARTITIONS} partitions, {:?}) on {}",
+        opts.tenants,
+        config.kafka.guarantee,
+        if mock.is_some() { "librdkafka's in-process mock cluster".to_string() } else { bootstrap }
+    );
+    let _ = writeln!(
+        report,
+        "restart after SIGKILL: {elapsed:.2} s from process start to the first output; restoring the partitions took {} s",
+        second_restores
+            .iter()
+            .map(|s| format!("{s:.2}"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(report)
+}
+
+fn extra_id(r: &workload::Record) -> String {
+    r.value["id"].as_str().unwrap_or_default().to_string()
+}
+
+/// Write `records` (each on its tenant's partition, or its explicit one); how many.
+fn write_records(config: &Config, records: &[workload::Record]) -> Result<u64, String> {
+    let codec = Codec::new().map_err(|e| e.to_string())?;
+    let producer = kafka::idempotent_producer(config).map_err(|e| e.to_string())?;
+    for r in records {
+        let bytes = Input::from_json(r.topic, r.value.clone())?
+            .encode(&codec)
+            .map_err(|e| e.to_string())?;
+        let p = r.partition.unwrap_or_else(|| {
+            partition_of(
+                tenant_of_key(r.key.as_deref().unwrap_or("")),
+                PARTITIONS as u32,
+            ) as i32
+        });
+        send(
+            &producer,
+            r.topic.name(),
+            p,
+            r.key.as_deref().map(str::as_bytes),
+            Some(&bytes),
+            Some(r.ts),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    kafka::flush(&producer, Duration::from_secs(300))?;
+    Ok(records.len() as u64)
+}
+
+/// Wait for the `Opened` event caused by input record `id` on `topic`/`partition`, reading
+/// from `from`.
+fn wait_for_opened(
+    reader: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    id: &str,
+) -> Result<(), String> {
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(from))
+        .map_err(|e| e.to_string())?;
+    reader.assign(&tpl).map_err(|e| e.to_string())?;
+    let codec = Codec::new().map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        let Some(m) = reader.poll(Duration::from_millis(5)) else {
+            continue;
+        };
+        let m = m.map_err(|e| e.to_string())?;
+        let Ok(json) = codec
+            .schema(Topic::ConversationEvents)
+            .decode(m.payload().unwrap_or_default())
+        else {
+            continue;
+        };
+        let cause = json["id"].as_str().unwrap_or_default();
+        if cause.starts_with(&format!("{id}#")) && json["event"].get("Opened").is_some() {
+            return Ok(());
+        }
+    }
+    Err(format!("no Opened event for {id} within 600 s"))
+}
+
+/// The engine as a child process: `switchboard run --config <path>`, logging to `log`.
+struct Child(std::process::Child);
+
+impl Child {
+    fn start(config: &std::path::Path, log: &std::path::Path) -> Result<Child, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| e.to_string())?;
+        std::process::Command::new(exe)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map(Child)
+            .map_err(|e| format!("cannot start the engine: {e}"))
+    }
+
+    /// Wait until the child's `/metrics` count `want` input records.
+    fn wait_for_records(
+        &self,
+        addr: std::net::SocketAddr,
+        want: u64,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if records_in(addr) >= want {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the engine did not process {want} records in time"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGKILL.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `switchboard_records_in_total` summed over topics, from the engine's `/metrics` (0 while it
+/// does not answer).
+fn records_in(addr: std::net::SocketAddr) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return 0;
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with("switchboard_records_in_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}

@@ -149,6 +149,10 @@ enum Cmd {
         /// Extra librdkafka property for every client, KEY=VALUE (repeatable).
         #[arg(long = "property", value_parser = parse_property)]
         properties: Vec<(String, String)>,
+        /// Instead: restart after SIGKILL with this many open conversations, timed from
+        /// process start to the first output.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+        restart_conversations: Option<u32>,
     },
     /// The sentiment scorer on its own.
     Sentiment {
@@ -470,14 +474,19 @@ fn run(cli: Cli) -> Result<(), String> {
             bootstrap_servers,
             skip_exactly_once,
             properties,
+            restart_conversations,
         } => {
-            let report = switchboard::bench::run(&switchboard::bench::BenchOptions {
+            let opts = switchboard::bench::BenchOptions {
                 messages: messages as usize,
                 tenants: tenants as usize,
                 bootstrap_servers,
                 skip_exactly_once,
                 properties,
-            })?;
+            };
+            let report = match restart_conversations {
+                Some(n) => switchboard::bench::restart(&opts, n as usize)?,
+                None => switchboard::bench::run(&opts)?,
+            };
             print!("{report}");
             Ok(())
         }

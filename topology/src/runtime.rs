@@ -731,7 +731,9 @@ impl Runtime {
             reason: format!("cannot create state directory {}: {e}", dir.display()),
         })?;
         let mut rocks = RocksStore::open(&dir)?;
+        let opened_store = started.elapsed();
         let intent = self.restore(partition, &mut rocks)?;
+        let read_changelog = started.elapsed();
         let checkpoint = rocks.checkpoint()?.unwrap_or(Checkpoint {
             changelog_offset: -1,
             ..Checkpoint::default()
@@ -743,6 +745,7 @@ impl Runtime {
             },
             self.settings.clone(),
         )?;
+        let loaded = started.elapsed();
         let mut next = Vec::new();
         let mut initial_hw = Vec::new();
         for t in Topic::INPUTS {
@@ -797,8 +800,14 @@ impl Runtime {
             }
         }
         self.opts.metrics.restoring_partitions.dec();
+        // Where a restore's time went: opening the store, reading the changelog past its
+        // checkpoint, loading the state into memory, then offsets and output positions.
         tracing::info!(
             partition,
+            open_seconds = opened_store.as_secs_f64(),
+            changelog_seconds = (read_changelog - opened_store).as_secs_f64(),
+            load_seconds = (loaded - read_changelog).as_secs_f64(),
+            positions_seconds = (started.elapsed() - loaded).as_secs_f64(),
             seconds = started.elapsed().as_secs_f64(),
             "partition assigned; state restored"
         );
@@ -873,36 +882,61 @@ impl Runtime {
         high: i64,
         on: &mut dyn FnMut(&BorrowedMessage<'_>) -> Result<(), RuntimeError>,
     ) -> Result<(), RuntimeError> {
+        self.read_partitions(&[(topic, partition, from, high)], on)
+    }
+
+    /// [`Runtime::read_partition`] for several topic partitions at once: one assignment, one
+    /// quiet period at the end, whatever their number.
+    fn read_partitions(
+        &self,
+        ranges: &[(&str, i32, i64, i64)],
+        on: &mut dyn FnMut(&BorrowedMessage<'_>) -> Result<(), RuntimeError>,
+    ) -> Result<(), RuntimeError> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
+        let mut position: Vec<i64> = Vec::with_capacity(ranges.len());
+        for (topic, partition, from, _) in ranges {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*from))?;
+            position.push(*from);
+        }
         self.reader.assign(&tpl)?;
         let deadline = Instant::now() + Duration::from_secs(600);
-        let mut position = from;
+        let caught_up = |position: &[i64]| ranges.iter().zip(position).all(|(r, p)| *p >= r.3);
         loop {
             if Instant::now() > deadline {
+                let (topic, partition, _, high) = ranges
+                    .iter()
+                    .zip(&position)
+                    .find(|(r, p)| **p < r.3)
+                    .map(|(r, _)| *r)
+                    .unwrap_or(ranges[0]);
                 return Err(RuntimeError::Partition {
                     partition,
-                    reason: format!("reading {topic} stalled at offset {position} of {high}"),
+                    reason: format!("reading {topic} stalled before offset {high}"),
                 });
             }
             let Some(result) = self.reader.poll(Duration::from_millis(200)) else {
-                if position >= high {
+                if caught_up(&position) {
                     break; // at the end, and nothing more came
                 }
                 // Transaction markers occupy offsets without records: ask where we are.
-                let here = self.reader.position().ok().and_then(|pos| {
-                    match pos.find_partition(topic, partition)?.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
+                if let Ok(pos) = self.reader.position() {
+                    for ((topic, partition, _, _), p) in ranges.iter().zip(position.iter_mut()) {
+                        if let Some(Offset::Offset(o)) =
+                            pos.find_partition(topic, *partition).map(|e| e.offset())
+                        {
+                            *p = (*p).max(o);
+                        }
                     }
-                });
-                if let Some(o) = here {
-                    position = position.max(o);
                 }
                 continue;
             };
             let m = result?;
-            position = m.offset() + 1;
+            if let Some(i) = ranges
+                .iter()
+                .position(|(t, p, _, _)| *t == m.topic() && *p == m.partition())
+            {
+                position[i] = m.offset() + 1;
+            }
             on(&m)?;
         }
         self.reader.unassign()?;
@@ -917,41 +951,46 @@ impl Runtime {
         intent: &Intent,
     ) -> Result<BTreeMap<String, u64>, RuntimeError> {
         let source = self.source_of(partition);
-        let mut written = BTreeMap::new();
+        let mut ranges: Vec<(String, i64, i64)> = Vec::new();
         for t in kafka::output_topics() {
             let name = self.output_names[t as usize].clone();
             let from = intent.outputs.get(&name).copied().unwrap_or(0);
             let (_, high) = kafka::watermarks(&self.reader, &name, partition)?;
-            let mut highest: Option<u64> = None;
-            self.read_partition(&name, partition, from, high, &mut |m| {
-                let Some(headers) = m.headers() else {
-                    return Ok(());
-                };
-                let mut src = None;
-                let mut seq = None;
-                for h in headers.iter() {
-                    match h.key {
-                        SOURCE_HEADER => src = h.value,
-                        SEQ_HEADER => {
-                            seq = h
-                                .value
-                                .and_then(|v| std::str::from_utf8(v).ok())
-                                .and_then(|v| v.parse::<u64>().ok())
-                        }
-                        _ => {}
-                    }
-                }
-                if let (Some(src), Some(seq)) = (src, seq) {
-                    if src == source.as_bytes() && seq >= intent.seq {
-                        highest = Some(highest.map_or(seq, |h| h.max(seq)));
-                    }
-                }
-                Ok(())
-            })?;
-            if let Some(h) = highest {
-                written.insert(name, h);
-            }
+            ranges.push((name, from, high));
         }
+        let tails: Vec<(&str, i32, i64, i64)> = ranges
+            .iter()
+            .map(|(name, from, high)| (name.as_str(), partition, *from, *high))
+            .collect();
+        // Every output topic's tail in one pass: the highest sequence number of this partition
+        // written since the batch began.
+        let mut written: BTreeMap<String, u64> = BTreeMap::new();
+        self.read_partitions(&tails, &mut |m| {
+            let Some(headers) = m.headers() else {
+                return Ok(());
+            };
+            let mut src = None;
+            let mut seq = None;
+            for h in headers.iter() {
+                match h.key {
+                    SOURCE_HEADER => src = h.value,
+                    SEQ_HEADER => {
+                        seq = h
+                            .value
+                            .and_then(|v| std::str::from_utf8(v).ok())
+                            .and_then(|v| v.parse::<u64>().ok())
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(src), Some(seq)) = (src, seq) {
+                if src == source.as_bytes() && seq >= intent.seq {
+                    let highest = written.entry(m.topic().to_string()).or_insert(seq);
+                    *highest = (*highest).max(seq);
+                }
+            }
+            Ok(())
+        })?;
         Ok(written)
     }
 
