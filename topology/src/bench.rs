@@ -44,17 +44,30 @@ pub struct BenchOptions {
 
 const PASSTHROUGH_TOPIC: &str = "bench.passthrough";
 
+/// The broker to run against: the one `opts` names, or a mock cluster in this process (kept
+/// alive by the caller); its bootstrap address.
+fn broker(
+    opts: &BenchOptions,
+) -> Result<
+    (
+        Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+        String,
+    ),
+    String,
+> {
+    match &opts.bootstrap_servers {
+        Some(b) => Ok((None, b.clone())),
+        None => {
+            let mock = MockCluster::new(1).map_err(|e| format!("mock cluster: {e}"))?;
+            let bootstrap = mock.bootstrap_servers();
+            Ok((Some(mock), bootstrap))
+        }
+    }
+}
+
 /// Run the benchmark and return its report.
 pub fn run(opts: &BenchOptions) -> Result<String, String> {
-    let mock = match &opts.bootstrap_servers {
-        Some(_) => None,
-        None => Some(MockCluster::new(1).map_err(|e| format!("mock cluster: {e}"))?),
-    };
-    let bootstrap = match (&opts.bootstrap_servers, &mock) {
-        (Some(b), _) => b.clone(),
-        (None, Some(m)) => m.bootstrap_servers(),
-        (None, None) => return Err("no broker".into()),
-    };
+    let (mock, bootstrap) = broker(opts)?;
     let run_id = std::process::id();
     let base = |app: &str, guarantee: Guarantee| {
         let mut c = Config::default();
@@ -331,15 +344,7 @@ fn engine(config: Config, records: u64) -> Result<(f64, Metrics), String> {
 /// message's `Opened` event on `cc.conversation-events`. The child's own log gives how long
 /// restoring each partition took.
 pub fn restart(opts: &BenchOptions, conversations: usize) -> Result<String, String> {
-    let mock = match &opts.bootstrap_servers {
-        Some(_) => None,
-        None => Some(MockCluster::new(1).map_err(|e| format!("mock cluster: {e}"))?),
-    };
-    let bootstrap = match (&opts.bootstrap_servers, &mock) {
-        (Some(b), _) => b.clone(),
-        (None, Some(m)) => m.bootstrap_servers(),
-        (None, None) => return Err("no broker".into()),
-    };
+    let (mock, bootstrap) = broker(opts)?;
     let run_id = std::process::id();
     let dir = std::env::temp_dir().join(format!("switchboard-restart-{run_id}"));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
