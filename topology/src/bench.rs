@@ -184,31 +184,10 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
 }
 
 fn produce_workload(config: &Config, opts: &BenchOptions) -> Result<u64, String> {
-    let codec = Codec::new().map_err(|e| e.to_string())?;
-    let producer = kafka::idempotent_producer(config).map_err(|e| e.to_string())?;
-    let mut n = 0u64;
-    for r in workload::contact_center(opts.tenants, opts.messages) {
-        let bytes = Input::from_json(r.topic, r.value)?
-            .encode(&codec)
-            .map_err(|e| e.to_string())?;
-        let p = r.partition.unwrap_or_else(|| {
-            let tenant = tenant_of_key(r.key.as_deref().unwrap_or(""));
-            partition_of(tenant, PARTITIONS as u32) as i32
-        });
-        send(
-            &producer,
-            r.topic.name(),
-            p,
-            r.key.as_deref().map(str::as_bytes),
-            Some(&bytes),
-            Some(r.ts),
-            None,
-        )
-        .map_err(|e| e.to_string())?;
-        n += 1;
-    }
-    kafka::flush(&producer, Duration::from_secs(120))?;
-    Ok(n)
+    write_records(
+        config,
+        &workload::contact_center(opts.tenants, opts.messages),
+    )
 }
 
 /// The no-op loop a user would write: records/s from the first record until every input
