@@ -661,7 +661,8 @@ impl Processor for Analytics {
                 conversation_id,
                 event: SentimentEventKind::MessageSentiment(m),
                 ..
-            }) if *tenant == cx.tenant => {
+            }) if *tenant == cx.tenant && m.language.is_none() => {
+                // A message in another language was not scored, so it is in no column.
                 let i = match m.label {
                     SentimentLabel::Positive => 0,
                     SentimentLabel::Neutral => 1,

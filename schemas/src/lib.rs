@@ -135,6 +135,7 @@ impl Topic {
                 &[include_str!("../avro/history/conversation-events.1.avsc")]
             }
             Topic::Actions => &[include_str!("../avro/history/actions.1.avsc")],
+            Topic::Sentiment => &[include_str!("../avro/history/sentiment.1.avsc")],
             _ => &[],
         }
     }

@@ -1298,6 +1298,12 @@ pub struct MessageSentiment {
     pub message_id: String,
     pub score: f64,
     pub label: SentimentLabel,
+    /// The model's version, or `lexicon` (R-SENT-1).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The language when not English; such a message scores 0 (R-SENT-1).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -6,6 +6,34 @@ use serde_json::{json, Value as Json};
 use switchboard_schemas::*;
 
 /// The sample inputs of `docs/records.md` (one per record kind the docs show).
+/// Every field and named type name in a schema, at any depth.
+fn all_names(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::Object(o) => {
+            if let Some(Json::String(n)) = o.get("name") {
+                out.push(n.clone());
+            }
+            for x in o.values() {
+                all_names(x, out);
+            }
+        }
+        Json::Array(a) => a.iter().for_each(|x| all_names(x, out)),
+        _ => {}
+    }
+}
+
+/// Drops, at every depth, object keys that are not a name the schema knows.
+fn retain_known(v: &mut Json, names: &[String]) {
+    match v {
+        Json::Object(o) => {
+            o.retain(|k, _| names.iter().any(|n| n == k));
+            o.values_mut().for_each(|x| retain_known(x, names));
+        }
+        Json::Array(a) => a.iter_mut().for_each(|x| retain_known(x, names)),
+        _ => {}
+    }
+}
+
 fn samples(topic: Topic) -> Vec<Json> {
     let text = include_str!("../../docs/records.md");
     let marker = format!("<!-- record: {} -->", topic.name());
@@ -211,6 +239,14 @@ fn each_schema_is_backward_and_forward_compatible_with_its_previous_release() {
                 let mut representable = sample.clone();
                 if let Some(o) = representable.as_object_mut() {
                     o.retain(|k, _| names.contains(&k.as_str()));
+                }
+                // Fields added inside a record nested in a union (with defaults) are left
+                // out too when the previous schema cannot write them (it reads past them).
+                // Only then: the keys of a map are not names.
+                if old.encode(&representable).is_err() {
+                    let mut nested = Vec::new();
+                    all_names(&known, &mut nested);
+                    retain_known(&mut representable, &nested);
                 }
                 match old.encode(&representable) {
                     Ok(by_old) => {

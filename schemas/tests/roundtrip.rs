@@ -544,6 +544,8 @@ fn outputs() -> Vec<Output> {
             message_id: "m1".into(),
             score: -0.62,
             label: SentimentLabel::Negative,
+            model: Some("lr19-0a1b2c3d".into()),
+            language: None,
         })),
         sent(SentimentEventKind::ConversationSentiment(
             ConversationSentiment {

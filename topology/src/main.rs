@@ -278,26 +278,58 @@ enum ConfigCmd {
 enum SentimentCmd {
     /// Read text lines on stdin; print `score<TAB>label` for each.
     Score {
-        /// The squashing constant (default: the tuned value).
-        #[arg(long)]
-        alpha: Option<f64>,
+        #[command(flatten)]
+        scorer: ScorerArgs,
     },
-    /// Read `label<TAB>text` lines; print accuracy, macro-F1, per-class precision and recall,
-    /// and the confusion matrix.
+    /// Read `label<TAB>text` lines; print accuracy, macro-F1, negative recall, per-class
+    /// precision and recall, and the confusion matrix.
     Eval {
         file: String,
         /// Rows to use: all, the tuning half (even lines) or the held-out half (odd lines).
         #[arg(long, value_enum, default_value = "all")]
         split: Split,
-        /// The squashing constant (default: the tuned value).
+        /// A one-class file (complaints, or non-complaints): print the share called negative.
         #[arg(long)]
-        alpha: Option<f64>,
+        complaints: bool,
+        #[command(flatten)]
+        scorer: ScorerArgs,
+    },
+    /// Train the model from the corpora and the support templates; write the weight file and
+    /// its manifest (docs/sentiment.md). The same inputs give the same bytes.
+    Train {
+        /// The training corpora.
+        #[arg(long, default_value = "../shared/data/sentiment-train")]
+        data: std::path::PathBuf,
+        /// The support templates.
+        #[arg(long, default_value = "tools/sentiment/support_templates.txt")]
+        templates: std::path::PathBuf,
+        /// The development sets, for the manifest's figures (skipped when absent).
+        #[arg(long, default_value = "../shared/data/sentiment-dev")]
+        dev: std::path::PathBuf,
+        /// The weight file to write.
+        #[arg(long, default_value = "processors/data/sentiment/model.bin")]
+        out: std::path::PathBuf,
+        /// The manifest to write.
+        #[arg(long, default_value = "processors/data/sentiment/model.json")]
+        manifest: std::path::PathBuf,
     },
 }
 
-fn scorer(alpha: Option<f64>) -> Scorer {
+#[derive(clap::Args)]
+struct ScorerArgs {
+    /// Score with the rule-based lexicon alone, not the learned model.
+    #[arg(long)]
+    lexicon: bool,
+    /// The lexicon's squashing constant (default: the tuned value).
+    #[arg(long)]
+    alpha: Option<f64>,
+}
+
+fn scorer(args: &ScorerArgs) -> Scorer {
     Scorer {
-        alpha: alpha.unwrap_or(DEFAULT_ALPHA),
+        method: sentiment_cli::method(args.lexicon),
+        alpha: args.alpha.unwrap_or(DEFAULT_ALPHA),
+        ..Scorer::default()
     }
 }
 
@@ -491,9 +523,9 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Sentiment {
-            command: SentimentCmd::Score { alpha },
+            command: SentimentCmd::Score { scorer: args },
         } => sentiment_cli::score_lines(
-            &scorer(alpha),
+            &scorer(&args),
             std::io::stdin().lock(),
             std::io::stdout().lock(),
         )
@@ -534,11 +566,42 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Sentiment {
-            command: SentimentCmd::Eval { file, split, alpha },
+            command:
+                SentimentCmd::Eval {
+                    file,
+                    split,
+                    complaints,
+                    scorer: args,
+                },
         } => {
-            let report = sentiment_cli::eval_file(&file, split, &scorer(alpha))
-                .map_err(|e| e.to_string())?;
+            let report = if complaints {
+                sentiment_cli::complaints_file(&file, split, &scorer(&args))
+            } else {
+                sentiment_cli::eval_file(&file, split, &scorer(&args))
+            }
+            .map_err(|e| e.to_string())?;
             print!("{report}");
+            Ok(())
+        }
+        Cmd::Sentiment {
+            command:
+                SentimentCmd::Train {
+                    data,
+                    templates,
+                    dev,
+                    out,
+                    manifest,
+                },
+        } => {
+            let summary = sentiment_cli::train(&sentiment_cli::TrainOptions {
+                data,
+                templates,
+                dev,
+                out,
+                manifest,
+            })
+            .map_err(|e| e.to_string())?;
+            print!("{summary}");
             Ok(())
         }
     }

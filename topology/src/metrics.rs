@@ -249,7 +249,7 @@ impl Metrics {
             sentiment: counter_vec(
                 &r,
                 "switchboard_sentiment_messages_total",
-                "Scored customer messages, by label",
+                "Customer messages by sentiment label; other_language: not scored (another language)",
                 &["label"],
             ),
             csat: counter_vec(
@@ -449,9 +449,13 @@ impl Metrics {
             // Each customer message once (not the conversation's running mood).
             Output::Sentiment(e) => {
                 if let SentimentEventKind::MessageSentiment(m) = &e.event {
-                    self.sentiment
-                        .with_label_values(&[variant_name(&m.label)])
-                        .inc();
+                    // A message in another language was not scored: its own label.
+                    let label = if m.language.is_some() {
+                        "other_language"
+                    } else {
+                        variant_name(&m.label)
+                    };
+                    self.sentiment.with_label_values(&[label]).inc();
                 }
             }
             Output::Csat(e) => {
