@@ -84,7 +84,7 @@ fn main() {
     let featured = part(&|m| {
         let mut f = cell.borrow_mut();
         f.clear();
-        model::features(m, 0.0, &mut f);
+        model::features(m, &mut f);
         f.len() as f64
     });
     let lexicon = time(&Scorer::lexicon());

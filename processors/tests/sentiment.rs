@@ -426,18 +426,17 @@ fn tiny_corpus() -> Vec<(SentimentLabel, String)> {
 #[test]
 fn training_is_deterministic_and_learns() {
     let rows = tiny_corpus();
-    let lexicon = |_: &str| 0.0;
     let params = model::TrainParams {
         runs: 2,
         epochs: 8,
         learning_rate: 0.3,
         seed: 5,
     };
-    let first = model::train(&model::examples(&rows, 1.0, lexicon), &params);
-    let second = model::train(&model::examples(&rows, 1.0, lexicon), &params);
+    let first = model::train(&model::examples(&rows, 1.0), &params);
+    let second = model::train(&model::examples(&rows, 1.0), &params);
     assert_eq!(first.to_bytes(), second.to_bytes());
     let other_seed = model::train(
-        &model::examples(&rows, 1.0, lexicon),
+        &model::examples(&rows, 1.0),
         &model::TrainParams {
             seed: 6,
             ..params.clone()
@@ -487,14 +486,13 @@ fn templates_expand_and_name_bad_lines() {
 #[test]
 fn calibration_does_not_lower_the_figure() {
     let rows = tiny_corpus();
-    let lexicon = |_: &str| 0.0;
     let params = model::TrainParams {
         runs: 1,
         epochs: 1,
         learning_rate: 0.05,
         seed: 3,
     };
-    let mut m = model::train(&model::examples(&rows, 1.0, lexicon), &params);
+    let mut m = model::train(&model::examples(&rows, 1.0), &params);
     let before = {
         let leaked: &'static Model =
             Box::leak(Box::new(Model::from_bytes(&m.to_bytes()).expect("model")));
@@ -507,7 +505,7 @@ fn calibration_does_not_lower_the_figure() {
         )
         .macro_f1
     };
-    let c = model::calibrate(&mut m, std::slice::from_ref(&rows), lexicon);
+    let c = model::calibrate(&mut m, std::slice::from_ref(&rows));
     assert!(c.mean_macro_f1 >= before - 1e-9, "{c:?} {before}");
     assert!((-0.5..=0.5).contains(&c.negative) && (0.0..=1.0).contains(&c.neutral));
 }

@@ -4,7 +4,7 @@ use sha2::{Digest, Sha256};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use switchboard_processors::sentiment::model::{self, Model, TrainParams};
-use switchboard_processors::sentiment::{evaluate, label, lexicon, Evaluation, Method, Scorer};
+use switchboard_processors::sentiment::{evaluate, label, Evaluation, Method, Scorer};
 use switchboard_schemas::SentimentLabel;
 
 #[derive(Debug, thiserror::Error)]
@@ -237,14 +237,13 @@ fn round3(x: f64) -> f64 {
 /// weight file and a manifest (inputs with sha256 and licences, parameters, figures). Returns
 /// a summary for the terminal.
 pub fn train(opts: &TrainOptions) -> Result<String, SentimentError> {
-    let lexicon_score = |t: &str| lexicon::score(t, lexicon::DEFAULT_ALPHA);
     let mut examples = Vec::new();
     let mut data = Vec::new();
     for set in model::TRAINING_SETS {
         let path = opts.data.join(set.file);
         let bytes = read_bytes(&path)?;
         let rows = read_rows(&path.display().to_string(), Split::All)?;
-        examples.extend(model::examples(&rows, set.weight, lexicon_score));
+        examples.extend(model::examples(&rows, set.weight));
         data.push(serde_json::json!({
             "file": set.file,
             "sha256": sha256_hex(&bytes),
@@ -264,7 +263,7 @@ pub fn train(opts: &TrainOptions) -> Result<String, SentimentError> {
         path: opts.templates.display().to_string(),
         source,
     })?;
-    examples.extend(model::template_examples(&support, lexicon_score));
+    examples.extend(model::template_examples(&support));
     let params = TrainParams::default();
     let mut trained = model::train(&examples, &params);
     // Class priors from the development sets' tuning halves (docs/sentiment.md).
@@ -273,7 +272,7 @@ pub fn train(opts: &TrainOptions) -> Result<String, SentimentError> {
         let path = opts.dev.join(file);
         tune.push(read_rows(&path.display().to_string(), Split::Tune)?);
     }
-    let calibration = model::calibrate(&mut trained, &tune, lexicon_score);
+    let calibration = model::calibrate(&mut trained, &tune);
     let weights = trained.to_bytes();
     write_file(&opts.out, &weights)?;
 
@@ -351,7 +350,7 @@ pub fn train(opts: &TrainOptions) -> Result<String, SentimentError> {
             "words": "lower-cased, digits as 0, elongations cut to two, @handles and URLs as one token each",
             "word_ngrams": [1, 2],
             "negation_scope": "words after a negation up to the next . , ; : ! ? get features of their own",
-            "lexicon": "the lexicon scorer's reading: a weight per class, and 21 bins as features",
+            "lexicon": "the lexicon's valences of the words, turned (x -0.74) in negation scopes, summed and squashed by x/sqrt(x^2+15): a weight per class, and 21 bins as features",
         },
         "training": {
             "algorithm": "multinomial logistic regression, AdaGrad on the softmax cross-entropy, rows in a seeded shuffle",

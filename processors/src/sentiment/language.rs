@@ -212,7 +212,7 @@ pub fn detect(text: &str) -> Option<&'static str> {
     }
     let mut tally = Tally::default();
     let mut scratch = Vec::new();
-    super::model::features_with(text, 0.0, &mut scratch, Some(&mut tally));
+    super::model::features_with(text, &mut scratch, Some(&mut tally));
     tally.verdict()
 }
 

@@ -129,6 +129,8 @@ struct Entry {
     negation: bool,
     /// Phrases that start with this word: (their words, valence), longest first.
     phrases: Vec<(Vec<String>, f64)>,
+    /// Some phrase ends with this word.
+    ends_phrase: bool,
 }
 
 struct Lexicon {
@@ -148,6 +150,8 @@ struct Compact {
     negation: bool,
     /// Index into `Lexicon::phrases`; `u16::MAX`: none.
     phrases: u16,
+    /// Some phrase ends with this word.
+    ends_phrase: bool,
 }
 
 impl Compact {
@@ -224,6 +228,13 @@ fn lexicon() -> &'static Lexicon {
         for w in NEGATE {
             words.entry(w.to_string()).or_default().negation = true;
         }
+        let ends: Vec<String> = words
+            .keys()
+            .filter_map(|k| k.rsplit_once(' ').map(|(_, last)| last.to_string()))
+            .collect();
+        for last in ends {
+            words.entry(last).or_default().ends_phrase = true;
+        }
         // Keys in one buffer, in a fixed order.
         let mut entries: Vec<(String, Entry)> = words.into_iter().collect();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -259,6 +270,7 @@ fn lexicon() -> &'static Lexicon {
                     },
                     negation: entry.negation,
                     phrases: index,
+                    ends_phrase: entry.ends_phrase,
                 },
             );
         }
@@ -499,4 +511,24 @@ pub fn score(text: &str, alpha: f64) -> f64 {
         sum -= emphasis;
     }
     (sum / (sum * sum + alpha).sqrt()).clamp(-1.0, 1.0)
+}
+
+/// What the lexicon knows of one lower-cased word (or emoji, or phrase of words joined by
+/// single spaces), for the model's reading of a message.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Known {
+    pub valence: Option<f64>,
+    /// A negation ("not", "never", "dont", …) in VADER's list.
+    pub negation: bool,
+    /// Some phrase of the lexicon ends with this word ("thanks for nothing").
+    pub ends_phrase: bool,
+}
+
+/// Looks up one word or phrase.
+pub fn known(word: &str) -> Option<Known> {
+    lexicon().get(word).map(|c| Known {
+        valence: c.valence(),
+        negation: c.negation,
+        ends_phrase: c.ends_phrase,
+    })
 }

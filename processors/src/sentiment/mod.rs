@@ -4,9 +4,10 @@
 //! The scorer (docs/sentiment.md) first asks [`language::detect`] whether the message is in
 //! another language; such a message is not scored as English but reads neutral, with its
 //! language in the record. Otherwise the learned model ([`model`]) scores it, reading the
-//! words, their pairs and negation scopes, and the rule-based lexicon scorer's reading
-//! ([`lexicon`]: VADER's method and lexicon with a support layer on top). The score is
-//! P(positive) − P(negative), in [-1, +1].
+//! words, their pairs and negation scopes, and the lexicon's valences of the words (VADER's
+//! lexicon with a support layer on top). The score is P(positive) − P(negative), in
+//! [-1, +1]. The rule-based lexicon scorer ([`lexicon`], the scorer before the model) stays
+//! available as [`Method::Lexicon`].
 
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -131,14 +132,13 @@ impl Scorer {
         if let Some(language) = language::script(text) {
             return other(language);
         }
-        let lx = lexicon::score(text, self.alpha);
         let mut tally = language::Tally::default();
         let score = match (self.method, self.model.or_else(shipped_model)) {
             (Method::Model, Some(m)) => FEATURES.with(|cell| {
                 let mut features = cell.borrow_mut();
                 features.clear();
-                model::features_with(text, lx, &mut features, Some(&mut tally));
-                let score = model::score_of(m.probabilities(&features, lx));
+                let reading = model::features_with(text, &mut features, Some(&mut tally));
+                let score = model::score_of(m.probabilities(&features, reading));
                 // A very long message leaves no large buffer behind.
                 if features.capacity() > 16_384 {
                     *features = Vec::with_capacity(256);
@@ -146,8 +146,8 @@ impl Scorer {
                 score
             }),
             _ => {
-                model::features_with(text, lx, &mut Vec::new(), Some(&mut tally));
-                lx
+                model::features_with(text, &mut Vec::new(), Some(&mut tally));
+                lexicon::score(text, self.alpha)
             }
         };
         match tally.verdict() {

@@ -1,5 +1,5 @@
 //! The learned sentiment model: a multinomial logistic regression over hashed word 1–2-grams
-//! (negation-scoped) and the lexicon scorer's reading, with int8 weights embedded in the
+//! (negation-scoped) and a lexicon reading of the words, with int8 weights embedded in the
 //! binary (`data/sentiment/model.bin`). Character n-grams were tried and left out: they
 //! raised nothing on the development sets and lowered the brand sets (docs/sentiment.md).
 //!
@@ -106,10 +106,111 @@ struct Extractor<'a> {
     prev: u64,
     negated: bool,
     tally: Option<&'a mut Tally>,
+    /// The lexicon reading so far: see [`Reading`].
+    reading: Reading,
 }
+
+/// The lexicon reading of a message's words, the way the lexicon scorer reads them, without
+/// its boosters and emphasis: each word's valence, turned (× −0.74) when one of the three
+/// words before it is a negation; a phrase of the lexicon ("thanks for nothing", "yeah
+/// right") in place of its words; what comes before the first "but" weighs 0.5 and what
+/// follows 1.5.
+#[derive(Default)]
+struct Reading {
+    before_but: f64,
+    sum: f64,
+    but: bool,
+    /// Words since the last negation (saturating).
+    since_negation: u8,
+    /// The last two words (lower-cased), what each added to `sum`, and `since_negation`
+    /// before each.
+    recent: [(SmallVec<[u8; 24]>, f64, u8); 2],
+}
+
+impl Reading {
+    fn word(&mut self, text: &[u8]) {
+        let Some(word) = std::str::from_utf8(text).ok() else {
+            return;
+        };
+        if word == "but" && !self.but {
+            self.but = true;
+            self.before_but = self.sum;
+            self.sum = 0.0;
+            self.recent = Default::default();
+            self.since_negation = self.since_negation.saturating_add(1);
+            return;
+        }
+        let known = super::lexicon::known(word);
+        let turn = |v: f64, since: u8| if since < 3 { v * NEGATED } else { v };
+        let mut added = 0.0;
+        if let Some(k) = known {
+            if let Some(v) = k.valence {
+                added = turn(v, self.since_negation);
+            }
+            if k.ends_phrase {
+                // The longest phrase ending here wins: three words, then two.
+                let [(w2, a2, s2), (w1, a1, s1)] = &self.recent;
+                let join = |parts: &[&[u8]]| {
+                    let mut j = Vec::with_capacity(32);
+                    for (i, p) in parts.iter().enumerate() {
+                        if i > 0 {
+                            j.push(b' ');
+                        }
+                        j.extend_from_slice(p);
+                    }
+                    j
+                };
+                let three = join(&[w2, w1, text]);
+                let two = join(&[w1, text]);
+                // A negation inside the phrase is part of it ("not working"): only one
+                // before its first word turns it.
+                let phrase = [(three, *a1 + *a2, *s2), (two, *a1, *s1)]
+                    .into_iter()
+                    .filter(|(j, ..)| !j.starts_with(b" "))
+                    .find_map(|(j, prior, since)| {
+                        std::str::from_utf8(&j)
+                            .ok()
+                            .and_then(super::lexicon::known)
+                            .and_then(|k| k.valence)
+                            .map(|v| (v, prior, since))
+                    });
+                if let Some((v, prior, since)) = phrase {
+                    self.sum -= prior;
+                    added = turn(v, since);
+                }
+            }
+        }
+        self.sum += added;
+        let since_before = self.since_negation;
+        self.since_negation = if known.is_some_and(|k| k.negation) {
+            0
+        } else {
+            self.since_negation.saturating_add(1)
+        };
+        self.recent[0] = std::mem::take(&mut self.recent[1]);
+        self.recent[1] = (SmallVec::from_slice(text), added, since_before);
+    }
+
+    fn value(&self) -> f64 {
+        let x = if self.but {
+            0.5 * self.before_but + 1.5 * self.sum
+        } else {
+            self.sum
+        };
+        x / (x * x + SQUASH).sqrt()
+    }
+}
+
+/// A valence in a negation scope is turned and damped, as the lexicon scorer does.
+const NEGATED: f64 = -0.74;
+/// The reading's squashing constant: VADER's.
+const SQUASH: f64 = 15.0;
 
 impl Extractor<'_> {
     fn token(&mut self, text: &[u8]) {
+        if text != b"!" && text != b"?" {
+            self.reading.word(text);
+        }
         let h = hash_bytes(SEED_WORD, text);
         let unigram = if self.negated { h ^ SEED_NEG } else { h };
         self.out.push(bucket(unigram));
@@ -171,21 +272,28 @@ fn lexicon_bin(lexicon: f64) -> u32 {
     bucket(hash_bytes(SEED_LEX, &bin.to_le_bytes()))
 }
 
-/// The hashed features of `text` (bucket numbers, repeats allowed), appended to `out`.
-/// `lexicon` is the lexicon scorer's reading of the same text.
-pub fn features(text: &str, lexicon: f64, out: &mut Vec<u32>) {
-    features_with(text, lexicon, out, None);
+/// The hashed features of `text` (bucket numbers, repeats allowed), appended to `out`, and
+/// the lexicon reading of its words (in -1..1): the lexicon's valences of the words, turned
+/// in negation scopes, summed and squashed by x / √(x² + 15). The reading is the model's
+/// continuous input, and cut into 21 bins among the features. One pass over the words: the
+/// full rule-based scorer (boosters, "but", emphasis, phrases) would double the time per
+/// message for ~0.01 of macro-F1 (docs/sentiment.md).
+pub fn features(text: &str, out: &mut Vec<u32>) -> f64 {
+    features_with(text, out, None)
 }
 
 /// [`features`], and each word counted in `tally` for language detection.
-pub fn features_with(text: &str, lexicon: f64, out: &mut Vec<u32>, tally: Option<&mut Tally>) {
-    out.push(lexicon_bin(lexicon));
+pub fn features_with(text: &str, out: &mut Vec<u32>, tally: Option<&mut Tally>) -> f64 {
     let mut x = Extractor {
         out,
         word: SmallVec::new(),
         prev: BOUNDARY,
         negated: false,
         tally,
+        reading: Reading {
+            since_negation: u8::MAX,
+            ..Reading::default()
+        },
     };
     for chunk in super::words(text) {
         if chunk.starts_with("http://")
@@ -238,6 +346,9 @@ pub fn features_with(text: &str, lexicon: f64, out: &mut Vec<u32>, tally: Option
     x.out.push(bucket(
         last.rotate_left(17) ^ BOUNDARY.wrapping_mul(SEED_BIGRAM),
     ));
+    let reading = x.reading.value();
+    x.out.push(lexicon_bin(reading));
+    reading
 }
 
 /// Softmax probabilities (negative, neutral, positive) to the score in [-1, +1]:
@@ -431,16 +542,13 @@ pub const TEMPLATE_WEIGHT: f32 = 3.0;
 /// Training examples of the expanded support templates: [`TEMPLATE_WEIGHT`], balanced so
 /// each class weighs the same in total. The templates teach how support messages are
 /// phrased, not how often each class occurs (most templates are complaints).
-pub fn template_examples(
-    rows: &[(SentimentLabel, String)],
-    lexicon: impl Fn(&str) -> f64,
-) -> Vec<Example> {
+pub fn template_examples(rows: &[(SentimentLabel, String)]) -> Vec<Example> {
     let mut counts = [0usize; 3];
     for (l, _) in rows {
         counts[class_of(*l)] += 1;
     }
     let present = counts.iter().filter(|c| **c > 0).count().max(1);
-    let mut out = examples(rows, TEMPLATE_WEIGHT, lexicon);
+    let mut out = examples(rows, TEMPLATE_WEIGHT);
     for e in &mut out {
         let share = counts[class_of(e.label)] as f32 / rows.len() as f32;
         e.weight = TEMPLATE_WEIGHT / (share * present as f32);
@@ -448,19 +556,14 @@ pub fn template_examples(
     out
 }
 
-/// Training examples of labelled rows, with `lexicon` the lexicon scorer. Rows of a set
-/// without a neutral row are binary (see [`Example::binary`]).
-pub fn examples(
-    rows: &[(SentimentLabel, String)],
-    weight: f32,
-    lexicon: impl Fn(&str) -> f64,
-) -> Vec<Example> {
+/// Training examples of labelled rows. Rows of a set without a neutral row are binary (see
+/// [`Example::binary`]).
+pub fn examples(rows: &[(SentimentLabel, String)], weight: f32) -> Vec<Example> {
     let binary = !rows.iter().any(|(l, _)| *l == SentimentLabel::Neutral);
     rows.iter()
         .map(|(label, text)| {
-            let lx = lexicon(text);
             let mut features_of = Vec::new();
-            features(text, lx, &mut features_of);
+            let lx = features(text, &mut features_of);
             Example {
                 label: *label,
                 lexicon: lx,
@@ -701,19 +804,14 @@ pub struct Calibration {
 /// own class shares; the offsets set the model's priors to the development sets' tuning
 /// halves, never to an evaluation-only set. The first best offsets in grid order win, so the
 /// choice is deterministic.
-pub fn calibrate(
-    model: &mut Model,
-    sets: &[Vec<(SentimentLabel, String)>],
-    lexicon: impl Fn(&str) -> f64,
-) -> Calibration {
+pub fn calibrate(model: &mut Model, sets: &[Vec<(SentimentLabel, String)>]) -> Calibration {
     let rows: Vec<Vec<(usize, Vec<u32>, f64)>> = sets
         .iter()
         .map(|set| {
             set.iter()
                 .map(|(gold, text)| {
-                    let lx = lexicon(text);
                     let mut f = Vec::new();
-                    features(text, lx, &mut f);
+                    let lx = features(text, &mut f);
                     (super::class_index(*gold), f, lx)
                 })
                 .collect()
