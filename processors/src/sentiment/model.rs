@@ -627,16 +627,12 @@ fn train_run(
     let mut lex = [0f64; 3];
     let mut lex_g2 = [1e-6f64; 3];
     let mut order: Vec<usize> = (0..examples.len()).collect();
-    let mut rng = seed | 1;
+    let mut rng = Rng(seed | 1);
     let lr = params.learning_rate;
     for _ in 0..params.epochs {
-        // Fisher–Yates with xorshift64*.
+        // Fisher–Yates.
         for i in (1..order.len()).rev() {
-            rng ^= rng >> 12;
-            rng ^= rng << 25;
-            rng ^= rng >> 27;
-            let r = rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
-            order.swap(i, (r % (i as u64 + 1)) as usize);
+            order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
         }
         for &i in &order {
             let e = &examples[i];
@@ -715,6 +711,7 @@ pub enum TemplateError {
     Slot(usize, String),
 }
 
+/// xorshift64*: the seeded generator of training's shuffle and of the templates' fillings.
 struct Rng(u64);
 
 impl Rng {
