@@ -474,7 +474,7 @@ impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
             runs: 3,
-            epochs: 1,
+            epochs: 2,
             learning_rate: 0.03,
             seed: 17,
         }
