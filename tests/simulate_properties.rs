@@ -4,9 +4,9 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use switchboard::simulate::simulate_text;
 use switchboard_processors::simulation::{self, Emitted, SourceRecord};
 use switchboard_processors::{standard_processors, Ctx, Handled, Processor, Rejection, Settings};
@@ -379,13 +379,13 @@ proptest! {
 /// processors before it have changed the state; it notes whether it saw the record.
 struct Reject {
     id: String,
-    fired: Rc<Cell<bool>>,
+    fired: Arc<AtomicBool>,
 }
 
 impl Processor for Reject {
     fn on_input(&mut self, _: &mut Ctx, input: &Input) -> Result<Handled, Rejection> {
         if input.tenant_and_id().is_some_and(|(_, id)| id == self.id) {
-            self.fired.set(true);
+            self.fired.store(true, Ordering::Relaxed);
             return Err(Rejection::new("injected"));
         }
         Ok(Handled::No)
@@ -396,7 +396,7 @@ impl Processor for Reject {
 /// without `skip_line`'s dead letter, and the final store.
 fn run_one(
     records: &[SourceRecord],
-    reject: Option<(usize, &str, Rc<Cell<bool>>)>,
+    reject: Option<(usize, &str, Arc<AtomicBool>)>,
     skip_line: Option<i64>,
 ) -> (Vec<Emitted>, BTreeMap<Vec<u8>, Vec<u8>>) {
     let make = || {
@@ -453,10 +453,10 @@ proptest! {
         prop_assume!(!candidates.is_empty());
         let victim = candidates[victim.index(candidates.len())];
         let id = victim.decoded.as_ref().ok().and_then(|i| i.tenant_and_id()).map(|(_, id)| id.to_string()).unwrap_or_default();
-        let fired = Rc::new(Cell::new(false));
+        let fired = Arc::new(AtomicBool::new(false));
         let (rejected, rejected_state) =
             run_one(&records, Some((at, &id, fired.clone())), victim.line);
-        let expected = if fired.get() {
+        let expected = if fired.load(Ordering::Relaxed) {
             let without: Vec<SourceRecord> =
                 records.iter().filter(|r| r.line != victim.line).cloned().collect();
             run_one(&without, None, None)

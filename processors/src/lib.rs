@@ -32,8 +32,9 @@ pub use store::{MemStore, Store, StoreError};
 use switchboard_schemas::{Input, Output};
 
 /// One stage of the pipeline. Every method has a do-nothing default, so a processor implements
-/// only what it reacts to.
-pub trait Processor {
+/// only what it reacts to. `Send`: an engine is built where its partition is restored and
+/// runs where the runtime schedules it.
+pub trait Processor: Send {
     /// An input record. Return `Handled::Yes` when the record is (also) this processor's; an
     /// error rejects the record to the dead-letter topic, and the engine undoes every state
     /// change the record made, in this processor and the ones before it.

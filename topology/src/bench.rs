@@ -404,13 +404,38 @@ pub fn restart(opts: &BenchOptions, conversations: usize) -> Result<String, Stri
     let elapsed = started.elapsed().as_secs_f64();
     second.kill();
     opened?;
-    let restored: Vec<f64> = std::fs::read_to_string(&log)
-        .unwrap_or_default()
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let seconds_of = |line: &str| -> Option<f64> {
+        line.split(" seconds=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let restored: Vec<f64> = log_text
         .lines()
         .filter(|l| l.contains("state restored"))
-        .filter_map(|l| l.split(" seconds=").nth(1))
-        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+        .filter_map(seconds_of)
         .collect();
+    // The partitions restore side by side: the wall time of the second run's restore.
+    let parallel = log_text
+        .lines()
+        .filter(|l| l.contains("restored in parallel"))
+        .filter_map(seconds_of)
+        .next_back();
+    // From the second runtime's start to the group's assignment: the broker's part.
+    let assigned_after = log_text
+        .lines()
+        .filter_map(|l| {
+            l.split("assigned_after_seconds=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .next_back();
     // The second run's restores are the last `PARTITIONS` lines.
     let second_restores = &restored[restored.len().saturating_sub(PARTITIONS as usize)..];
     let mut report = String::new();
@@ -423,13 +448,52 @@ pub fn restart(opts: &BenchOptions, conversations: usize) -> Result<String, Stri
     );
     let _ = writeln!(
         report,
-        "restart after SIGKILL: {elapsed:.2} s from process start to the first output; restoring the partitions took {} s",
+        "restart after SIGKILL: {elapsed:.2} s from process start to the first output; restoring the partitions took {} s ({} s side by side)",
         second_restores
             .iter()
             .map(|s| format!("{s:.2}"))
             .collect::<Vec<_>>()
-            .join(" + ")
+            .join(" + "),
+        parallel.map_or("?".to_string(), |s| format!("{s:.2}"))
     );
+    // Where the slowest partition's restore went (its log line's fields).
+    if let Some(slowest) = log_text
+        .lines()
+        .filter(|l| l.contains("state restored"))
+        .collect::<Vec<_>>()
+        .iter()
+        .rev()
+        .take(PARTITIONS as usize)
+        .max_by(|a, b| {
+            seconds_of(a)
+                .unwrap_or(0.0)
+                .total_cmp(&seconds_of(b).unwrap_or(0.0))
+        })
+    {
+        let field = |name: &str| -> String {
+            slowest
+                .split(&format!(" {name}="))
+                .nth(1)
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .map_or("?".into(), |v| format!("{v:.2}"))
+        };
+        let _ = writeln!(
+            report,
+            "the slowest partition: opening the store {} s, the changelog past the checkpoint {} s, loading the state {} s, offsets and output positions {} s",
+            field("open_seconds"),
+            field("changelog_seconds"),
+            field("load_seconds"),
+            field("positions_seconds")
+        );
+    }
+    if let Some(a) = assigned_after {
+        let _ = writeln!(
+            report,
+            "of which {a:.2} s waiting for the consumer group to assign the partitions (the broker's wait for the killed member); the other {:.2} s: the process starting, the restore, the first round",
+            elapsed - a
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
 }

@@ -13,15 +13,16 @@
 //! The loop is crash-only: any failure to make a batch durable ends the process with an
 //! error, and the next start recovers from the changelog. Local RocksDB state is only updated
 //! after a batch is durable, atomically with its checkpoint, so it never runs ahead.
+//!
+//! Restoring the partitions the group assigns (in parallel) is in [`restore`].
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::CString;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +41,9 @@ use crate::kafka::{self, Deliveries, Producer_, SEQ_HEADER, SOURCE_HEADER};
 use crate::metrics::Metrics;
 use crate::registry::{Undecoded, Wire};
 use crate::state_store::{Checkpoint, RocksStore};
+
+mod restore;
+use restore::{Restored, Restorer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -307,6 +311,8 @@ pub fn decode_input(
 }
 
 pub struct Runtime {
+    /// When this runtime was created (restart figures in the logs).
+    started: Instant,
     /// When the live figures were last refreshed (R-RUN-4), and for which partitions.
     live_at: Option<Instant>,
     live_partitions: Vec<i32>,
@@ -328,6 +334,7 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: Config, opts: RunOptions) -> Result<Runtime, RuntimeError> {
+        let started = Instant::now();
         let mut wire = Wire::for_thread(&config).map_err(RuntimeError::Other)?;
         let outputs: Vec<Topic> = Topic::ALL
             .into_iter()
@@ -381,6 +388,7 @@ impl Runtime {
             .map(|t| kafka::output_topic(*t, &opts.output_suffix))
             .collect();
         Ok(Runtime {
+            started,
             output_names,
             changelog: kafka::changelog_topic(&app),
             source: app,
@@ -400,6 +408,19 @@ impl Runtime {
 
     fn eos(&self) -> bool {
         self.config.kafka.guarantee == Guarantee::ExactlyOnce
+    }
+
+    fn restorer(&self) -> Restorer<'_> {
+        Restorer {
+            config: &self.config,
+            metrics: &self.opts.metrics,
+            settings: &self.settings,
+            changelog: &self.changelog,
+            source: &self.source,
+            output_names: &self.output_names,
+            start: self.opts.start,
+            eos: self.eos(),
+        }
     }
 
     /// Run until `stop` is set; every round ends with its batch durable.
@@ -604,16 +625,23 @@ impl Runtime {
                 }
                 GroupEvent::Assigned(ps) => {
                     self.opts.metrics.ready.store(false, Ordering::Relaxed);
-                    for p in &ps {
-                        if !self.tasks.contains_key(p) {
-                            let task = self.open_task(*p)?;
-                            self.tasks.insert(*p, task);
-                        }
+                    let assigned_after = self.started.elapsed();
+                    let new: Vec<i32> = ps
+                        .iter()
+                        .filter(|p| !self.tasks.contains_key(p))
+                        .copied()
+                        .collect();
+                    for r in self.restorer().restore_all(&new)? {
+                        self.tasks.insert(r.partition, Task::resume(r));
                     }
                     tracing::info!(
                         application_id = %self.source,
                         assigned = ?ps,
                         all = ?self.tasks.keys().collect::<Vec<_>>(),
+                        // From the runtime's start: how long the group took to assign, and
+                        // how long until the partitions were restored as well.
+                        assigned_after_seconds = assigned_after.as_secs_f64(),
+                        restored_after_seconds = self.started.elapsed().as_secs_f64(),
                         "joined the consumer group: partitions assigned and restored"
                     );
                 }
@@ -718,280 +746,6 @@ impl Runtime {
             let _ = self.consumer.resume(&resume);
         }
         Ok(())
-    }
-
-    fn open_task(&mut self, partition: i32) -> Result<Task, RuntimeError> {
-        let started = Instant::now();
-        self.opts.metrics.restoring_partitions.inc();
-        let dir = PathBuf::from(&self.config.state.dir)
-            .join(&self.source)
-            .join(format!("partition-{partition}"));
-        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::Partition {
-            partition,
-            reason: format!("cannot create state directory {}: {e}", dir.display()),
-        })?;
-        let mut rocks = RocksStore::open(&dir)?;
-        let opened_store = started.elapsed();
-        let intent = self.restore(partition, &mut rocks)?;
-        let read_changelog = started.elapsed();
-        let checkpoint = rocks.checkpoint()?.unwrap_or(Checkpoint {
-            changelog_offset: -1,
-            ..Checkpoint::default()
-        });
-        let engine = Engine::open(
-            PartitionStore {
-                rocks,
-                pending: Vec::new(),
-            },
-            self.settings.clone(),
-        )?;
-        let loaded = started.elapsed();
-        let mut next = Vec::new();
-        let mut initial_hw = Vec::new();
-        for t in Topic::INPUTS {
-            next.push(checkpoint.inputs.get(t.name()).copied().unwrap_or(0));
-            initial_hw.push(Some(
-                kafka::watermarks(&self.reader, t.name(), partition)?.1,
-            ));
-        }
-        let mut task = Task {
-            partition,
-            engine,
-            buffers: (0..Topic::INPUTS.len()).map(|_| VecDeque::new()).collect(),
-            next,
-            initial_hw,
-            checkpoint,
-            replay: None,
-            skip: BTreeMap::new(),
-            waiting_since: None,
-            duplicates_seen: 0,
-            start_ts: None,
-            started: vec![false; Topic::INPUTS.len()],
-        };
-        if let (StartFrom::Timestamp(ts), true) =
-            (self.opts.start, task.checkpoint.inputs.is_empty())
-        {
-            task.start_ts = Some(ts);
-        }
-        for t in kafka::output_topics() {
-            let name = self.output_names[t as usize].clone();
-            if let std::collections::btree_map::Entry::Vacant(slot) =
-                task.checkpoint.outputs.entry(name)
-            {
-                let from = intent
-                    .as_ref()
-                    .and_then(|i| i.outputs.get(slot.key()).copied());
-                let end = match from {
-                    Some(o) => o,
-                    None => kafka::watermarks(&self.reader, slot.key(), partition)?.1,
-                };
-                slot.insert(end);
-            }
-        }
-        if let Some(intent) = intent {
-            if !self.eos() {
-                task.skip = self.written_outputs(partition, &intent)?;
-                tracing::info!(
-                    partition,
-                    records = intent.order.iter().map(|(_, n)| *n as u64).sum::<u64>(),
-                    "replaying an unfinished batch; outputs already written are skipped"
-                );
-                task.replay = Some(intent.order);
-            }
-        }
-        self.opts.metrics.restoring_partitions.dec();
-        // Where a restore's time went: opening the store, reading the changelog past its
-        // checkpoint, loading the state into memory, then offsets and output positions.
-        tracing::info!(
-            partition,
-            open_seconds = opened_store.as_secs_f64(),
-            changelog_seconds = (read_changelog - opened_store).as_secs_f64(),
-            load_seconds = (loaded - read_changelog).as_secs_f64(),
-            positions_seconds = (started.elapsed() - loaded).as_secs_f64(),
-            seconds = started.elapsed().as_secs_f64(),
-            "partition assigned; state restored"
-        );
-        Ok(task)
-    }
-
-    /// Bring the local state up to the changelog's last checkpoint. Returns the intent of an
-    /// unfinished batch after it, if any.
-    fn restore(
-        &mut self,
-        partition: i32,
-        rocks: &mut RocksStore,
-    ) -> Result<Option<Intent>, RuntimeError> {
-        let from = rocks.checkpoint()?.map(|c| c.changelog_offset + 1);
-        let (low, high) = kafka::watermarks(&self.reader, &self.changelog, partition)?;
-        let start = from.unwrap_or(low).max(low);
-        if from.is_some_and(|f| f < low) {
-            // The local state is older than what the changelog still holds: start over from
-            // `low`. Deleting the rows and moving the checkpoint to just before `low` is one
-            // atomic write, so a crash cannot leave stale rows or skip a changelog record.
-            let rows: Vec<Write> = rocks
-                .entries()?
-                .into_iter()
-                .map(|(k, _)| (k, None))
-                .collect();
-            let fresh = Checkpoint {
-                changelog_offset: low - 1,
-                ..Checkpoint::default()
-            };
-            rocks.commit(&rows, &fresh)?;
-        }
-        let mut pending: Vec<Write> = Vec::new();
-        let mut intent: Option<Intent> = None;
-        let metrics = self.opts.metrics.clone();
-        let changelog = self.changelog.clone();
-        let remaining = metrics
-            .restore_remaining
-            .with_label_values(&[&partition.to_string()]);
-        remaining.set(high.saturating_sub(start).max(0));
-        self.read_partition(&changelog, partition, start, high, &mut |m| {
-            metrics.restore_records.inc();
-            if m.offset() % 1024 == 0 {
-                remaining.set(high.saturating_sub(m.offset() + 1).max(0));
-            }
-            let key = m.key().unwrap_or_default();
-            if key == CHECKPOINT_KEY {
-                let mut cp: Checkpoint = parse_meta(partition, m.payload())?;
-                cp.changelog_offset = m.offset();
-                rocks.commit(&pending, &cp)?;
-                pending.clear();
-                intent = None;
-            } else if key == INTENT_KEY {
-                intent = Some(parse_meta(partition, m.payload())?);
-            } else {
-                pending.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
-            }
-            Ok(())
-        })?;
-        remaining.set(0);
-        // Writes after the last checkpoint belong to an unfinished batch: it is re-derived.
-        Ok(intent)
-    }
-
-    /// Read `topic`/`partition` from `from` to its end, handing each record to `on`: up to
-    /// the high watermark `high`, then on until the partition stays quiet, as a broker may
-    /// report the watermark late (tansu 0.6.0 does after multi-record batches).
-    fn read_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-        from: i64,
-        high: i64,
-        on: &mut dyn FnMut(&BorrowedMessage<'_>) -> Result<(), RuntimeError>,
-    ) -> Result<(), RuntimeError> {
-        self.read_partitions(&[(topic, partition, from, high)], on)
-    }
-
-    /// [`Runtime::read_partition`] for several topic partitions at once: one assignment, one
-    /// quiet period at the end, whatever their number.
-    fn read_partitions(
-        &self,
-        ranges: &[(&str, i32, i64, i64)],
-        on: &mut dyn FnMut(&BorrowedMessage<'_>) -> Result<(), RuntimeError>,
-    ) -> Result<(), RuntimeError> {
-        let mut tpl = TopicPartitionList::new();
-        let mut position: Vec<i64> = Vec::with_capacity(ranges.len());
-        for (topic, partition, from, _) in ranges {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*from))?;
-            position.push(*from);
-        }
-        self.reader.assign(&tpl)?;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let caught_up = |position: &[i64]| ranges.iter().zip(position).all(|(r, p)| *p >= r.3);
-        loop {
-            if Instant::now() > deadline {
-                let (topic, partition, _, high) = ranges
-                    .iter()
-                    .zip(&position)
-                    .find(|(r, p)| **p < r.3)
-                    .map(|(r, _)| *r)
-                    .unwrap_or(ranges[0]);
-                return Err(RuntimeError::Partition {
-                    partition,
-                    reason: format!("reading {topic} stalled before offset {high}"),
-                });
-            }
-            let Some(result) = self.reader.poll(Duration::from_millis(200)) else {
-                if caught_up(&position) {
-                    break; // at the end, and nothing more came
-                }
-                // Transaction markers occupy offsets without records: ask where we are.
-                if let Ok(pos) = self.reader.position() {
-                    for ((topic, partition, _, _), p) in ranges.iter().zip(position.iter_mut()) {
-                        if let Some(Offset::Offset(o)) =
-                            pos.find_partition(topic, *partition).map(|e| e.offset())
-                        {
-                            *p = (*p).max(o);
-                        }
-                    }
-                }
-                continue;
-            };
-            let m = result?;
-            if let Some(i) = ranges
-                .iter()
-                .position(|(t, p, _, _)| *t == m.topic() && *p == m.partition())
-            {
-                position[i] = m.offset() + 1;
-            }
-            on(&m)?;
-        }
-        self.reader.unassign()?;
-        Ok(())
-    }
-
-    /// For an unfinished batch: the highest sequence number this partition already wrote to
-    /// each output topic after the batch began.
-    fn written_outputs(
-        &mut self,
-        partition: i32,
-        intent: &Intent,
-    ) -> Result<BTreeMap<String, u64>, RuntimeError> {
-        let source = self.source_of(partition);
-        let mut ranges: Vec<(String, i64, i64)> = Vec::new();
-        for t in kafka::output_topics() {
-            let name = self.output_names[t as usize].clone();
-            let from = intent.outputs.get(&name).copied().unwrap_or(0);
-            let (_, high) = kafka::watermarks(&self.reader, &name, partition)?;
-            ranges.push((name, from, high));
-        }
-        let tails: Vec<(&str, i32, i64, i64)> = ranges
-            .iter()
-            .map(|(name, from, high)| (name.as_str(), partition, *from, *high))
-            .collect();
-        // Every output topic's tail in one pass: the highest sequence number of this partition
-        // written since the batch began.
-        let mut written: BTreeMap<String, u64> = BTreeMap::new();
-        self.read_partitions(&tails, &mut |m| {
-            let Some(headers) = m.headers() else {
-                return Ok(());
-            };
-            let mut src = None;
-            let mut seq = None;
-            for h in headers.iter() {
-                match h.key {
-                    SOURCE_HEADER => src = h.value,
-                    SEQ_HEADER => {
-                        seq = h
-                            .value
-                            .and_then(|v| std::str::from_utf8(v).ok())
-                            .and_then(|v| v.parse::<u64>().ok())
-                    }
-                    _ => {}
-                }
-            }
-            if let (Some(src), Some(seq)) = (src, seq) {
-                if src == source.as_bytes() && seq >= intent.seq {
-                    let highest = written.entry(m.topic().to_string()).or_insert(seq);
-                    *highest = (*highest).max(seq);
-                }
-            }
-            Ok(())
-        })?;
-        Ok(written)
     }
 
     /// Choose each task's next batch, process it, and make it durable.
@@ -1243,6 +997,24 @@ fn update_lag(metrics: &Metrics, task: &Task, cached: &[Option<i64>]) {
 }
 
 impl Task {
+    /// The task of a partition just restored.
+    fn resume(r: Restored) -> Task {
+        Task {
+            partition: r.partition,
+            engine: r.engine,
+            buffers: (0..Topic::INPUTS.len()).map(|_| VecDeque::new()).collect(),
+            next: r.next,
+            initial_hw: r.initial_hw,
+            checkpoint: r.checkpoint,
+            replay: r.replay,
+            skip: r.skip,
+            waiting_since: None,
+            duplicates_seen: 0,
+            start_ts: r.start_ts,
+            started: vec![false; Topic::INPUTS.len()],
+        }
+    }
+
     /// The next batch in timestamp order (SPEC §1.3; ties by topic order, then offset).
     ///
     /// An input partition with nothing buffered holds the merge back while it is known to
