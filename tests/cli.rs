@@ -407,6 +407,16 @@ fn config_check_names_the_bad_field() {
         stderr.trim(),
         "switchboard: invalid configuration: ticker.interval_ms: 5 is not between 10 and 60000"
     );
+    let threads = bin()
+        .args(["config", "check"])
+        .env("SWITCHBOARD__ENGINE__THREADS", "1000")
+        .output()
+        .expect("run");
+    assert!(!threads.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&threads.stderr).trim(),
+        "switchboard: invalid configuration: engine.threads: 1000 is not between 0 (one per core) and 256"
+    );
 }
 
 /// The number after `label` on the summary line that starts with it.

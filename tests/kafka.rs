@@ -339,7 +339,7 @@ impl Setup {
     fn config(&self, name: &str, application_id: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.toml"));
         let text = format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\napplication_id = \"{application_id}\"\nguarantee = \"{}\"\ninstance_id = \"{name}\"\n\n[topics]\ncreate = {}\npartitions = {PARTITIONS}\n\n[state]\ndir = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n[ticker]\nenabled = false\n\n[engine]\nmax_idle_ms = 2000\n\n[kafka.properties]\n\"batch.num.messages\" = \"1\"\n\"session.timeout.ms\" = \"6000\"\n\"max.poll.interval.ms\" = \"30000\"\n{}{extra}",
+            "[kafka]\nbootstrap_servers = \"{}\"\napplication_id = \"{application_id}\"\nguarantee = \"{}\"\ninstance_id = \"{name}\"\n\n[topics]\ncreate = {}\npartitions = {PARTITIONS}\n\n[state]\ndir = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n[ticker]\nenabled = false\n\n[engine]\nmax_idle_ms = 2000\nthreads = 4\n\n[kafka.properties]\n\"batch.num.messages\" = \"1\"\n\"session.timeout.ms\" = \"6000\"\n\"max.poll.interval.ms\" = \"30000\"\n{}{extra}",
             self.broker.addr,
             if self.broker.transactional() { "exactly_once" } else { "deduplicated" },
             // The mock cluster's admin API does not answer: it creates topics itself.

@@ -40,6 +40,8 @@ pub struct BenchOptions {
     pub skip_exactly_once: bool,
     /// Extra librdkafka properties for every client (e.g. `batch.num.messages=1` on tansu).
     pub properties: Vec<(String, String)>,
+    /// The engine's processing threads (`engine.threads`; 0: one per core).
+    pub threads: i64,
 }
 
 const PASSTHROUGH_TOPIC: &str = "bench.passthrough";
@@ -79,6 +81,7 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
         c.topics.partitions = PARTITIONS;
         c.topics.create = false;
         c.ticker.enabled = false;
+        c.engine.threads = opts.threads;
         c.state.dir = std::env::temp_dir()
             .join(format!("switchboard-bench-{run_id}"))
             .display()
@@ -121,9 +124,10 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "switchboard bench: {records} input records ({} messages, {} tenants, {PARTITIONS} partitions) on {}",
+        "switchboard bench: {records} input records ({} messages, {} tenants, {PARTITIONS} partitions, engine threads {}) on {}",
         opts.messages,
         opts.tenants,
+        match opts.threads { 0 => "one per core".to_string(), n => n.to_string() },
         if mock.is_some() { "librdkafka's in-process mock cluster".to_string() } else { bootstrap.clone() }
     );
     let pass = passthrough(&dedup, records)?;
@@ -339,6 +343,7 @@ pub fn restart(opts: &BenchOptions, conversations: usize) -> Result<String, Stri
     config.kafka.properties = opts.properties.iter().cloned().collect();
     config.topics.partitions = PARTITIONS;
     config.topics.create = mock.is_none();
+    config.engine.threads = opts.threads;
     config.ticker.enabled = false;
     config.state.dir = dir.join("state").display().to_string();
     let listen = {

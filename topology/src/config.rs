@@ -175,6 +175,9 @@ pub struct Engine {
     pub analytics: bool,
     pub analytics_window_seconds: i64,
     pub analytics_grace_seconds: i64,
+    /// Threads that process the partitions' batches of a round side by side (each partition
+    /// on one thread at a time, in order); 0: one per core. At most the partitions held.
+    pub threads: i64,
 }
 
 impl Default for Engine {
@@ -186,6 +189,7 @@ impl Default for Engine {
             analytics: true,
             analytics_window_seconds: 60,
             analytics_grace_seconds: 30,
+            threads: 0,
         }
     }
 }
@@ -678,6 +682,15 @@ impl Config {
                 format!(
                     "{} is not between 1 and 525600 (a year)",
                     self.engine.archive_closed_after_minutes
+                ),
+            ));
+        }
+        if !(0..=256).contains(&self.engine.threads) {
+            return Err(invalid(
+                "engine.threads",
+                format!(
+                    "{} is not between 0 (one per core) and 256",
+                    self.engine.threads
                 ),
             ));
         }

@@ -153,6 +153,9 @@ enum Cmd {
         /// process start to the first output.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
         restart_conversations: Option<u32>,
+        /// The engine's processing threads (`engine.threads`; 0: one per core).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
+        threads: u32,
     },
     /// The sentiment scorer on its own.
     Sentiment {
@@ -507,6 +510,7 @@ fn run(cli: Cli) -> Result<(), String> {
             skip_exactly_once,
             properties,
             restart_conversations,
+            threads,
         } => {
             let opts = switchboard::bench::BenchOptions {
                 messages: messages as usize,
@@ -514,6 +518,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 bootstrap_servers,
                 skip_exactly_once,
                 properties,
+                threads: i64::from(threads),
             };
             let report = match restart_conversations {
                 Some(n) => switchboard::bench::restart(&opts, n as usize)?,

@@ -313,6 +313,8 @@ pub fn decode_input(
 pub struct Runtime {
     /// When this runtime was created (restart figures in the logs).
     started: Instant,
+    /// Threads that process a round's partitions side by side (`engine.threads`, resolved).
+    threads: usize,
     /// When the live figures were last refreshed (R-RUN-4), and for which partitions.
     live_at: Option<Instant>,
     live_partitions: Vec<i32>,
@@ -387,8 +389,13 @@ impl Runtime {
             .iter()
             .map(|t| kafka::output_topic(*t, &opts.output_suffix))
             .collect();
+        let threads = match config.engine.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => usize::try_from(n).unwrap_or(1),
+        };
         Ok(Runtime {
             started,
+            threads,
             output_names,
             changelog: kafka::changelog_topic(&app),
             source: app,
@@ -822,106 +829,46 @@ impl Runtime {
             }
             kafka::flush(&self.producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)?;
         }
-        // 2. Process, and send the outputs.
+        // 2. Process, and send the outputs: the partitions' batches side by side on up to
+        //    `threads` threads, each partition's records in order on one of them.
         let processing = Instant::now();
-        for plan in plans.iter_mut() {
-            let p = &plan.partition;
-            let source = self.source_of(*p);
-            let Some(task) = self.tasks.get_mut(p) else {
-                continue;
-            };
-            for (rank, rec) in std::mem::take(&mut plan.records) {
-                let topic = Topic::INPUTS[rank as usize];
-                self.opts
-                    .metrics
-                    .records_in
-                    .with_label_values(&[topic.name()])
-                    .inc();
-                let emitted = task.apply(rec);
-                for e in emitted {
-                    let seq = task.checkpoint.seq;
-                    task.checkpoint.seq += 1;
-                    let topic = e.output.topic();
-                    let name = &self.output_names[topic as usize];
-                    if task.skip.get(name).is_some_and(|&w| seq <= w) {
-                        continue; // written before the crash
-                    }
-                    self.opts.metrics.observe_output(&e.output);
-                    let value = self.wire.encode_output(&e.output).map_err(|err| {
-                        RuntimeError::Other(format!("cannot encode an output: {err}"))
-                    })?;
-                    let headers = OwnedHeaders::new()
-                        .insert(Header {
-                            key: SOURCE_HEADER,
-                            value: Some(source.as_bytes()),
-                        })
-                        .insert(Header {
-                            key: SEQ_HEADER,
-                            value: Some(seq.to_string().as_bytes()),
-                        });
-                    send(
-                        &self.producer,
-                        name,
-                        *p,
-                        e.output.key().map(str::as_bytes),
-                        Some(&value),
-                        Some(e.ts),
-                        Some(headers),
-                    )?;
-                }
-            }
-            task.replay = None;
-            task.skip.clear();
-            let dups = task.engine.stats.duplicates;
-            self.opts
-                .metrics
-                .duplicates
-                .inc_by(dups - task.duplicates_seen);
-            task.duplicates_seen = dups;
-        }
+        let mut records: BTreeMap<i32, Vec<(u8, Buffered)>> = plans
+            .iter_mut()
+            .map(|plan| (plan.partition, std::mem::take(&mut plan.records)))
+            .collect();
+        let emitter = Emitter {
+            wire: &self.wire,
+            producer: &self.producer,
+            output_names: &self.output_names,
+            metrics: &self.opts.metrics,
+            changelog: &self.changelog,
+            source: &self.source,
+        };
+        let jobs: Vec<(&mut Task, Vec<(u8, Buffered)>)> = self
+            .tasks
+            .iter_mut()
+            .filter_map(|(p, task)| records.remove(p).map(|r| (task, r)))
+            .collect();
+        on_threads(jobs, self.threads, |(task, records)| {
+            emitter.process(task, records)
+        })?;
         self.opts
             .metrics
             .processing_seconds
             .observe(processing.elapsed().as_secs_f64());
         kafka::flush(&self.producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)?;
-        // 3. State changes and the checkpoint marker.
-        let mut batches: BTreeMap<i32, Vec<Write>> = BTreeMap::new();
-        for Plan { partition: p, .. } in plans.iter() {
-            let Some(task) = self.tasks.get_mut(p) else {
-                continue;
-            };
-            for t in kafka::output_topics() {
-                let name = self.output_names[t as usize].clone();
-                if let Some(last) = self.producer.context().last_offset(&name, *p) {
-                    task.checkpoint.outputs.insert(name, last + 1);
-                }
-            }
-            task.checkpoint_inputs();
-            task.engine.flush()?;
-            let writes = std::mem::take(&mut task.engine.store_mut().pending);
-            for (k, v) in &writes {
-                send(
-                    &self.producer,
-                    &self.changelog,
-                    *p,
-                    Some(k),
-                    v.as_deref(),
-                    None,
-                    None,
-                )?;
-            }
-            let marker = meta_bytes(&task.checkpoint)?;
-            send(
-                &self.producer,
-                &self.changelog,
-                *p,
-                Some(CHECKPOINT_KEY),
-                Some(&marker),
-                None,
-                None,
-            )?;
-            batches.insert(*p, writes);
-        }
+        // 3. State changes and the checkpoint marker, encoded side by side the same way.
+        let planned: Vec<i32> = plans.iter().map(|p| p.partition).collect();
+        let jobs: Vec<&mut Task> = self
+            .tasks
+            .iter_mut()
+            .filter(|(p, _)| planned.contains(p))
+            .map(|(_, task)| task)
+            .collect();
+        let batches: BTreeMap<i32, Vec<Write>> =
+            on_threads(jobs, self.threads, |task| emitter.write_state(task))?
+                .into_iter()
+                .collect();
         kafka::flush(&self.producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)?;
         let mut offsets = TopicPartitionList::new();
         for Plan { partition: p, .. } in plans.iter() {
@@ -978,10 +925,151 @@ impl Runtime {
         }
         Ok(())
     }
+}
 
-    fn source_of(&self, partition: i32) -> String {
-        format!("{}/{partition}", self.source)
+/// What a partition's batch needs to write its outputs and state changes: shared, read-only,
+/// by the threads that process the partitions of a round.
+struct Emitter<'a> {
+    wire: &'a Wire,
+    producer: &'a Producer_,
+    output_names: &'a [String],
+    metrics: &'a Metrics,
+    changelog: &'a str,
+    source: &'a str,
+}
+
+impl Emitter<'_> {
+    /// Run a partition's batch through its engine and send the outputs, in order, each with
+    /// the partition's next sequence number (skipping what a crashed run already wrote).
+    fn process(&self, task: &mut Task, records: Vec<(u8, Buffered)>) -> Result<(), RuntimeError> {
+        let p = task.partition;
+        let source = format!("{}/{p}", self.source);
+        for (rank, rec) in records {
+            let topic = Topic::INPUTS[rank as usize];
+            self.metrics
+                .records_in
+                .with_label_values(&[topic.name()])
+                .inc();
+            let emitted = task.apply(rec);
+            for e in emitted {
+                let seq = task.checkpoint.seq;
+                task.checkpoint.seq += 1;
+                let topic = e.output.topic();
+                let name = &self.output_names[topic as usize];
+                if task.skip.get(name).is_some_and(|&w| seq <= w) {
+                    continue; // written before the crash
+                }
+                self.metrics.observe_output(&e.output);
+                let value = self.wire.encode_output(&e.output).map_err(|err| {
+                    RuntimeError::Other(format!("cannot encode an output: {err}"))
+                })?;
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: SOURCE_HEADER,
+                        value: Some(source.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: SEQ_HEADER,
+                        value: Some(seq.to_string().as_bytes()),
+                    });
+                send(
+                    self.producer,
+                    name,
+                    p,
+                    e.output.key().map(str::as_bytes),
+                    Some(&value),
+                    Some(e.ts),
+                    Some(headers),
+                )?;
+            }
+        }
+        task.replay = None;
+        task.skip.clear();
+        let dups = task.engine.stats.duplicates;
+        self.metrics.duplicates.inc_by(dups - task.duplicates_seen);
+        task.duplicates_seen = dups;
+        Ok(())
     }
+
+    /// After the outputs are acknowledged: note where they ended, then send the partition's
+    /// state changes and its checkpoint marker to the changelog. The changes, for the local
+    /// store once the batch is durable.
+    fn write_state(&self, task: &mut Task) -> Result<(i32, Vec<Write>), RuntimeError> {
+        let p = task.partition;
+        for t in kafka::output_topics() {
+            let name = &self.output_names[t as usize];
+            if let Some(last) = self.producer.context().last_offset(name, p) {
+                task.checkpoint.outputs.insert(name.clone(), last + 1);
+            }
+        }
+        task.checkpoint_inputs();
+        task.engine.flush()?;
+        let writes = std::mem::take(&mut task.engine.store_mut().pending);
+        for (k, v) in &writes {
+            send(
+                self.producer,
+                self.changelog,
+                p,
+                Some(k),
+                v.as_deref(),
+                None,
+                None,
+            )?;
+        }
+        let marker = meta_bytes(&task.checkpoint)?;
+        send(
+            self.producer,
+            self.changelog,
+            p,
+            Some(CHECKPOINT_KEY),
+            Some(&marker),
+            None,
+            None,
+        )?;
+        Ok((p, writes))
+    }
+}
+
+/// Run `work` on every item, on up to `threads` scoped threads (items dealt round-robin, each
+/// thread taking its items in order); inline when one thread would do. The results in the
+/// items' order; the first error wins (the runtime is crash-only: a failed round ends it).
+fn on_threads<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    work: impl Fn(T) -> Result<R, RuntimeError> + Sync,
+) -> Result<Vec<R>, RuntimeError> {
+    let threads = threads.clamp(1, items.len().max(1));
+    if threads == 1 {
+        return items.into_iter().map(work).collect();
+    }
+    let mut dealt: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        dealt[i % threads].push((i, item));
+    }
+    let work = &work;
+    let mut done: Vec<(usize, R)> = Vec::new();
+    std::thread::scope(|s| -> Result<(), RuntimeError> {
+        let handles: Vec<_> = dealt
+            .into_iter()
+            .map(|share| {
+                s.spawn(move || {
+                    share
+                        .into_iter()
+                        .map(|(i, item)| work(item).map(|r| (i, r)))
+                        .collect::<Result<Vec<_>, RuntimeError>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            let results = h
+                .join()
+                .map_err(|_| RuntimeError::Other("a processing thread panicked".into()))??;
+            done.extend(results);
+        }
+        Ok(())
+    })?;
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, r)| r).collect())
 }
 
 fn update_lag(metrics: &Metrics, task: &Task, cached: &[Option<i64>]) {
