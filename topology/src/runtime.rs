@@ -14,7 +14,8 @@
 //! error, and the next start recovers from the changelog. Local RocksDB state is only updated
 //! after a batch is durable, atomically with its checkpoint, so it never runs ahead.
 //!
-//! Restoring the partitions the group assigns (in parallel) is in [`restore`].
+//! What differs between the two guarantees is behind one trait in [`guarantee`]; restoring
+//! the partitions the group assigns (in parallel) is in [`restore`].
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -35,14 +36,16 @@ use switchboard_processors::store::{Entry, Write};
 use switchboard_processors::{Engine, Settings, Store, StoreError};
 use switchboard_schemas::{limits, Input, Topic};
 
-use crate::config::{Config, Guarantee};
+use crate::config::Config;
 use crate::http::{QueryInbox, Reply};
-use crate::kafka::{self, Deliveries, Producer_, SEQ_HEADER, SOURCE_HEADER};
+use crate::kafka::{self, Producer_, SEQ_HEADER, SOURCE_HEADER};
 use crate::metrics::Metrics;
 use crate::registry::{Undecoded, Wire};
 use crate::state_store::{Checkpoint, RocksStore};
 
+mod guarantee;
 mod restore;
+use guarantee::Durability;
 use restore::{Restored, Restorer};
 
 #[derive(Debug, thiserror::Error)]
@@ -311,6 +314,8 @@ pub fn decode_input(
 }
 
 pub struct Runtime {
+    /// What makes a round durable: `kafka.guarantee`'s half of the runtime.
+    durability: Box<dyn Durability>,
     /// When this runtime was created (restart figures in the logs).
     started: Instant,
     /// Threads that process a round's partitions side by side (`engine.threads`, resolved).
@@ -349,30 +354,13 @@ impl Runtime {
             &opts.stop,
         )
         .map_err(RuntimeError::Other)?;
-        let eos = config.kafka.guarantee == Guarantee::ExactlyOnce;
+        let durability = guarantee::of(config.kafka.guarantee);
         let app = config.kafka.application_id.clone();
         let cc = kafka::group_consumer_config(&config);
         let consumer: BaseConsumer<GroupContext> =
             cc.create_with_context(GroupContext::default())?;
-        let isolation = if eos {
-            "read_committed"
-        } else {
-            "read_uncommitted"
-        };
-        let producer = if eos {
-            let mut pc = kafka::client_config(&config);
-            let txid = format!("{app}-{}", config.instance_id());
-            pc.set("transactional.id", txid)
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
-                .set("linger.ms", "5");
-            let p: Producer_ = pc.create_with_context(Deliveries::default())?;
-            p.init_transactions(Duration::from_secs(30))?;
-            p
-        } else {
-            kafka::idempotent_producer(&config)?
-        };
-        let reader = kafka::reader(&config, isolation)?;
+        let producer = durability.producer(&config)?;
+        let reader = kafka::reader(&config, durability.isolation())?;
         let input_names = Topic::INPUTS
             .iter()
             .map(|t| CString::new(t.name()).map_err(|e| RuntimeError::Other(e.to_string())))
@@ -394,6 +382,7 @@ impl Runtime {
             n => usize::try_from(n).unwrap_or(1),
         };
         Ok(Runtime {
+            durability,
             started,
             threads,
             output_names,
@@ -413,10 +402,6 @@ impl Runtime {
         })
     }
 
-    fn eos(&self) -> bool {
-        self.config.kafka.guarantee == Guarantee::ExactlyOnce
-    }
-
     fn restorer(&self) -> Restorer<'_> {
         Restorer {
             config: &self.config,
@@ -426,7 +411,8 @@ impl Runtime {
             source: &self.source,
             output_names: &self.output_names,
             start: self.opts.start,
-            eos: self.eos(),
+            isolation: self.durability.isolation(),
+            replays_intents: self.durability.replays_intents(),
         }
     }
 
@@ -780,55 +766,25 @@ impl Runtime {
         if plans.is_empty() {
             return Ok(());
         }
-        let eos = self.eos();
         let commit_started = Instant::now();
-        if eos {
-            self.producer.begin_transaction()?;
-        }
-        let result = self.make_durable(&mut plans, eos);
-        if let Err(e) = result {
-            if eos {
-                let _ = self.producer.abort_transaction(Duration::from_secs(30));
-            }
+        if let Err(e) = self.make_durable(&mut plans) {
+            self.durability.abort_round(&self.producer);
             return Err(e);
         }
-        let guarantee = if eos { "exactly_once" } else { "deduplicated" };
         self.opts
             .metrics
             .commit_seconds
-            .with_label_values(&[guarantee])
+            .with_label_values(&[self.durability.label()])
             .observe(commit_started.elapsed().as_secs_f64());
         Ok(())
     }
 
-    fn make_durable(&mut self, plans: &mut [Plan], eos: bool) -> Result<(), RuntimeError> {
-        // 1. Intents (deduplicated only): the merge order, durable before any output.
-        if !eos {
-            for plan in plans.iter() {
-                if plan.recovering {
-                    continue; // its intent is already in the changelog
-                }
-                let p = &plan.partition;
-                let task = &self.tasks[p];
-                let intent = Intent {
-                    inputs: task.checkpoint.inputs.clone(),
-                    order: run_lengths(&plan.records),
-                    seq: task.checkpoint.seq,
-                    outputs: task.checkpoint.outputs.clone(),
-                };
-                let bytes = meta_bytes(&intent)?;
-                send(
-                    &self.producer,
-                    &self.changelog,
-                    *p,
-                    Some(INTENT_KEY),
-                    Some(&bytes),
-                    None,
-                    None,
-                )?;
-            }
-            kafka::flush(&self.producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)?;
-        }
+    /// One round: begun as the guarantee wants, processed, written, committed, and the local
+    /// stores caught up.
+    fn make_durable(&mut self, plans: &mut [Plan]) -> Result<(), RuntimeError> {
+        // 1. Begin: a transaction, or the intents (docs/guarantees.md).
+        self.durability
+            .begin_round(&self.producer, &self.changelog, plans, &self.tasks)?;
         // 2. Process, and send the outputs: the partitions' batches side by side on up to
         //    `threads` threads, each partition's records in order on one of them.
         let processing = Instant::now();
@@ -877,15 +833,8 @@ impl Runtime {
                 offsets.add_partition_offset(t.name(), *p, Offset::Offset(task.next[rank]))?;
             }
         }
-        if eos {
-            let group = self
-                .consumer
-                .group_metadata()
-                .ok_or_else(|| RuntimeError::Other("no consumer group metadata".into()))?;
-            self.producer
-                .send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))?;
-            self.producer.commit_transaction(Duration::from_secs(60))?;
-        }
+        self.durability
+            .commit_round(&self.producer, &self.consumer, &offsets)?;
         // 4. Durable: the local state catches up, atomically with its checkpoint.
         for (p, writes) in batches {
             let Some(task) = self.tasks.get_mut(&p) else {
@@ -914,15 +863,7 @@ impl Runtime {
                 .with_label_values(&[&label])
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
-        if !eos {
-            // Informational (lag tools): the checkpoint is what restarts use.
-            if let Err(e) = self
-                .consumer
-                .commit(&offsets, rdkafka::consumer::CommitMode::Async)
-            {
-                tracing::warn!(error = %e, "committing group offsets failed");
-            }
-        }
+        self.durability.after_round(&self.consumer, &offsets);
         Ok(())
     }
 }

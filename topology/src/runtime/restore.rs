@@ -56,7 +56,10 @@ pub(super) struct Restorer<'a> {
     pub source: &'a str,
     pub output_names: &'a [String],
     pub start: StartFrom,
-    pub eos: bool,
+    /// How the guarantee reads the changelog and the outputs.
+    pub isolation: &'static str,
+    /// Whether an unfinished batch is replayed from its intent (`deduplicated`).
+    pub replays_intents: bool,
 }
 
 impl Restorer<'_> {
@@ -108,12 +111,7 @@ impl Restorer<'_> {
 
     /// Restore one partition with a reader of its own.
     fn restore(&self, partition: i32) -> Result<Restored, RuntimeError> {
-        let isolation = if self.eos {
-            "read_committed"
-        } else {
-            "read_uncommitted"
-        };
-        let reader = kafka::reader(self.config, isolation)?;
+        let reader = kafka::reader(self.config, self.isolation)?;
         self.metrics.restoring_partitions.inc();
         let result = self.restore_with(&reader, partition);
         self.metrics.restoring_partitions.dec();
@@ -175,7 +173,7 @@ impl Restorer<'_> {
         }
         let (mut replay, mut skip) = (None, BTreeMap::new());
         if let Some(intent) = intent {
-            if !self.eos {
+            if self.replays_intents {
                 skip = self.written_outputs(reader, partition, &intent)?;
                 tracing::info!(
                     partition,
