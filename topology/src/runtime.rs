@@ -812,7 +812,7 @@ impl Runtime {
             .metrics
             .processing_seconds
             .observe(processing.elapsed().as_secs_f64());
-        kafka::flush(&self.producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)?;
+        self.durability.after_outputs(&self.producer)?;
         // 3. State changes and the checkpoint marker, encoded side by side the same way.
         let planned: Vec<i32> = plans.iter().map(|p| p.partition).collect();
         let jobs: Vec<&mut Task> = self
@@ -825,7 +825,6 @@ impl Runtime {
             on_threads(jobs, self.threads, |task| emitter.write_state(task))?
                 .into_iter()
                 .collect();
-        kafka::flush(&self.producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)?;
         let mut offsets = TopicPartitionList::new();
         for Plan { partition: p, .. } in plans.iter() {
             let task = &self.tasks[p];
@@ -833,9 +832,10 @@ impl Runtime {
                 offsets.add_partition_offset(t.name(), *p, Offset::Offset(task.next[rank]))?;
             }
         }
+        // 4. Commit: every record of the round acknowledged, the offsets with them.
         self.durability
             .commit_round(&self.producer, &self.consumer, &offsets)?;
-        // 4. Durable: the local state catches up, atomically with its checkpoint.
+        // 5. Durable: the local state catches up, atomically with its checkpoint.
         for (p, writes) in batches {
             let Some(task) = self.tasks.get_mut(&p) else {
                 continue;

@@ -35,8 +35,11 @@ pub(super) trait Durability: Send + Sync {
         plans: &[Plan],
         tasks: &BTreeMap<i32, Task>,
     ) -> Result<(), RuntimeError>;
-    /// The round's outputs, state changes and checkpoints are acknowledged: make it durable
-    /// with the input offsets it consumed up to.
+    /// The round's outputs are sent; its state changes and checkpoints come next.
+    fn after_outputs(&self, producer: &Producer_) -> Result<(), RuntimeError>;
+    /// The round's outputs, state changes and checkpoints are sent: make the round durable
+    /// with the input offsets it consumed up to. When this returns, every record of the
+    /// round is acknowledged and its delivery report served (the checkpoints' offsets).
     fn commit_round(
         &self,
         producer: &Producer_,
@@ -96,12 +99,22 @@ impl Durability for ExactlyOnce {
         Ok(producer.begin_transaction()?)
     }
 
+    /// Nothing to wait for: the outputs, state changes and checkpoints are one transaction,
+    /// and the checkpoint needs no output offsets (restores replay no intent).
+    fn after_outputs(&self, _: &Producer_) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// Wait for the round's records (serving their delivery reports in short polls: left
+    /// to `commit_transaction`, the same wait took twice as long here), then commit the
+    /// transaction with the offsets.
     fn commit_round(
         &self,
         producer: &Producer_,
         consumer: &BaseConsumer<GroupContext>,
         offsets: &TopicPartitionList,
     ) -> Result<(), RuntimeError> {
+        kafka::flush(producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)?;
         let group = consumer
             .group_metadata()
             .ok_or_else(|| RuntimeError::Other("no consumer group metadata".into()))?;
@@ -176,14 +189,21 @@ impl Durability for Deduplicated {
         kafka::flush(producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)
     }
 
-    /// Durable already: the checkpoint markers are acknowledged.
+    /// The outputs acknowledged before the state changes and checkpoints are sent: a
+    /// checkpoint records where they ended, and a checkpoint durable before an output
+    /// would let a restart skip it.
+    fn after_outputs(&self, producer: &Producer_) -> Result<(), RuntimeError> {
+        kafka::flush(producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)
+    }
+
+    /// Durable once the state changes and checkpoint markers are acknowledged.
     fn commit_round(
         &self,
-        _: &Producer_,
+        producer: &Producer_,
         _: &BaseConsumer<GroupContext>,
         _: &TopicPartitionList,
     ) -> Result<(), RuntimeError> {
-        Ok(())
+        kafka::flush(producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)
     }
 
     /// The group's offsets, for lag tools only: restarts resume from the checkpoints.
