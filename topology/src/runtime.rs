@@ -1220,3 +1220,50 @@ pub(crate) fn send(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{on_threads, RuntimeError};
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    /// Issue 12: a round's partitions processed side by side come back in the partitions'
+    /// order, each exactly once, whatever the number of threads; every item is worked on
+    /// by one thread, and more than one thread is used when asked.
+    #[test]
+    fn on_threads_keeps_the_order_and_uses_the_threads() {
+        for threads in [0, 1, 2, 3, 8] {
+            let seen = Mutex::new(HashSet::new());
+            let items: Vec<u32> = (0..7).collect();
+            let out = on_threads(items, threads, |i| {
+                if let Ok(mut s) = seen.lock() {
+                    s.insert(std::thread::current().id());
+                }
+                Ok(i * 10)
+            })
+            .unwrap_or_default();
+            assert_eq!(out, vec![0, 10, 20, 30, 40, 50, 60], "threads {threads}");
+            let used = seen.lock().map(|s| s.len()).unwrap_or(0);
+            assert_eq!(used, threads.clamp(1, 7), "threads {threads}");
+        }
+    }
+
+    /// A failed partition fails the round (the runtime is crash-only), with its own error.
+    #[test]
+    fn on_threads_returns_the_failure() {
+        let result = on_threads((0..4).collect::<Vec<i32>>(), 2, |p| {
+            if p == 2 {
+                Err(RuntimeError::Partition {
+                    partition: p,
+                    reason: "broken".into(),
+                })
+            } else {
+                Ok(p)
+            }
+        });
+        match result {
+            Err(RuntimeError::Partition { partition, .. }) => assert_eq!(partition, 2),
+            other => panic!("expected partition 2's error, got {other:?}"),
+        }
+    }
+}
