@@ -973,7 +973,8 @@ impl Emitter<'_> {
 
 /// Run `work` on every item, on up to `threads` scoped threads (items dealt round-robin, each
 /// thread taking its items in order); inline when one thread would do. The results in the
-/// items' order; the first error wins (the runtime is crash-only: a failed round ends it).
+/// items' order; the first error wins (the runtime is crash-only: a failed round or restore
+/// ends it). Used by the rounds and by restores.
 fn on_threads<T: Send, R: Send>(
     items: Vec<T>,
     threads: usize,
@@ -990,21 +991,23 @@ fn on_threads<T: Send, R: Send>(
     let work = &work;
     let mut done: Vec<(usize, R)> = Vec::new();
     std::thread::scope(|s| -> Result<(), RuntimeError> {
-        let handles: Vec<_> = dealt
-            .into_iter()
-            .map(|share| {
-                s.spawn(move || {
+        let mut handles = Vec::with_capacity(dealt.len());
+        for (n, share) in dealt.into_iter().enumerate() {
+            let spawned = std::thread::Builder::new()
+                .name(format!("switchboard-{n}"))
+                .spawn_scoped(s, move || {
                     share
                         .into_iter()
                         .map(|(i, item)| work(item).map(|r| (i, r)))
                         .collect::<Result<Vec<_>, RuntimeError>>()
                 })
-            })
-            .collect();
+                .map_err(|e| RuntimeError::Other(format!("cannot start a thread: {e}")))?;
+            handles.push(spawned);
+        }
         for h in handles {
             let results = h
                 .join()
-                .map_err(|_| RuntimeError::Other("a processing thread panicked".into()))??;
+                .map_err(|_| RuntimeError::Other("a worker thread panicked".into()))??;
             done.extend(results);
         }
         Ok(())

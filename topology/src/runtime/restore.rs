@@ -17,7 +17,8 @@ use switchboard_processors::{Engine, Settings, Store};
 use switchboard_schemas::Topic;
 
 use super::{
-    parse_meta, Intent, PartitionStore, RuntimeError, StartFrom, CHECKPOINT_KEY, INTENT_KEY,
+    on_threads, parse_meta, Intent, PartitionStore, RuntimeError, StartFrom, CHECKPOINT_KEY,
+    INTENT_KEY,
 };
 use crate::config::Config;
 use crate::kafka::{self, SEQ_HEADER, SOURCE_HEADER};
@@ -25,8 +26,8 @@ use crate::metrics::Metrics;
 use crate::state_store::{Checkpoint, RocksStore};
 use switchboard_processors::store::Write;
 
-/// Partitions restored at the same time, at most: each holds a reader (a Kafka client) and a
-/// RocksDB store open while it restores.
+/// Threads that restore partitions, at most: each restore holds a reader (a Kafka client) and a
+/// RocksDB store open while it runs.
 const MAX_PARALLEL: usize = 8;
 
 /// A restored partition: everything the runtime needs to resume it.
@@ -63,42 +64,11 @@ pub(super) struct Restorer<'a> {
 }
 
 impl Restorer<'_> {
-    /// Restore `partitions`, in parallel (up to [`MAX_PARALLEL`] at a time). The first error
+    /// Restore `partitions`, in parallel (on up to [`MAX_PARALLEL`] threads). The first error
     /// wins; the runtime treats it as fatal (crash-only), so nothing half-restored is used.
     pub fn restore_all(&self, partitions: &[i32]) -> Result<Vec<Restored>, RuntimeError> {
         let started = Instant::now();
-        let mut restored = Vec::with_capacity(partitions.len());
-        for chunk in partitions.chunks(MAX_PARALLEL) {
-            let results: Vec<Result<Restored, RuntimeError>> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|&p| {
-                        std::thread::Builder::new()
-                            .name(format!("restore-{p}"))
-                            .spawn_scoped(s, move || self.restore(p))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .zip(chunk)
-                    .map(|(h, &p)| match h {
-                        Ok(h) => h.join().unwrap_or_else(|_| {
-                            Err(RuntimeError::Partition {
-                                partition: p,
-                                reason: "the restoring thread panicked".into(),
-                            })
-                        }),
-                        Err(e) => Err(RuntimeError::Partition {
-                            partition: p,
-                            reason: format!("cannot start a restoring thread: {e}"),
-                        }),
-                    })
-                    .collect()
-            });
-            for r in results {
-                restored.push(r?);
-            }
-        }
+        let restored = on_threads(partitions.to_vec(), MAX_PARALLEL, |p| self.restore(p))?;
         if partitions.len() > 1 {
             tracing::info!(
                 partitions = ?partitions,
