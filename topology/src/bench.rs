@@ -410,36 +410,24 @@ pub fn restart(opts: &BenchOptions, conversations: usize) -> Result<String, Stri
     second.kill();
     opened?;
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    let seconds_of = |line: &str| -> Option<f64> {
-        line.split(" seconds=")
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    let restored: Vec<f64> = log_text
+    let restore_lines: Vec<&str> = log_text
         .lines()
         .filter(|l| l.contains("state restored"))
-        .filter_map(seconds_of)
+        .collect();
+    let restored: Vec<f64> = restore_lines
+        .iter()
+        .filter_map(|l| log_field(l, "seconds"))
         .collect();
     // The partitions restore side by side: the wall time of the second run's restore.
     let parallel = log_text
         .lines()
         .filter(|l| l.contains("restored in parallel"))
-        .filter_map(seconds_of)
+        .filter_map(|l| log_field(l, "seconds"))
         .next_back();
     // From the second runtime's start to the group's assignment: the broker's part.
     let assigned_after = log_text
         .lines()
-        .filter_map(|l| {
-            l.split("assigned_after_seconds=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse::<f64>()
-                .ok()
-        })
+        .filter_map(|l| log_field(l, "assigned_after_seconds"))
         .next_back();
     // The second run's restores are the last `PARTITIONS` lines.
     let second_restores = &restored[restored.len().saturating_sub(PARTITIONS as usize)..];
@@ -462,27 +450,17 @@ pub fn restart(opts: &BenchOptions, conversations: usize) -> Result<String, Stri
         parallel.map_or("?".to_string(), |s| format!("{s:.2}"))
     );
     // Where the slowest partition's restore went (its log line's fields).
-    if let Some(slowest) = log_text
-        .lines()
-        .filter(|l| l.contains("state restored"))
-        .collect::<Vec<_>>()
+    if let Some(slowest) = restore_lines
         .iter()
         .rev()
         .take(PARTITIONS as usize)
         .max_by(|a, b| {
-            seconds_of(a)
-                .unwrap_or(0.0)
-                .total_cmp(&seconds_of(b).unwrap_or(0.0))
+            let seconds = |l: &str| log_field(l, "seconds").unwrap_or(0.0);
+            seconds(a).total_cmp(&seconds(b))
         })
     {
-        let field = |name: &str| -> String {
-            slowest
-                .split(&format!(" {name}="))
-                .nth(1)
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .map_or("?".into(), |v| format!("{v:.2}"))
-        };
+        let field =
+            |name: &str| log_field(slowest, name).map_or("?".to_string(), |v| format!("{v:.2}"));
         let _ = writeln!(
             report,
             "the slowest partition: opening the store {} s, the changelog past the checkpoint {} s, loading the state {} s, offsets and output positions {} s",
@@ -501,6 +479,16 @@ pub fn restart(opts: &BenchOptions, conversations: usize) -> Result<String, Stri
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
+}
+
+/// The number a log line gives for `name` (tracing's ` name=value` fields).
+fn log_field(line: &str, name: &str) -> Option<f64> {
+    line.split(&format!(" {name}="))
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn extra_id(r: &workload::Record) -> String {
