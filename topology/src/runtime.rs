@@ -108,10 +108,14 @@ struct Intent {
 }
 
 /// The engine's store in the runtime: reads come from RocksDB; writes wait in `pending` until
-/// their batch is durable, then go to RocksDB with the checkpoint in one atomic write.
+/// their round sends them, in `inflight` until the round is durable, then go to RocksDB with
+/// the checkpoint in one atomic write.
 pub struct PartitionStore {
     rocks: RocksStore,
     pending: Vec<Write>,
+    /// The writes of the round being committed: the next batch, processed meanwhile, reads
+    /// them as the state it follows.
+    inflight: Vec<Write>,
 }
 
 impl Store for PartitionStore {
@@ -126,8 +130,9 @@ impl Store for PartitionStore {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         // A write waiting for its batch to be durable is newer than RocksDB.
-        match self.pending.iter().rev().find(|(k, _)| k == key) {
-            Some((_, v)) => Ok(v.clone()),
+        let newer = |writes: &[Write]| writes.iter().rev().find(|(k, _)| k == key).cloned();
+        match newer(&self.pending).or_else(|| newer(&self.inflight)) {
+            Some((_, v)) => Ok(v),
             None => self.rocks.get(key),
         }
     }
@@ -254,6 +259,30 @@ struct Task {
     /// at or after the timestamp has been seen.
     start_ts: Option<i64>,
     started: Vec<bool>,
+    /// The batch processed ahead, waiting in memory for its round ([`Runtime::process_round`]).
+    staged: Option<Batch>,
+}
+
+/// A partition's batch, processed and waiting in memory to be sent in its round. Nothing of
+/// it has left the process, so dropping it with its partition (a revocation) loses nothing:
+/// the partition's next owner processes the same records from the last commit.
+struct Batch {
+    /// Its records' topics in merge order (the intent, under `deduplicated`).
+    order: Vec<(u8, u32)>,
+    /// It re-runs an unfinished intent, already in the changelog.
+    recovering: bool,
+    /// The partition's next output sequence number when the batch began.
+    seq: u64,
+    outputs: Vec<Staged>,
+}
+
+/// One output of a [`Batch`], encoded.
+struct Staged {
+    topic: Topic,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    ts: i64,
+    seq: u64,
 }
 
 /// Group membership changes, noted during `poll` and handled right after it.
@@ -278,8 +307,9 @@ impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // Every processed record is already durable when `poll` runs (rounds end with a
-        // commit), so revocation only has to drop the partitions: no work in the callback.
+        // Nothing is in flight when `poll` runs (rounds end with a commit; a batch processed
+        // ahead is still in memory and goes with its partition), so revocation only has to
+        // drop the partitions: no work in the callback.
         if let (Rebalance::Revoke(tpl), Ok(mut ev)) = (rebalance, self.events.lock()) {
             ev.push(GroupEvent::Revoked(partitions_of(tpl)));
         }
@@ -337,6 +367,10 @@ pub struct Runtime {
     changelog: String,
     source: String,
     settings: Settings,
+    /// Queries that arrived while a batch was processed ahead: answered once it is committed.
+    held: Vec<crate::http::Request>,
+    /// `replay --until-end`: the end offsets seen at start.
+    ends: Option<BTreeMap<(usize, i32), i64>>,
 }
 
 impl Runtime {
@@ -399,6 +433,8 @@ impl Runtime {
             settings,
             config,
             opts,
+            held: Vec::new(),
+            ends: None,
         })
     }
 
@@ -429,19 +465,21 @@ impl Runtime {
             guarantee = ?self.config.kafka.guarantee,
             "subscribed; waiting for the consumer group to assign partitions"
         );
-        let ends = match self.opts.until_end {
-            true => Some(self.end_offsets()?),
-            false => None,
-        };
+        if self.opts.until_end {
+            self.ends = Some(self.end_offsets()?);
+        }
         while !self.opts.stop.load(Ordering::Relaxed) {
             self.poll_round()?;
             self.process_round()?;
             self.answer_queries();
             self.refresh_live_figures();
-            if ends.as_ref().is_some_and(|ends| self.caught_up(ends)) {
+            if !self.ahead() && self.ends.as_ref().is_some_and(|ends| self.caught_up(ends)) {
                 tracing::info!("caught up with the end offsets seen at start");
                 break;
             }
+        }
+        if self.ahead() {
+            self.process_round()?; // a stop holds back: this commits the batch processed ahead
         }
         tracing::info!("stopping: the last round is committed");
         self.consumer.unsubscribe();
@@ -456,15 +494,11 @@ impl Runtime {
     /// held here (committed state: every round has ended durable when this runs). Costs one
     /// pass over the open conversations and agents.
     fn refresh_live_figures(&mut self) {
-        let every = Duration::from_millis(self.config.metrics.live_interval_ms as u64);
-        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
-        // At once when partitions come or go, else every interval.
-        if self.live_at.is_some_and(|at| at.elapsed() < every) && partitions == self.live_partitions
-        {
-            return;
+        if !self.live_due(&self.tasks) || self.ahead() {
+            return; // not due, or due after the round that holds back for it
         }
         self.live_at = Some(Instant::now());
-        self.live_partitions = partitions;
+        self.live_partitions = self.tasks.keys().copied().collect();
         let mut tenants = BTreeMap::new();
         for task in self.tasks.values() {
             let now = task.engine.stream_time();
@@ -491,13 +525,35 @@ impl Runtime {
         );
     }
 
-    /// Answer the interactive queries that arrived, from committed state (R-RUN-5): every
-    /// round has ended durable when this runs.
-    fn answer_queries(&self) {
-        let Some(inbox) = &self.opts.queries else {
+    /// Whether the live figures are due: at once when partitions come or go, else every
+    /// `metrics.live_interval_ms`.
+    fn live_due(&self, tasks: &BTreeMap<i32, Task>) -> bool {
+        let every = Duration::from_millis(self.config.metrics.live_interval_ms as u64);
+        self.live_at.is_none_or(|at| at.elapsed() >= every)
+            || !tasks.keys().eq(self.live_partitions.iter())
+    }
+
+    /// Whether a batch has been processed ahead of the last commit (the state in memory is
+    /// then ahead of the committed state).
+    fn ahead(&self) -> bool {
+        self.tasks.values().any(|t| t.staged.is_some())
+    }
+
+    /// Take the queries that arrived into `held`.
+    fn hold_queries(&mut self) {
+        if let Some(inbox) = &self.opts.queries {
+            self.held.extend(inbox.pending());
+        }
+    }
+
+    /// Answer the interactive queries that arrived, from committed state (R-RUN-5). While a
+    /// batch is processed ahead they wait: the next round holds back for them.
+    fn answer_queries(&mut self) {
+        self.hold_queries();
+        if self.ahead() {
             return;
-        };
-        for request in inbox.pending() {
+        }
+        for request in std::mem::take(&mut self.held) {
             let reply = self.answer(&request.query);
             request.answer(reply);
         }
@@ -549,14 +605,7 @@ impl Runtime {
 
     /// Every partition held here, processed and committed up to `ends`, nothing buffered.
     fn caught_up(&self, ends: &BTreeMap<(usize, i32), i64>) -> bool {
-        self.tasks.len() == self.config.topics.partitions as usize
-            && self.tasks.values().all(|task| {
-                task.replay.is_none()
-                    && task.buffers.iter().all(VecDeque::is_empty)
-                    && task.next.iter().enumerate().all(|(rank, next)| {
-                        *next >= ends.get(&(rank, task.partition)).copied().unwrap_or(0)
-                    })
-            })
+        caught_up(&self.tasks, self.config.topics.partitions, ends)
     }
 
     fn check_partitions(&self) -> Result<(), RuntimeError> {
@@ -741,11 +790,51 @@ impl Runtime {
         Ok(())
     }
 
-    /// Choose each task's next batch, process it, and make it durable.
+    /// One round: the batches processed ahead are sent and committed, and while the commit
+    /// waits for the broker the next batches are processed, in memory only (docs/guarantees.md,
+    /// "Overlapped rounds"). With nothing processed ahead (the first round, or after one that
+    /// held back), the round's batches are processed first.
     fn process_round(&mut self) -> Result<(), RuntimeError> {
+        let mut tasks = std::mem::take(&mut self.tasks);
+        let result = self.round(&mut tasks);
+        self.tasks = tasks;
+        result
+    }
+
+    fn round(&mut self, tasks: &mut BTreeMap<i32, Task>) -> Result<(), RuntimeError> {
+        if !tasks.values().any(|t| t.staged.is_some()) {
+            let plans = self.plan_round(tasks);
+            if plans.is_empty() {
+                return Ok(());
+            }
+            process_plans(tasks, plans, self.threads, &self.emitter())?;
+        }
+        // Queries and the live figures read committed state, and a stop or the end of a
+        // replay ends the run: such a round processes nothing ahead.
+        self.hold_queries();
+        let hold_back = !self.held.is_empty()
+            || self.live_due(tasks)
+            || self.opts.stop.load(Ordering::Relaxed)
+            || (self.ends.as_ref())
+                .is_some_and(|ends| caught_up(tasks, self.config.topics.partitions, ends));
+        let commit_started = Instant::now();
+        if let Err(e) = self.make_durable(tasks, hold_back) {
+            self.durability.abort_round(&self.producer);
+            return Err(e);
+        }
+        self.opts
+            .metrics
+            .commit_seconds
+            .with_label_values(&[self.durability.label()])
+            .observe(commit_started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Each task's next batch from its buffers, without polling.
+    fn plan_round(&self, tasks: &mut BTreeMap<i32, Task>) -> Vec<Plan> {
         let max_idle = Duration::from_millis(self.config.engine.max_idle_ms.max(0) as u64);
         let mut plans: Vec<Plan> = Vec::new();
-        for (p, task) in self.tasks.iter_mut() {
+        for (p, task) in tasks.iter_mut() {
             let cached: Vec<Option<i64>> = self
                 .input_names
                 .iter()
@@ -763,81 +852,77 @@ impl Runtime {
             }
             update_lag(&self.opts.metrics, task, &cached);
         }
-        if plans.is_empty() {
-            return Ok(());
-        }
-        let commit_started = Instant::now();
-        if let Err(e) = self.make_durable(&mut plans) {
-            self.durability.abort_round(&self.producer);
-            return Err(e);
-        }
-        self.opts
-            .metrics
-            .commit_seconds
-            .with_label_values(&[self.durability.label()])
-            .observe(commit_started.elapsed().as_secs_f64());
-        Ok(())
+        plans
     }
 
-    /// One round: begun as the guarantee wants, processed, written, committed, and the local
-    /// stores caught up.
-    fn make_durable(&mut self, plans: &mut [Plan]) -> Result<(), RuntimeError> {
-        // 1. Begin: a transaction, or the intents (docs/guarantees.md).
-        self.durability
-            .begin_round(&self.producer, &self.changelog, plans, &self.tasks)?;
-        // 2. Process, and send the outputs: the partitions' batches side by side on up to
-        //    `threads` threads, each partition's records in order on one of them.
-        let processing = Instant::now();
-        let mut records: BTreeMap<i32, Vec<(u8, Buffered)>> = plans
-            .iter_mut()
-            .map(|plan| (plan.partition, std::mem::take(&mut plan.records)))
-            .collect();
-        let emitter = Emitter {
+    fn emitter(&self) -> Emitter<'_> {
+        Emitter {
             wire: &self.wire,
             producer: &self.producer,
             output_names: &self.output_names,
             metrics: &self.opts.metrics,
             changelog: &self.changelog,
             source: &self.source,
-        };
-        let jobs: Vec<(&mut Task, Vec<(u8, Buffered)>)> = self
-            .tasks
-            .iter_mut()
-            .filter_map(|(p, task)| records.remove(p).map(|r| (task, r)))
-            .collect();
-        on_threads(jobs, self.threads, |(task, records)| {
-            emitter.process(task, records)
-        })?;
-        self.opts
-            .metrics
-            .processing_seconds
-            .observe(processing.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Make the batches processed ahead durable: begun as the guarantee wants, sent,
+    /// committed, and the local stores caught up. Unless `hold_back`, the next batches are
+    /// processed while the commit waits.
+    fn make_durable(
+        &self,
+        tasks: &mut BTreeMap<i32, Task>,
+        hold_back: bool,
+    ) -> Result<(), RuntimeError> {
+        let emitter = self.emitter();
+        // 1. Begin: a transaction, or the intents (docs/guarantees.md).
+        self.durability
+            .begin_round(&self.producer, &self.changelog, tasks)?;
+        // 2. The outputs, each partition's in order, partitions side by side.
+        let jobs: Vec<&mut Task> = tasks.values_mut().filter(|t| t.staged.is_some()).collect();
+        let sent = on_threads(jobs, self.threads, |task| emitter.send_batch(task))?;
         self.durability.after_outputs(&self.producer)?;
         // 3. State changes and the checkpoint marker, encoded side by side the same way.
-        let planned: Vec<i32> = plans.iter().map(|p| p.partition).collect();
-        let jobs: Vec<&mut Task> = self
-            .tasks
+        let jobs: Vec<&mut Task> = tasks
             .iter_mut()
-            .filter(|(p, _)| planned.contains(p))
+            .filter(|(p, _)| sent.contains(p))
             .map(|(_, task)| task)
             .collect();
-        let batches: BTreeMap<i32, Vec<Write>> =
-            on_threads(jobs, self.threads, |task| emitter.write_state(task))?
-                .into_iter()
-                .collect();
+        let checkpoints = on_threads(jobs, self.threads, |task| emitter.write_state(task))?;
         let mut offsets = TopicPartitionList::new();
-        for Plan { partition: p, .. } in plans.iter() {
-            let task = &self.tasks[p];
+        for p in &sent {
+            let task = &tasks[p];
             for (rank, t) in Topic::INPUTS.iter().enumerate() {
                 offsets.add_partition_offset(t.name(), *p, Offset::Offset(task.next[rank]))?;
             }
         }
-        // 4. Commit: every record of the round acknowledged, the offsets with them.
-        self.durability
-            .commit_round(&self.producer, &self.consumer, &offsets)?;
+        // 4. Commit: every record of the round acknowledged, the offsets with them. Meanwhile
+        //    the next batches are processed from what is buffered (no poll while a round is
+        //    in flight: a rebalance finds every round committed).
+        let plans = match hold_back {
+            true => Vec::new(),
+            false => self.plan_round(tasks),
+        };
+        let threads = self.threads;
+        let (committed, processed) = std::thread::scope(|s| {
+            let ahead = match plans.is_empty() {
+                true => None,
+                false => Some(s.spawn(|| process_plans(tasks, plans, threads, &emitter))),
+            };
+            let committed = self
+                .durability
+                .commit_round(&self.producer, &self.consumer, &offsets);
+            let processed = ahead.map_or(Ok(()), |h| {
+                h.join()
+                    .map_err(|_| RuntimeError::Other("a worker thread panicked".into()))?
+            });
+            (committed, processed)
+        });
+        committed?;
+        processed?;
         // 5. Durable: the local state catches up, atomically with its checkpoint.
-        for (p, writes) in batches {
-            let Some(task) = self.tasks.get_mut(&p) else {
+        for (p, mut checkpoint) in checkpoints {
+            let Some(task) = tasks.get_mut(&p) else {
                 continue;
             };
             let marker_offset = self
@@ -845,11 +930,11 @@ impl Runtime {
                 .context()
                 .last_offset(&self.changelog, p)
                 .unwrap_or(-1);
+            checkpoint.changelog_offset = marker_offset;
             task.checkpoint.changelog_offset = marker_offset;
-            task.engine
-                .store_mut()
-                .rocks
-                .commit(&writes, &task.checkpoint)?;
+            let store = task.engine.store_mut();
+            store.rocks.commit(&store.inflight, &checkpoint)?;
+            store.inflight.clear();
             let timers = task.engine.state().timers.len() as i64;
             let label = p.to_string();
             let metrics = &self.opts.metrics;
@@ -868,6 +953,44 @@ impl Runtime {
     }
 }
 
+/// Whether all `partitions` are held here and processed up to `ends` (`replay --until-end`).
+fn caught_up(
+    tasks: &BTreeMap<i32, Task>,
+    partitions: i32,
+    ends: &BTreeMap<(usize, i32), i64>,
+) -> bool {
+    tasks.len() == partitions as usize
+        && tasks.values().all(|task| {
+            task.replay.is_none()
+                && task.buffers.iter().all(VecDeque::is_empty)
+                && task.next.iter().enumerate().all(|(rank, next)| {
+                    *next >= ends.get(&(rank, task.partition)).copied().unwrap_or(0)
+                })
+        })
+}
+
+/// Process each plan's batch into its task's [`Batch`]: partitions side by side on up to
+/// `threads` threads, each partition's records in order on one of them.
+fn process_plans(
+    tasks: &mut BTreeMap<i32, Task>,
+    plans: Vec<Plan>,
+    threads: usize,
+    emitter: &Emitter,
+) -> Result<(), RuntimeError> {
+    let processing = Instant::now();
+    let mut plans: BTreeMap<i32, Plan> = plans.into_iter().map(|p| (p.partition, p)).collect();
+    let jobs: Vec<(&mut Task, Plan)> = tasks
+        .iter_mut()
+        .filter_map(|(p, task)| plans.remove(p).map(|plan| (task, plan)))
+        .collect();
+    on_threads(jobs, threads, |(task, plan)| emitter.process(task, plan))?;
+    emitter
+        .metrics
+        .processing_seconds
+        .observe(processing.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// What a partition's batch needs to write its outputs and state changes: shared, read-only,
 /// by the threads that process the partitions of a round.
 struct Emitter<'a> {
@@ -880,12 +1003,17 @@ struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
-    /// Run a partition's batch through its engine and send the outputs, in order, each with
-    /// the partition's next sequence number (skipping what a crashed run already wrote).
-    fn process(&self, task: &mut Task, records: Vec<(u8, Buffered)>) -> Result<(), RuntimeError> {
-        let p = task.partition;
-        let source = format!("{}/{p}", self.source);
-        for (rank, rec) in records {
+    /// Run a partition's batch through its engine and encode the outputs, in order, each with
+    /// the partition's next sequence number (skipping what a crashed run already wrote): the
+    /// task's [`Batch`], sent with its round.
+    fn process(&self, task: &mut Task, plan: Plan) -> Result<(), RuntimeError> {
+        let mut batch = Batch {
+            order: run_lengths(&plan.records),
+            recovering: plan.recovering,
+            seq: task.checkpoint.seq,
+            outputs: Vec::new(),
+        };
+        for (rank, rec) in plan.records {
             let topic = Topic::INPUTS[rank as usize];
             self.metrics
                 .records_in
@@ -904,24 +1032,13 @@ impl Emitter<'_> {
                 let value = self.wire.encode_output(&e.output).map_err(|err| {
                     RuntimeError::Other(format!("cannot encode an output: {err}"))
                 })?;
-                let headers = OwnedHeaders::new()
-                    .insert(Header {
-                        key: SOURCE_HEADER,
-                        value: Some(source.as_bytes()),
-                    })
-                    .insert(Header {
-                        key: SEQ_HEADER,
-                        value: Some(seq.to_string().as_bytes()),
-                    });
-                send(
-                    self.producer,
-                    name,
-                    p,
-                    e.output.key().map(str::as_bytes),
-                    Some(&value),
-                    Some(e.ts),
-                    Some(headers),
-                )?;
+                batch.outputs.push(Staged {
+                    topic,
+                    key: e.output.key().map(|k| k.as_bytes().to_vec()),
+                    value,
+                    ts: e.ts,
+                    seq,
+                });
             }
         }
         task.replay = None;
@@ -929,13 +1046,44 @@ impl Emitter<'_> {
         let dups = task.engine.stats.duplicates;
         self.metrics.duplicates.inc_by(dups - task.duplicates_seen);
         task.duplicates_seen = dups;
+        task.staged = Some(batch);
         Ok(())
     }
 
+    /// Send a partition's processed batch; its partition.
+    fn send_batch(&self, task: &mut Task) -> Result<i32, RuntimeError> {
+        let p = task.partition;
+        let Some(batch) = task.staged.take() else {
+            return Ok(p);
+        };
+        let source = format!("{}/{p}", self.source);
+        for out in batch.outputs {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: SOURCE_HEADER,
+                    value: Some(source.as_bytes()),
+                })
+                .insert(Header {
+                    key: SEQ_HEADER,
+                    value: Some(out.seq.to_string().as_bytes()),
+                });
+            send(
+                self.producer,
+                &self.output_names[out.topic as usize],
+                p,
+                out.key.as_deref(),
+                Some(&out.value),
+                Some(out.ts),
+                Some(headers),
+            )?;
+        }
+        Ok(p)
+    }
+
     /// After the outputs are acknowledged: note where they ended, then send the partition's
-    /// state changes and its checkpoint marker to the changelog. The changes, for the local
-    /// store once the batch is durable.
-    fn write_state(&self, task: &mut Task) -> Result<(i32, Vec<Write>), RuntimeError> {
+    /// state changes and its checkpoint marker to the changelog. The changes wait in the
+    /// store's `inflight` until the round is durable; the checkpoint they go with.
+    fn write_state(&self, task: &mut Task) -> Result<(i32, Checkpoint), RuntimeError> {
         let p = task.partition;
         for t in kafka::output_topics() {
             let name = &self.output_names[t as usize];
@@ -945,8 +1093,9 @@ impl Emitter<'_> {
         }
         task.checkpoint_inputs();
         task.engine.flush()?;
-        let writes = std::mem::take(&mut task.engine.store_mut().pending);
-        for (k, v) in &writes {
+        let store = task.engine.store_mut();
+        store.inflight = std::mem::take(&mut store.pending);
+        for (k, v) in &store.inflight {
             send(
                 self.producer,
                 self.changelog,
@@ -967,7 +1116,7 @@ impl Emitter<'_> {
             None,
             None,
         )?;
-        Ok((p, writes))
+        Ok((p, task.checkpoint.clone()))
     }
 }
 
@@ -1044,6 +1193,7 @@ impl Task {
             duplicates_seen: 0,
             start_ts: r.start_ts,
             started: vec![false; Topic::INPUTS.len()],
+            staged: None,
         }
     }
 
@@ -1226,9 +1376,41 @@ pub(crate) fn send(
 
 #[cfg(test)]
 mod tests {
-    use super::{on_threads, RuntimeError};
+    use super::{on_threads, PartitionStore, RuntimeError};
+    use crate::state_store::{Checkpoint, RocksStore};
     use std::collections::HashSet;
     use std::sync::Mutex;
+    use switchboard_processors::Store;
+
+    /// Issue 12 (overlapped rounds): while a round's state changes are in flight, the next
+    /// batch, processed meanwhile, reads them (an archived conversation named again), newest
+    /// first: this round's pending writes, then the round in flight, then RocksDB. Once the
+    /// round is durable they are read from RocksDB.
+    #[test]
+    fn writes_in_flight_are_read_before_rocksdb() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut rocks = RocksStore::open(dir.path()).expect("store opens");
+        let old = (b"Akey".to_vec(), Some(b"old".to_vec()));
+        rocks
+            .commit(std::slice::from_ref(&old), &Checkpoint::default())
+            .expect("commit");
+        let mut store = PartitionStore {
+            rocks,
+            pending: Vec::new(),
+            inflight: vec![(b"Akey".to_vec(), Some(b"in flight".to_vec()))],
+        };
+        let read = |s: &PartitionStore| s.get(b"Akey").expect("read");
+        assert_eq!(read(&store), Some(b"in flight".to_vec()));
+        store.write(&[(b"Akey".to_vec(), None)]).expect("write");
+        assert_eq!(read(&store), None, "a deletion pending now wins");
+        store.pending.clear();
+        let inflight = std::mem::take(&mut store.inflight);
+        store
+            .rocks
+            .commit(&inflight, &Checkpoint::default())
+            .expect("commit");
+        assert_eq!(read(&store), Some(b"in flight".to_vec()));
+    }
 
     /// Issue 12: a round's partitions processed side by side come back in the partitions'
     /// order, each exactly once, whatever the number of threads; every item is worked on

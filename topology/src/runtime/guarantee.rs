@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{
-    meta_bytes, run_lengths, send, GroupContext, Intent, Plan, RuntimeError, Task, FLUSH_TIMEOUT,
-    INTENT_KEY,
+    meta_bytes, send, GroupContext, Intent, RuntimeError, Task, FLUSH_TIMEOUT, INTENT_KEY,
 };
 use crate::config::{Config, Guarantee};
 use crate::kafka::{self, Deliveries, Producer_};
@@ -27,12 +26,11 @@ pub(super) trait Durability: Send + Sync {
     /// Whether a restore re-runs an unfinished batch from its intent, skipping the outputs
     /// it already wrote.
     fn replays_intents(&self) -> bool;
-    /// Before any of the round's outputs is sent.
+    /// Before any of the round's outputs is sent: the round is the tasks' processed batches.
     fn begin_round(
         &self,
         producer: &Producer_,
         changelog: &str,
-        plans: &[Plan],
         tasks: &BTreeMap<i32, Task>,
     ) -> Result<(), RuntimeError>;
     /// The round's outputs are sent; its state changes and checkpoints come next.
@@ -93,7 +91,6 @@ impl Durability for ExactlyOnce {
         &self,
         producer: &Producer_,
         _: &str,
-        _: &[Plan],
         _: &BTreeMap<i32, Task>,
     ) -> Result<(), RuntimeError> {
         Ok(producer.begin_transaction()?)
@@ -158,21 +155,21 @@ impl Durability for Deduplicated {
         &self,
         producer: &Producer_,
         changelog: &str,
-        plans: &[Plan],
         tasks: &BTreeMap<i32, Task>,
     ) -> Result<(), RuntimeError> {
-        for plan in plans {
-            if plan.recovering {
-                continue; // its intent is already in the changelog
-            }
-            let p = plan.partition;
-            let Some(task) = tasks.get(&p) else {
+        for (&p, task) in tasks {
+            let Some(batch) = &task.staged else {
                 continue;
             };
+            if batch.recovering {
+                continue; // its intent is already in the changelog
+            }
+            // The batch was processed ahead: its intent is what it started from (the
+            // checkpoint moves on only when the batch's state is written).
             let intent = Intent {
                 inputs: task.checkpoint.inputs.clone(),
-                order: run_lengths(&plan.records),
-                seq: task.checkpoint.seq,
+                order: batch.order.clone(),
+                seq: batch.seq,
                 outputs: task.checkpoint.outputs.clone(),
             };
             let bytes = meta_bytes(&intent)?;

@@ -113,6 +113,7 @@ impl Restorer<'_> {
             PartitionStore {
                 rocks,
                 pending: Vec::new(),
+                inflight: Vec::new(),
             },
             self.settings.clone(),
         )?;
