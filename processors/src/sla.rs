@@ -278,10 +278,19 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
     if let (Some(p), Some(sev), None) = (policy, severity, s.closed_at) {
         let clock = business_time(&config, sev, queue.as_deref());
         for inst in instances(&s, p.exclude_automated) {
+            let k = (inst.metric, inst.n);
+            // Settled: stopped, and its met target or breach emitted. Progress changes
+            // neither the policy, the severity nor the calendar (each of those re-selects or
+            // recalculates), and a stopped clock's time is spent: nothing about it can change.
+            if reason == Reason::Progress
+                && inst.stop.is_some()
+                && (s.met.contains(&k) || s.breached.contains(&k))
+            {
+                continue;
+            }
             let Some(budget) = budget(sev, inst.metric) else {
                 continue;
             };
-            let k = (inst.metric, inst.n);
             let due = due_at(&clock, &s.pauses, inst.start, budget);
             match inst.stop {
                 Some(stop) => {
