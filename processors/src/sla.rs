@@ -15,7 +15,7 @@ use switchboard_schemas::*;
 
 use crate::calendar::BusinessTime;
 use crate::condition;
-use crate::engine::{Ctx, Handled, Rejection};
+use crate::engine::{Ctx, Handled, IdBuilder, Rejection};
 use crate::routing::message_facts;
 use crate::state::{Conversation, SortedSet, TenantConfig, Timer, TimerKind};
 use crate::Processor;
@@ -339,11 +339,16 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
                             }),
                         );
                     } else {
-                        let id = format!(
-                            "{tenant}/sla/{conv_id}/{}/{}",
-                            metric_name(inst.metric),
-                            inst.n
-                        );
+                        let metric = metric_name(inst.metric);
+                        let id = IdBuilder::new(tenant.len() + conv_id.len() + 24)
+                            .str(tenant)
+                            .str("/sla/")
+                            .str(conv_id)
+                            .str("/")
+                            .str(metric)
+                            .str("/")
+                            .int(i64::from(inst.n))
+                            .build();
                         if cx.state.timers.due_of(&id) != Some(due) {
                             cx.schedule(
                                 due,

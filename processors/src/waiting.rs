@@ -30,7 +30,13 @@ pub struct WaitState {
 }
 
 fn timer_id(tenant: &str, conv: &str, what: &str) -> String {
-    format!("{tenant}/wait/{conv}/{what}")
+    crate::engine::IdBuilder::new(tenant.len() + conv.len() + what.len() + 7)
+        .str(tenant)
+        .str("/wait/")
+        .str(conv)
+        .str("/")
+        .str(what)
+        .build()
 }
 
 fn end(cx: &mut Ctx, conv: &str) {
