@@ -197,7 +197,11 @@ pub fn wait_for_brokers(config: &Config, stop: &AtomicBool) -> Result<(), String
 /// An idempotent producer (acks=all, ordered, no duplicates from retries).
 pub fn idempotent_producer(config: &Config) -> Result<Producer_, KafkaError> {
     let mut c = client_config(config);
+    // Gapless: a record that could be lost behind an acknowledged one is a fatal error
+    // instead, so a durable record implies every earlier one of its partition is durable
+    // (a checkpoint marker its state rows, a batch's intent the previous marker).
     c.set("enable.idempotence", "true")
+        .set("enable.gapless.guarantee", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("compression.type", "none");

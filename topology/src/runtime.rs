@@ -146,8 +146,9 @@ impl Store for PartitionStore {
 struct Plan {
     partition: i32,
     records: Vec<(u8, Buffered)>,
-    /// The batch re-runs an unfinished intent (its intent is already in the changelog).
-    recovering: bool,
+    /// Its intent is already in the changelog: the batch re-runs an unfinished intent, or
+    /// its intent went out with the previous round's commit.
+    intent_written: bool,
 }
 
 struct Buffered {
@@ -269,8 +270,8 @@ struct Task {
 struct Batch {
     /// Its records' topics in merge order (the intent, under `deduplicated`).
     order: Vec<(u8, u32)>,
-    /// It re-runs an unfinished intent, already in the changelog.
-    recovering: bool,
+    /// Its intent is already in the changelog (as [`Plan::intent_written`]).
+    intent_written: bool,
     /// The partition's next output sequence number when the batch began.
     seq: u64,
     outputs: Vec<Staged>,
@@ -840,14 +841,14 @@ impl Runtime {
                 .iter()
                 .map(|n| kafka::cached_high_watermark(&self.consumer, n, *p))
                 .collect();
-            let recovering = task.replay.is_some();
+            let intent_written = task.replay.is_some();
             task.retry_waiting(&self.wire, self.config.topics.partitions as u32);
             let plan = task.plan(&cached, max_idle);
             if !plan.is_empty() {
                 plans.push(Plan {
                     partition: *p,
                     records: plan,
-                    recovering,
+                    intent_written,
                 });
             }
             update_lag(&self.opts.metrics, task, &cached);
@@ -899,10 +900,12 @@ impl Runtime {
         // 4. Commit: every record of the round acknowledged, the offsets with them. Meanwhile
         //    the next batches are processed from what is buffered (no poll while a round is
         //    in flight: a rebalance finds every round committed).
-        let plans = match hold_back {
+        let mut plans = match hold_back {
             true => Vec::new(),
             false => self.plan_round(tasks),
         };
+        self.durability
+            .write_intents_ahead(&self.producer, &self.changelog, &mut plans, tasks)?;
         let threads = self.threads;
         let (committed, processed) = std::thread::scope(|s| {
             let ahead = match plans.is_empty() {
@@ -1009,7 +1012,7 @@ impl Emitter<'_> {
     fn process(&self, task: &mut Task, plan: Plan) -> Result<(), RuntimeError> {
         let mut batch = Batch {
             order: run_lengths(&plan.records),
-            recovering: plan.recovering,
+            intent_written: plan.intent_written,
             seq: task.checkpoint.seq,
             outputs: Vec::new(),
         };

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{
-    meta_bytes, send, GroupContext, Intent, RuntimeError, Task, FLUSH_TIMEOUT, INTENT_KEY,
+    meta_bytes, run_lengths, send, GroupContext, Intent, Plan, RuntimeError, Task, FLUSH_TIMEOUT,
+    INTENT_KEY,
 };
 use crate::config::{Config, Guarantee};
 use crate::kafka::{self, Deliveries, Producer_};
@@ -33,6 +34,17 @@ pub(super) trait Durability: Send + Sync {
         changelog: &str,
         tasks: &BTreeMap<i32, Task>,
     ) -> Result<(), RuntimeError>;
+    /// The next round's batches are planned, and this round's state changes and checkpoints
+    /// sent: what the next round may write now, to be made durable by this round's commit.
+    fn write_intents_ahead(
+        &self,
+        _producer: &Producer_,
+        _changelog: &str,
+        _plans: &mut [Plan],
+        _tasks: &BTreeMap<i32, Task>,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
     /// The round's outputs are sent; its state changes and checkpoints come next.
     fn after_outputs(&self, producer: &Producer_) -> Result<(), RuntimeError>;
     /// The round's outputs, state changes and checkpoints are sent: make the round durable
@@ -127,6 +139,34 @@ impl Durability for ExactlyOnce {
     }
 }
 
+/// Send the intent of partition `p`'s next batch: where it starts (the checkpoint's input and
+/// output offsets, and the sequence number `seq`) and its records' topics in merge order.
+fn write_intent(
+    producer: &Producer_,
+    changelog: &str,
+    p: i32,
+    task: &Task,
+    order: Vec<(u8, u32)>,
+    seq: u64,
+) -> Result<(), RuntimeError> {
+    let intent = Intent {
+        inputs: task.checkpoint.inputs.clone(),
+        order,
+        seq,
+        outputs: task.checkpoint.outputs.clone(),
+    };
+    let bytes = meta_bytes(&intent)?;
+    send(
+        producer,
+        changelog,
+        p,
+        Some(INTENT_KEY),
+        Some(&bytes),
+        None,
+        None,
+    )
+}
+
 /// `deduplicated`: no transactions. A round first writes each partition's *intent* (its
 /// input records in merge order) to the changelog, then its outputs with per-partition
 /// sequence numbers, then its state changes and a checkpoint marker. A restore replays an
@@ -150,40 +190,61 @@ impl Durability for Deduplicated {
         true
     }
 
-    /// The intents: the merge order, durable before any output.
+    /// The intents: the merge order, durable before any output. Those written ahead are
+    /// durable already (with the previous round).
     fn begin_round(
         &self,
         producer: &Producer_,
         changelog: &str,
         tasks: &BTreeMap<i32, Task>,
     ) -> Result<(), RuntimeError> {
+        let mut written = false;
         for (&p, task) in tasks {
             let Some(batch) = &task.staged else {
                 continue;
             };
-            if batch.recovering {
-                continue; // its intent is already in the changelog
+            if batch.intent_written {
+                continue;
             }
             // The batch was processed ahead: its intent is what it started from (the
             // checkpoint moves on only when the batch's state is written).
-            let intent = Intent {
-                inputs: task.checkpoint.inputs.clone(),
-                order: batch.order.clone(),
-                seq: batch.seq,
-                outputs: task.checkpoint.outputs.clone(),
+            write_intent(producer, changelog, p, task, batch.order.clone(), batch.seq)?;
+            written = true;
+        }
+        match written {
+            true => kafka::flush(producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other),
+            false => Ok(()),
+        }
+    }
+
+    /// The next batches' intents go out behind this round's checkpoint markers, in the
+    /// same changelog partitions, so the commit's wait makes them durable: the next round
+    /// begins without a wait of its own. The producer is gapless (a record lost behind an
+    /// acknowledged one is a fatal error), so a durable intent always follows its
+    /// partition's durable marker, as when it was written after the commit.
+    fn write_intents_ahead(
+        &self,
+        producer: &Producer_,
+        changelog: &str,
+        plans: &mut [Plan],
+        tasks: &BTreeMap<i32, Task>,
+    ) -> Result<(), RuntimeError> {
+        for plan in plans.iter_mut().filter(|plan| !plan.intent_written) {
+            let Some(task) = tasks.get(&plan.partition) else {
+                continue;
             };
-            let bytes = meta_bytes(&intent)?;
-            send(
+            let order = run_lengths(&plan.records);
+            write_intent(
                 producer,
                 changelog,
-                p,
-                Some(INTENT_KEY),
-                Some(&bytes),
-                None,
-                None,
+                plan.partition,
+                task,
+                order,
+                task.checkpoint.seq,
             )?;
+            plan.intent_written = true;
         }
-        kafka::flush(producer, FLUSH_TIMEOUT).map_err(RuntimeError::Other)
+        Ok(())
     }
 
     /// The outputs acknowledged before the state changes and checkpoints are sent: a
