@@ -241,8 +241,9 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
         let config = cx.state.config(tenant);
         select_policy(&config, conv, s.first_message.as_deref(), cx.now).map(|p| p.id.clone())
     });
-    // Taken out while the clocks are re-derived, and put back (changed) at the end.
-    let Some(mut s) = cx.state.sla.remove(tenant, conv_id) else {
+    // Taken out of its row while the clocks are re-derived, and put back (changed) at the
+    // end: the row stays where it is (no removal and insertion, no key to look up).
+    let Some(mut s) = cx.state.sla.get_mut(tenant, conv_id).map(std::mem::take) else {
         return;
     };
     let config = cx.state.shared_config(tenant);
@@ -394,8 +395,9 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
         s.announced = dues;
         emit(cx, conv_id, event);
     }
-    let key = cx.state.conversation_key(tenant, conv_id);
-    cx.state.sla.insert(tenant, key, s);
+    if let Some(row) = cx.state.sla.get_mut(tenant, conv_id) {
+        *row = s;
+    }
 }
 
 fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
