@@ -477,7 +477,7 @@ impl Runtime {
             self.process_round()?;
             self.answer_queries();
             self.refresh_live_figures();
-            if !self.ahead() && self.ends.as_ref().is_some_and(|ends| self.caught_up(ends)) {
+            if !self.ahead() && self.at_end(&self.tasks) {
                 tracing::info!("caught up with the end offsets seen at start");
                 break;
             }
@@ -607,9 +607,20 @@ impl Runtime {
         Ok(ends)
     }
 
-    /// Every partition held here, processed and committed up to `ends`, nothing buffered.
-    fn caught_up(&self, ends: &BTreeMap<(usize, i32), i64>) -> bool {
-        caught_up(&self.tasks, self.config.topics.partitions, ends)
+    /// Under `replay --until-end`, whether every partition is held here and `tasks` are
+    /// processed up to the end offsets seen at start, nothing buffered.
+    fn at_end(&self, tasks: &BTreeMap<i32, Task>) -> bool {
+        let partitions = self.config.topics.partitions as usize;
+        self.ends.as_ref().is_some_and(|ends| {
+            tasks.len() == partitions
+                && tasks.values().all(|task| {
+                    task.replay.is_none()
+                        && task.buffers.iter().all(VecDeque::is_empty)
+                        && task.next.iter().enumerate().all(|(rank, next)| {
+                            *next >= ends.get(&(rank, task.partition)).copied().unwrap_or(0)
+                        })
+                })
+        })
     }
 
     fn check_partitions(&self) -> Result<(), RuntimeError> {
@@ -826,8 +837,7 @@ impl Runtime {
         let hold_back = !self.held.is_empty()
             || self.live_due(tasks)
             || self.opts.stop.load(Ordering::Relaxed)
-            || (self.ends.as_ref())
-                .is_some_and(|ends| caught_up(tasks, self.config.topics.partitions, ends));
+            || self.at_end(tasks);
         self.busy = true;
         let commit_started = Instant::now();
         if let Err(e) = self.make_durable(tasks, hold_back) {
@@ -965,22 +975,6 @@ impl Runtime {
         self.durability.after_round(&self.consumer, &offsets);
         Ok(())
     }
-}
-
-/// Whether all `partitions` are held here and processed up to `ends` (`replay --until-end`).
-fn caught_up(
-    tasks: &BTreeMap<i32, Task>,
-    partitions: i32,
-    ends: &BTreeMap<(usize, i32), i64>,
-) -> bool {
-    tasks.len() == partitions as usize
-        && tasks.values().all(|task| {
-            task.replay.is_none()
-                && task.buffers.iter().all(VecDeque::is_empty)
-                && task.next.iter().enumerate().all(|(rank, next)| {
-                    *next >= ends.get(&(rank, task.partition)).copied().unwrap_or(0)
-                })
-        })
 }
 
 /// Process each plan's batch into its task's [`Batch`]: partitions side by side on up to
