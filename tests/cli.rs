@@ -625,7 +625,9 @@ fn an_unreachable_broker_is_a_warn_naming_it_in_json_logs() {
 }
 
 /// `switchboard bench` runs end to end on the in-process cluster and reports every run with
-/// its ratios, including the cost of cc.analytics (issue 16's benchmark).
+/// its ratios, including the cost of cc.analytics (issue 16's benchmark); with `--repeat`,
+/// each repetition and the median ratio of each run to the engine in process (issue 12's
+/// runtime overhead, read over several runs on a noisy machine).
 #[test]
 fn bench_reports_every_run_on_the_mock_cluster() {
     let run = bin()
@@ -636,6 +638,8 @@ fn bench_reports_every_run_on_the_mock_cluster() {
             "--tenants",
             "4",
             "--skip-exactly-once",
+            "--repeat",
+            "2",
         ])
         .output()
         .expect("run switchboard bench");
@@ -651,7 +655,17 @@ fn bench_reports_every_run_on_the_mock_cluster() {
         "deduplicated",
         "no analytics",
         "with / without cc.analytics",
+        "run 2 of 2",
+        "deduplicated   median ratio to in-process",
+        "no analytics   median ratio to in-process",
     ] {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
     }
+    assert_eq!(
+        stdout
+            .matches("the engine alone on the same records")
+            .count(),
+        2,
+        "one in-process run per repetition:\n{stdout}"
+    );
 }

@@ -42,6 +42,8 @@ pub struct BenchOptions {
     pub properties: Vec<(String, String)>,
     /// The engine's processing threads (`engine.threads`; 0: one per core).
     pub threads: i64,
+    /// Runs of the in-process engine and of each guarantee, alternating (1 or more).
+    pub repeat: usize,
 }
 
 const PASSTHROUGH_TOPIC: &str = "bench.passthrough";
@@ -71,6 +73,7 @@ fn broker(
 pub fn run(opts: &BenchOptions) -> Result<String, String> {
     let (mock, bootstrap) = broker(opts)?;
     let run_id = std::process::id();
+    let repeat = opts.repeat.max(1);
     let base = |app: &str, guarantee: Guarantee| {
         let mut c = Config::default();
         c.kafka.bootstrap_servers = bootstrap.clone();
@@ -88,16 +91,28 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
             .to_string();
         c
     };
-    let eos = base("bench-eos", Guarantee::ExactlyOnce);
-    let dedup = base("bench-dedup", Guarantee::Deduplicated);
-    // The same without the cc.analytics windows: what they cost through Kafka.
-    let mut lean = base("bench-lean", Guarantee::Deduplicated);
-    lean.engine.analytics = false;
+    // Each repetition runs as applications of its own (its own consumer group, changelog
+    // and state), over the same input topics.
+    let round = |i: usize| {
+        let app = |name: &str| match i {
+            0 => name.to_string(),
+            i => format!("{name}-{i}"),
+        };
+        let eos = base(&app("bench-eos"), Guarantee::ExactlyOnce);
+        let dedup = base(&app("bench-dedup"), Guarantee::Deduplicated);
+        // The same without the cc.analytics windows: what they cost through Kafka.
+        let mut lean = base(&app("bench-lean"), Guarantee::Deduplicated);
+        lean.engine.analytics = false;
+        (eos, dedup, lean)
+    };
+    let rounds: Vec<(Config, Config, Config)> = (0..repeat).map(round).collect();
+    let dedup = rounds[0].1.clone();
     // Topics: the mock cluster creates them itself (its admin API does not answer).
     // Every run's topics (the shared inputs and outputs, each run's changelog and instance
     // directory), once each.
-    let mut topics: Vec<String> = [&eos, &dedup, &lean]
-        .into_iter()
+    let mut topics: Vec<String> = rounds
+        .iter()
+        .flat_map(|(a, b, c)| [a, b, c])
         .flat_map(|c| kafka::topic_plan(c, ""))
         .map(|(n, _)| n)
         .collect();
@@ -112,9 +127,11 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
             }
         }
         None => {
-            kafka::create_topics(&eos, "").map_err(|e| e.to_string())?;
-            kafka::create_topics(&dedup, "").map_err(|e| e.to_string())?;
-            kafka::create_topics(&lean, "").map_err(|e| e.to_string())?;
+            for (a, b, c) in &rounds {
+                for config in [a, b, c] {
+                    kafka::create_topics(config, "").map_err(|e| e.to_string())?;
+                }
+            }
             let mut one = dedup.clone();
             one.kafka.application_id = PASSTHROUGH_TOPIC.into();
             kafka::create_topics(&one, "").map_err(|e| e.to_string())?;
@@ -136,51 +153,72 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
         "{:<14} {:>10.0} records/s  (baseline)",
         "passthrough", pass
     );
-    let alone = in_process(opts)?;
-    let _ = writeln!(
-        report,
-        "{:<14} {:>10.0} records/s  the engine alone on the same records, one thread (no Kafka)",
-        "in-process", alone
-    );
-    let mut runs = Vec::new();
-    if !opts.skip_exactly_once {
-        runs.push(("exactly_once", eos));
+    // Per run name, each repetition's ratio to the in-process run just before it.
+    let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for (i, (eos, dedup, lean)) in rounds.into_iter().enumerate() {
+        if repeat > 1 {
+            let _ = writeln!(report, "run {} of {repeat}", i + 1);
+        }
+        let alone = in_process(opts)?;
+        let _ = writeln!(
+            report,
+            "{:<14} {:>10.0} records/s  the engine alone on the same records, one thread (no Kafka)",
+            "in-process", alone
+        );
+        let mut runs = Vec::new();
+        if !opts.skip_exactly_once {
+            runs.push(("exactly_once", eos));
+        }
+        runs.push(("deduplicated", dedup));
+        runs.push(("no analytics", lean));
+        let mut rates = BTreeMap::new();
+        for (name, config) in runs {
+            let guarantee = match config.kafka.guarantee {
+                Guarantee::ExactlyOnce => "exactly_once",
+                Guarantee::Deduplicated => "deduplicated",
+            };
+            let (rate, metrics) = engine(config, records)?;
+            rates.insert(name, rate);
+            let ratio = rate / alone.max(f64::MIN_POSITIVE);
+            ratios.entry(name).or_default().push(ratio);
+            let _ = writeln!(
+                report,
+                "{name:<14} {rate:>10.0} records/s  ratio to passthrough {:.3}, to in-process {ratio:.2}",
+                rate / pass.max(f64::MIN_POSITIVE),
+            );
+            let rounds = metrics.processing_seconds.get_sample_count();
+            let _ = writeln!(
+                report,
+                "{:<14} {rounds} rounds: processing and encoding {:.2} s, each round made durable {:.2} s in all",
+                "",
+                metrics.processing_seconds.get_sample_sum(),
+                metrics
+                    .commit_seconds
+                    .with_label_values(&[guarantee])
+                    .get_sample_sum(),
+            );
+        }
+        if let (Some(with), Some(without)) = (rates.get("deduplicated"), rates.get("no analytics"))
+        {
+            let _ = writeln!(
+                report,
+                "{:<14} deduplicated with / without cc.analytics: {:.2}",
+                "analytics",
+                with / without.max(f64::MIN_POSITIVE)
+            );
+        }
     }
-    runs.push(("deduplicated", dedup));
-    runs.push(("no analytics", lean));
-    let mut rates = BTreeMap::new();
-    for (name, config) in runs {
-        let guarantee = match config.kafka.guarantee {
-            Guarantee::ExactlyOnce => "exactly_once",
-            Guarantee::Deduplicated => "deduplicated",
-        };
-        let (rate, metrics) = engine(config, records)?;
-        rates.insert(name, rate);
-        let _ = writeln!(
-            report,
-            "{name:<14} {rate:>10.0} records/s  ratio to passthrough {:.3}, to in-process {:.2}",
-            rate / pass.max(f64::MIN_POSITIVE),
-            rate / alone.max(f64::MIN_POSITIVE)
-        );
-        let rounds = metrics.processing_seconds.get_sample_count();
-        let _ = writeln!(
-            report,
-            "{:<14} {rounds} rounds: processing and encoding {:.2} s, each round made durable {:.2} s in all",
-            "",
-            metrics.processing_seconds.get_sample_sum(),
-            metrics
-                .commit_seconds
-                .with_label_values(&[guarantee])
-                .get_sample_sum(),
-        );
-    }
-    if let (Some(with), Some(without)) = (rates.get("deduplicated"), rates.get("no analytics")) {
-        let _ = writeln!(
-            report,
-            "{:<14} deduplicated with / without cc.analytics: {:.2}",
-            "analytics",
-            with / without.max(f64::MIN_POSITIVE)
-        );
+    if repeat > 1 {
+        for (name, mut rs) in ratios {
+            rs.sort_by(f64::total_cmp);
+            let listed: Vec<String> = rs.iter().map(|r| format!("{r:.2}")).collect();
+            let _ = writeln!(
+                report,
+                "{name:<14} median ratio to in-process {:.2} over {repeat} runs ({})",
+                median(&rs),
+                listed.join(", ")
+            );
+        }
     }
     let _ =
         std::fs::remove_dir_all(std::env::temp_dir().join(format!("switchboard-bench-{run_id}")));
@@ -251,6 +289,15 @@ fn passthrough(config: &Config, records: u64) -> Result<f64, String> {
     let _ = consumer.commit_consumer_state(CommitMode::Sync);
     let from = first.unwrap_or(started);
     Ok(records as f64 / from.elapsed().as_secs_f64())
+}
+
+/// The median of sorted `xs` (the mean of the middle two for an even count).
+fn median(xs: &[f64]) -> f64 {
+    match xs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
 }
 
 /// The same records through the engine in process (`simulate`'s path: merge, every

@@ -156,6 +156,10 @@ enum Cmd {
         /// The engine's processing threads (`engine.threads`; 0: one per core).
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
         threads: u32,
+        /// Run the in-process engine and each guarantee this many times, alternating, and
+        /// report the median ratios (the machines are noisy).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+        repeat: u32,
     },
     /// The sentiment scorer on its own.
     Sentiment {
@@ -511,6 +515,7 @@ fn run(cli: Cli) -> Result<(), String> {
             properties,
             restart_conversations,
             threads,
+            repeat,
         } => {
             let opts = switchboard::bench::BenchOptions {
                 messages: messages as usize,
@@ -519,6 +524,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 skip_exactly_once,
                 properties,
                 threads: i64::from(threads),
+                repeat: repeat as usize,
             };
             let report = match restart_conversations {
                 Some(n) => switchboard::bench::restart(&opts, n as usize)?,
