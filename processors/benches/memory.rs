@@ -167,43 +167,57 @@ fn run(
         }
     }
     if print {
-        breakdown(engine.state());
+        breakdown(engine.into_state());
     }
     last
 }
 
-/// The live bytes of a copy of `v`: what it holds on the heap (its capacity included).
-fn heap_of<T: Clone>(v: &T) -> usize {
-    let before = LIVE.load(Ordering::Relaxed);
-    let copy = v.clone();
-    let after = LIVE.load(Ordering::Relaxed);
-    drop(copy);
-    after.saturating_sub(before)
-}
-
-/// Where the memory is: each table's heap, per conversation held.
-fn breakdown(state: &State) {
-    let (open, closed) = conversations(state);
+/// Where the memory is: the live bytes each table frees when it is dropped (its capacity
+/// included), per conversation held. A string shared between tables (a conversation's id) is
+/// freed with the last of them, so it counts in the table dropped last that holds it: the
+/// tables go in the order below, and the conversations, which every other table names, last.
+fn breakdown(mut state: State) {
+    let (open, closed) = conversations(&state);
     let held = (open + closed).max(1) as f64;
-    let tables = [
-        ("conversations", heap_of(&state.conversations)),
-        ("threads", heap_of(&state.threads)),
-        ("sla", heap_of(&state.sla)),
-        ("timers", heap_of(&state.timers)),
-        ("waits", heap_of(&state.waits)),
-        ("moods", heap_of(&state.moods)),
-        ("short_ids", heap_of(&state.short_ids)),
-        ("agents", heap_of(&state.agents)),
-        ("last_replier", heap_of(&state.last_replier)),
-        ("surveys", heap_of(&state.surveys)),
-        ("last_survey", heap_of(&state.last_survey)),
-    ];
     println!("{:>16} {:>10} {:>12}", "table", "MB", "bytes/conv");
-    for (name, bytes) in tables {
-        println!(
-            "{name:>16} {:>10.1} {:>12.0}",
-            bytes as f64 / 1e6,
-            bytes as f64 / held
-        );
+    macro_rules! tables {
+        ($($table:ident),*) => {$({
+            let before = LIVE.load(Ordering::Relaxed);
+            drop(std::mem::take(&mut state.$table));
+            let bytes = before.saturating_sub(LIVE.load(Ordering::Relaxed));
+            println!(
+                "{:>16} {:>10.1} {:>12.0}",
+                stringify!($table),
+                bytes as f64 / 1e6,
+                bytes as f64 / held
+            );
+        })*};
     }
+    tables!(
+        dedup,
+        sla,
+        timers,
+        assign,
+        threads,
+        waits,
+        moods,
+        short_ids,
+        last_replier,
+        conv_facts,
+        agents,
+        surveys,
+        last_survey,
+        analytics,
+        tenants,
+        conversations
+    );
+    let before = LIVE.load(Ordering::Relaxed);
+    drop(state);
+    let rest = before.saturating_sub(LIVE.load(Ordering::Relaxed));
+    println!(
+        "{:>16} {:>10.1} {:>12.0}",
+        "the rest",
+        rest as f64 / 1e6,
+        rest as f64 / held
+    );
 }

@@ -288,6 +288,11 @@ impl<S: Store> Engine<S> {
         &self.state
     }
 
+    /// The engine's state, the engine given up (the memory bench takes it apart).
+    pub fn into_state(self) -> State {
+        self.state
+    }
+
     pub fn store(&self) -> &S {
         &self.store
     }
