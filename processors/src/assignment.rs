@@ -107,7 +107,8 @@ const CATEGORIES: [Category; 4] = [
 /// the tenant config by `refresh_agent`, with occupancy counted by `refresh_conversation`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Load {
-    pub id: String,
+    /// Shared by the pools' buckets, which list the agent by id.
+    pub id: Arc<str>,
     /// Counted conversations per category; voice counts calls in progress.
     pub occupancy: [i64; 4],
     pub capacity: [i64; 4],
@@ -176,7 +177,7 @@ impl Roster {
             return *s;
         }
         self.loads.push(Load {
-            id: agent.to_string(),
+            id: Arc::from(agent),
             ..Load::default()
         });
         self.slots.insert(agent.to_string(), self.loads.len() - 1);
@@ -202,10 +203,14 @@ impl Roster {
         let load = &self.loads[slot];
         let key = BucketKey::of(load);
         for q in &load.listed {
-            self.available
-                .entry(q.clone())
-                .or_default()
-                .insert(key, load, slot);
+            match self.available.get_mut(q.as_str()) {
+                Some(pool) => pool.insert(key, load, slot),
+                None => self
+                    .available
+                    .entry(q.clone())
+                    .or_default()
+                    .insert(key, load, slot),
+            }
         }
     }
 }
@@ -238,9 +243,9 @@ impl BucketKey {
 #[derive(Default, Debug)]
 struct Bucket {
     /// (since, or i64::MAX for never, agent id, slot): longest unserved first.
-    by_since: BTreeSet<(i64, String, usize)>,
+    by_since: BTreeSet<(i64, Arc<str>, usize)>,
     /// (agent id, slot).
-    by_id: BTreeSet<(String, usize)>,
+    by_id: BTreeSet<(Arc<str>, usize)>,
 }
 
 /// The available agents of one queue, bucketed by [`BucketKey`]. The weighted-sum score
@@ -260,14 +265,16 @@ fn since_key(load: &Load) -> i64 {
 impl Pool {
     fn insert(&mut self, key: BucketKey, load: &Load, slot: usize) {
         let b = self.buckets.entry(key).or_default();
-        b.by_since.insert((since_key(load), load.id.clone(), slot));
-        b.by_id.insert((load.id.clone(), slot));
+        b.by_since
+            .insert((since_key(load), Arc::clone(&load.id), slot));
+        b.by_id.insert((Arc::clone(&load.id), slot));
     }
 
     fn remove(&mut self, key: BucketKey, load: &Load, slot: usize) {
         if let Some(b) = self.buckets.get_mut(&key) {
-            b.by_since.remove(&(since_key(load), load.id.clone(), slot));
-            b.by_id.remove(&(load.id.clone(), slot));
+            b.by_since
+                .remove(&(since_key(load), Arc::clone(&load.id), slot));
+            b.by_id.remove(&(Arc::clone(&load.id), slot));
             if b.by_id.is_empty() {
                 self.buckets.remove(&key);
             }
@@ -294,7 +301,7 @@ impl Pool {
                 .by_since
                 .iter()
                 .map(|(_, _, slot)| *slot)
-                .filter(|slot| !excluded.contains(&loads[*slot].id));
+                .filter(|slot| !excluded.contains(&*loads[*slot].id));
             let Some(first) = eligible.next() else {
                 continue;
             };
@@ -302,7 +309,7 @@ impl Pool {
             let mut slot = first;
             if best.unserved_seconds(now) == 0.0 {
                 // Nobody eligible here has unserved time: the smallest id wins the bucket.
-                if let Some((_, s)) = b.by_id.iter().find(|(id, _)| !excluded.contains(id)) {
+                if let Some((_, s)) = b.by_id.iter().find(|(id, _)| !excluded.contains(&**id)) {
                     slot = *s;
                     best = &loads[slot];
                 }
@@ -313,14 +320,7 @@ impl Pool {
         let max_u = heads.iter().map(|h| h.2).fold(0.0, f64::max);
         heads
             .iter()
-            .map(|(slot, w, u)| {
-                (
-                    score(*w, *u, min_w, max_u),
-                    *u,
-                    loads[*slot].id.as_str(),
-                    *slot,
-                )
-            })
+            .map(|(slot, w, u)| (score(*w, *u, min_w, max_u), *u, &*loads[*slot].id, *slot))
             .min_by(|a, b| rank((a.0, a.1, a.2), (b.0, b.1, b.2)))
             .map(|(score, _, _, slot)| (slot, score))
     }
@@ -667,7 +667,7 @@ pub fn rebuild_all(state: &mut State) {
 /// Whether an agent with these load figures may take `conv` (SPEC §5.5); enabled, Available
 /// and queue membership are what the availability listing already holds.
 fn has_room_for(load: &Load, conv: &Conversation) -> bool {
-    load.has_room(conv.category) && !conv.previous_assignees.contains(&load.id)
+    load.has_room(conv.category) && !conv.previous_assignees.contains(&*load.id)
 }
 
 fn agent(state: &State, tenant: &str, id: &str) -> Option<Agent> {
@@ -790,7 +790,7 @@ pub fn weighted_choice(
     let roster = state.assign.roster(tenant)?;
     let pool = roster.available.get(conv.queue_id.as_deref()?)?;
     pool.pick(&roster.loads, conv.category, &conv.previous_assignees, now)
-        .map(|(slot, score)| (roster.loads[slot].id.clone(), score))
+        .map(|(slot, score)| (roster.loads[slot].id.to_string(), score))
 }
 
 enum Decision {
@@ -845,7 +845,7 @@ fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decisi
             }
         }
     }
-    Decision::Weighted(roster.loads[winner].id.clone(), score)
+    Decision::Weighted(roster.loads[winner].id.to_string(), score)
 }
 
 /// Bulk assignment (SPEC §5.7): the unassigned conversations of the agent's auto-assigning,
@@ -1242,9 +1242,9 @@ mod tests {
             .loads
             .iter()
             .filter(|l| l.listed.iter().any(|q| q == queue))
-            .filter(|l| l.has_room(category) && !excluded.contains(&l.id))
+            .filter(|l| l.has_room(category) && !excluded.contains(&*l.id))
             .map(|l| Candidate {
-                agent: l.id.clone(),
+                agent: l.id.to_string(),
                 workload: l.weighted_workload(),
                 unserved_seconds: l.unserved_seconds(now),
             })
@@ -1306,7 +1306,7 @@ mod tests {
             for q in queues {
                 let picked = roster.available.get(q).and_then(|pool| {
                     pool.pick(&roster.loads, category, &excluded, now)
-                        .map(|(slot, score)| (roster.loads[slot].id.clone(), score))
+                        .map(|(slot, score)| (roster.loads[slot].id.to_string(), score))
                 });
                 prop_assert_eq!(picked, linear(&roster, q, category, &excluded, now));
             }
