@@ -295,13 +295,18 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
         return;
     };
     let config = cx.state.shared_config(tenant);
-    let before = (s.policy.clone(), s.severity.clone());
+    // Whether it had a policy, and whether the policy or severity changed: compared as they
+    // change rather than copied before.
+    let had_policy = s.policy.is_some();
+    let mut changed = false;
     if let Some(selected) = selected {
         if selected != s.policy {
-            s.severity = selected
+            let severity = selected
                 .as_ref()
                 .and_then(|id| config.sla_policies.get(id))
                 .map(|p| p.default_severity.clone());
+            changed = true;
+            s.severity = severity;
             s.policy = selected;
         }
     }
@@ -312,8 +317,10 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
             .severities
             .iter()
             .any(|v| Some(&v.name) == s.severity.as_ref())
+            && s.severity.as_ref() != Some(&p.default_severity)
         {
             s.severity = Some(p.default_severity.clone());
+            changed = true;
         }
     }
     let severity = policy.and_then(|p| {
@@ -419,9 +426,8 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
             cx.state.cancel(&id);
         }
     }
-    let changed = s.policy != before.0 || s.severity != before.1;
-    let announce = match (&before.0, &s.policy) {
-        (None, Some(p)) => Some(SlaEventKind::SlaApplied(SlaApplied {
+    let announce = match (had_policy, &s.policy) {
+        (false, Some(p)) => Some(SlaEventKind::SlaApplied(SlaApplied {
             policy_id: p.clone(),
             severity: s.severity.clone().unwrap_or_default(),
             first_response_due: dues.0,
