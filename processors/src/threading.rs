@@ -102,16 +102,30 @@ pub fn send_to_customer(cx: &mut Ctx, conversation_id: &str, kind: OutboundKind,
     }));
 }
 
-fn thread_of(cx: &Ctx, m: &InboundMessage) -> Option<String> {
-    let person = m.person.as_ref().and_then(|p| p.id.as_deref());
-    let mut keys = person.map(person_key).into_iter().collect::<Vec<_>>();
-    keys.push(address_key(&m.from));
-    keys.into_iter()
-        .find_map(|k| cx.state.threads.get(cx.tenant, &k).map(|c| c.to_string()))
+/// The conversation a thread key leads to: the person's first, then the address's.
+fn thread_of(cx: &Ctx, person: Option<&str>, address: &str) -> Option<String> {
+    person
+        .into_iter()
+        .chain([address])
+        .find_map(|k| cx.state.threads.get(cx.tenant, k).map(|c| c.to_string()))
 }
 
+/// Lead `key` to the conversation. A key that leads there already is left as it is: most
+/// messages come by a key their conversation holds.
 fn bind(cx: &mut Ctx, conversation_id: &str, key: String) {
     let tenant = cx.tenant;
+    let bound = cx
+        .state
+        .threads
+        .get(tenant, &key)
+        .is_some_and(|c| &**c == conversation_id)
+        && cx
+            .state
+            .conversation(tenant, conversation_id)
+            .is_some_and(|c| c.thread_keys.contains(&key));
+    if bound {
+        return;
+    }
     let id = cx.state.conversation_key(tenant, conversation_id);
     cx.state.threads.insert(tenant, key.clone(), id);
     if let Some(conv) = cx.state.conversation_mut(tenant, conversation_id) {
@@ -122,7 +136,8 @@ fn bind(cx: &mut Ctx, conversation_id: &str, key: String) {
 fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
     let tenant = cx.tenant;
     let person = m.person.as_ref().and_then(|p| p.id.clone());
-    let conversation_id = match thread_of(cx, m) {
+    let (person_thread, address_thread) = (person.as_deref().map(person_key), address_key(&m.from));
+    let conversation_id = match thread_of(cx, person_thread.as_deref(), &address_thread) {
         Some(id) => {
             let reopen = cx
                 .state
@@ -134,7 +149,9 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
             let mut other_address = false;
             if let Some(conv) = cx.state.conversation_mut(tenant, &id) {
                 conv.channel = m.channel;
-                conv.sender = m.to.clone();
+                if conv.sender != m.to {
+                    conv.sender.clone_from(&m.to);
+                }
                 conv.messages += 1;
                 conv.last_inbound_at = cx.now;
                 if conv.person_id.is_none() {
@@ -194,9 +211,9 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
             id
         }
     };
-    bind(cx, &conversation_id, address_key(&m.from));
-    if let Some(p) = person {
-        bind(cx, &conversation_id, person_key(&p));
+    bind(cx, &conversation_id, address_thread);
+    if let Some(key) = person_thread {
+        bind(cx, &conversation_id, key);
     }
     cx.conversation_event(
         &conversation_id,
