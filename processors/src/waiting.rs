@@ -76,16 +76,12 @@ fn maybe_start(cx: &mut Ctx, conv_id: &str) {
     if conv.assignee.is_some() || conv.status == Status::Closed {
         return;
     }
-    let config = cx.state.config(tenant);
+    let config = cx.state.shared_config(tenant);
     let open = conv
         .queue_id
         .as_deref()
         .is_some_and(|q| queue_open(&config, q, cx.now));
-    let Some(strategy) = config
-        .waiting_strategy_for(&conv.sender)
-        .filter(|_| open)
-        .cloned()
-    else {
+    let Some(strategy) = config.waiting_strategy_for(&conv.sender).filter(|_| open) else {
         return;
     };
     let now = cx.now;
@@ -123,13 +119,8 @@ fn on_timer(cx: &mut Ctx, what: &str, conv_id: &str) {
     let Some(wait) = cx.state.waits.get(tenant, conv_id).cloned() else {
         return;
     };
-    let Some(strategy) = cx
-        .state
-        .config(tenant)
-        .waiting_strategies
-        .get(&wait.strategy_id)
-        .cloned()
-    else {
+    let config = cx.state.shared_config(tenant);
+    let Some(strategy) = config.waiting_strategies.get(&wait.strategy_id) else {
         // The strategy was deleted while the conversation waited.
         end(cx, conv_id);
         return;
