@@ -505,10 +505,33 @@ pub struct Archived {
     pub wait: Option<crate::waiting::WaitState>,
 }
 
+thread_local! {
+    /// Where keys and rows are encoded before they are copied out at their exact size: one
+    /// allocation per key or row, where a vector grown from one byte took several.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The bytes `encode` writes after `first`, in a vector of their exact size.
+fn encoded(
+    first: u8,
+    encode: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, StoreError>,
+) -> Result<Vec<u8>, StoreError> {
+    SCRATCH.with(|scratch| {
+        let mut buf = std::mem::take(&mut *scratch.borrow_mut());
+        buf.clear();
+        buf.push(first);
+        let buf = encode(buf)?;
+        let out = buf.as_slice().to_vec();
+        *scratch.borrow_mut() = buf;
+        Ok(out)
+    })
+}
+
 fn key_bytes<K: Serialize>(tag: u8, k: &K) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![tag];
-    serde_json::to_writer(&mut out, k).map_err(|e| StoreError::Io(e.to_string()))?;
-    Ok(out)
+    encoded(tag, |mut buf| {
+        serde_json::to_writer(&mut buf, k).map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(buf)
+    })
 }
 
 fn parse<T: DeserializeOwned>(what: &[u8], raw: &[u8]) -> Result<T, StoreError> {
@@ -544,10 +567,9 @@ fn parse_row<T: DeserializeOwned>(what: &[u8], raw: &[u8]) -> Result<T, StoreErr
 
 fn encode_row<V: Serialize>(rows: Rows, v: &V) -> Result<Vec<u8>, StoreError> {
     match rows {
-        Rows::Binary => {
-            let out = vec![BINARY_ROW_V1];
-            postcard::to_extend(v, out).map_err(|e| StoreError::Io(e.to_string()))
-        }
+        Rows::Binary => encoded(BINARY_ROW_V1, |buf| {
+            postcard::to_extend(v, buf).map_err(|e| StoreError::Io(e.to_string()))
+        }),
         Rows::Json => serde_json::to_vec(v).map_err(|e| StoreError::Io(e.to_string())),
     }
 }
