@@ -7,6 +7,7 @@
 //! to each other's decisions (routing reacts to `Opened`, assignment to `Routed`, ...) without
 //! knowing about each other.
 
+use std::sync::Arc;
 use switchboard_schemas::*;
 
 use crate::query::{Answer, Query};
@@ -200,6 +201,15 @@ impl<'a> Ctx<'a> {
             kind,
         };
         self.state.schedule(due, id, timer);
+    }
+
+    /// [`Ctx::schedule`] with an id already shared (a processor that keeps its timers' ids).
+    pub fn schedule_shared(&mut self, due: i64, id: Arc<str>, kind: TimerKind) {
+        let timer = Timer {
+            tenant: self.state.tenant_name(self.tenant),
+            kind,
+        };
+        self.state.schedule_shared(due, id, timer);
     }
 
     /// Archive conversation `conv` (just Closed) once [`Settings::archive_closed_after_ms`]

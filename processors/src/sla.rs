@@ -40,8 +40,9 @@ pub struct SlaState {
     pub closed_at: Option<i64>,
     pub breached: SortedSet<(SlaMetric, u32)>,
     pub met: SortedSet<(SlaMetric, u32)>,
-    /// Timer ids currently scheduled for this conversation.
-    pub timers: Vec<String>,
+    /// Timer ids currently scheduled for this conversation: each the timers' own copy of the
+    /// id, shared (stored as strings, as they always were).
+    pub timers: Vec<std::sync::Arc<str>>,
     /// The due instants last announced (first response, next reply, resolution).
     pub announced: (Option<i64>, Option<i64>, Option<i64>),
 }
@@ -250,6 +251,25 @@ fn business_time<'a>(
     }
 }
 
+/// Whether timer `id` is the one of clock (`metric`, `n`) of conversation `conv` of `tenant`:
+/// `{tenant}/sla/{conv}/{metric}/{n}`, compared without building it.
+fn names_clock(id: &str, tenant: &str, conv: &str, metric: &str, n: u32) -> bool {
+    id.strip_prefix(tenant)
+        .and_then(|r| r.strip_prefix("/sla/"))
+        .and_then(|r| r.strip_prefix(conv))
+        .and_then(|r| r.strip_prefix('/'))
+        .and_then(|r| r.strip_prefix(metric))
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|r| is_decimal_of(r, n))
+}
+
+/// Whether `s` is `n` written as [`IdBuilder::int`] writes it (no sign, no leading zero).
+fn is_decimal_of(s: &str, n: u32) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'))
+        && s.parse::<u32>() == Ok(n)
+}
+
 fn metric_name(m: SlaMetric) -> &'static str {
     match m {
         SlaMetric::FirstResponse => "first_response",
@@ -396,25 +416,34 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
                         );
                     } else {
                         let metric = metric_name(inst.metric);
-                        let id = IdBuilder::new(tenant.len() + conv_id.len() + 24)
-                            .str(tenant)
-                            .str("/sla/")
-                            .str(conv_id)
-                            .str("/")
-                            .str(metric)
-                            .str("/")
-                            .int(i64::from(inst.n))
-                            .build();
+                        // The clock's timer id: the one it had, or a new one.
+                        let id = previous_timers
+                            .iter()
+                            .find(|id| names_clock(id, tenant, conv_id, metric, inst.n))
+                            .cloned()
+                            .unwrap_or_else(|| {
+                                IdBuilder::new(tenant.len() + conv_id.len() + 24)
+                                    .str(tenant)
+                                    .str("/sla/")
+                                    .str(conv_id)
+                                    .str("/")
+                                    .str(metric)
+                                    .str("/")
+                                    .int(i64::from(inst.n))
+                                    .build()
+                                    .into()
+                            });
                         if cx.state.timers.due_of(&id) != Some(due) {
-                            cx.schedule(
+                            cx.schedule_shared(
                                 due,
-                                id.clone(),
+                                std::sync::Arc::clone(&id),
                                 TimerKind::Wake {
                                     purpose: "sla".into(),
                                     subject: cx.state.conversation_key(cx.tenant, conv_id),
                                 },
                             );
                         }
+                        let id = cx.state.timers.shared_id(&id).unwrap_or(id);
                         s.timers.push(id);
                     }
                 }
@@ -631,6 +660,38 @@ mod tests {
         });
         m.custom.insert("plan".into(), "gold".into());
         m
+    }
+
+    /// R-SLA-6: a clock's timer is found by its id, and only by its own.
+    #[test]
+    fn timer_ids_name_their_clock_only() {
+        let id = "acme/sla/cv-1/next_reply/12";
+        assert!(names_clock(id, "acme", "cv-1", "next_reply", 12));
+        assert!(!names_clock(id, "acme", "cv-1", "next_reply", 1));
+        assert!(!names_clock(id, "acme", "cv-1", "first_response", 12));
+        assert!(!names_clock(id, "acme", "cv-12", "next_reply", 12));
+        assert!(!names_clock(id, "acm", "cv-1", "next_reply", 12));
+        assert!(names_clock(
+            "acme/sla/cv-1/resolution/0",
+            "acme",
+            "cv-1",
+            "resolution",
+            0
+        ));
+        assert!(!names_clock(
+            "acme/sla/cv-1/resolution/00",
+            "acme",
+            "cv-1",
+            "resolution",
+            0
+        ));
+        assert!(!names_clock(
+            "acme/sla/cv-1/resolution/+1",
+            "acme",
+            "cv-1",
+            "resolution",
+            1
+        ));
     }
 
     /// R-SLA-1: the opening message kept as bytes is stored exactly as the message was (a

@@ -991,6 +991,11 @@ impl State {
         self.timers.schedule(due, id, timer);
     }
 
+    /// [`State::schedule`] with an id already shared.
+    pub fn schedule_shared(&mut self, due: i64, id: Arc<str>, timer: Timer) {
+        self.timers.schedule_shared(due, id, timer);
+    }
+
     pub fn cancel(&mut self, id: &str) {
         self.timers.cancel(id);
     }

@@ -97,9 +97,29 @@ impl Timers {
         (key, row)
     }
 
+    /// The id of timer `id` as this structure holds it, to share rather than copy.
+    pub fn shared_id(&self, id: &str) -> Option<Arc<str>> {
+        self.rows.get_key_value(id).map(|(k, _)| Arc::clone(k))
+    }
+
     /// Schedule (or move) timer `id` to fire at `due`.
     pub fn schedule(&mut self, due: i64, id: String, timer: Timer) {
-        let (key, row) = self.touch(&id, || Arc::from(id.as_str()));
+        self.schedule_with(due, &id, || Arc::from(id.as_str()), timer);
+    }
+
+    /// [`Timers::schedule`] with an id already shared: a new timer keeps it as its id.
+    pub fn schedule_shared(&mut self, due: i64, id: Arc<str>, timer: Timer) {
+        self.schedule_with(due, &Arc::clone(&id), || id, timer);
+    }
+
+    fn schedule_with(
+        &mut self,
+        due: i64,
+        id: &str,
+        owned: impl FnOnce() -> Arc<str>,
+        timer: Timer,
+    ) {
+        let (key, row) = self.touch(id, owned);
         let old = row.live.replace((due, timer)).map(|(d, _)| d);
         if let Some(old) = old {
             self.order.remove(&(old, Arc::clone(&key)));
