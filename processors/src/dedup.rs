@@ -15,7 +15,7 @@
 //! Fingerprints are FNV-1a 128 over `tenant 0xFF id`: two different ids collide with
 //! probability about 2^-128 per pair, so a false "duplicate" is not a practical concern.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::store::{StoreError, Write};
@@ -66,23 +66,63 @@ impl Hasher for FingerprintHasher {
     }
 }
 
+/// A remembered id: the low 120 bits of its fingerprint, and in the top 8 bits the bucket it
+/// was remembered in (modulo 256). Compared and hashed by the fingerprint bits only, so a
+/// lookup finds an id whatever its bucket; the buckets alive at once (the window's 24, the
+/// current one, and one more while a bucket ends) are fewer than 256, so their tags differ.
+/// 120 bits leave two different ids colliding with probability about 2^-120 per pair.
+#[derive(Clone, Copy, Debug)]
+struct Remembered(u128);
+
+const FINGERPRINT_BITS: u128 = (1 << 120) - 1;
+
+impl Remembered {
+    fn new(fp: u128, bucket: i64) -> Remembered {
+        Remembered(fp & FINGERPRINT_BITS | u128::from(tag(bucket)) << 120)
+    }
+
+    fn tag(self) -> u8 {
+        (self.0 >> 120) as u8
+    }
+}
+
+/// The tag of a bucket in [`Remembered`].
+fn tag(bucket: i64) -> u8 {
+    bucket.rem_euclid(256) as u8
+}
+
+impl PartialEq for Remembered {
+    fn eq(&self, other: &Remembered) -> bool {
+        (self.0 ^ other.0) & FINGERPRINT_BITS == 0
+    }
+}
+
+impl Eq for Remembered {}
+
+impl std::hash::Hash for Remembered {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(self.0 & FINGERPRINT_BITS);
+    }
+}
+
 #[derive(Default, Debug)]
 struct Bucket {
-    /// Every fingerprint of the bucket, to forget them when the bucket expires.
-    ids: Vec<u128>,
-    /// How many of `ids` are in the store already.
-    saved: usize,
+    /// Fingerprints remembered since the last flush, for the store.
+    unsaved: Vec<u128>,
+    /// How many ids the bucket holds.
+    ids: usize,
     /// Store rows written for this bucket (chunks 0..chunks).
     chunks: u32,
 }
 
-/// The ids processed in the last window of stream time.
+/// The ids processed in the last window of stream time: one set of 16-byte entries, each
+/// tagged with its bucket (about 26 bytes an id with the set's free room; a map from id to
+/// bucket beside per-bucket lists took 86).
 #[derive(Debug)]
 pub struct DedupWindow {
     window_ms: i64,
     bucket_ms: i64,
-    /// fingerprint → bucket index.
-    seen: HashMap<u128, i64, BuildHasherDefault<FingerprintHasher>>,
+    seen: HashSet<Remembered, BuildHasherDefault<FingerprintHasher>>,
     buckets: BTreeMap<i64, Bucket>,
     /// Rows to delete at the next flush (forgotten buckets).
     deleted: Vec<Vec<u8>>,
@@ -100,7 +140,7 @@ impl DedupWindow {
         DedupWindow {
             window_ms,
             bucket_ms: (window_ms / BUCKETS).max(1),
-            seen: HashMap::default(),
+            seen: HashSet::default(),
             buckets: BTreeMap::new(),
             deleted: Vec::new(),
         }
@@ -116,7 +156,8 @@ impl DedupWindow {
     }
 
     pub fn contains(&self, tenant: &str, id: &str) -> bool {
-        self.seen.contains_key(&fingerprint(tenant, id))
+        self.seen
+            .contains(&Remembered::new(fingerprint(tenant, id), 0))
     }
 
     /// Whether a bucket is past the window at stream time `now`.
@@ -138,13 +179,19 @@ impl DedupWindow {
         if self.expired(bucket, now) {
             return;
         }
-        if self.seen.insert(fp, bucket).is_none() {
-            self.buckets.entry(bucket).or_default().ids.push(fp);
+        if self.seen.insert(Remembered::new(fp, bucket)) {
+            let b = self.buckets.entry(bucket).or_default();
+            b.unsaved.push(fp);
+            b.ids += 1;
         }
     }
 
-    /// Forget every bucket past the window at stream time `now`.
+    /// Forget every bucket past the window at stream time `now`: its ids leave the set (one
+    /// pass over it per bucket, once every 1/24 of the window), and the set gives back room
+    /// it no longer needs, so memory follows the traffic of the last window down as well as
+    /// up.
     pub fn expire(&mut self, now: i64) {
+        let mut forgotten = false;
         while let Some((&bucket, _)) = self.buckets.first_key_value() {
             if !self.expired(bucket, now) {
                 break;
@@ -152,14 +199,20 @@ impl DedupWindow {
             let Some(b) = self.buckets.remove(&bucket) else {
                 break;
             };
-            for fp in &b.ids {
-                if self.seen.get(fp) == Some(&bucket) {
-                    self.seen.remove(fp);
-                }
+            // A tag another remembered bucket shares (only after adopting ids of the former
+            // layout, which can be far apart) stays until that bucket goes: remembered
+            // longer, never shorter.
+            let t = tag(bucket);
+            if b.ids > 0 && !self.buckets.keys().any(|k| tag(*k) == t) {
+                self.seen.retain(|r| r.tag() != t);
+                forgotten = true;
             }
             for chunk in 0..b.chunks {
                 self.deleted.push(row_key(bucket, chunk));
             }
+        }
+        if forgotten && self.seen.capacity() > 4 * self.seen.len().max(1024) {
+            self.seen.shrink_to(2 * self.seen.len());
         }
     }
 
@@ -169,17 +222,17 @@ impl DedupWindow {
             batch.push((key, None));
         }
         for (&bucket, b) in self.buckets.iter_mut() {
-            if b.saved == b.ids.len() {
+            if b.unsaved.is_empty() {
                 continue;
             }
-            let mut value = Vec::with_capacity(1 + 16 * (b.ids.len() - b.saved));
+            let mut value = Vec::with_capacity(1 + 16 * b.unsaved.len());
             value.push(ROW_VERSION);
-            for fp in &b.ids[b.saved..] {
+            for fp in b.unsaved.drain(..) {
                 value.extend_from_slice(&fp.to_le_bytes());
             }
+            b.unsaved.shrink_to(64);
             batch.push((row_key(bucket, b.chunks), Some(value)));
             b.chunks += 1;
-            b.saved = b.ids.len();
         }
     }
 
@@ -207,11 +260,10 @@ impl DedupWindow {
                     let mut bytes = [0u8; 16];
                     bytes.copy_from_slice(raw);
                     let fp = u128::from_le_bytes(bytes);
-                    if self.seen.insert(fp, bucket).is_none() {
-                        b.ids.push(fp);
+                    if self.seen.insert(Remembered::new(fp, bucket)) {
+                        b.ids += 1;
                     }
                 }
-                b.saved = b.ids.len();
                 Ok(())
             }
             Some((&ROW_VERSION, _)) => Err(corrupt("dedup row length is not a multiple of 16")),
@@ -258,6 +310,60 @@ mod tests {
             !w.contains("t", "a"),
             "a bucket past the window is forgotten"
         );
+        assert!(w.is_empty());
+    }
+
+    /// R-TIME-1: over two windows of steady traffic, each id is remembered exactly while its
+    /// bucket is inside the window (checked against a plain map of id → bucket), and a window
+    /// restored from its rows at any flush remembers the same ids.
+    #[test]
+    fn ids_are_remembered_exactly_for_their_bucket_window() {
+        let window = 24 * HOUR;
+        let bucket_ms = window / BUCKETS;
+        let mut w = DedupWindow::new(window);
+        let mut model: BTreeMap<String, i64> = BTreeMap::new();
+        let mut store = BTreeMap::new();
+        let mut now = 0;
+        for i in 0..2_000i64 {
+            now += 97 * 60_000 / 4; // about 24 minutes a record: two windows in all
+            let id = format!("r{i}");
+            w.expire(now);
+            w.insert("t", &id, now, now);
+            model.insert(id, now.div_euclid(bucket_ms));
+            if i % 50 == 0 {
+                let mut batch = Vec::new();
+                w.take_changes(&mut batch);
+                for (k, v) in batch {
+                    match v {
+                        Some(v) => store.insert(k, v),
+                        None => store.remove(&k),
+                    };
+                }
+                let mut restored = DedupWindow::new(window);
+                for (k, v) in &store {
+                    restored.load_row(k, v).expect("row");
+                }
+                for (id, bucket) in &model {
+                    let alive = !w.expired(*bucket, now);
+                    assert_eq!(w.contains("t", id), alive, "{id} at {now}");
+                    assert_eq!(restored.contains("t", id), alive, "restored {id} at {now}");
+                }
+                assert_eq!(w.len(), restored.len());
+            }
+        }
+    }
+
+    /// Ids adopted from the former layout can lie 256 buckets apart and share a tag:
+    /// forgetting one bucket keeps the other's ids.
+    #[test]
+    fn a_bucket_sharing_a_tag_keeps_its_ids() {
+        let mut w = DedupWindow::new(24 * HOUR);
+        w.adopt("t", "old", 0);
+        w.adopt("t", "new", 256 * HOUR);
+        w.expire(256 * HOUR);
+        assert!(!w.buckets.contains_key(&0), "the old bucket is forgotten");
+        assert!(w.contains("t", "new"), "the newer bucket's id stays");
+        w.expire(300 * HOUR);
         assert!(w.is_empty());
     }
 
