@@ -179,21 +179,29 @@ pub fn run_streaming(
     sink: &mut dyn FnMut(Emitted),
 ) -> Result<Vec<Engine<MemStore>>, StoreError> {
     let queues = fill_queues(records.into_iter().map(|r| (r, None)), partitions);
-    merge(queues, partitions, settings, processors, sink)
+    merge(
+        queues,
+        partitions,
+        settings,
+        processors,
+        sink,
+        FinalState::Flushed,
+    )
 }
 
 /// Run JSON-lines `input` (see [`parse_jsonl`]) as [`run_streaming`] runs its records, without
 /// holding them decoded: each line is decoded once to place it, and again when it is its
 /// turn, so memory holds the engines' state and the input text, not every record. The dead
 /// letters of lines without a usable envelope come first, as [`parse_jsonl`] returns them.
-/// Returns the number of input records (those lines included) and the engines.
+/// Returns the number of input records (those lines included). The engines' final state is
+/// not written to a store (nothing reads it; writing it was the run's peak of memory).
 pub fn run_jsonl_streaming(
     input: &[u8],
     partitions: u32,
     settings: &Settings,
     processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
     sink: &mut dyn FnMut(Emitted),
-) -> Result<(usize, Vec<Engine<MemStore>>), StoreError> {
+) -> Result<usize, StoreError> {
     let mut broken = Vec::new();
     let mut count = 0;
     let records = jsonl_lines(input).filter_map(|(number, line)| {
@@ -221,8 +229,24 @@ pub fn run_jsonl_streaming(
     for e in broken {
         sink(e);
     }
-    let engines = merge(queues, partitions, settings, processors, sink)?;
-    Ok((count, engines))
+    merge(
+        queues,
+        partitions,
+        settings,
+        processors,
+        sink,
+        FinalState::Dropped,
+    )?;
+    Ok(count)
+}
+
+/// What a run does with the engines' state at its end.
+#[derive(PartialEq)]
+enum FinalState {
+    /// Flushed into each engine's store, as the runtime does at the end of each round.
+    Flushed,
+    /// Left unwritten: the caller only wants the outputs.
+    Dropped,
 }
 
 /// A record waiting in its partition's queue for its turn in the merge.
@@ -354,6 +378,7 @@ fn merge(
     settings: &Settings,
     processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
     sink: &mut dyn FnMut(Emitted),
+    end: FinalState,
 ) -> Result<Vec<Engine<MemStore>>, StoreError> {
     let partitions = partitions.max(1);
     let n_topics = Topic::INPUTS.len();
@@ -415,8 +440,10 @@ fn merge(
     }
     // The store mirrors the state at the end of the run, as the runtime's does at the end of
     // each round: each changed row is written once, not once per record that touched it.
-    for engine in engines.iter_mut() {
-        engine.flush_into_store()?;
+    if end == FinalState::Flushed {
+        for engine in engines.iter_mut() {
+            engine.flush_into_store()?;
+        }
     }
     Ok(engines)
 }

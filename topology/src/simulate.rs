@@ -47,7 +47,7 @@ pub fn simulate_into(
     };
     // Records are decoded when it is their turn, not all up front: memory holds the state
     // and the input text, not every record decoded.
-    let (count, _) = simulation::run_jsonl_streaming(
+    let count = simulation::run_jsonl_streaming(
         input,
         partitions,
         settings,
