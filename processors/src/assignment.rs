@@ -496,13 +496,7 @@ pub fn weighted_sum(candidates: &[Candidate]) -> Vec<(String, f64)> {
 }
 
 fn customer_keys(conv: &Conversation) -> Vec<String> {
-    let mut keys: Vec<String> = conv
-        .person_id
-        .iter()
-        .map(|p| format!("person:{p}"))
-        .collect();
-    keys.push(format!("addr:{}", conv.address.to_lowercase()));
-    keys
+    crate::threading::customer_keys(conv.person_id.as_deref(), &conv.address)
 }
 
 fn lookback_ms(l: StickyLookback) -> i64 {

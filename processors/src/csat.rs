@@ -14,7 +14,7 @@ use switchboard_schemas::*;
 
 use crate::engine::{Ctx, Handled, Rejection};
 use crate::state::{Timer, TimerKind};
-use crate::threading::send_to_customer;
+use crate::threading::{customer_keys, send_to_customer};
 use crate::Processor;
 
 pub struct Csat;
@@ -94,12 +94,6 @@ pub fn recognise(text: &str) -> Option<CsatScore> {
     } else {
         None
     }
-}
-
-fn customer_keys(person: Option<&str>, address: &str) -> Vec<String> {
-    let mut keys: Vec<String> = person.map(|p| format!("person:{p}")).into_iter().collect();
-    keys.push(format!("addr:{}", address.to_lowercase()));
-    keys
 }
 
 fn timer(cx: &Ctx, conv: &str, what: &str) -> String {

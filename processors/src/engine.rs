@@ -335,7 +335,10 @@ impl<S: Store> Engine<S> {
             } else if self.state.dedup.contains(tenant, id) {
                 self.stats.duplicates += 1;
                 step.duplicate = true;
-            } else if let Err(e) = self.restore_named(tenant, input) {
+            } else if let Err(e) = self
+                .restore_named(tenant, input)
+                .and_then(|()| self.load_sender(tenant, input))
+            {
                 step.rejected = Some(Rejection(e.to_string()));
             } else {
                 match self.apply(ts, tenant, id, Some(input), None) {
@@ -477,11 +480,34 @@ impl<S: Store> Engine<S> {
             }
             if let Some(archived) = self.find_archived(tenant, reference)? {
                 let id = archived.conversation.id.clone();
+                let customer = crate::threading::customer_keys(
+                    archived.conversation.person_id.as_deref(),
+                    &archived.conversation.address,
+                );
                 self.state.unarchive(tenant, archived)?;
+                for key in customer {
+                    self.state.load_customer(&self.store, tenant, &key)?;
+                }
                 if let Some(after) = self.settings.archive_closed_after_ms {
                     let due = self.state.stream_time().saturating_add(after);
                     schedule_archive(&mut self.state, tenant, &id, due);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring the rows of an inbound message's sender into memory (sticky agent, surveys),
+    /// unless a conversation already holds them there: a key that leads to an open
+    /// conversation is that conversation's customer's, whose rows came with it.
+    fn load_sender(&mut self, tenant: &str, input: &Input) -> Result<(), StoreError> {
+        let Input::Inbound(m) = input else {
+            return Ok(());
+        };
+        let person = m.person.as_ref().and_then(|p| p.id.as_deref());
+        for key in crate::threading::customer_keys(person, &m.from) {
+            if !self.state.threads.contains(tenant, key.as_str()) {
+                self.state.load_customer(&self.store, tenant, &key)?;
             }
         }
         Ok(())

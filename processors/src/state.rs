@@ -448,7 +448,14 @@ pub struct State {
     pub timers: crate::timers::Timers,
     /// Largest event time processed on this partition; key ().
     pub stream_time: Table<(), i64>,
+    /// When the next flush lets the rows of customers with no conversation in memory go
+    /// ([`State::sweep_customers`]); not stored (after a restart, the first flush does).
+    next_customer_sweep: i64,
 }
+
+/// How often (stream time) a flush lets go of the rows of customers with no conversation in
+/// memory: memory holds an hour's worth of customers who left at most.
+const CUSTOMER_SWEEP_MS: i64 = 3_600_000;
 
 const T_TENANT: u8 = b't';
 const T_CONV: u8 = b'c';
@@ -680,8 +687,80 @@ impl State {
                 }
             }
         }
+        // Every customer's rows were read (one pass over the store is quicker than a lookup
+        // per customer); those of customers with no conversation in memory go at once.
+        state.sweep_customers();
         crate::assignment::rebuild_all(&mut state);
         Ok(state)
+    }
+
+    /// The customers' rows kept per customer key ([`crate::threading::customer_keys`]): the
+    /// agent who last replied (sticky assignment), when they were last surveyed, the survey
+    /// awaiting their answer.
+    fn customer_tables(&mut self) -> [(u8, &mut dyn StoredTable); 3] {
+        [
+            (T_REPLIER, &mut self.last_replier),
+            (T_LAST_SURVEY, &mut self.last_survey),
+            (T_SURVEY_INDEX, &mut self.survey_index),
+        ]
+    }
+
+    /// Bring customer `key`'s rows into memory from `store`, where memory has nothing for
+    /// them (a row memory holds, or has deleted, is newer than the store's).
+    pub fn load_customer<S: Store>(
+        &mut self,
+        store: &S,
+        tenant: &str,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        let held = [
+            self.last_replier.holds(tenant, key),
+            self.last_survey.holds(tenant, key),
+            self.survey_index.holds(tenant, key),
+        ];
+        for ((tag, table), held) in self.customer_tables().into_iter().zip(held) {
+            if held {
+                continue;
+            }
+            let k = key_bytes(tag, &(tenant, key))?;
+            if let Some(v) = store.get(&k)? {
+                table.load_row(&k, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Per tenant, the customer keys of every conversation in memory, and the keys that lead
+    /// messages to open conversations.
+    fn customers_in_memory(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for ((tenant, _), c) in self.conversations.iter() {
+            let keys = crate::threading::customer_keys(c.person_id.as_deref(), &c.address);
+            out.entry(tenant.to_string()).or_default().extend(keys);
+        }
+        for ((tenant, key), _) in self.threads.iter() {
+            out.entry(tenant.to_string())
+                .or_default()
+                .insert(key.clone());
+        }
+        out
+    }
+
+    /// Let go of the rows of customers with no conversation in memory (the store keeps them,
+    /// and they come back with the customer's next conversation, [`State::load_customer`]):
+    /// without this, memory would grow with every customer ever served. Done by a flush once
+    /// an hour of stream time, after the changed rows are written.
+    fn sweep_customers(&mut self) {
+        let now = self.stream_time();
+        if now < self.next_customer_sweep {
+            return;
+        }
+        self.next_customer_sweep = now.saturating_add(CUSTOMER_SWEEP_MS);
+        let live = self.customers_in_memory();
+        let keep = |tenant: &str, key: &String| live.get(tenant).is_some_and(|k| k.contains(key));
+        self.last_replier.evict(keep);
+        self.last_survey.evict(keep);
+        self.survey_index.evict(keep);
     }
 
     /// Decode one stored row on its own, as JSON: what `switchboard state` shows, and how
@@ -813,6 +892,7 @@ impl State {
         for (tag, table) in self.tables() {
             table.drain_into(tag, rows, &mut batch)?;
         }
+        self.sweep_customers();
         Ok(batch)
     }
 

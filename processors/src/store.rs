@@ -693,6 +693,31 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         }
     }
 
+    /// Whether memory has a say on (tenant, id): a row, or its deletion not yet flushed.
+    pub(crate) fn holds<Q>(&self, tenant: &str, id: &Q) -> bool
+    where
+        Q: Hash + Equivalent<I> + ?Sized,
+    {
+        self.slot(tenant, id).is_some()
+    }
+
+    /// Drop from memory the rows `keep` refuses; not from the store, where they stay (no
+    /// deletion is written). Rows changed since the last flush stay: call it after one.
+    pub(crate) fn evict(&mut self, mut keep: impl FnMut(&str, &I) -> bool) {
+        let mut evicted = 0;
+        for (tenant, rows) in self.tenants.iter_mut() {
+            rows.retain(|id, slot| {
+                let stays = slot.dirty || keep(tenant, id);
+                if !stays && slot.value.is_some() {
+                    evicted += 1;
+                }
+                stays
+            });
+        }
+        self.tenants.retain(|_, rows| !rows.is_empty());
+        self.len -= evicted;
+    }
+
     /// Load a row read from the store (not dirty).
     pub(crate) fn load(&mut self, tenant: String, id: I, v: V) {
         if !self.tenants.contains_key(tenant.as_str()) {

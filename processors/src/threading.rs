@@ -42,6 +42,15 @@ fn person_key(person: &str) -> String {
     format!("person:{person}")
 }
 
+/// The keys a customer's own rows (last replier, survey throttling, the survey awaiting an
+/// answer) are kept under: their person's, then their address's; the same keys that thread
+/// their messages.
+pub fn customer_keys(person: Option<&str>, address: &str) -> Vec<String> {
+    let mut keys: Vec<String> = person.map(person_key).into_iter().collect();
+    keys.push(address_key(address));
+    keys
+}
+
 /// Change a conversation's status, emitting `StatusChanged`. Closing releases the
 /// conversation's thread keys so the customer's next message opens a new conversation, and
 /// schedules its archiving ([`Ctx::schedule_archive`]).

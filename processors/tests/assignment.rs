@@ -227,6 +227,84 @@ fn r_assign_6_sticky_agent_inside_and_outside_each_lookback() {
     }
 }
 
+/// R-ASSIGN-6 (issue 11, memory bounded by open work): a customer's own rows leave memory
+/// once no conversation of theirs is held there (the store keeps them), and come back with
+/// their next conversation. Run as the runtime runs, a flush after every record and a restart
+/// while the rows are out of memory, the outputs are the very ones of a run where they
+/// stayed: the customer returning after three days gets the agent who last replied.
+#[test]
+fn r_assign_6_sticky_agent_after_the_customer_left_memory() {
+    use switchboard_processors::simulation::apply_record;
+    use switchboard_processors::{Engine, MemStore, Settings};
+    let t = t0();
+    let mut s = Scenario::new();
+    let mut q = queue("care");
+    q.auto_assign = true;
+    q.sticky_lookback = Some(StickyLookback::Ever);
+    s.upsert_queue(t, q)
+        .route_prefix(t, "help", "care", Priority::Normal);
+    for a in ["ana", "bo"] {
+        s.agent_setup(t, a, &["care"], &[])
+            .status(t, a, "Available");
+    }
+    s.sms(t + SEC, "m1", "+1", "help me");
+    s.command(
+        t + 2 * SEC,
+        "r1",
+        "#1",
+        CommandKind::Reply(Reply {
+            content: "Sure".into(),
+            automated: false,
+        }),
+    );
+    s.command(t + 3 * SEC, "x1", "#1", status_cmd(Status::Closed));
+    // Ana holds another conversation, so the weighted sum alone would pick Bo.
+    s.sms(t + 4 * SEC, "m2", "+2", "hello");
+    // Two days on: the closed conversation is archived, its customer's rows leave memory.
+    s.tick(t + 2 * DAY);
+    s.sms(t + 3 * DAY, "m3", "+1", "help again");
+    let stayed = s.run();
+    let sticky = stayed.assigned_to().pop().expect("assigned");
+    assert_eq!(
+        (sticky.0, sticky.1.as_str(), sticky.2),
+        (3, "ana", AssignMethod::Sticky)
+    );
+
+    let settings = Settings::default();
+    let mut engine = Engine::open(MemStore::default(), settings.clone()).expect("open");
+    let mut emitted = Vec::new();
+    for r in &s.records {
+        emitted.extend(apply_record(&mut engine, r, 0));
+        engine.flush_into_store().expect("flush");
+        if matches!(r.decoded, Ok(Input::Tick(_))) {
+            let held =
+                |e: &Engine<MemStore>| e.state().last_replier.get(TENANT, "addr:+1").cloned();
+            assert_eq!(held(&engine), None, "the customer's row left memory");
+            engine = Engine::open(engine.store().clone(), settings.clone()).expect("reopen");
+            assert_eq!(
+                held(&engine),
+                None,
+                "and stays out of memory after a restart"
+            );
+        }
+    }
+    let outputs = |e: &[switchboard_processors::simulation::Emitted]| {
+        e.iter()
+            .map(|e| format!("{:?}", e.output))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outputs(&emitted), outputs(&stayed.emitted));
+    assert_eq!(
+        engine
+            .state()
+            .last_replier
+            .get(TENANT, "addr:+1")
+            .map(|(agent, _)| agent.as_str()),
+        Some("ana"),
+        "back in memory with the customer's new conversation"
+    );
+}
+
 /// R-ASSIGN-7: when an agent becomes available, the waiting conversations of all their
 /// auto-assigning queues are assigned to them by priority (Urgent first), then age, until they
 /// are no longer eligible.
