@@ -22,7 +22,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -115,7 +115,48 @@ pub struct PartitionStore {
     pending: Vec<Write>,
     /// The writes of the round being committed: the next batch, processed meanwhile, reads
     /// them as the state it follows.
-    inflight: Vec<Write>,
+    inflight: InFlight,
+}
+
+/// A round's writes while it is committed, and an index to read them by key without a scan
+/// (a batch may read several keys per new conversation: its customer's rows), built by the
+/// first read.
+#[derive(Default)]
+struct InFlight {
+    writes: Vec<Write>,
+    /// Hash of a key → the position of the latest write whose key has that hash.
+    index: std::sync::OnceLock<HashMap<u64, usize>>,
+}
+
+impl InFlight {
+    fn new(writes: Vec<Write>) -> InFlight {
+        InFlight {
+            writes,
+            index: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn hash(key: &[u8]) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(key)
+    }
+
+    /// The latest write of `key`, if the round has one.
+    fn get(&self, key: &[u8]) -> Option<&Write> {
+        let index = self.index.get_or_init(|| {
+            let mut index = HashMap::with_capacity(self.writes.len());
+            for (i, (k, _)) in self.writes.iter().enumerate() {
+                index.insert(Self::hash(k), i);
+            }
+            index
+        });
+        let i = *index.get(&Self::hash(key))?;
+        match self.writes.get(i) {
+            Some(w) if w.0 == key => Some(w),
+            // Another key with the same hash wrote later: look for this one.
+            _ => self.writes.iter().rev().find(|(k, _)| k == key),
+        }
+    }
 }
 
 impl Store for PartitionStore {
@@ -130,8 +171,8 @@ impl Store for PartitionStore {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         // A write waiting for its batch to be durable is newer than RocksDB.
-        let newer = |writes: &[Write]| writes.iter().rev().find(|(k, _)| k == key).cloned();
-        match newer(&self.pending).or_else(|| newer(&self.inflight)) {
+        let pending = self.pending.iter().rev().find(|(k, _)| k == key);
+        match pending.or_else(|| self.inflight.get(key)).cloned() {
             Some((_, v)) => Ok(v),
             None => self.rocks.get(key),
         }
@@ -957,8 +998,8 @@ impl Runtime {
             checkpoint.changelog_offset = marker_offset;
             task.checkpoint.changelog_offset = marker_offset;
             let store = task.engine.store_mut();
-            store.rocks.commit(&store.inflight, &checkpoint)?;
-            store.inflight.clear();
+            store.rocks.commit(&store.inflight.writes, &checkpoint)?;
+            store.inflight = InFlight::default();
             let timers = task.engine.state().timers.len() as i64;
             let label = p.to_string();
             let metrics = &self.opts.metrics;
@@ -1102,8 +1143,8 @@ impl Emitter<'_> {
         task.checkpoint_inputs();
         task.engine.flush()?;
         let store = task.engine.store_mut();
-        store.inflight = std::mem::take(&mut store.pending);
-        for (k, v) in &store.inflight {
+        store.inflight = InFlight::new(std::mem::take(&mut store.pending));
+        for (k, v) in &store.inflight.writes {
             send(
                 self.producer,
                 self.changelog,
@@ -1384,7 +1425,7 @@ pub(crate) fn send(
 
 #[cfg(test)]
 mod tests {
-    use super::{on_threads, PartitionStore, RuntimeError};
+    use super::{on_threads, InFlight, PartitionStore, RuntimeError};
     use crate::state_store::{Checkpoint, RocksStore};
     use std::collections::HashSet;
     use std::sync::Mutex;
@@ -1405,17 +1446,23 @@ mod tests {
         let mut store = PartitionStore {
             rocks,
             pending: Vec::new(),
-            inflight: vec![(b"Akey".to_vec(), Some(b"in flight".to_vec()))],
+            inflight: InFlight::new(vec![
+                (b"Akey".to_vec(), Some(b"old in flight".to_vec())),
+                (b"Bkey".to_vec(), Some(b"other".to_vec())),
+                (b"Akey".to_vec(), Some(b"in flight".to_vec())),
+            ]),
         };
         let read = |s: &PartitionStore| s.get(b"Akey").expect("read");
         assert_eq!(read(&store), Some(b"in flight".to_vec()));
         store.write(&[(b"Akey".to_vec(), None)]).expect("write");
         assert_eq!(read(&store), None, "a deletion pending now wins");
         store.pending.clear();
+        assert_eq!(store.get(b"Bkey").expect("read"), Some(b"other".to_vec()));
+        assert_eq!(store.get(b"Ckey").expect("read"), None);
         let inflight = std::mem::take(&mut store.inflight);
         store
             .rocks
-            .commit(&inflight, &Checkpoint::default())
+            .commit(&inflight.writes, &Checkpoint::default())
             .expect("commit");
         assert_eq!(read(&store), Some(b"in flight".to_vec()));
     }

@@ -113,7 +113,7 @@ impl Restorer<'_> {
             PartitionStore {
                 rocks,
                 pending: Vec::new(),
-                inflight: Vec::new(),
+                inflight: Default::default(),
             },
             self.settings.clone(),
         )?;
