@@ -270,6 +270,8 @@ pub struct Engine<S: Store> {
     processors: Vec<Box<dyn Processor>>,
     settings: Settings,
     pub stats: Stats,
+    /// Where a customer key is written to be looked up ([`Engine::load_sender`]).
+    key_buf: String,
 }
 
 impl<S: Store> Engine<S> {
@@ -291,6 +293,7 @@ impl<S: Store> Engine<S> {
             processors,
             settings,
             stats: Stats::default(),
+            key_buf: String::new(),
         })
     }
 
@@ -505,10 +508,15 @@ impl<S: Store> Engine<S> {
             return Ok(());
         };
         let person = m.person.as_ref().and_then(|p| p.id.as_deref());
-        for key in crate::threading::customer_keys(person, &m.from) {
-            if !self.state.threads.contains(tenant, key.as_str()) {
-                self.state.load_customer(&self.store, tenant, &key)?;
+        let mut absent: Vec<String> = Vec::new();
+        let threads = &self.state.threads;
+        crate::threading::each_customer_key(person, &m.from, &mut self.key_buf, |key| {
+            if !threads.contains(tenant, key) {
+                absent.push(key.to_string());
             }
+        });
+        for key in absent {
+            self.state.load_customer(&self.store, tenant, &key)?;
         }
         Ok(())
     }

@@ -730,34 +730,36 @@ impl State {
         Ok(())
     }
 
-    /// Per tenant, the customer keys of every conversation in memory, and the keys that lead
-    /// messages to open conversations.
-    fn customers_in_memory(&self) -> BTreeMap<String, BTreeSet<String>> {
-        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for ((tenant, _), c) in self.conversations.iter() {
-            let keys = crate::threading::customer_keys(c.person_id.as_deref(), &c.address);
-            out.entry(tenant.to_string()).or_default().extend(keys);
-        }
-        for ((tenant, key), _) in self.threads.iter() {
-            out.entry(tenant.to_string())
-                .or_default()
-                .insert(key.clone());
-        }
-        out
-    }
-
     /// Let go of the rows of customers with no conversation in memory (the store keeps them,
     /// and they come back with the customer's next conversation, [`State::load_customer`]):
     /// without this, memory would grow with every customer ever served. Done by a flush once
     /// an hour of stream time, after the changed rows are written.
+    ///
+    /// A customer key stays while it leads messages to an open conversation (an open
+    /// conversation's customer keys are among its thread keys: its first message bound them,
+    /// and only the close releases them) or is a key of a Closed conversation still in memory.
     fn sweep_customers(&mut self) {
         let now = self.stream_time();
         if now < self.next_customer_sweep {
             return;
         }
         self.next_customer_sweep = now.saturating_add(CUSTOMER_SWEEP_MS);
-        let live = self.customers_in_memory();
-        let keep = |tenant: &str, key: &String| live.get(tenant).is_some_and(|k| k.contains(key));
+        let closed_keys: Vec<(&str, String)> = self
+            .conversations
+            .iter()
+            .filter(|(_, c)| c.status == Status::Closed)
+            .flat_map(|((tenant, _), c)| {
+                crate::threading::customer_keys(c.person_id.as_deref(), &c.address)
+                    .into_iter()
+                    .map(move |k| (tenant, k))
+            })
+            .collect();
+        let closed: BTreeSet<(&str, &str)> =
+            closed_keys.iter().map(|(t, k)| (*t, k.as_str())).collect();
+        let threads = &self.threads;
+        let keep = |tenant: &str, key: &String| {
+            threads.contains(tenant, key.as_str()) || closed.contains(&(tenant, key.as_str()))
+        };
         self.last_replier.evict(keep);
         self.last_survey.evict(keep);
         self.survey_index.evict(keep);

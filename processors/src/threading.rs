@@ -35,20 +35,58 @@ pub fn conversation_id(tenant: &str, record_id: &str) -> String {
 }
 
 fn address_key(address: &str) -> String {
-    format!("addr:{}", address.to_lowercase())
+    let mut key = String::with_capacity(address.len() + 5);
+    write_address_key(&mut key, address);
+    key
+}
+
+fn write_address_key(buf: &mut String, address: &str) {
+    buf.push_str("addr:");
+    if address.is_ascii() {
+        buf.extend(address.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        buf.push_str(&address.to_lowercase());
+    }
 }
 
 fn person_key(person: &str) -> String {
-    format!("person:{person}")
+    let mut key = String::with_capacity(person.len() + 7);
+    write_person_key(&mut key, person);
+    key
+}
+
+fn write_person_key(buf: &mut String, person: &str) {
+    buf.push_str("person:");
+    buf.push_str(person);
 }
 
 /// The keys a customer's own rows (last replier, survey throttling, the survey awaiting an
 /// answer) are kept under: their person's, then their address's; the same keys that thread
 /// their messages.
 pub fn customer_keys(person: Option<&str>, address: &str) -> Vec<String> {
-    let mut keys: Vec<String> = person.map(person_key).into_iter().collect();
-    keys.push(address_key(address));
+    let mut keys = Vec::with_capacity(2);
+    each_customer_key(person, address, &mut String::new(), |k| {
+        keys.push(k.to_string())
+    });
     keys
+}
+
+/// [`customer_keys`], each written into `buf` in turn and handed to `each`: no string is
+/// made for a key only looked up.
+pub fn each_customer_key(
+    person: Option<&str>,
+    address: &str,
+    buf: &mut String,
+    mut each: impl FnMut(&str),
+) {
+    if let Some(p) = person {
+        buf.clear();
+        write_person_key(buf, p);
+        each(buf);
+    }
+    buf.clear();
+    write_address_key(buf, address);
+    each(buf);
 }
 
 /// Change a conversation's status, emitting `StatusChanged`. Closing releases the
