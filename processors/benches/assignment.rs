@@ -210,7 +210,7 @@ fn main() {
             .filter(|l| l.has_room(Category::LiveMessaging))
             .map(|l| {
                 let unserved = (now - l.since.unwrap_or(now)).max(0) as f64 / 1000.0;
-                (l.id.as_str(), l.weighted_workload(), unserved)
+                (&*l.id, l.weighted_workload(), unserved)
             })
             .collect();
         let min_w = loads.iter().map(|l| l.1).fold(f64::INFINITY, f64::min);
