@@ -143,11 +143,12 @@ fn main() {
         "{:>6} {:>11} {:>10} {:>7} {:>7} {:>8} {:>7} {:>10}",
         "wall s", "records", "live MB", "open", "closed", "ids", "timers", "records/s"
     );
-    let mut customers: Vec<Vec<Customer>> = (0..tenants.len())
-        .map(|_| {
+    // By slot, then tenant: each round visits every tenant's customer of a slot in turn.
+    let mut customers: Vec<Vec<Customer>> = (0..active as u64)
+        .map(|number| {
             // Staggered, so as many conversations are at each step at any time.
-            (0..active as u64)
-                .map(|number| Customer {
+            (0..tenants.len())
+                .map(|_| Customer {
                     number,
                     conversation: None,
                     step: 0,
@@ -163,9 +164,8 @@ fn main() {
     let mut records: u64 = 0;
     let mut last = (Instant::now(), 0u64);
     'run: loop {
-        for slot in 0..active {
-            for (t, (tenant, sender)) in tenants.iter().enumerate() {
-                let c = &mut customers[t][slot];
+        for slot in customers.iter_mut() {
+            for ((tenant, sender), c) in tenants.iter().zip(slot.iter_mut()) {
                 if c.skip > 0 {
                     c.skip -= 1;
                     continue;
