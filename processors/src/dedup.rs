@@ -296,6 +296,18 @@ mod tests {
 
     const HOUR: i64 = 3_600_000;
 
+    /// Write the window's changes into `store`, as a flush does.
+    fn flush(w: &mut DedupWindow, store: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
+        let mut batch = Vec::new();
+        w.take_changes(&mut batch);
+        for (k, v) in batch {
+            match v {
+                Some(v) => store.insert(k, v),
+                None => store.remove(&k),
+            };
+        }
+    }
+
     #[test]
     fn ids_are_remembered_for_the_window_then_forgotten() {
         let mut w = DedupWindow::new(24 * HOUR);
@@ -331,14 +343,7 @@ mod tests {
             w.insert("t", &id, now, now);
             model.insert(id, now.div_euclid(bucket_ms));
             if i % 50 == 0 {
-                let mut batch = Vec::new();
-                w.take_changes(&mut batch);
-                for (k, v) in batch {
-                    match v {
-                        Some(v) => store.insert(k, v),
-                        None => store.remove(&k),
-                    };
-                }
+                flush(&mut w, &mut store);
                 let mut restored = DedupWindow::new(window);
                 for (k, v) in &store {
                     restored.load_row(k, v).expect("row");
@@ -378,16 +383,6 @@ mod tests {
     fn rows_restore_the_same_window_and_expiry_deletes_them() {
         let mut w = DedupWindow::new(24 * HOUR);
         let mut store = BTreeMap::new();
-        fn flush(w: &mut DedupWindow, store: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
-            let mut batch = Vec::new();
-            w.take_changes(&mut batch);
-            for (k, v) in batch {
-                match v {
-                    Some(v) => store.insert(k, v),
-                    None => store.remove(&k),
-                };
-            }
-        }
         w.insert("t", "a", HOUR, HOUR);
         flush(&mut w, &mut store);
         w.insert("t", "b", HOUR + 1, HOUR + 1);
