@@ -165,6 +165,37 @@ fn r_assign_6_weighted_sum_end_to_end() {
     assert_eq!((last.3.expect("score") * 1000.0).round() / 1000.0, 0.708);
 }
 
+/// Queue `q` (care) with agents Ana and Bo: Ana replies to customer +1 (#1), the
+/// conversation is closed, and customer +2 writes (#2). With `by_hand`, both conversations
+/// are assigned to Ana by command, so Ana holds #2 and the weighted sum alone would pick Bo;
+/// without, the queue assigns them as it is configured.
+fn ana_served_plus_1(s: &mut Scenario, t: i64, q: Queue, by_hand: bool) {
+    s.upsert_queue(t, q)
+        .route_prefix(t, "help", "care", Priority::Normal);
+    for a in ["ana", "bo"] {
+        s.agent_setup(t, a, &["care"], &[])
+            .status(t, a, "Available");
+    }
+    s.sms(t + SEC, "m1", "+1", "help me");
+    if by_hand {
+        s.assign(t + SEC + 1, "a1", "#1", "ana");
+    }
+    s.command(
+        t + 2 * SEC,
+        "r1",
+        "#1",
+        CommandKind::Reply(Reply {
+            content: "Sure".into(),
+            automated: false,
+        }),
+    );
+    s.command(t + 3 * SEC, "x1", "#1", status_cmd(Status::Closed));
+    s.sms(t + 4 * SEC, "m2", "+2", "hello");
+    if by_hand {
+        s.assign(t + 4 * SEC + 1, "a2", "#2", "ana");
+    }
+}
+
 /// R-ASSIGN-6: the sticky ("last interacted agent") mode inside and outside each lookback.
 #[test]
 fn r_assign_6_sticky_agent_inside_and_outside_each_lookback() {
@@ -181,28 +212,7 @@ fn r_assign_6_sticky_agent_inside_and_outside_each_lookback() {
         let t = t0();
         let mut s = Scenario::new();
         let mut q = queue("care");
-        s.upsert_queue(t, q.clone())
-            .route_prefix(t, "help", "care", Priority::Normal);
-        for a in ["ana", "bo"] {
-            s.agent_setup(t, a, &["care"], &[])
-                .status(t, a, "Available");
-        }
-        // Ana talks to the customer, then the conversation is closed.
-        s.sms(t + SEC, "m1", "+1", "help me")
-            .assign(t + SEC + 1, "a1", "#1", "ana");
-        s.command(
-            t + 2 * SEC,
-            "r1",
-            "#1",
-            CommandKind::Reply(Reply {
-                content: "Sure".into(),
-                automated: false,
-            }),
-        );
-        s.command(t + 3 * SEC, "x1", "#1", status_cmd(Status::Closed));
-        // Ana holds another conversation, so the weighted sum alone would pick Bo.
-        s.sms(t + 4 * SEC, "m2", "+2", "hello")
-            .assign(t + 4 * SEC + 1, "a2", "#2", "ana");
+        ana_served_plus_1(&mut s, t, q.clone(), true);
         q.auto_assign = true;
         q.sticky_lookback = Some(lookback);
         s.config(
@@ -241,25 +251,7 @@ fn r_assign_6_sticky_agent_after_the_customer_left_memory() {
     let mut q = queue("care");
     q.auto_assign = true;
     q.sticky_lookback = Some(StickyLookback::Ever);
-    s.upsert_queue(t, q)
-        .route_prefix(t, "help", "care", Priority::Normal);
-    for a in ["ana", "bo"] {
-        s.agent_setup(t, a, &["care"], &[])
-            .status(t, a, "Available");
-    }
-    s.sms(t + SEC, "m1", "+1", "help me");
-    s.command(
-        t + 2 * SEC,
-        "r1",
-        "#1",
-        CommandKind::Reply(Reply {
-            content: "Sure".into(),
-            automated: false,
-        }),
-    );
-    s.command(t + 3 * SEC, "x1", "#1", status_cmd(Status::Closed));
-    // Ana holds another conversation, so the weighted sum alone would pick Bo.
-    s.sms(t + 4 * SEC, "m2", "+2", "hello");
+    ana_served_plus_1(&mut s, t, q, false);
     // Two days on: the closed conversation is archived, its customer's rows leave memory.
     s.tick(t + 2 * DAY);
     s.sms(t + 3 * DAY, "m3", "+1", "help again");
