@@ -15,39 +15,16 @@
 //! Run: `cargo bench -p switchboard-processors --bench memory`.
 
 mod common;
+#[path = "common/counting.rs"]
+mod counting;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::BufRead;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use switchboard_processors::simulation::{self, apply_record};
 use switchboard_processors::state::State;
 use switchboard_processors::{Engine, MemStore, Settings};
 use switchboard_schemas::Status;
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 /// (open conversations, Closed conversations still held).
 fn conversations(state: &State) -> (usize, usize) {
@@ -123,7 +100,7 @@ fn run(
             std::process::exit(1);
         }
     };
-    let start = LIVE.load(Ordering::Relaxed);
+    let start = counting::live();
     let mut engine = match Engine::open(MemStore::default(), settings) {
         Ok(e) => e,
         Err(e) => {
@@ -152,7 +129,7 @@ fn run(
                 // changes a few outputs, not the memory figures).
                 let _ = engine.flush();
                 engine.store_mut().map.clear();
-                let live = LIVE.load(Ordering::Relaxed).saturating_sub(start);
+                let live = counting::live().saturating_sub(start);
                 let (open, closed) = conversations(engine.state());
                 let ids = engine.state().dedup.len();
                 if print {
@@ -182,9 +159,9 @@ fn breakdown(mut state: State) {
     println!("{:>16} {:>10} {:>12}", "table", "MB", "bytes/conv");
     macro_rules! tables {
         ($($table:ident),*) => {$({
-            let before = LIVE.load(Ordering::Relaxed);
+            let before = counting::live();
             drop(std::mem::take(&mut state.$table));
-            let bytes = before.saturating_sub(LIVE.load(Ordering::Relaxed));
+            let bytes = before.saturating_sub(counting::live());
             println!(
                 "{:>16} {:>10.1} {:>12.0}",
                 stringify!($table),
@@ -211,9 +188,9 @@ fn breakdown(mut state: State) {
         tenants,
         conversations
     );
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     drop(state);
-    let rest = before.saturating_sub(LIVE.load(Ordering::Relaxed));
+    let rest = before.saturating_sub(counting::live());
     println!(
         "{:>16} {:>10.1} {:>12.0}",
         "the rest",

@@ -21,38 +21,15 @@
 //! Run: `cargo bench -p switchboard-processors --bench soak`.
 
 mod common;
+#[path = "common/counting.rs"]
+mod counting;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use switchboard_processors::simulation::{self, apply_record};
 use switchboard_processors::threading::conversation_id;
 use switchboard_processors::{Engine, MemStore, Settings};
 use switchboard_schemas::*;
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 fn env_or<T: std::str::FromStr>(var: &str, default: T) -> T {
     std::env::var(var)
@@ -90,7 +67,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let start = LIVE.load(Ordering::Relaxed);
+    let start = counting::live();
     let seconds: u64 = env_or("SWITCHBOARD_SOAK_SECONDS", 600);
     let every: u64 = env_or("SWITCHBOARD_SOAK_EVERY", 30);
     let active: usize = env_or("SWITCHBOARD_SOAK_ACTIVE", 100);
@@ -227,7 +204,7 @@ fn main() {
                     engine.store_mut().map.clear();
                     let wall = began.elapsed();
                     if wall >= next_sample {
-                        let live = LIVE.load(Ordering::Relaxed).saturating_sub(start);
+                        let live = counting::live().saturating_sub(start);
                         let state = engine.state();
                         let (open, closed) =
                             state.conversations.iter().fold((0, 0), |(o, c), (_, v)| {
