@@ -495,10 +495,6 @@ pub fn weighted_sum(candidates: &[Candidate]) -> Vec<(String, f64)> {
         .collect()
 }
 
-fn customer_keys(conv: &Conversation) -> Vec<String> {
-    crate::threading::customer_keys(conv.person_id.as_deref(), &conv.address)
-}
-
 fn lookback_ms(l: StickyLookback) -> i64 {
     const DAY: i64 = 24 * 3600 * 1000;
     match l {
@@ -825,7 +821,8 @@ fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decisi
         return Decision::None;
     };
     if let Some(lookback) = queue.sticky_lookback {
-        let last = customer_keys(conv)
+        let last = conv
+            .customer_keys()
             .into_iter()
             .find_map(|k| state.last_replier.get(tenant, &k));
         if let Some((agent_id, at)) = last {
@@ -1070,7 +1067,7 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
             let keys = cx
                 .state
                 .conversation(tenant, &id)
-                .map(customer_keys)
+                .map(Conversation::customer_keys)
                 .unwrap_or_default();
             for k in keys {
                 cx.state

@@ -187,7 +187,7 @@ pub fn send_survey(cx: &mut Ctx, conv_id: &str) {
     let Some(conv) = cx.state.conversation(tenant, conv_id).cloned() else {
         return;
     };
-    let keys = customer_keys(conv.person_id.as_deref(), &conv.address);
+    let keys = conv.customer_keys();
     let span = i64::from(settings.minimum_span_hours) * 3_600_000;
     let recent = keys.iter().any(|k| {
         cx.state

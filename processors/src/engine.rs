@@ -483,10 +483,7 @@ impl<S: Store> Engine<S> {
             }
             if let Some(archived) = self.find_archived(tenant, reference)? {
                 let id = archived.conversation.id.clone();
-                let customer = crate::threading::customer_keys(
-                    archived.conversation.person_id.as_deref(),
-                    &archived.conversation.address,
-                );
+                let customer = archived.conversation.customer_keys();
                 self.state.unarchive(tenant, archived)?;
                 for key in customer {
                     self.state.load_customer(&self.store, tenant, &key)?;

@@ -50,6 +50,13 @@ pub struct Conversation {
     pub closed_reason: Option<String>,
 }
 
+impl Conversation {
+    /// The keys its customer's own rows are kept under ([`crate::threading::customer_keys`]).
+    pub fn customer_keys(&self) -> Vec<String> {
+        crate::threading::customer_keys(self.person_id.as_deref(), &self.address)
+    }
+}
+
 /// A small ordered set in one sorted `Vec`: what a conversation's tags, thread keys and
 /// previous assignees are (a handful each). A `BTreeSet` spends a whole node (about 280 bytes
 /// for strings) on its first element; this spends the elements. Stored (serde) exactly as a
@@ -541,6 +548,28 @@ fn key_bytes<K: Serialize>(tag: u8, k: &K) -> Result<Vec<u8>, StoreError> {
     })
 }
 
+/// One customer row of `table` (tag `tag`) read from `store` into memory, unless memory
+/// has a say on it ([`State::load_customer`]).
+fn load_customer_row<V: Clone + DeserializeOwned, S: Store>(
+    table: &mut TenantTable<String, V>,
+    tag: u8,
+    store: &S,
+    tenant: &str,
+    key: &str,
+) -> Result<(), StoreError> {
+    if table.holds(tenant, key) {
+        return Ok(());
+    }
+    let k = key_bytes(tag, &(tenant, key))?;
+    match store.get(&k)? {
+        Some(v) => {
+            table.load(tenant.to_string(), key.to_string(), parse_row(&k, &v)?);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
 fn parse<T: DeserializeOwned>(what: &[u8], raw: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
         key: String::from_utf8_lossy(what).into_owned(),
@@ -694,40 +723,18 @@ impl State {
         Ok(state)
     }
 
-    /// The customers' rows kept per customer key ([`crate::threading::customer_keys`]): the
-    /// agent who last replied (sticky assignment), when they were last surveyed, the survey
-    /// awaiting their answer.
-    fn customer_tables(&mut self) -> [(u8, &mut dyn StoredTable); 3] {
-        [
-            (T_REPLIER, &mut self.last_replier),
-            (T_LAST_SURVEY, &mut self.last_survey),
-            (T_SURVEY_INDEX, &mut self.survey_index),
-        ]
-    }
-
-    /// Bring customer `key`'s rows into memory from `store`, where memory has nothing for
-    /// them (a row memory holds, or has deleted, is newer than the store's).
+    /// Bring customer `key`'s rows into memory from `store` (the agent who last replied, when
+    /// they were last surveyed, the survey awaiting their answer), where memory has nothing
+    /// for them: a row memory holds, or has deleted, is newer than the store's.
     pub fn load_customer<S: Store>(
         &mut self,
         store: &S,
         tenant: &str,
         key: &str,
     ) -> Result<(), StoreError> {
-        let held = [
-            self.last_replier.holds(tenant, key),
-            self.last_survey.holds(tenant, key),
-            self.survey_index.holds(tenant, key),
-        ];
-        for ((tag, table), held) in self.customer_tables().into_iter().zip(held) {
-            if held {
-                continue;
-            }
-            let k = key_bytes(tag, &(tenant, key))?;
-            if let Some(v) = store.get(&k)? {
-                table.load_row(&k, &v)?;
-            }
-        }
-        Ok(())
+        load_customer_row(&mut self.last_replier, T_REPLIER, store, tenant, key)?;
+        load_customer_row(&mut self.last_survey, T_LAST_SURVEY, store, tenant, key)?;
+        load_customer_row(&mut self.survey_index, T_SURVEY_INDEX, store, tenant, key)
     }
 
     /// Let go of the rows of customers with no conversation in memory (the store keeps them,
@@ -748,11 +755,7 @@ impl State {
             .conversations
             .iter()
             .filter(|(_, c)| c.status == Status::Closed)
-            .flat_map(|((tenant, _), c)| {
-                crate::threading::customer_keys(c.person_id.as_deref(), &c.address)
-                    .into_iter()
-                    .map(move |k| (tenant, k))
-            })
+            .flat_map(|((tenant, _), c)| c.customer_keys().into_iter().map(move |k| (tenant, k)))
             .collect();
         let closed: BTreeSet<(&str, &str)> =
             closed_keys.iter().map(|(t, k)| (*t, k.as_str())).collect();
