@@ -94,6 +94,83 @@ fn r_run_2_rocksdb_store_restores_state_exactly() {
     );
 }
 
+/// R-TIME-1: with the dedup window looked up in RocksDB (as the runtime keeps it, so memory
+/// does not grow with traffic), the engine drops exactly the repeats it drops with the window
+/// in memory: across a reopen, and across a restore from the changelogged rows alone (the
+/// window's index rows, local to RocksDB, deleted, as on a new machine). After a flush no id
+/// is held in memory.
+#[test]
+fn r_time_1_dedup_window_in_rocksdb_drops_the_same_repeats() {
+    /// The tag of the window's index rows, which RocksDB alone holds.
+    const INDEX: u8 = b'D';
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Every record twice, the copy a producer's retry.
+    let inputs: Vec<(i64, Input)> = stream().into_iter().flat_map(|r| [r.clone(), r]).collect();
+    let mut reference = Engine::open(MemStore::default(), Settings::default()).expect("engine");
+    let expected = run(&mut reference, &inputs);
+    // Every copy is dropped, but those of a record that was rejected (and so not remembered).
+    let dropped = reference.stats.duplicates;
+    assert_eq!(
+        dropped + reference.stats.rejected / 2,
+        inputs.len() as u64 / 2
+    );
+
+    let settings = Settings {
+        dedup_in_store: true,
+        ..Settings::default()
+    };
+    // An odd split: a record and its copy fall on both sides of the restart.
+    let (first, rest) = inputs.split_at(inputs.len() / 2 + 1);
+    let (second, third) = rest.split_at(rest.len() / 2);
+    let open = || RocksStore::open(dir.path()).expect("open");
+    let mut engine = Engine::open(open(), settings.clone()).expect("engine");
+    let mut got = run(&mut engine, first);
+    assert_eq!(
+        engine.state().dedup.in_memory(),
+        0,
+        "flushed ids are in RocksDB"
+    );
+    assert!(!engine.state().dedup.is_empty());
+    let mut duplicates = engine.stats.duplicates;
+    drop(engine);
+    let mut reopened = Engine::open(open(), settings.clone()).expect("engine");
+    got.extend(run(&mut reopened, second));
+    duplicates += reopened.stats.duplicates;
+    drop(reopened);
+
+    let mut store = open();
+    let index: Vec<_> = store
+        .entries()
+        .expect("entries")
+        .into_iter()
+        .filter(|(k, _)| k[0] == INDEX)
+        .map(|(k, _)| (k, None))
+        .collect();
+    assert!(!index.is_empty(), "the window's ids are indexed in RocksDB");
+    store.write(&index).expect("delete the index");
+    let mut rebuilt = Engine::open(store, settings).expect("engine");
+    got.extend(run(&mut rebuilt, third));
+    assert_eq!(got, expected, "the same outputs");
+    assert_eq!(
+        duplicates + rebuilt.stats.duplicates,
+        dropped,
+        "the same repeats dropped"
+    );
+
+    let rows = rebuilt.store().entries().expect("entries");
+    let (index, state): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(k, _)| k[0] == INDEX);
+    assert_eq!(
+        index.len(),
+        rebuilt.state().dedup.len(),
+        "one index row per id"
+    );
+    assert_eq!(
+        state,
+        reference.store().entries().expect("entries"),
+        "the same changelogged rows as the in-memory store"
+    );
+}
+
 /// R-RUN-2: the changelog checkpoint is kept apart from the state rows, is written in one
 /// batch with them, survives a reopen, and can be cleared (after an unclean stop).
 #[test]

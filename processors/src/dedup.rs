@@ -1,32 +1,50 @@
-//! Idempotency by record id (R-TIME-1) in memory bounded by the window, not by history.
+//! Idempotency by record id (R-TIME-1) in memory bounded by the window, not by history; or,
+//! with the window kept in the store, in memory that does not grow with traffic at all.
 //!
 //! A processed record's `(tenant, id)` is remembered as a 128-bit fingerprint in the bucket of
 //! its event time. Buckets are 1/24 of the window wide; a bucket is forgotten, in memory and
 //! in the store, once stream time is a whole window past its end. So an id is remembered for
-//! at least the window and at most the window plus one bucket, and memory holds only the ids
-//! of the last window: it stays flat under steady traffic, however long the engine runs.
-//! (The previous design kept a row, a timer and a timer-index row per record id, about 1 KB
-//! each; see docs/decisions.md.)
+//! at least the window and at most the window plus one bucket.
+//!
+//! Where the ids are looked up ([`DedupWindow::new`]):
+//! - **In memory** (`simulate`, tests: the whole state is in memory anyway): one hash set of
+//!   the window's ids, about 37 bytes an id. Flat under steady traffic, but it grows with the
+//!   traffic rate (about 3.2 GB at 1,000 records/s over 24 hours).
+//! - **In the store** (the runtime, RocksDB on disk): an index row per id, fingerprint →
+//!   bucket, kept in the local store only: derived from the bucket rows below, it costs the
+//!   changelog nothing, and a restore rebuilds what is missing. Memory holds only the ids
+//!   since the last flush (one round) and a few bytes per bucket, whatever the traffic; a
+//!   lookup that misses memory is one store read (RocksDB answers most misses from its bloom
+//!   filters). A forgotten bucket's index rows are deleted a bounded slice per flush; until
+//!   then a row naming a bucket that is no longer in the window counts as absent.
 //!
 //! Store layout: one row per bucket and flush, `[T_DEDUP][bucket: i64 BE][chunk: u32 BE]` →
 //! `[version 1][fingerprint: u128 LE]*`. A flush writes one row per bucket that gained ids,
-//! never rewrites an old one, and forgetting a bucket deletes its rows.
+//! never rewrites an old one, and forgetting a bucket deletes its rows. The index (store mode
+//! only): `[T_DEDUP_INDEX][fingerprint: u128 BE]` → `[bucket: i64 BE]`, written with
+//! [`Store::write_local`].
 //!
 //! Fingerprints are FNV-1a 128 over `tenant 0xFF id`: two different ids collide with
 //! probability about 2^-128 per pair, so a false "duplicate" is not a practical concern.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::store::{StoreError, Write};
+use crate::store::{Store, StoreError, Write};
 
 /// The table tag of dedup rows in the store.
 pub(crate) const T_DEDUP: u8 = b'd';
+/// The table tag of the window's index rows (store mode): local to the store, not changelogged.
+pub(crate) const T_DEDUP_INDEX: u8 = b'D';
 const ROW_VERSION: u8 = 1;
 /// The default window: 24 hours of stream time (SPEC R-TIME-1).
 pub const DEFAULT_WINDOW_MS: i64 = 24 * 3_600_000;
 /// Buckets per window.
 const BUCKETS: i64 = 24;
+/// Index rows a flush deletes at least (store mode), when forgotten buckets are waiting: with
+/// at least twice the ids the flush adds, the deletion keeps up with any traffic, and a flush
+/// never holds a whole bucket's deletions at once.
+const PURGE_PER_FLUSH: usize = 65_536;
 
 /// The fingerprint of a record id.
 pub fn fingerprint(tenant: &str, id: &str) -> u128 {
@@ -115,49 +133,96 @@ struct Bucket {
     chunks: u32,
 }
 
-/// The ids processed in the last window of stream time: one set of 16-byte entries, each
-/// tagged with its bucket (about 26 bytes an id with the set's free room; a map from id to
-/// bucket beside per-bucket lists took 86).
+/// The ids processed in the last window of stream time (see the module's documentation).
 #[derive(Debug)]
 pub struct DedupWindow {
     window_ms: i64,
     bucket_ms: i64,
+    /// Whether the window's ids are looked up in the store ([`T_DEDUP_INDEX`] rows).
+    in_store: bool,
+    /// In memory: every id of the window, each tagged with its bucket (about 26 bytes an id
+    /// with the set's free room). In the store: the ids since the last flush, and ids a
+    /// restore found without index rows until the next flush writes them.
     seen: HashSet<Remembered, BuildHasherDefault<FingerprintHasher>>,
     buckets: BTreeMap<i64, Bucket>,
-    /// Rows to delete at the next flush (forgotten buckets).
+    /// In memory: rows to delete at the next flush (forgotten buckets).
     deleted: Vec<Vec<u8>>,
+    /// In the store: the rows of forgotten buckets whose index rows are still to delete.
+    purge: VecDeque<(i64, u32)>,
+    /// In the store: ids a restore found without index rows, to index at the next flush.
+    unindexed: Vec<(u128, i64)>,
+    /// In the store: index rows a flush deletes at least, when forgotten buckets wait.
+    purge_per_flush: usize,
 }
 
 impl Default for DedupWindow {
     fn default() -> DedupWindow {
-        DedupWindow::new(DEFAULT_WINDOW_MS)
+        DedupWindow::new(DEFAULT_WINDOW_MS, false)
     }
 }
 
 impl DedupWindow {
-    pub fn new(window_ms: i64) -> DedupWindow {
+    /// A window of `window_ms` of stream time, its ids looked up in memory, or in the store
+    /// when `in_store`.
+    pub fn new(window_ms: i64, in_store: bool) -> DedupWindow {
         let window_ms = window_ms.max(1);
         DedupWindow {
             window_ms,
             bucket_ms: (window_ms / BUCKETS).max(1),
+            in_store,
             seen: HashSet::default(),
             buckets: BTreeMap::new(),
             deleted: Vec::new(),
+            purge: VecDeque::new(),
+            unindexed: Vec::new(),
+            purge_per_flush: PURGE_PER_FLUSH,
         }
     }
 
-    /// How many ids are remembered.
+    /// How many ids the window remembers, in memory or in the store.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.buckets.values().map(|b| b.ids).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len() == 0
     }
 
-    pub fn contains(&self, tenant: &str, id: &str) -> bool {
-        self.seen
-            .contains(&Remembered::new(fingerprint(tenant, id), 0))
+    /// How many ids are held in memory (all of them, unless the window is in the store).
+    pub fn in_memory(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether `(tenant, id)` was processed in the window: in memory, or else (in store mode)
+    /// in `store`'s index.
+    pub fn contains<S: Store + ?Sized>(
+        &self,
+        store: &S,
+        tenant: &str,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let fp = fingerprint(tenant, id);
+        if self.seen.contains(&Remembered::new(fp, 0)) {
+            return Ok(true);
+        }
+        if !self.in_store {
+            return Ok(false);
+        }
+        Ok(self
+            .indexed_bucket(store, fp)?
+            .is_some_and(|b| self.buckets.contains_key(&b)))
+    }
+
+    /// The bucket `fp`'s index row names, if it has one.
+    fn indexed_bucket<S: Store + ?Sized>(
+        &self,
+        store: &S,
+        fp: u128,
+    ) -> Result<Option<i64>, StoreError> {
+        let key = index_key(fp);
+        Ok(store
+            .get(&key)?
+            .and_then(|v| v.as_slice().try_into().ok().map(i64::from_be_bytes)))
     }
 
     /// Whether a bucket is past the window at stream time `now`.
@@ -189,7 +254,8 @@ impl DedupWindow {
     /// Forget every bucket past the window at stream time `now`: its ids leave the set (one
     /// pass over it per bucket, once every 1/24 of the window), and the set gives back room
     /// it no longer needs, so memory follows the traffic of the last window down as well as
-    /// up.
+    /// up. In store mode the bucket's rows wait for [`DedupWindow::take_changes`] to delete
+    /// them with their index rows.
     pub fn expire(&mut self, now: i64) {
         let mut forgotten = false;
         while let Some((&bucket, _)) = self.buckets.first_key_value() {
@@ -203,12 +269,18 @@ impl DedupWindow {
             // layout, which can be far apart) stays until that bucket goes: remembered
             // longer, never shorter.
             let t = tag(bucket);
-            if b.ids > 0 && !self.buckets.keys().any(|k| tag(*k) == t) {
+            if !self.seen.is_empty() && !self.buckets.keys().any(|k| tag(*k) == t) {
+                let before = self.seen.len();
                 self.seen.retain(|r| r.tag() != t);
-                forgotten = true;
+                forgotten |= self.seen.len() < before;
             }
-            for chunk in 0..b.chunks {
-                self.deleted.push(row_key(bucket, chunk));
+            if self.in_store {
+                self.unindexed.retain(|(_, b)| *b != bucket);
+                self.purge
+                    .extend((0..b.chunks).map(|chunk| (bucket, chunk)));
+            } else {
+                self.deleted
+                    .extend((0..b.chunks).map(|chunk| row_key(bucket, chunk)));
             }
         }
         if forgotten && self.seen.capacity() > 4 * self.seen.len().max(1024) {
@@ -216,10 +288,24 @@ impl DedupWindow {
         }
     }
 
-    /// The store writes since the last call: new chunks and deleted buckets.
-    pub(crate) fn take_changes(&mut self, batch: &mut Vec<Write>) {
+    /// The store writes since the last call: new chunks and deleted buckets into `batch` (for
+    /// the store and its changelog), and in store mode the index rows into `local` (for the
+    /// store only). Reads `store` for the rows of forgotten buckets.
+    pub(crate) fn take_changes<S: Store + ?Sized>(
+        &mut self,
+        store: &S,
+        batch: &mut Vec<Write>,
+        local: &mut Vec<Write>,
+    ) -> Result<(), StoreError> {
         for key in self.deleted.drain(..) {
             batch.push((key, None));
+        }
+        if self.in_store {
+            let added: usize = self.buckets.values().map(|b| b.unsaved.len()).sum();
+            self.purge_some(store, self.purge_per_flush.max(2 * added), batch, local)?;
+            for (fp, bucket) in self.unindexed.drain(..) {
+                local.push((index_key(fp), Some(bucket.to_be_bytes().to_vec())));
+            }
         }
         for (&bucket, b) in self.buckets.iter_mut() {
             if b.unsaved.is_empty() {
@@ -229,45 +315,112 @@ impl DedupWindow {
             value.push(ROW_VERSION);
             for fp in b.unsaved.drain(..) {
                 value.extend_from_slice(&fp.to_le_bytes());
+                if self.in_store {
+                    local.push((index_key(fp), Some(bucket.to_be_bytes().to_vec())));
+                }
             }
             b.unsaved.shrink_to(64);
             batch.push((row_key(bucket, b.chunks), Some(value)));
             b.chunks += 1;
         }
+        if self.in_store {
+            // What was flushed is looked up in the store from now on.
+            self.seen.clear();
+            if self.seen.capacity() > 65_536 {
+                self.seen.shrink_to(0);
+            }
+        }
+        Ok(())
     }
 
-    /// Load one stored row (`key` starts with [`T_DEDUP`]).
-    pub(crate) fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let corrupt = |reason: &str| StoreError::Corrupt {
-            key: format!("{key:?}"),
-            reason: reason.to_string(),
-        };
-        let (Some(bucket), Some(chunk)) = (
-            key.get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .map(i64::from_be_bytes),
-            key.get(9..13)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_be_bytes),
-        ) else {
-            return Err(corrupt("dedup row key is not [tag][bucket][chunk]"));
-        };
-        match value.split_first() {
-            Some((&ROW_VERSION, ids)) if ids.len() % 16 == 0 => {
-                let b = self.buckets.entry(bucket).or_default();
-                b.chunks = b.chunks.max(chunk + 1);
-                for raw in ids.chunks_exact(16) {
-                    let mut bytes = [0u8; 16];
-                    bytes.copy_from_slice(raw);
-                    let fp = u128::from_le_bytes(bytes);
-                    if self.seen.insert(Remembered::new(fp, bucket)) {
-                        b.ids += 1;
+    /// The index rows of the ids a restore found without them ([`DedupWindow::restore`]), for
+    /// a store that writes them at once: those ids are then looked up there, not in memory.
+    pub(crate) fn take_unindexed(&mut self, local: &mut Vec<Write>) {
+        for (fp, bucket) in self.unindexed.drain(..) {
+            self.seen.remove(&Remembered::new(fp, bucket));
+            local.push((index_key(fp), Some(bucket.to_be_bytes().to_vec())));
+        }
+        if self.seen.capacity() > 65_536 && self.seen.len() < 1024 {
+            self.seen.shrink_to(0);
+        }
+    }
+
+    /// Delete the rows of forgotten buckets, up to about `budget` ids: each id's index row
+    /// (unless the id was remembered again since, in a later bucket), then the bucket's row.
+    fn purge_some<S: Store + ?Sized>(
+        &mut self,
+        store: &S,
+        budget: usize,
+        batch: &mut Vec<Write>,
+        local: &mut Vec<Write>,
+    ) -> Result<(), StoreError> {
+        let mut spent = 0;
+        while spent < budget {
+            let Some(&(bucket, chunk)) = self.purge.front() else {
+                break;
+            };
+            let key = row_key(bucket, chunk);
+            if let Some(value) = store.get(&key)? {
+                let (_, _, ids) = parse_row(&key, &value)?;
+                for fp in ids {
+                    if self.indexed_bucket(store, fp)? == Some(bucket) {
+                        local.push((index_key(fp), None));
                     }
+                    spent += 1;
                 }
-                Ok(())
+                batch.push((key, None));
             }
-            Some((&ROW_VERSION, _)) => Err(corrupt("dedup row length is not a multiple of 16")),
-            _ => Err(corrupt("unknown dedup row version")),
+            self.purge.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Restore the window from `store`'s rows at stream time `now`. In memory, every id goes
+    /// into the set. In the store, a row whose ids are indexed is only counted; the ids of a
+    /// row without index rows (a store restored from the changelog, or written in memory
+    /// mode) are held in memory and indexed at the next flush; a forgotten bucket's rows are
+    /// queued for deletion.
+    pub(crate) fn restore<S: Store + ?Sized>(
+        &mut self,
+        store: &S,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        store.scan_tag(T_DEDUP, &mut |key, value| {
+            let (bucket, chunk, ids) = parse_row(key, value)?;
+            if !self.in_store {
+                self.load_ids(bucket, chunk, ids);
+                return Ok(());
+            }
+            if self.expired(bucket, now) {
+                self.purge.push_back((bucket, chunk));
+                return Ok(());
+            }
+            let b = self.buckets.entry(bucket).or_default();
+            b.chunks = b.chunks.max(chunk + 1);
+            b.ids += ids.len();
+            let mut ids = ids.peekable();
+            let indexed = match ids.peek() {
+                Some(&first) => self.indexed_bucket(store, first)? == Some(bucket),
+                None => true,
+            };
+            if !indexed {
+                for fp in ids {
+                    self.seen.insert(Remembered::new(fp, bucket));
+                    self.unindexed.push((fp, bucket));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Take the ids of one row into the set (memory mode).
+    fn load_ids(&mut self, bucket: i64, chunk: u32, ids: impl Iterator<Item = u128>) {
+        let b = self.buckets.entry(bucket).or_default();
+        b.chunks = b.chunks.max(chunk + 1);
+        for fp in ids {
+            if self.seen.insert(Remembered::new(fp, bucket)) {
+                b.ids += 1;
+            }
         }
     }
 
@@ -282,6 +435,50 @@ impl DedupWindow {
     }
 }
 
+/// Read one stored row (`key` starts with [`T_DEDUP`]): its bucket, chunk and ids.
+pub(crate) fn parse_row<'a>(
+    key: &[u8],
+    value: &'a [u8],
+) -> Result<(i64, u32, impl ExactSizeIterator<Item = u128> + 'a), StoreError> {
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        key: format!("{key:?}"),
+        reason: reason.to_string(),
+    };
+    let (Some(bucket), Some(chunk)) = (
+        key.get(1..9)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_be_bytes),
+        key.get(9..13)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes),
+    ) else {
+        return Err(corrupt("dedup row key is not [tag][bucket][chunk]"));
+    };
+    match value.split_first() {
+        Some((&ROW_VERSION, ids)) if ids.len() % 16 == 0 => {
+            let ids = ids.chunks_exact(16).map(|raw| {
+                let mut bytes = [0u8; 16];
+                bytes.copy_from_slice(raw);
+                u128::from_le_bytes(bytes)
+            });
+            Ok((bucket, chunk, ids))
+        }
+        Some((&ROW_VERSION, _)) => Err(corrupt("dedup row length is not a multiple of 16")),
+        _ => Err(corrupt("unknown dedup row version")),
+    }
+}
+
+/// Read one index row (`key` starts with [`T_DEDUP_INDEX`]): the bucket it names.
+pub(crate) fn parse_index_row(key: &[u8], value: &[u8]) -> Result<i64, StoreError> {
+    match (key.len(), <[u8; 8]>::try_from(value)) {
+        (17, Ok(bucket)) => Ok(i64::from_be_bytes(bucket)),
+        _ => Err(StoreError::Corrupt {
+            key: format!("{key:?}"),
+            reason: "dedup index row is not [tag][fingerprint] -> [bucket]".into(),
+        }),
+    }
+}
+
 fn row_key(bucket: i64, chunk: u32) -> Vec<u8> {
     let mut key = Vec::with_capacity(13);
     key.push(T_DEDUP);
@@ -290,116 +487,256 @@ fn row_key(bucket: i64, chunk: u32) -> Vec<u8> {
     key
 }
 
+fn index_key(fp: u128) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.push(T_DEDUP_INDEX);
+    key.extend_from_slice(&fp.to_be_bytes());
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MemStore;
 
     const HOUR: i64 = 3_600_000;
+    const MODES: [bool; 2] = [false, true];
 
     /// Write the window's changes into `store`, as a flush does.
-    fn flush(w: &mut DedupWindow, store: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
-        let mut batch = Vec::new();
-        w.take_changes(&mut batch);
-        for (k, v) in batch {
-            match v {
-                Some(v) => store.insert(k, v),
-                None => store.remove(&k),
-            };
-        }
+    fn flush(w: &mut DedupWindow, store: &mut MemStore) {
+        let (mut batch, mut local) = (Vec::new(), Vec::new());
+        w.take_changes(&*store, &mut batch, &mut local)
+            .expect("changes");
+        store.write_owned(batch).expect("write");
+        store.write_local(local).expect("write");
+    }
+
+    fn has(w: &DedupWindow, store: &MemStore, tenant: &str, id: &str) -> bool {
+        w.contains(store, tenant, id).expect("lookup")
+    }
+
+    fn rows(store: &MemStore, tag: u8) -> usize {
+        store.map.keys().filter(|k| k[0] == tag).count()
     }
 
     #[test]
     fn ids_are_remembered_for_the_window_then_forgotten() {
-        let mut w = DedupWindow::new(24 * HOUR);
-        w.insert("t", "a", 10 * HOUR, 10 * HOUR);
-        assert!(w.contains("t", "a"));
-        assert!(!w.contains("t", "b"));
-        assert!(!w.contains("u", "a"));
-        w.expire(10 * HOUR + 24 * HOUR - 1);
-        assert!(w.contains("t", "a"), "still inside the window");
-        w.expire(10 * HOUR + 25 * HOUR);
-        assert!(
-            !w.contains("t", "a"),
-            "a bucket past the window is forgotten"
-        );
-        assert!(w.is_empty());
+        for in_store in MODES {
+            let mut w = DedupWindow::new(24 * HOUR, in_store);
+            let mut store = MemStore::default();
+            w.insert("t", "a", 10 * HOUR, 10 * HOUR);
+            assert!(has(&w, &store, "t", "a"), "before a flush");
+            flush(&mut w, &mut store);
+            assert!(has(&w, &store, "t", "a"), "after a flush");
+            assert!(!has(&w, &store, "t", "b"));
+            assert!(!has(&w, &store, "u", "a"));
+            w.expire(10 * HOUR + 24 * HOUR - 1);
+            assert!(has(&w, &store, "t", "a"), "still inside the window");
+            w.expire(10 * HOUR + 25 * HOUR);
+            assert!(
+                !has(&w, &store, "t", "a"),
+                "a bucket past the window is forgotten (in store: {in_store})"
+            );
+            assert!(w.is_empty());
+            flush(&mut w, &mut store);
+            assert!(store.map.is_empty(), "its rows are deleted");
+        }
     }
 
     /// R-TIME-1: over two windows of steady traffic, each id is remembered exactly while its
     /// bucket is inside the window (checked against a plain map of id → bucket), and a window
-    /// restored from its rows at any flush remembers the same ids.
+    /// restored at any flush remembers the same ids: from the store as it is, and (in store
+    /// mode) from the changelogged rows alone, without the index, as after a restore from
+    /// the changelog.
     #[test]
     fn ids_are_remembered_exactly_for_their_bucket_window() {
-        let window = 24 * HOUR;
-        let bucket_ms = window / BUCKETS;
-        let mut w = DedupWindow::new(window);
-        let mut model: BTreeMap<String, i64> = BTreeMap::new();
-        let mut store = BTreeMap::new();
-        let mut now = 0;
-        for i in 0..2_000i64 {
-            now += 97 * 60_000 / 4; // about 24 minutes a record: two windows in all
-            let id = format!("r{i}");
-            w.expire(now);
-            w.insert("t", &id, now, now);
-            model.insert(id, now.div_euclid(bucket_ms));
-            if i % 50 == 0 {
-                flush(&mut w, &mut store);
-                let mut restored = DedupWindow::new(window);
-                for (k, v) in &store {
-                    restored.load_row(k, v).expect("row");
+        for in_store in MODES {
+            let window = 24 * HOUR;
+            let bucket_ms = window / BUCKETS;
+            let mut w = DedupWindow::new(window, in_store);
+            let mut model: BTreeMap<String, i64> = BTreeMap::new();
+            let mut store = MemStore::default();
+            let mut now = 0;
+            for i in 0..2_000i64 {
+                now += 97 * 60_000 / 4; // about 24 minutes a record: two windows in all
+                let id = format!("r{i}");
+                w.expire(now);
+                w.insert("t", &id, now, now);
+                model.insert(id, now.div_euclid(bucket_ms));
+                if i % 50 != 0 {
+                    continue;
                 }
+                flush(&mut w, &mut store);
+                let mut changelog = store.clone();
+                changelog.map.retain(|k, _| k[0] != T_DEDUP_INDEX);
+                let mut restored = DedupWindow::new(window, in_store);
+                restored.restore(&store, now).expect("restore");
+                let mut rebuilt = DedupWindow::new(window, in_store);
+                rebuilt.restore(&changelog, now).expect("restore");
                 for (id, bucket) in &model {
                     let alive = !w.expired(*bucket, now);
-                    assert_eq!(w.contains("t", id), alive, "{id} at {now}");
-                    assert_eq!(restored.contains("t", id), alive, "restored {id} at {now}");
+                    assert_eq!(has(&w, &store, "t", id), alive, "{id} at {now}");
+                    assert_eq!(has(&restored, &store, "t", id), alive, "restored {id}");
+                    assert_eq!(has(&rebuilt, &changelog, "t", id), alive, "rebuilt {id}");
                 }
                 assert_eq!(w.len(), restored.len());
+                assert_eq!(w.len(), rebuilt.len());
+                if in_store {
+                    assert_eq!(w.in_memory(), 0, "flushed ids are looked up in the store");
+                    assert_eq!(
+                        restored.in_memory(),
+                        0,
+                        "an indexed store is read, not loaded"
+                    );
+                    assert_eq!(
+                        rows(&store, T_DEDUP_INDEX),
+                        w.len(),
+                        "one index row per id of the window: forgotten ones are deleted"
+                    );
+                    // The rebuilt window indexes what it found at its next flush, or at once
+                    // when asked (the runtime, after a restore).
+                    let mut at_once = changelog.clone();
+                    let mut indexed = DedupWindow::new(window, in_store);
+                    indexed.restore(&at_once, now).expect("restore");
+                    let mut local = Vec::new();
+                    indexed.take_unindexed(&mut local);
+                    at_once.write_local(local).expect("write");
+                    assert_eq!(indexed.in_memory(), 0);
+                    assert_eq!(at_once, store, "the index written at once is the store's");
+                    flush(&mut rebuilt, &mut changelog);
+                    assert_eq!(rebuilt.in_memory(), 0);
+                    assert_eq!(
+                        changelog, store,
+                        "the rebuilt index is the same as the store's"
+                    );
+                }
             }
         }
+    }
+
+    /// In store mode, an id remembered again after its bucket was forgotten, while that
+    /// bucket's index rows wait to be deleted, stays remembered when they are.
+    #[test]
+    fn an_id_remembered_again_survives_its_old_buckets_purge() {
+        let mut w = DedupWindow::new(24 * HOUR, true);
+        w.purge_per_flush = 10;
+        let mut store = MemStore::default();
+        for i in 0..10 {
+            w.insert("t", &format!("x{i}"), 0, 0);
+        }
+        flush(&mut w, &mut store);
+        w.insert("t", "a", 0, 0);
+        flush(&mut w, &mut store);
+        w.expire(26 * HOUR);
+        assert!(
+            !has(&w, &store, "t", "a"),
+            "forgotten before its rows are deleted"
+        );
+        w.insert("t", "a", 26 * HOUR, 26 * HOUR);
+        flush(&mut w, &mut store);
+        assert_eq!(
+            rows(&store, T_DEDUP),
+            2,
+            "one flush deleted the first old row only"
+        );
+        flush(&mut w, &mut store);
+        assert_eq!(rows(&store, T_DEDUP), 1, "the next one deleted a's old row");
+        assert!(
+            has(&w, &store, "t", "a"),
+            "a stays remembered in its new bucket"
+        );
+        assert!(!has(&w, &store, "t", "x0"));
+        assert_eq!(
+            rows(&store, T_DEDUP_INDEX),
+            1,
+            "the x's index rows are deleted"
+        );
+    }
+
+    /// In store mode a flush deletes a bounded slice of a forgotten bucket's index rows;
+    /// the rest count as absent meanwhile and go with later flushes.
+    #[test]
+    fn forgotten_index_rows_are_deleted_a_slice_per_flush() {
+        let mut w = DedupWindow::new(24 * HOUR, true);
+        w.purge_per_flush = 15;
+        let mut store = MemStore::default();
+        for chunk in 0..4 {
+            for i in 0..10 {
+                w.insert("t", &format!("{chunk}-{i}"), 0, 0);
+            }
+            flush(&mut w, &mut store);
+        }
+        w.expire(26 * HOUR);
+        flush(&mut w, &mut store);
+        assert_eq!(rows(&store, T_DEDUP), 2, "two rows of ten ids went");
+        assert_eq!(rows(&store, T_DEDUP_INDEX), 20);
+        assert!(
+            !has(&w, &store, "t", "3-0"),
+            "a row still there counts as absent"
+        );
+        flush(&mut w, &mut store);
+        assert!(store.map.is_empty());
     }
 
     /// Ids adopted from the former layout can lie 256 buckets apart and share a tag:
     /// forgetting one bucket keeps the other's ids.
     #[test]
     fn a_bucket_sharing_a_tag_keeps_its_ids() {
-        let mut w = DedupWindow::new(24 * HOUR);
+        let store = MemStore::default();
+        let mut w = DedupWindow::new(24 * HOUR, false);
         w.adopt("t", "old", 0);
         w.adopt("t", "new", 256 * HOUR);
         w.expire(256 * HOUR);
         assert!(!w.buckets.contains_key(&0), "the old bucket is forgotten");
-        assert!(w.contains("t", "new"), "the newer bucket's id stays");
+        assert!(has(&w, &store, "t", "new"), "the newer bucket's id stays");
         w.expire(300 * HOUR);
         assert!(w.is_empty());
     }
 
     #[test]
     fn an_id_older_than_the_window_is_not_remembered() {
-        let mut w = DedupWindow::new(24 * HOUR);
-        w.insert("t", "old", 0, 30 * HOUR);
-        assert!(!w.contains("t", "old"));
+        for in_store in MODES {
+            let mut store = MemStore::default();
+            let mut w = DedupWindow::new(24 * HOUR, in_store);
+            w.insert("t", "old", 0, 30 * HOUR);
+            flush(&mut w, &mut store);
+            assert!(!has(&w, &store, "t", "old"));
+            assert!(store.map.is_empty());
+        }
     }
 
     #[test]
     fn rows_restore_the_same_window_and_expiry_deletes_them() {
-        let mut w = DedupWindow::new(24 * HOUR);
-        let mut store = BTreeMap::new();
-        w.insert("t", "a", HOUR, HOUR);
-        flush(&mut w, &mut store);
-        w.insert("t", "b", HOUR + 1, HOUR + 1);
-        w.insert("t", "c", 5 * HOUR, 5 * HOUR);
-        flush(&mut w, &mut store);
-        assert_eq!(store.len(), 3, "one new row per bucket and flush");
+        for in_store in MODES {
+            let mut w = DedupWindow::new(24 * HOUR, in_store);
+            let mut store = MemStore::default();
+            w.insert("t", "a", HOUR, HOUR);
+            flush(&mut w, &mut store);
+            w.insert("t", "b", HOUR + 1, HOUR + 1);
+            w.insert("t", "c", 5 * HOUR, 5 * HOUR);
+            flush(&mut w, &mut store);
+            assert_eq!(rows(&store, T_DEDUP), 3, "one new row per bucket and flush");
 
-        let mut restored = DedupWindow::new(24 * HOUR);
-        for (k, v) in &store {
-            restored.load_row(k, v).expect("row");
+            let mut restored = DedupWindow::new(24 * HOUR, in_store);
+            restored.restore(&store, 5 * HOUR).expect("restore");
+            for id in ["a", "b", "c"] {
+                assert!(has(&restored, &store, "t", id));
+            }
+            restored.expire(27 * HOUR);
+            flush(&mut restored, &mut store);
+            assert!(!has(&restored, &store, "t", "a") && has(&restored, &store, "t", "c"));
+            assert_eq!(
+                rows(&store, T_DEDUP),
+                1,
+                "the expired bucket's rows are deleted"
+            );
+
+            // A restore after the window: the rows of forgotten buckets are deleted at once.
+            let mut late = DedupWindow::new(24 * HOUR, in_store);
+            late.restore(&store, 40 * HOUR).expect("restore");
+            late.expire(40 * HOUR);
+            flush(&mut late, &mut store);
+            assert!(store.map.is_empty(), "in store: {in_store}");
         }
-        for id in ["a", "b", "c"] {
-            assert!(restored.contains("t", id));
-        }
-        restored.expire(27 * HOUR);
-        flush(&mut restored, &mut store);
-        assert!(!restored.contains("t", "a") && restored.contains("t", "c"));
-        assert_eq!(store.len(), 1, "the expired bucket's rows are deleted");
     }
 }

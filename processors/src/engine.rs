@@ -21,6 +21,10 @@ pub struct Settings {
     /// How long (in stream time) a processed record id is remembered for idempotency
     /// (R-TIME-1; up to 1/24 longer, see [`crate::dedup`]).
     pub dedup_retention_ms: i64,
+    /// Whether the dedup window's ids are looked up in the store rather than held in memory
+    /// (the runtime, whose store is RocksDB on disk: memory then does not grow with traffic;
+    /// see [`crate::dedup`]).
+    pub dedup_in_store: bool,
     /// Bound on the outputs one record may cause, against a misconfigured feedback loop.
     pub max_outputs_per_record: usize,
     /// How long (in stream time) a Closed conversation stays in memory before its rows move
@@ -40,6 +44,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             dedup_retention_ms: crate::dedup::DEFAULT_WINDOW_MS,
+            dedup_in_store: false,
             max_outputs_per_record: 100_000,
             archive_closed_after_ms: Some(DEFAULT_ARCHIVE_AFTER_MS),
             analytics: true,
@@ -286,7 +291,9 @@ impl<S: Store> Engine<S> {
         settings: Settings,
         processors: Vec<Box<dyn Processor>>,
     ) -> Result<Engine<S>, StoreError> {
-        let state = State::load(&store, settings.dedup_retention_ms)?;
+        let window =
+            crate::dedup::DedupWindow::new(settings.dedup_retention_ms, settings.dedup_in_store);
+        let state = State::load(&store, window)?;
         Ok(Engine {
             state,
             store,
@@ -333,24 +340,34 @@ impl<S: Store> Engine<S> {
         self.fire_due_timers(&mut step);
 
         if let Some((tenant, id)) = input.tenant_and_id() {
-            if tenant.is_empty() || id.is_empty() {
-                step.rejected = Some(Rejection::new("tenant and id must not be empty"));
-            } else if self.state.dedup.contains(tenant, id) {
-                self.stats.duplicates += 1;
-                step.duplicate = true;
-            } else if let Err(e) = self
-                .restore_named(tenant, input)
-                .and_then(|()| self.load_sender(tenant, input))
-            {
-                step.rejected = Some(Rejection(e.to_string()));
-            } else {
-                match self.apply(ts, tenant, id, Some(input), None) {
-                    Ok(outputs) => {
-                        let now = self.state.stream_time();
-                        self.state.dedup.insert(tenant, id, ts, now);
-                        step.outputs.extend(outputs.into_iter().map(|o| (ts, o)));
+            let seen = match (tenant.is_empty() || id.is_empty(), &self.store) {
+                (true, _) => Err(Rejection::new("tenant and id must not be empty")),
+                (false, store) => self
+                    .state
+                    .dedup
+                    .contains(store, tenant, id)
+                    .map_err(|e| Rejection(e.to_string())),
+            };
+            match seen {
+                Err(r) => step.rejected = Some(r),
+                Ok(true) => {
+                    self.stats.duplicates += 1;
+                    step.duplicate = true;
+                }
+                Ok(false) => {
+                    let applied = self
+                        .restore_named(tenant, input)
+                        .and_then(|()| self.load_sender(tenant, input))
+                        .map_err(|e| Rejection(e.to_string()))
+                        .and_then(|()| self.apply(ts, tenant, id, Some(input), None));
+                    match applied {
+                        Ok(outputs) => {
+                            let now = self.state.stream_time();
+                            self.state.dedup.insert(tenant, id, ts, now);
+                            step.outputs.extend(outputs.into_iter().map(|o| (ts, o)));
+                        }
+                        Err(r) => step.rejected = Some(r),
                     }
-                    Err(r) => step.rejected = Some(r),
                 }
             }
         }
@@ -625,22 +642,53 @@ impl<S: Store> Engine<S> {
     /// Write every state change since the last flush to the store, handing the batch over
     /// (nothing else needs it: `simulate`, tests); the number of writes.
     pub fn flush_into_store(&mut self) -> Result<usize, StoreError> {
-        let batch = self.state.take_changes()?;
-        let n = batch.len();
-        if n > 0 {
+        let (batch, local) = self.changes()?;
+        let n = batch.len() + local.len();
+        if !batch.is_empty() {
             self.store.write_owned(batch)?;
+        }
+        if !local.is_empty() {
+            self.store.write_local(local)?;
         }
         Ok(n)
     }
 
     /// Write every state change since the last flush to the store, returning the batch (the
-    /// runtime also sends it to the changelog topic).
+    /// runtime also sends it to the changelog topic; rows derived for the store alone, the
+    /// dedup window's index, are not in it).
     pub fn flush(&mut self) -> Result<Vec<Write>, StoreError> {
-        let batch = self.state.take_changes()?;
+        let (batch, local) = self.changes()?;
         if !batch.is_empty() {
             self.store.write(&batch)?;
         }
+        if !local.is_empty() {
+            self.store.write_local(local)?;
+        }
         Ok(batch)
+    }
+
+    /// Write the dedup window's index rows for the ids a restore found without them (a store
+    /// restored from its changelog), with [`Store::write_local`]; they then leave memory. For
+    /// a store that makes them durable at once: they only describe rows it already holds.
+    pub fn index_restored_ids(&mut self) -> Result<usize, StoreError> {
+        let mut local = Vec::new();
+        self.state.dedup.take_unindexed(&mut local);
+        let n = local.len();
+        if n > 0 {
+            self.store.write_local(local)?;
+        }
+        Ok(n)
+    }
+
+    /// The state's changes since the last flush: for the store and its changelog, and for
+    /// the store alone.
+    fn changes(&mut self) -> Result<(Vec<Write>, Vec<Write>), StoreError> {
+        let mut batch = self.state.take_changes()?;
+        let mut local = Vec::new();
+        self.state
+            .dedup
+            .take_changes(&self.store, &mut batch, &mut local)?;
+        Ok((batch, local))
     }
 }
 

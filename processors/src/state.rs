@@ -658,18 +658,28 @@ fn drain<K: Ord + Clone + std::hash::Hash + Serialize, V: Clone + Serialize, M: 
 }
 
 impl State {
-    /// Empty state whose dedup window is `dedup_window_ms` of stream time.
-    pub fn new(dedup_window_ms: i64) -> State {
+    /// Empty state with this (empty) dedup window.
+    pub fn new(dedup: crate::dedup::DedupWindow) -> State {
         State {
-            dedup: crate::dedup::DedupWindow::new(dedup_window_ms),
+            dedup,
             ..State::default()
         }
     }
 
-    /// Restore the state from every entry of a store.
-    pub fn load<S: Store>(store: &S, dedup_window_ms: i64) -> Result<State, StoreError> {
-        let mut state = State::new(dedup_window_ms);
-        for (k, v) in store.entries_except(&[T_ARCHIVE, T_ARCHIVE_SHORT])? {
+    /// Restore the state from every entry of a store, into `dedup` the record ids of its
+    /// window.
+    pub fn load<S: Store>(
+        store: &S,
+        dedup: crate::dedup::DedupWindow,
+    ) -> Result<State, StoreError> {
+        let mut state = State::new(dedup);
+        let apart = [
+            T_ARCHIVE,
+            T_ARCHIVE_SHORT,
+            crate::dedup::T_DEDUP,
+            crate::dedup::T_DEDUP_INDEX,
+        ];
+        for (k, v) in store.entries_except(&apart)? {
             match k.first().copied() {
                 Some(T_TENANT) => {
                     let tenant: String = parse(&k, &k[1..])?;
@@ -677,7 +687,6 @@ impl State {
                     row.config = Arc::new(Arc::unwrap_or_clone(row.config).compile());
                     state.tenants.load(tenant, row);
                 }
-                Some(crate::dedup::T_DEDUP) => state.dedup.load_row(&k, &v)?,
                 Some(T_SEEN) => {
                     // The former one-row-per-id layout: adopt the id, delete the row.
                     let (tenant, id): TenantKey = parse(&k, &k[1..])?;
@@ -720,6 +729,8 @@ impl State {
         // per customer); those of customers with no conversation in memory go at once.
         state.sweep_customers();
         crate::assignment::rebuild_all(&mut state);
+        let now = state.stream_time();
+        state.dedup.restore(store, now)?;
         Ok(state)
     }
 
@@ -782,9 +793,12 @@ impl State {
                 Ok(serde_json::json!({ "key": tenant, "value": row }))
             }
             Some(crate::dedup::T_DEDUP) => {
-                let mut scratch = State::new(crate::dedup::DEFAULT_WINDOW_MS);
-                scratch.dedup.load_row(key, value)?;
-                Ok(serde_json::json!({ "dedup_bucket_bytes": value.len() }))
+                let (bucket, chunk, ids) = crate::dedup::parse_row(key, value)?;
+                Ok(serde_json::json!({ "dedup_bucket": bucket, "chunk": chunk, "ids": ids.len() }))
+            }
+            Some(crate::dedup::T_DEDUP_INDEX) => {
+                let bucket = crate::dedup::parse_index_row(key, value)?;
+                Ok(serde_json::json!({ "dedup_index_bucket": bucket }))
             }
             Some(T_SEEN) => {
                 let k: TenantKey = parse(key, &key[1..])?;
@@ -882,7 +896,9 @@ impl State {
         crate::assignment::rebuild_tenant(self, tenant);
     }
 
-    /// Every row changed since the last call, encoded for the store (and its changelog).
+    /// Every row changed since the last call, encoded for the store (and its changelog); the
+    /// dedup window's rows apart ([`crate::dedup::DedupWindow::take_changes`], which reads the
+    /// store).
     pub fn take_changes(&mut self) -> Result<Vec<Write>, StoreError> {
         self.take_changes_as(None)
     }
@@ -893,7 +909,6 @@ impl State {
         let mut batch: Vec<Write> = self.legacy_rows.drain(..).map(|k| (k, None)).collect();
         batch.append(&mut self.archive_writes);
         self.archive_index.clear();
-        self.dedup.take_changes(&mut batch);
         for (tag, table) in self.tables() {
             table.drain_into(tag, rows, &mut batch)?;
         }
@@ -1266,7 +1281,7 @@ mod tests {
     #[test]
     fn timer_index_rows_of_former_stores_load_and_are_deleted() {
         let t0 = 1_772_445_600_000;
-        let mut state = State::new(Settings::default().dedup_retention_ms);
+        let mut state = State::new(Default::default());
         let timer = Timer {
             tenant: "acme".into(),
             kind: TimerKind::Wake {
@@ -1302,7 +1317,7 @@ mod tests {
         use crate::analytics::{Durations, Figures, Measure};
         let start = 1_772_445_600_000;
         let settings = Settings::default();
-        let mut state = State::new(settings.dedup_retention_ms);
+        let mut state = State::new(Default::default());
         let timer = Timer {
             tenant: "acme".into(),
             kind: TimerKind::Wake {
@@ -1389,7 +1404,7 @@ mod tests {
             .values()
             .any(|v| v.first() == Some(&BINARY_ROW_V1)));
 
-        let mut state = State::load(&binary, Settings::default().dedup_retention_ms).expect("load");
+        let mut state = State::load(&binary, Default::default()).expect("load");
         for (_, t) in state.tables() {
             t.mark_all_changed();
         }

@@ -23,6 +23,8 @@ pub enum StoreError {
 pub type Entry = (Vec<u8>, Vec<u8>);
 /// A write: a key and its new value, or `None` to delete it.
 pub type Write = (Vec<u8>, Option<Vec<u8>>);
+/// What [`Store::scan_tag`] calls with each (key, value).
+pub type RowVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
 
 /// Ordered bytes-to-bytes storage.
 pub trait Store {
@@ -37,6 +39,21 @@ pub trait Store {
     }
     /// The value of one key, as the writes so far left it.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes of rows derived from the others (the dedup window's index), kept in this store
+    /// only: a store with a changelog does not send them, and a restore rebuilds them. They
+    /// become durable with the next [`Store::write`], never before it.
+    fn write_local(&mut self, batch: Vec<Write>) -> Result<(), StoreError> {
+        self.write_owned(batch)
+    }
+    /// Call `f` with every entry whose key starts with `tag`, in key order, one at a time.
+    fn scan_tag(&self, tag: u8, f: &mut RowVisitor) -> Result<(), StoreError> {
+        for (k, v) in self.entries()? {
+            if k.first() == Some(&tag) {
+                f(&k, &v)?;
+            }
+        }
+        Ok(())
+    }
     /// Every entry whose key does not start with one of `tags`, in key order (what the engine
     /// loads into memory: archived rows stay in the store).
     fn entries_except(&self, tags: &[u8]) -> Result<Vec<Entry>, StoreError> {
@@ -73,6 +90,16 @@ impl Store for MemStore {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.map.get(key).cloned())
+    }
+
+    fn scan_tag(&self, tag: u8, f: &mut RowVisitor) -> Result<(), StoreError> {
+        for (k, v) in self.map.range(vec![tag]..) {
+            if k.first() != Some(&tag) {
+                break;
+            }
+            f(k, v)?;
+        }
+        Ok(())
     }
 
     fn write_owned(&mut self, batch: Vec<Write>) -> Result<(), StoreError> {

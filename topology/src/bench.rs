@@ -103,16 +103,19 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
         // The same without the cc.analytics windows: what they cost through Kafka.
         let mut lean = base(&app("bench-lean"), Guarantee::Deduplicated);
         lean.engine.analytics = false;
-        (eos, dedup, lean)
+        // The same with the dedup window's ids in memory rather than looked up in RocksDB.
+        let mut ids = base(&app("bench-ids"), Guarantee::Deduplicated);
+        ids.engine.dedup_window_in_memory = true;
+        (eos, dedup, lean, ids)
     };
-    let rounds: Vec<(Config, Config, Config)> = (0..repeat).map(round).collect();
+    let rounds: Vec<(Config, Config, Config, Config)> = (0..repeat).map(round).collect();
     let dedup = rounds[0].1.clone();
     // Topics: the mock cluster creates them itself (its admin API does not answer).
     // Every run's topics (the shared inputs and outputs, each run's changelog and instance
     // directory), once each.
     let mut topics: Vec<String> = rounds
         .iter()
-        .flat_map(|(a, b, c)| [a, b, c])
+        .flat_map(|(a, b, c, d)| [a, b, c, d])
         .flat_map(|c| kafka::topic_plan(c, ""))
         .map(|(n, _)| n)
         .collect();
@@ -127,8 +130,8 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
             }
         }
         None => {
-            for (a, b, c) in &rounds {
-                for config in [a, b, c] {
+            for (a, b, c, d) in &rounds {
+                for config in [a, b, c, d] {
                     kafka::create_topics(config, "").map_err(|e| e.to_string())?;
                 }
             }
@@ -155,7 +158,7 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
     );
     // Per run name, each repetition's ratio to the in-process run just before it.
     let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for (i, (eos, dedup, lean)) in rounds.into_iter().enumerate() {
+    for (i, (eos, dedup, lean, ids)) in rounds.into_iter().enumerate() {
         if repeat > 1 {
             let _ = writeln!(report, "run {} of {repeat}", i + 1);
         }
@@ -171,6 +174,7 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
         }
         runs.push(("deduplicated", dedup));
         runs.push(("no analytics", lean));
+        runs.push(("ids in memory", ids));
         let mut rates = BTreeMap::new();
         for (name, config) in runs {
             let guarantee = match config.kafka.guarantee {
@@ -205,6 +209,15 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
                 "{:<14} deduplicated with / without cc.analytics: {:.2}",
                 "analytics",
                 with / without.max(f64::MIN_POSITIVE)
+            );
+        }
+        if let (Some(store), Some(memory)) = (rates.get("deduplicated"), rates.get("ids in memory"))
+        {
+            let _ = writeln!(
+                report,
+                "{:<14} deduplicated with the dedup window in RocksDB / in memory: {:.2}",
+                "dedup window",
+                store / memory.max(f64::MIN_POSITIVE)
             );
         }
     }

@@ -164,6 +164,9 @@ pub struct Log {
 pub struct Engine {
     /// How long processed record ids are remembered for idempotency, in hours of stream time.
     pub dedup_retention_hours: i64,
+    /// Hold the dedup window's ids in memory (about 40 bytes each, so memory grows with the
+    /// traffic) instead of looking them up in RocksDB (the default: memory does not grow).
+    pub dedup_window_in_memory: bool,
     /// How long a partition waits for its other topics before processing what it has (SPEC
     /// §1.3, live data).
     pub max_idle_ms: i64,
@@ -184,6 +187,7 @@ impl Default for Engine {
     fn default() -> Self {
         Engine {
             dedup_retention_hours: 24,
+            dedup_window_in_memory: false,
             max_idle_ms: 100,
             archive_closed_after_minutes: 60,
             analytics: true,

@@ -32,7 +32,7 @@ use switchboard_processors::query::{Answer, Query};
 use switchboard_processors::simulation::{
     apply_record, next_in_merge, Emitted, Head, SourceRecord,
 };
-use switchboard_processors::store::{Entry, Write};
+use switchboard_processors::store::{Entry, RowVisitor, Write};
 use switchboard_processors::{Engine, Settings, Store, StoreError};
 use switchboard_schemas::{limits, Input, Topic};
 
@@ -113,10 +113,36 @@ struct Intent {
 pub struct PartitionStore {
     rocks: RocksStore,
     pending: Vec<Write>,
+    /// Rows for RocksDB alone ([`Store::write_local`]: the dedup window's index), never sent
+    /// to the changelog, committed with the round's other writes.
+    pending_local: LocalWrites,
     /// The writes of the round being committed: the next batch, processed meanwhile, reads
     /// them as the state it follows.
     inflight: InFlight,
 }
+
+impl PartitionStore {
+    fn new(rocks: RocksStore) -> PartitionStore {
+        PartitionStore {
+            rocks,
+            pending: Vec::new(),
+            pending_local: LocalWrites::new(),
+            inflight: InFlight::default(),
+        }
+    }
+}
+
+impl PartitionStore {
+    /// Write what waits for RocksDB alone now, outside a round: rows derived from rows RocksDB
+    /// already holds (the dedup window's index rebuilt after a restore from the changelog).
+    fn settle_local(&mut self) -> Result<(), StoreError> {
+        let writes: Vec<Write> = self.pending_local.drain().collect();
+        self.rocks.write(&writes)
+    }
+}
+
+/// Writes for the local store alone, by key (the latest write of a key wins).
+type LocalWrites = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// A round's writes while it is committed, and an index to read them by key without a scan
 /// (a batch may read several keys per new conversation: its customer's rows), built by the
@@ -124,14 +150,17 @@ pub struct PartitionStore {
 #[derive(Default)]
 struct InFlight {
     writes: Vec<Write>,
+    /// The round's writes for RocksDB alone.
+    local: LocalWrites,
     /// Hash of a key → the position of the latest write whose key has that hash.
     index: std::sync::OnceLock<HashMap<u64, usize>>,
 }
 
 impl InFlight {
-    fn new(writes: Vec<Write>) -> InFlight {
+    fn new(writes: Vec<Write>, local: LocalWrites) -> InFlight {
         InFlight {
             writes,
+            local,
             index: std::sync::OnceLock::new(),
         }
     }
@@ -169,17 +198,34 @@ impl Store for PartitionStore {
         Ok(())
     }
 
+    fn write_local(&mut self, batch: Vec<Write>) -> Result<(), StoreError> {
+        self.pending_local.extend(batch);
+        Ok(())
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        // A write waiting for its batch to be durable is newer than RocksDB.
+        // A write waiting for its batch to be durable is newer than RocksDB. A key is written
+        // either locally or for the changelog, never both, so their order does not matter.
         let pending = self.pending.iter().rev().find(|(k, _)| k == key);
-        match pending.or_else(|| self.inflight.get(key)).cloned() {
-            Some((_, v)) => Ok(v),
+        if let Some((_, v)) = pending.or_else(|| self.inflight.get(key)) {
+            return Ok(v.clone());
+        }
+        match self
+            .pending_local
+            .get(key)
+            .or_else(|| self.inflight.local.get(key))
+        {
+            Some(v) => Ok(v.clone()),
             None => self.rocks.get(key),
         }
     }
 
     fn entries_except(&self, tags: &[u8]) -> Result<Vec<Entry>, StoreError> {
         self.rocks.entries_except(tags)
+    }
+
+    fn scan_tag(&self, tag: u8, f: &mut RowVisitor) -> Result<(), StoreError> {
+        self.rocks.scan_tag(tag, f)
     }
 }
 
@@ -445,6 +491,9 @@ impl Runtime {
             .collect::<Result<_, _>>()?;
         let settings = Settings {
             dedup_retention_ms: config.engine.dedup_retention_hours * 3_600_000,
+            // RocksDB is on disk: the window's ids are looked up there, so memory does not
+            // grow with traffic (SPEC R-TIME-1), unless the operator chose memory.
+            dedup_in_store: !config.engine.dedup_window_in_memory,
             archive_closed_after_ms: Some(config.engine.archive_closed_after_minutes * 60_000),
             analytics: config.engine.analytics,
             analytics_window_ms: config.engine.analytics_window_seconds * 1000,
@@ -998,7 +1047,11 @@ impl Runtime {
             checkpoint.changelog_offset = marker_offset;
             task.checkpoint.changelog_offset = marker_offset;
             let store = task.engine.store_mut();
-            store.rocks.commit(&store.inflight.writes, &checkpoint)?;
+            store.rocks.commit_with_local(
+                &store.inflight.writes,
+                &store.inflight.local,
+                &checkpoint,
+            )?;
             store.inflight = InFlight::default();
             let timers = task.engine.state().timers.len() as i64;
             let label = p.to_string();
@@ -1143,7 +1196,10 @@ impl Emitter<'_> {
         task.checkpoint_inputs();
         task.engine.flush()?;
         let store = task.engine.store_mut();
-        store.inflight = InFlight::new(std::mem::take(&mut store.pending));
+        store.inflight = InFlight::new(
+            std::mem::take(&mut store.pending),
+            std::mem::take(&mut store.pending_local),
+        );
         for (k, v) in &store.inflight.writes {
             send(
                 self.producer,
@@ -1434,7 +1490,8 @@ mod tests {
     /// Issue 12 (overlapped rounds): while a round's state changes are in flight, the next
     /// batch, processed meanwhile, reads them (an archived conversation named again), newest
     /// first: this round's pending writes, then the round in flight, then RocksDB. Once the
-    /// round is durable they are read from RocksDB.
+    /// round is durable they are read from RocksDB. Rows for RocksDB alone (the dedup window's
+    /// index, R-TIME-1) are read the same way and committed with the round.
     #[test]
     fn writes_in_flight_are_read_before_rocksdb() {
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -1443,15 +1500,17 @@ mod tests {
         rocks
             .commit(std::slice::from_ref(&old), &Checkpoint::default())
             .expect("commit");
-        let mut store = PartitionStore {
-            rocks,
-            pending: Vec::new(),
-            inflight: InFlight::new(vec![
+        let mut store = PartitionStore::new(rocks);
+        store.inflight = InFlight::new(
+            vec![
                 (b"Akey".to_vec(), Some(b"old in flight".to_vec())),
                 (b"Bkey".to_vec(), Some(b"other".to_vec())),
                 (b"Akey".to_vec(), Some(b"in flight".to_vec())),
-            ]),
-        };
+            ],
+            [(b"Dkey".to_vec(), Some(b"local".to_vec()))]
+                .into_iter()
+                .collect(),
+        );
         let read = |s: &PartitionStore| s.get(b"Akey").expect("read");
         assert_eq!(read(&store), Some(b"in flight".to_vec()));
         store.write(&[(b"Akey".to_vec(), None)]).expect("write");
@@ -1459,12 +1518,23 @@ mod tests {
         store.pending.clear();
         assert_eq!(store.get(b"Bkey").expect("read"), Some(b"other".to_vec()));
         assert_eq!(store.get(b"Ckey").expect("read"), None);
+        assert_eq!(store.get(b"Dkey").expect("read"), Some(b"local".to_vec()));
+        store
+            .write_local(vec![(b"Dkey".to_vec(), None)])
+            .expect("write");
+        assert_eq!(
+            store.get(b"Dkey").expect("read"),
+            None,
+            "a local deletion pending wins"
+        );
+        store.pending_local.clear();
         let inflight = std::mem::take(&mut store.inflight);
         store
             .rocks
-            .commit(&inflight.writes, &Checkpoint::default())
+            .commit_with_local(&inflight.writes, &inflight.local, &Checkpoint::default())
             .expect("commit");
         assert_eq!(read(&store), Some(b"in flight".to_vec()));
+        assert_eq!(store.get(b"Dkey").expect("read"), Some(b"local".to_vec()));
     }
 
     /// Issue 12: a round's partitions processed side by side come back in the partitions'

@@ -6,10 +6,13 @@
 //! separate `meta` column family, so restoring state never sees it. State rows and the
 //! checkpoint are written in one atomic batch ([`RocksStore::commit`]).
 
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use switchboard_processors::store::{Entry, Write};
+use switchboard_processors::store::{Entry, RowVisitor, Write};
 use switchboard_processors::{Store, StoreError};
 
 const META: &str = "meta";
@@ -33,8 +36,17 @@ impl RocksStore {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Bloom filters answer most reads of a key that is not there (the dedup window's
+        // lookup of a new record id) without reading a block.
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        let mut rows = Options::default();
+        rows.set_memtable_whole_key_filtering(true);
+        rows.set_memtable_prefix_bloom_ratio(0.05);
+        rows.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        rows.set_block_based_table_factory(&table);
         let families = vec![
-            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, Options::default()),
+            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, rows),
             ColumnFamilyDescriptor::new(META, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&options, path, families).map_err(io)?;
@@ -80,10 +92,31 @@ impl RocksStore {
     /// Apply `batch` and record `checkpoint` in one atomic, synced write: the local state and
     /// its checkpoint never disagree, even after a crash.
     pub fn commit(&mut self, batch: &[Write], checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.commit_with_local(batch, &Default::default(), checkpoint)
+    }
+
+    /// [`RocksStore::commit`], with rows for this store alone (not in the changelog: the dedup
+    /// window's index). Their deletions go in the same atomic write; the rows they add go in
+    /// a second write right after it, not synced: an index row must never be durable before
+    /// the row it indexes, and one lost to a crash is found missing and rebuilt by the restore
+    /// ([`switchboard_processors::dedup`]), as all of a round's are written at once.
+    pub fn commit_with_local(
+        &mut self,
+        batch: &[Write],
+        local: &std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
+        let mut after = WriteBatch::default();
         for (k, v) in batch {
             match v {
                 Some(v) => wb.put(k, v),
+                None => wb.delete(k),
+            }
+        }
+        for (k, v) in local {
+            match v {
+                Some(v) => after.put(k, v),
                 None => wb.delete(k),
             }
         }
@@ -91,7 +124,11 @@ impl RocksStore {
         wb.put_cf(self.meta()?, CHECKPOINT, bytes);
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db.write_opt(wb, &opts).map_err(io)
+        self.db.write_opt(wb, &opts).map_err(io)?;
+        if !after.is_empty() {
+            self.db.write(after).map_err(io)?;
+        }
+        Ok(())
     }
 
     /// One row, if present.
@@ -131,17 +168,40 @@ impl Store for RocksStore {
         self.db.get(key).map_err(io)
     }
 
-    /// Skips the rows of `tags` without copying them: the archive can be far larger than
-    /// what the engine keeps in memory.
+    /// Skips the rows of `tags` without reading them (a seek past each): the archive and the
+    /// dedup window's index can be far larger than what the engine keeps in memory.
     fn entries_except(&self, tags: &[u8]) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator(IteratorMode::Start) {
-            let (k, v) = item.map_err(io)?;
-            if k.first().is_none_or(|t| !tags.contains(t)) {
-                out.push((k.to_vec(), v.to_vec()));
+        let mut it = self.db.raw_iterator();
+        it.seek_to_first();
+        while let Some(k) = it.key() {
+            match k.first() {
+                Some(&t) if tags.contains(&t) => match t.checked_add(1) {
+                    Some(next) => it.seek([next]),
+                    None => break,
+                },
+                _ => {
+                    out.push((k.to_vec(), it.value().unwrap_or_default().to_vec()));
+                    it.next();
+                }
             }
         }
+        it.status().map_err(io)?;
         Ok(out)
+    }
+
+    fn scan_tag(&self, tag: u8, f: &mut RowVisitor) -> Result<(), StoreError> {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&[tag], Direction::Forward))
+        {
+            let (k, v) = item.map_err(io)?;
+            if k.first() != Some(&tag) {
+                break;
+            }
+            f(&k, &v)?;
+        }
+        Ok(())
     }
 
     fn write(&mut self, batch: &[Write]) -> Result<(), StoreError> {

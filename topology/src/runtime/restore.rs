@@ -109,14 +109,12 @@ impl Restorer<'_> {
             changelog_offset: -1,
             ..Checkpoint::default()
         });
-        let engine = Engine::open(
-            PartitionStore {
-                rocks,
-                pending: Vec::new(),
-                inflight: Default::default(),
-            },
-            self.settings.clone(),
-        )?;
+        let mut engine = Engine::open(PartitionStore::new(rocks), self.settings.clone())?;
+        // Ids whose rows came from the changelog are indexed in RocksDB now, not held in
+        // memory until the first round.
+        if engine.index_restored_ids()? > 0 {
+            engine.store_mut().settle_local()?;
+        }
         let loaded = started.elapsed();
         let mut next = Vec::new();
         let mut initial_hw = Vec::new();
