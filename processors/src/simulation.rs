@@ -178,7 +178,12 @@ pub fn run_streaming(
     processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
     sink: &mut dyn FnMut(Emitted),
 ) -> Result<Vec<Engine<MemStore>>, StoreError> {
-    let queues = fill_queues(records.into_iter().map(|r| (r, None)), partitions);
+    let queues = fill_queues(
+        records
+            .into_iter()
+            .map(|r| Placed::Parsed(Box::new(r), None)),
+        partitions,
+    );
     merge(
         queues,
         partitions,
@@ -190,8 +195,10 @@ pub fn run_streaming(
 }
 
 /// Run JSON-lines `input` (see [`parse_jsonl`]) as [`run_streaming`] runs its records, without
-/// holding them decoded: each line is decoded once to place it, and again when it is its
-/// turn, so memory holds the engines' state and the input text, not every record. The dead
+/// holding them decoded: a line is placed by its envelope alone where that is sure to place
+/// it right ([`Envelope`]) and decoded once, when it is its turn; other lines are decoded to
+/// place them and again when it is their turn. So memory holds the engines' state and the
+/// input text, not every record. The dead
 /// letters of lines without a usable envelope come first, as [`parse_jsonl`] returns them.
 /// Returns the number of input records (those lines included). The engines' final state is
 /// not written to a store (nothing reads it; writing it was the run's peak of memory).
@@ -206,21 +213,25 @@ pub fn run_jsonl_streaming(
     let mut count = 0;
     let records = jsonl_lines(input).filter_map(|(number, line)| {
         count += 1;
-        match line {
-            Ok(text) => match parse_line(number, text) {
-                Line::Record(r) => Some((*r, Some(text))),
-                Line::Broken {
-                    line,
-                    ts,
-                    raw,
-                    reason,
-                } => {
-                    broken.push(broken_line(line, ts, raw, reason));
-                    None
-                }
-            },
+        let text = match line {
+            Ok(text) => text,
             Err(dead) => {
                 broken.push(dead);
+                return None;
+            }
+        };
+        if let Some(envelope) = Envelope::read(number, text) {
+            return Some(Placed::Envelope(envelope));
+        }
+        match parse_line(number, text) {
+            Line::Record(r) => Some(Placed::Parsed(r, Some(text))),
+            Line::Broken {
+                line,
+                ts,
+                raw,
+                reason,
+            } => {
+                broken.push(broken_line(line, ts, raw, reason));
                 None
             }
         }
@@ -240,6 +251,94 @@ pub fn run_jsonl_streaming(
     Ok(count)
 }
 
+/// A line of JSON-lines input whose envelope alone was read (its value skipped): enough to
+/// place a record that names its tenant in its key. Its value is decoded once, when the
+/// record reaches the head of its queue ([`Queued::settle`]).
+struct Envelope<'a> {
+    text: &'a str,
+    number: i64,
+    topic: Topic,
+    key: &'a str,
+    ts: i64,
+    partition: Option<u32>,
+}
+
+impl<'a> Envelope<'a> {
+    /// The envelope of `text`, when reading it alone is sure to place the record exactly as
+    /// decoding it whole ([`parse_line`]) would, and to find no fault in the line that
+    /// [`parse_line`] would report as a broken line. Otherwise `None`, and the caller decodes
+    /// the line whole. That holds when:
+    /// - the envelope has exactly its fields, a string key and an input topic other than
+    ///   `cc.ticks` (a tick without a partition goes to every partition, if it decodes): the
+    ///   key's tenant is then the record's partition whether the value decodes or not, as
+    ///   [`check_key`] rejects a value of another tenant;
+    /// - the value is valid JSON by the skipping reader, and the text has nothing that reader
+    ///   is more lenient with than the decoding one: no `\` escape (it accepts any `\u`
+    ///   code), no number with an exponent or 100 digits (it checks no range), fewer than 100
+    ///   brackets (it checks no depth).
+    fn read(number: i64, text: &'a str) -> Option<Envelope<'a>> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields<'a> {
+            topic: &'a str,
+            key: &'a str,
+            ts: i64,
+            #[serde(default)]
+            partition: Option<u32>,
+            #[allow(dead_code)]
+            value: serde::de::IgnoredAny,
+        }
+        if limits::check_record_size(text.len()).is_err() || !plain(text.as_bytes()) {
+            return None;
+        }
+        let fields: Fields = serde_json::from_str(text).ok()?;
+        let topic =
+            Topic::from_name(fields.topic).filter(|t| t.is_input() && *t != Topic::Ticks)?;
+        limits::check_timestamp(fields.ts).ok()?;
+        Some(Envelope {
+            text,
+            number,
+            topic,
+            key: fields.key,
+            ts: fields.ts,
+            partition: fields.partition,
+        })
+    }
+}
+
+/// Whether `text` has none of what the skipping JSON reader accepts and the decoding one may
+/// refuse ([`Envelope::read`]). Conservative: a match inside a string counts too.
+fn plain(text: &[u8]) -> bool {
+    let mut brackets = 0;
+    let mut digits = 0;
+    let mut after_digit = false;
+    for &b in text {
+        match b {
+            b'\\' => return false,
+            b'[' | b'{' => brackets += 1,
+            b'e' | b'E' if after_digit => return false,
+            _ => {}
+        }
+        if b.is_ascii_digit() {
+            digits += 1;
+            after_digit = true;
+        } else {
+            digits = 0;
+            after_digit = false;
+        }
+        if brackets >= 100 || digits >= 100 {
+            return false;
+        }
+    }
+    true
+}
+
+/// A line as the first pass over the input leaves it: decoded whole, or its envelope alone.
+enum Placed<'a> {
+    Parsed(Box<SourceRecord>, Option<&'a str>),
+    Envelope(Envelope<'a>),
+}
+
 /// What a run does with the engines' state at its end.
 #[derive(PartialEq)]
 enum FinalState {
@@ -253,6 +352,17 @@ enum FinalState {
 #[derive(Clone)]
 enum Queued<'a> {
     Decoded(Box<SourceRecord>),
+    /// A line placed by its envelope alone ([`Envelope`]), decoded when it is at the head of
+    /// its queue ([`Queued::settle`]); its given partition (`None` if it does not exist, with
+    /// the error saying so).
+    Envelope {
+        text: &'a str,
+        number: i64,
+        ts: i64,
+        partition: Option<u32>,
+        partitions: u32,
+        error: Option<String>,
+    },
     /// A line of JSON-lines input, decoded again when it is its turn; what placing it found
     /// (its partition, or why it cannot be applied) is kept.
     Line {
@@ -268,14 +378,41 @@ impl Queued<'_> {
     fn ts(&self) -> i64 {
         match self {
             Queued::Decoded(r) => r.ts,
-            Queued::Line { ts, .. } => *ts,
+            Queued::Line { ts, .. } | Queued::Envelope { ts, .. } => *ts,
         }
     }
 
+    /// Whether the record cannot be applied ([`Queued::settle`] it first).
     fn undecodable(&self) -> bool {
         match self {
             Queued::Decoded(r) => r.decoded.is_err(),
-            Queued::Line { error, .. } => error.is_some(),
+            Queued::Line { error, .. } | Queued::Envelope { error, .. } => error.is_some(),
+        }
+    }
+
+    /// Decode a record placed by its envelope, checking what placing it would have checked
+    /// with its value (its given partition is its tenant's), so it reads as if it had been
+    /// decoded when it was placed.
+    fn settle(&mut self) {
+        if let Queued::Envelope {
+            text,
+            number,
+            partition,
+            partitions,
+            error,
+            ..
+        } = self
+        {
+            let mut r = record_of_line(*number, text);
+            r.partition = *partition;
+            if let Some(e) = error.take() {
+                r.decoded = Err(e);
+            } else if let (Some(p), Ok(input)) = (r.partition, &r.decoded) {
+                if let Err(e) = check_partition(input, p, *partitions) {
+                    r.decoded = Err(e);
+                }
+            }
+            *self = Queued::Decoded(Box::new(r));
         }
     }
 
@@ -289,29 +426,41 @@ impl Queued<'_> {
                 error,
                 ..
             } => {
-                let mut r = match parse_line(number, text) {
-                    Line::Record(r) => *r,
-                    // It parsed when it was placed; parsing is deterministic.
-                    Line::Broken {
-                        ts, raw, reason, ..
-                    } => SourceRecord {
-                        topic: Topic::Inbound,
-                        key: None,
-                        ts,
-                        partition: None,
-                        line: Some(number),
-                        offset: None,
-                        raw,
-                        decoded: Err(reason),
-                    },
-                };
+                let mut r = record_of_line(number, text);
                 r.partition = partition;
                 if let Some(e) = error {
                     r.decoded = Err(e);
                 }
                 r
             }
+            // Settled before it is taken; were it not, it is decoded as settling would.
+            envelope @ Queued::Envelope { .. } => {
+                let mut settled = envelope;
+                settled.settle();
+                settled.into_record()
+            }
         }
+    }
+}
+
+/// The record of a line decoded whole, which [`parse_line`] found to be one when the line
+/// was placed (decoding is deterministic; a broken line would be a record that cannot be
+/// applied).
+fn record_of_line(number: i64, text: &str) -> SourceRecord {
+    match parse_line(number, text) {
+        Line::Record(r) => *r,
+        Line::Broken {
+            ts, raw, reason, ..
+        } => SourceRecord {
+            topic: Topic::Inbound,
+            key: None,
+            ts,
+            partition: None,
+            line: Some(number),
+            offset: None,
+            raw,
+            decoded: Err(reason),
+        },
     }
 }
 
@@ -319,20 +468,43 @@ impl Queued<'_> {
 /// input topics would place it: on its tenant's partition, or its own given one (checked),
 /// a tick without one on every partition.
 fn fill_queues<'a>(
-    records: impl Iterator<Item = (SourceRecord, Option<&'a str>)>,
+    records: impl Iterator<Item = Placed<'a>>,
     partitions: u32,
 ) -> Vec<VecDeque<Queued<'a>>> {
     let partitions = partitions.max(1);
     let n_topics = Topic::INPUTS.len();
     let mut queues: Vec<VecDeque<Queued>> = vec![VecDeque::new(); partitions as usize * n_topics];
-    for (mut r, text) in records {
+    let slot = |p: u32, rank: usize| p as usize * n_topics + rank.min(n_topics - 1);
+    for placed in records {
+        let (mut r, text) = match placed {
+            Placed::Parsed(r, text) => (*r, text),
+            Placed::Envelope(e) => {
+                // As below, with the checks that need the value left to `Queued::settle`.
+                let (partition, error) = match e.partition {
+                    Some(p) if p >= partitions => (None, Some(no_such_partition(p, partitions))),
+                    given => (given, None),
+                };
+                let p = partition.map_or_else(
+                    || partition_of(tenant_of_key(e.key), partitions),
+                    |p| p % partitions,
+                );
+                let rank = e.topic.merge_rank() as usize;
+                queues[slot(p, rank)].push_back(Queued::Envelope {
+                    text: e.text,
+                    number: e.number,
+                    ts: e.ts,
+                    partition,
+                    partitions,
+                    error,
+                });
+                continue;
+            }
+        };
         let rank = r.topic.merge_rank() as usize;
         if let Some(p) = r.partition.filter(|p| *p >= partitions) {
             // Never wrapped onto a partition that exists: that would apply it elsewhere.
             r.partition = None;
-            r.decoded = Err(format!(
-                "partition {p} does not exist (partitions 0..{partitions})"
-            ));
+            r.decoded = Err(no_such_partition(p, partitions));
         }
         // A record given a partition must be on its tenant's, as on Kafka.
         if let (Some(p), Ok(input)) = (r.partition, &r.decoded) {
@@ -357,17 +529,20 @@ fn fill_queues<'a>(
             },
             _ => Queued::Decoded(Box::new(r)),
         };
-        let slot = |p: u32| p as usize * n_topics + rank.min(n_topics - 1);
         match targets.as_slice() {
-            [p] => queues[slot(*p)].push_back(item),
+            [p] => queues[slot(*p, rank)].push_back(item),
             _ => {
                 for p in &targets {
-                    queues[slot(*p)].push_back(item.clone());
+                    queues[slot(*p, rank)].push_back(item.clone());
                 }
             }
         }
     }
     queues
+}
+
+fn no_such_partition(p: u32, partitions: u32) -> String {
+    format!("partition {p} does not exist (partitions 0..{partitions})")
 }
 
 /// Each partition's queues merged in timestamp order (ties: topic order, then offset) through
@@ -394,7 +569,10 @@ fn merge(
         partition: u32,
         sink: &mut dyn FnMut(Emitted),
     ) {
-        while queue.front().is_some_and(Queued::undecodable) {
+        while queue.front_mut().is_some_and(|head| {
+            head.settle();
+            head.undecodable()
+        }) {
             if let Some(record) = queue.pop_front() {
                 for e in apply_record(engine, &record.into_record(), partition) {
                     sink(e);
@@ -634,4 +812,113 @@ pub fn write_jsonl(e: &Emitted, out: &mut impl std::io::Write) -> std::io::Resul
     };
     serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
     out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `simulate` made of JSON lines before envelopes: every line decoded whole to
+    /// place it, the broken lines' dead letters first.
+    fn decoded_whole(input: &str, partitions: u32) -> Vec<Emitted> {
+        let (records, broken) = parse_jsonl(input.as_bytes());
+        let mut out = broken;
+        run_streaming(
+            records,
+            partitions,
+            &Settings::default(),
+            &crate::standard_processors,
+            &mut |e| out.push(e),
+        )
+        .expect("run");
+        out
+    }
+
+    fn streamed(input: &str, partitions: u32) -> Vec<Emitted> {
+        let mut out = Vec::new();
+        run_jsonl_streaming(
+            input.as_bytes(),
+            partitions,
+            &Settings::default(),
+            &crate::standard_processors,
+            &mut |e| out.push(e),
+        )
+        .expect("run");
+        out
+    }
+
+    fn inbound(id: &str, tenant: &str, key: &str, ts: i64, text: &str) -> String {
+        format!(
+            r#"{{"topic":"cc.inbound","key":"{key}","ts":{ts},"value":{{"id":"{id}","tenant":"{tenant}","channel":"sms","from":"+1","to":"+100","content":"{text}"}}}}"#
+        )
+    }
+
+    fn with_partition(line: &str, partition: u32) -> String {
+        line.replacen(
+            ",\"value\"",
+            &format!(",\"partition\":{partition},\"value\""),
+            1,
+        )
+    }
+
+    /// Lines placed by their envelope alone (their values decoded once, at their turn) give
+    /// exactly the outputs of lines decoded whole, and every line the skipping reader could
+    /// judge differently is decoded whole: escapes (a lone surrogate), numbers out of range,
+    /// nesting past the decoder's depth, a duplicate field, a key of another tenant, a
+    /// partition that is not the tenant's or does not exist, a tick.
+    #[test]
+    fn envelopes_place_and_decode_as_whole_lines_do() {
+        let t = 1_772_445_600_000i64;
+        let deep = format!("{}1{}", "[".repeat(130), "]".repeat(130));
+        let lines = [
+            inbound("m1", "acme", "acme", t, "hello"),
+            inbound("m2", "globex", "globex", t + 1, "refund please"),
+            inbound("m3", "acme", "globex", t + 2, "wrong key"),
+            inbound("m4", "acme", "acme", t + 3, r"lone \ud800 surrogate"),
+            inbound("m5", "acme", "acme", t + 4, r#"an escaped \" quote"#),
+            format!(
+                r#"{{"topic":"cc.inbound","key":"acme","ts":{},"value":{{"id":"m6","x":1e999}}}}"#,
+                t + 5
+            ),
+            format!(
+                r#"{{"topic":"cc.inbound","key":"acme","ts":{},"value":{deep}}}"#,
+                t + 6
+            ),
+            format!(
+                r#"{{"topic":"cc.inbound","key":"acme","ts":{},"value":{{}},"value":{{}}}}"#,
+                t + 7
+            ),
+            with_partition(&inbound("m8", "acme", "acme", t + 8, "on 0"), 0),
+            with_partition(&inbound("m9", "acme", "acme", t + 9, "on 1"), 1),
+            with_partition(&inbound("m9b", "acme", "acme", t + 9, "on 9"), 9),
+            format!(
+                r#"{{"topic":"cc.ticks","key":null,"ts":{},"value":{{"id":"tick-1"}}}}"#,
+                t + 10
+            ),
+            r#"{"topic":"cc.inbound","key":"acme","ts":1.5,"value":{}}"#.to_string(),
+            inbound("m1", "acme", "acme", t + 11, "a repeat"),
+            inbound("m10", "acme", "acme", t - 5, "late"),
+        ];
+        let input = lines.join("\n");
+        for partitions in [1, 2, 3] {
+            assert_eq!(
+                streamed(&input, partitions),
+                decoded_whole(&input, partitions),
+                "over {partitions} partitions"
+            );
+        }
+        let placed: Vec<bool> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Envelope::read(i as i64 + 1, l).is_some())
+            .collect();
+        assert_eq!(
+            placed,
+            [
+                true, true, true, false, false, false, false, false, true, true, true, false,
+                false, true, true
+            ],
+            "which lines are placed by their envelope"
+        );
+    }
 }
