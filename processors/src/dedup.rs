@@ -13,10 +13,12 @@
 //! - **In the store** (the runtime, RocksDB on disk): an index row per id, fingerprint →
 //!   bucket, kept in the local store only: derived from the bucket rows below, it costs the
 //!   changelog nothing, and a restore rebuilds what is missing. Memory holds only the ids
-//!   since the last flush (one round) and a few bytes per bucket, whatever the traffic; a
-//!   lookup that misses memory is one store read (RocksDB answers most misses from its bloom
-//!   filters). A forgotten bucket's index rows are deleted a bounded slice per flush; until
-//!   then a row naming a bucket that is no longer in the window counts as absent.
+//!   since the last flush (one round), a few bytes per bucket and a fixed-size filter (two
+//!   bloom filters of 4 MiB, one per generation of 32 buckets), whatever the traffic. The
+//!   filter rules out nearly every new id without a store read; an id it cannot rule out is
+//!   one store read. A forgotten bucket's index rows are deleted a bounded slice per flush,
+//!   each after one read (an id remembered again since keeps its row); until then a row
+//!   naming a bucket that is no longer in the window counts as absent.
 //!
 //! Store layout: one row per bucket and flush, `[T_DEDUP][bucket: i64 BE][chunk: u32 BE]` →
 //! `[version 1][fingerprint: u128 LE]*`. A flush writes one row per bucket that gained ids,
@@ -45,6 +47,12 @@ const BUCKETS: i64 = 24;
 /// at least twice the ids the flush adds, the deletion keeps up with any traffic, and a flush
 /// never holds a whole bucket's deletions at once.
 const PURGE_PER_FLUSH: usize = 65_536;
+/// Buckets per generation of the store mode's filter: more than the 26 buckets whose ids can
+/// be alive at once (the window's 24, the current one, one more while a bucket ends), so
+/// those fall in at most two consecutive generations.
+const GENERATION: i64 = 32;
+/// The store mode's filter: bytes per generation (two are kept), whatever the traffic.
+const FILTER_BYTES: usize = 4 << 20;
 
 /// The fingerprint of a record id.
 pub fn fingerprint(tenant: &str, id: &str) -> u128 {
@@ -123,6 +131,106 @@ impl std::hash::Hash for Remembered {
     }
 }
 
+/// A fixed-size filter of the ids remembered in store mode, so that most lookups of a new
+/// id (nearly every record) need no store read: a bloom filter per generation of
+/// [`GENERATION`] buckets, the two generations the live buckets can fall in. An id is set as
+/// four bits of one 64-bit word, chosen by its fingerprint (already uniform). It never says
+/// "absent" of a remembered id; as more ids than it was sized for arrive, it says "maybe"
+/// more often, and the store answers. A generation's bits are cleared when a generation two
+/// later begins: by then none of its buckets is alive.
+#[derive(Debug)]
+struct Filter {
+    generations: [Option<(i64, Vec<u64>)>; 2],
+    words: usize,
+    /// An id was remembered in a generation older than those kept (adopted from the former
+    /// layout): the filter can no longer rule anything out.
+    bypass: bool,
+}
+
+impl Filter {
+    fn new(bytes: usize) -> Filter {
+        Filter {
+            generations: [None, None],
+            words: (bytes / 8).next_power_of_two().max(1),
+            bypass: false,
+        }
+    }
+
+    /// The word of `fp` and the four bits it sets in it. FNV-1a spreads similar ids (`m-1`,
+    /// `m-2`, ...) poorly over its bits, so they are mixed first (splitmix64's finaliser).
+    fn place(&self, fp: u128) -> (usize, u64) {
+        let mix = |x: u64| {
+            let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            x ^ (x >> 31)
+        };
+        let h = mix((fp as u64) ^ mix((fp >> 64) as u64));
+        let word = (h >> 32) as usize & (self.words - 1);
+        let bits = (0..4).fold(0u64, |m, i| m | 1 << ((h >> (6 * i)) & 63));
+        (word, bits)
+    }
+
+    fn insert(&mut self, fp: u128, bucket: i64) {
+        let generation = bucket.div_euclid(GENERATION);
+        let (word, bits) = self.place(fp);
+        if let Some((_, words)) = self
+            .generations
+            .iter_mut()
+            .flatten()
+            .find(|(g, _)| *g == generation)
+        {
+            words[word] |= bits;
+            return;
+        }
+        // Only the newest generation and the one before it can hold live buckets: a new one
+        // takes an empty slot or the oldest slot outside those two. An id of an older
+        // generation (only adopted from the former layout) leaves the filter unable to rule
+        // anything out.
+        let newest = self
+            .generations
+            .iter()
+            .flatten()
+            .map(|(g, _)| *g)
+            .fold(generation, i64::max);
+        if generation < newest - 1 {
+            self.bypass = true;
+            return;
+        }
+        let free = (0..self.generations.len())
+            .filter(|&i| {
+                self.generations[i]
+                    .as_ref()
+                    .is_none_or(|(g, _)| *g < newest - 1)
+            })
+            .min_by_key(|&i| self.generations[i].as_ref().map_or(i64::MIN, |(g, _)| *g));
+        match free {
+            Some(i) => {
+                let mut words = match self.generations[i].take() {
+                    Some((_, mut words)) => {
+                        words.fill(0);
+                        words
+                    }
+                    None => vec![0; self.words],
+                };
+                words[word] |= bits;
+                self.generations[i] = Some((generation, words));
+            }
+            None => self.bypass = true,
+        }
+    }
+
+    fn may_contain(&self, fp: u128) -> bool {
+        if self.bypass {
+            return true;
+        }
+        let (word, bits) = self.place(fp);
+        self.generations
+            .iter()
+            .flatten()
+            .any(|(_, words)| words[word] & bits == bits)
+    }
+}
+
 #[derive(Default, Debug)]
 struct Bucket {
     /// Fingerprints remembered since the last flush, for the store.
@@ -153,6 +261,8 @@ pub struct DedupWindow {
     unindexed: Vec<(u128, i64)>,
     /// In the store: index rows a flush deletes at least, when forgotten buckets wait.
     purge_per_flush: usize,
+    /// In the store: what rules out most new ids without a store read.
+    filter: Filter,
 }
 
 impl Default for DedupWindow {
@@ -176,6 +286,7 @@ impl DedupWindow {
             purge: VecDeque::new(),
             unindexed: Vec::new(),
             purge_per_flush: PURGE_PER_FLUSH,
+            filter: Filter::new(if in_store { FILTER_BYTES } else { 8 }),
         }
     }
 
@@ -205,7 +316,7 @@ impl DedupWindow {
         if self.seen.contains(&Remembered::new(fp, 0)) {
             return Ok(true);
         }
-        if !self.in_store {
+        if !self.in_store || !self.filter.may_contain(fp) {
             return Ok(false);
         }
         Ok(self
@@ -248,6 +359,9 @@ impl DedupWindow {
             let b = self.buckets.entry(bucket).or_default();
             b.unsaved.push(fp);
             b.ids += 1;
+            if self.in_store {
+                self.filter.insert(fp, bucket);
+            }
         }
     }
 
@@ -398,6 +512,9 @@ impl DedupWindow {
             let b = self.buckets.entry(bucket).or_default();
             b.chunks = b.chunks.max(chunk + 1);
             b.ids += ids.len();
+            for fp in ids.clone() {
+                self.filter.insert(fp, bucket);
+            }
             let mut ids = ids.peekable();
             let indexed = match ids.peek() {
                 Some(&first) => self.indexed_bucket(store, first)? == Some(bucket),
@@ -439,7 +556,7 @@ impl DedupWindow {
 pub(crate) fn parse_row<'a>(
     key: &[u8],
     value: &'a [u8],
-) -> Result<(i64, u32, impl ExactSizeIterator<Item = u128> + 'a), StoreError> {
+) -> Result<(i64, u32, impl ExactSizeIterator<Item = u128> + Clone + 'a), StoreError> {
     let corrupt = |reason: &str| StoreError::Corrupt {
         key: format!("{key:?}"),
         reason: reason.to_string(),
@@ -678,19 +795,111 @@ mod tests {
         assert!(store.map.is_empty());
     }
 
+    /// A store that counts its reads.
+    #[derive(Default)]
+    struct Counted {
+        store: MemStore,
+        reads: std::cell::Cell<usize>,
+    }
+
+    impl Store for Counted {
+        fn entries(&self) -> Result<Vec<crate::store::Entry>, StoreError> {
+            self.store.entries()
+        }
+        fn write(&mut self, batch: &[Write]) -> Result<(), StoreError> {
+            self.store.write(batch)
+        }
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.reads.set(self.reads.get() + 1);
+            self.store.get(key)
+        }
+    }
+
+    /// R-TIME-1, store mode: the filter answers nearly every new id without reading the
+    /// store, never turns away a remembered one (before and after a restore), and keeps
+    /// doing so across generations as stream time moves on.
+    #[test]
+    fn the_filter_spares_store_reads_and_misses_no_remembered_id() {
+        let mut w = DedupWindow::new(24 * HOUR, true);
+        let mut store = Counted::default();
+        let flush_counted = |w: &mut DedupWindow, store: &mut Counted| {
+            let (mut batch, mut local) = (Vec::new(), Vec::new());
+            w.take_changes(&*store, &mut batch, &mut local)
+                .expect("changes");
+            store.write_owned(batch).expect("write");
+            store.write_local(local).expect("write");
+        };
+        for day in 0..5i64 {
+            let now = day * 24 * HOUR + HOUR;
+            w.expire(now);
+            for i in 0..2_000 {
+                w.insert("t", &format!("{day}-{i}"), now, now);
+            }
+            flush_counted(&mut w, &mut store);
+            let mut restored = DedupWindow::new(24 * HOUR, true);
+            restored.restore(&store, now).expect("restore");
+            for window in [&w, &restored] {
+                store.reads.set(0);
+                for i in 0..2_000 {
+                    let id = format!("{day}-{i}");
+                    assert!(window.contains(&store, "t", &id).expect("lookup"), "{id}");
+                }
+                assert_eq!(
+                    store.reads.get(),
+                    2_000,
+                    "a remembered id is read in the store"
+                );
+                store.reads.set(0);
+                for i in 0..2_000 {
+                    let new = format!("new-{day}-{i}");
+                    assert!(!window.contains(&store, "t", &new).expect("lookup"));
+                }
+                assert!(
+                    store.reads.get() < 20,
+                    "{} of 2,000 new ids read the store on day {day}",
+                    store.reads.get()
+                );
+            }
+        }
+    }
+
+    /// Producers number their records (`m-1`, `m-2`, ...), which FNV-1a spreads poorly over
+    /// its bits: the filter still rules out nearly every id it was not given.
+    #[test]
+    fn the_filter_rules_out_numbered_ids_it_was_not_given() {
+        let mut filter = Filter::new(FILTER_BYTES);
+        for i in 0..40_000 {
+            filter.insert(fingerprint("t3", &format!("m-{i}")), 5);
+        }
+        assert!((0..40_000).all(|i| filter.may_contain(fingerprint("t3", &format!("m-{i}")))));
+        let next = (40_000..80_000)
+            .filter(|i| filter.may_contain(fingerprint("t3", &format!("m-{i}"))))
+            .count();
+        let other = (0..40_000)
+            .filter(|i| filter.may_contain(fingerprint("t4", &format!("m-{i}"))))
+            .count();
+        assert!(
+            next + other < 80,
+            "{next} + {other} of 80,000 false positives"
+        );
+    }
+
     /// Ids adopted from the former layout can lie 256 buckets apart and share a tag:
     /// forgetting one bucket keeps the other's ids.
     #[test]
     fn a_bucket_sharing_a_tag_keeps_its_ids() {
-        let store = MemStore::default();
-        let mut w = DedupWindow::new(24 * HOUR, false);
-        w.adopt("t", "old", 0);
-        w.adopt("t", "new", 256 * HOUR);
-        w.expire(256 * HOUR);
-        assert!(!w.buckets.contains_key(&0), "the old bucket is forgotten");
-        assert!(has(&w, &store, "t", "new"), "the newer bucket's id stays");
-        w.expire(300 * HOUR);
-        assert!(w.is_empty());
+        for in_store in MODES {
+            let mut store = MemStore::default();
+            let mut w = DedupWindow::new(24 * HOUR, in_store);
+            w.adopt("t", "new", 256 * HOUR);
+            w.adopt("t", "old", 0);
+            flush(&mut w, &mut store);
+            w.expire(256 * HOUR);
+            assert!(!w.buckets.contains_key(&0), "the old bucket is forgotten");
+            assert!(has(&w, &store, "t", "new"), "the newer bucket's id stays");
+            w.expire(300 * HOUR);
+            assert!(w.is_empty());
+        }
     }
 
     #[test]
