@@ -620,7 +620,7 @@ mod tests {
     const MODES: [bool; 2] = [false, true];
 
     /// Write the window's changes into `store`, as a flush does.
-    fn flush(w: &mut DedupWindow, store: &mut MemStore) {
+    fn flush<S: Store>(w: &mut DedupWindow, store: &mut S) {
         let (mut batch, mut local) = (Vec::new(), Vec::new());
         w.take_changes(&*store, &mut batch, &mut local)
             .expect("changes");
@@ -822,20 +822,13 @@ mod tests {
     fn the_filter_spares_store_reads_and_misses_no_remembered_id() {
         let mut w = DedupWindow::new(24 * HOUR, true);
         let mut store = Counted::default();
-        let flush_counted = |w: &mut DedupWindow, store: &mut Counted| {
-            let (mut batch, mut local) = (Vec::new(), Vec::new());
-            w.take_changes(&*store, &mut batch, &mut local)
-                .expect("changes");
-            store.write_owned(batch).expect("write");
-            store.write_local(local).expect("write");
-        };
         for day in 0..5i64 {
             let now = day * 24 * HOUR + HOUR;
             w.expire(now);
             for i in 0..2_000 {
                 w.insert("t", &format!("{day}-{i}"), now, now);
             }
-            flush_counted(&mut w, &mut store);
+            flush(&mut w, &mut store);
             let mut restored = DedupWindow::new(24 * HOUR, true);
             restored.restore(&store, now).expect("restore");
             for window in [&w, &restored] {

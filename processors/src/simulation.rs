@@ -818,33 +818,45 @@ pub fn write_jsonl(e: &Emitted, out: &mut impl std::io::Write) -> std::io::Resul
 mod tests {
     use super::*;
 
+    /// The outputs a run hands to its sink.
+    fn collect(run: impl FnOnce(&mut dyn FnMut(Emitted))) -> Vec<Emitted> {
+        let mut out = Vec::new();
+        run(&mut |e| out.push(e));
+        out
+    }
+
     /// What `simulate` made of JSON lines before envelopes: every line decoded whole to
     /// place it, the broken lines' dead letters first.
     fn decoded_whole(input: &str, partitions: u32) -> Vec<Emitted> {
         let (records, broken) = parse_jsonl(input.as_bytes());
-        let mut out = broken;
-        run_streaming(
-            records,
-            partitions,
-            &Settings::default(),
-            &crate::standard_processors,
-            &mut |e| out.push(e),
-        )
-        .expect("run");
-        out
+        let settings = Settings::default();
+        let outputs = collect(|sink| {
+            run_streaming(
+                records,
+                partitions,
+                &settings,
+                &crate::standard_processors,
+                sink,
+            )
+            .map(drop)
+            .expect("run")
+        });
+        broken.into_iter().chain(outputs).collect()
     }
 
     fn streamed(input: &str, partitions: u32) -> Vec<Emitted> {
-        let mut out = Vec::new();
-        run_jsonl_streaming(
-            input.as_bytes(),
-            partitions,
-            &Settings::default(),
-            &crate::standard_processors,
-            &mut |e| out.push(e),
-        )
-        .expect("run");
-        out
+        let settings = Settings::default();
+        collect(|sink| {
+            run_jsonl_streaming(
+                input.as_bytes(),
+                partitions,
+                &settings,
+                &crate::standard_processors,
+                sink,
+            )
+            .map(drop)
+            .expect("run")
+        })
     }
 
     fn inbound(id: &str, tenant: &str, key: &str, ts: i64, text: &str) -> String {
