@@ -340,13 +340,12 @@ impl<S: Store> Engine<S> {
         self.fire_due_timers(&mut step);
 
         if let Some((tenant, id)) = input.tenant_and_id() {
-            let seen = match (tenant.is_empty() || id.is_empty(), &self.store) {
-                (true, _) => Err(Rejection::new("tenant and id must not be empty")),
-                (false, store) => self
-                    .state
-                    .dedup
-                    .contains(store, tenant, id)
-                    .map_err(|e| Rejection(e.to_string())),
+            let seen = if tenant.is_empty() || id.is_empty() {
+                Err(Rejection::new("tenant and id must not be empty"))
+            } else {
+                (self.state.dedup)
+                    .contains(&self.store, tenant, id)
+                    .map_err(|e| Rejection(e.to_string()))
             };
             match seen {
                 Err(r) => step.rejected = Some(r),

@@ -40,8 +40,9 @@ pub trait Store {
     /// The value of one key, as the writes so far left it.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes of rows derived from the others (the dedup window's index), kept in this store
-    /// only: a store with a changelog does not send them, and a restore rebuilds them. They
-    /// become durable with the next [`Store::write`], never before it.
+    /// only: a store with a changelog does not send them, and a restore rebuilds them. The
+    /// engine hands them over after the rows they index, which must never be durable after
+    /// them (the runtime's store writes them once its round is committed).
     fn write_local(&mut self, batch: Vec<Write>) -> Result<(), StoreError> {
         self.write_owned(batch)
     }

@@ -130,9 +130,7 @@ impl PartitionStore {
             inflight: InFlight::default(),
         }
     }
-}
 
-impl PartitionStore {
     /// Write what waits for RocksDB alone now, outside a round: rows derived from rows RocksDB
     /// already holds (the dedup window's index rebuilt after a restore from the changelog).
     fn settle_local(&mut self) -> Result<(), StoreError> {

@@ -4,7 +4,8 @@
 //! as the engine writes them (the same bytes go to the partition's changelog topic). Runtime
 //! metadata, such as the changelog offset the local state is known to match, lives in a
 //! separate `meta` column family, so restoring state never sees it. State rows and the
-//! checkpoint are written in one atomic batch ([`RocksStore::commit`]).
+//! checkpoint are written in one atomic batch ([`RocksStore::commit`]). The dedup window's
+//! index rows (tag `D`) exist only here, not in the changelog ([`RocksStore::commit_with_local`]).
 
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
