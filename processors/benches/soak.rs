@@ -11,7 +11,9 @@
 //! default: every conversation a customer never seen before) or by the same one again
 //! (`returning`). One record every `SWITCHBOARD_SOAK_GAP_MS` of stream time (default 1,000),
 //! so the 24-hour dedup window fills after 86,400 records; the store is flushed every 2,000
-//! records and emptied, as the runtime's would be written to disk.
+//! records and emptied, as the runtime's would be written to disk. The dedup window's ids are
+//! held in memory, or with `SWITCHBOARD_SOAK_DEDUP=store` looked up in the store as the
+//! runtime does (emptying the store then loses them; the soak repeats no id).
 //!
 //! Every `SWITCHBOARD_SOAK_EVERY` seconds (default 30) of the `SWITCHBOARD_SOAK_SECONDS`
 //! (default 600) it prints the live heap (counted by the allocator: exact, not disturbed by
@@ -99,7 +101,11 @@ fn main() {
         .take_while(|r| matches!(r.decoded, Ok(Input::Config(_)) | Ok(Input::Agent(_))))
         .collect();
     let tenants = tenants(&setup);
-    let mut engine = match Engine::open(MemStore::default(), Settings::default()) {
+    let settings = Settings {
+        dedup_in_store: std::env::var("SWITCHBOARD_SOAK_DEDUP").is_ok_and(|v| v == "store"),
+        ..Settings::default()
+    };
+    let mut engine = match Engine::open(MemStore::default(), settings) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("engine: {e}");
