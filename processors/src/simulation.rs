@@ -198,8 +198,8 @@ pub fn run_streaming(
 /// holding them decoded: a line is placed by its envelope alone where that is sure to place
 /// it right ([`Envelope`]) and decoded once, when it is its turn; other lines are decoded to
 /// place them and again when it is their turn. So memory holds the engines' state and the
-/// input text, not every record. The dead
-/// letters of lines without a usable envelope come first, as [`parse_jsonl`] returns them.
+/// input text, not every record. The dead letters of lines without a usable envelope come
+/// first, as [`parse_jsonl`] returns them.
 /// Returns the number of input records (those lines included). The engines' final state is
 /// not written to a store (nothing reads it; writing it was the run's peak of memory).
 pub fn run_jsonl_streaming(
@@ -310,22 +310,16 @@ impl<'a> Envelope<'a> {
 /// refuse ([`Envelope::read`]). Conservative: a match inside a string counts too.
 fn plain(text: &[u8]) -> bool {
     let mut brackets = 0;
+    // The length of the run of digits just read.
     let mut digits = 0;
-    let mut after_digit = false;
     for &b in text {
         match b {
             b'\\' => return false,
             b'[' | b'{' => brackets += 1,
-            b'e' | b'E' if after_digit => return false,
+            b'e' | b'E' if digits > 0 => return false,
             _ => {}
         }
-        if b.is_ascii_digit() {
-            digits += 1;
-            after_digit = true;
-        } else {
-            digits = 0;
-            after_digit = false;
-        }
+        digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
         if brackets >= 100 || digits >= 100 {
             return false;
         }
