@@ -417,9 +417,7 @@ impl DedupWindow {
         if self.in_store {
             let added: usize = self.buckets.values().map(|b| b.unsaved.len()).sum();
             self.purge_some(store, self.purge_per_flush.max(2 * added), batch, local)?;
-            for (fp, bucket) in self.unindexed.drain(..) {
-                local.push((index_key(fp), Some(bucket.to_be_bytes().to_vec())));
-            }
+            self.take_unindexed(local);
         }
         for (&bucket, b) in self.buckets.iter_mut() {
             if b.unsaved.is_empty() {
@@ -430,7 +428,7 @@ impl DedupWindow {
             for fp in b.unsaved.drain(..) {
                 value.extend_from_slice(&fp.to_le_bytes());
                 if self.in_store {
-                    local.push((index_key(fp), Some(bucket.to_be_bytes().to_vec())));
+                    local.push(index_row(fp, bucket));
                 }
             }
             b.unsaved.shrink_to(64);
@@ -452,7 +450,7 @@ impl DedupWindow {
     pub(crate) fn take_unindexed(&mut self, local: &mut Vec<Write>) {
         for (fp, bucket) in self.unindexed.drain(..) {
             self.seen.remove(&Remembered::new(fp, bucket));
-            local.push((index_key(fp), Some(bucket.to_be_bytes().to_vec())));
+            local.push(index_row(fp, bucket));
         }
         if self.seen.capacity() > 65_536 && self.seen.len() < 1024 {
             self.seen.shrink_to(0);
@@ -602,6 +600,11 @@ fn row_key(bucket: i64, chunk: u32) -> Vec<u8> {
     key.extend_from_slice(&bucket.to_be_bytes());
     key.extend_from_slice(&chunk.to_be_bytes());
     key
+}
+
+/// The index row saying `fp` is remembered in `bucket`.
+fn index_row(fp: u128, bucket: i64) -> Write {
+    (index_key(fp), Some(bucket.to_be_bytes().to_vec()))
 }
 
 fn index_key(fp: u128) -> Vec<u8> {
