@@ -518,7 +518,7 @@ fn entry_of<'a>(config: &TenantConfig, conv: &'a Conversation) -> EntryOf<'a> {
             waiting: Some((
                 q,
                 conv.category,
-                (Reverse(conv.priority), conv.created_at, conv.id.as_str()),
+                (Reverse(conv.priority), conv.created_at, &*conv.id),
             )),
             occupies: None,
         },

@@ -10,7 +10,10 @@
 //! timer fires at it. Breaches and met targets already emitted are remembered, so each is
 //! emitted once per metric instance, whatever is recalculated or replayed.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use switchboard_schemas::*;
 
 use crate::calendar::BusinessTime;
@@ -23,26 +26,32 @@ use crate::Processor;
 pub struct Sla;
 
 /// What the clocks of one conversation are made of.
+///
+/// Its lists are short (a few customer messages and responses, rarely more than one Solved
+/// period, one timer per running clock) and kept inline up to those sizes, and its names are
+/// shared strings: the row is one allocation, and copying it (which the engine does for each
+/// record that changes it, to undo the record if it fails) allocates nothing. Stored as
+/// before: a list as a sequence, a name as a string, so rows keep their bytes.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct SlaState {
-    pub policy: Option<String>,
-    pub severity: Option<String>,
+    pub policy: Option<Arc<str>>,
+    pub severity: Option<Arc<str>>,
     /// The opening message, to evaluate policy conditions again later.
     pub first_message: Option<FirstMessage>,
     pub created_at: i64,
     /// When the conversation first sat in a queue that is not a bot queue.
     pub handover_at: Option<i64>,
-    pub customer_messages: Vec<i64>,
+    pub customer_messages: SmallVec<[i64; 3]>,
     /// (time, by a human agent).
-    pub responses: Vec<(i64, bool)>,
+    pub responses: SmallVec<[(i64, bool); 2]>,
     /// Solved periods: (solved at, reopened at).
-    pub pauses: Vec<(i64, Option<i64>)>,
+    pub pauses: SmallVec<[(i64, Option<i64>); 1]>,
     pub closed_at: Option<i64>,
     pub breached: SortedSet<(SlaMetric, u32)>,
     pub met: SortedSet<(SlaMetric, u32)>,
     /// Timer ids currently scheduled for this conversation: each the timers' own copy of the
     /// id, shared (stored as strings, as they always were).
-    pub timers: Vec<std::sync::Arc<str>>,
+    pub timers: SmallVec<[Arc<str>; 3]>,
     /// The due instants last announced (first response, next reply, resolution).
     pub announced: (Option<i64>, Option<i64>, Option<i64>),
 }
@@ -55,7 +64,7 @@ pub struct SlaState {
 /// In a binary row it is written as those bytes exactly, which is how the message itself is
 /// written, so rows keep their bytes; in JSON (`switchboard state`) it is the message.
 #[derive(Clone, Debug, PartialEq)]
-pub struct FirstMessage(std::sync::Arc<[u8]>);
+pub struct FirstMessage(Arc<[u8]>);
 
 impl FirstMessage {
     pub fn new(message: &InboundMessage) -> Result<FirstMessage, postcard::Error> {
@@ -320,33 +329,36 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
     let had_policy = s.policy.is_some();
     let mut changed = false;
     if let Some(selected) = selected {
-        if selected != s.policy {
+        if selected.as_deref() != s.policy.as_deref() {
             let severity = selected
                 .as_ref()
                 .and_then(|id| config.sla_policies.get(id))
-                .map(|p| p.default_severity.clone());
+                .map(|p| Arc::from(p.default_severity.as_str()));
             changed = true;
             s.severity = severity;
-            s.policy = selected;
+            s.policy = selected.map(Arc::from);
         }
     }
-    let policy = s.policy.as_ref().and_then(|id| config.sla_policies.get(id));
+    let policy = s
+        .policy
+        .as_deref()
+        .and_then(|id| config.sla_policies.get(id));
     // A severity removed from the policy falls back to the default.
     if let Some(p) = policy {
         if !p
             .severities
             .iter()
-            .any(|v| Some(&v.name) == s.severity.as_ref())
-            && s.severity.as_ref() != Some(&p.default_severity)
+            .any(|v| Some(v.name.as_str()) == s.severity.as_deref())
+            && s.severity.as_deref() != Some(p.default_severity.as_str())
         {
-            s.severity = Some(p.default_severity.clone());
+            s.severity = Some(Arc::from(p.default_severity.as_str()));
             changed = true;
         }
     }
     let severity = policy.and_then(|p| {
         p.severities
             .iter()
-            .find(|v| Some(&v.name) == s.severity.as_ref())
+            .find(|v| Some(v.name.as_str()) == s.severity.as_deref())
     });
     // Timers are reconciled, not replaced: one already due at the same instant stays as it is.
     let previous_timers = std::mem::take(&mut s.timers);
@@ -457,16 +469,16 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
     }
     let announce = match (had_policy, &s.policy) {
         (false, Some(p)) => Some(SlaEventKind::SlaApplied(SlaApplied {
-            policy_id: p.clone(),
-            severity: s.severity.clone().unwrap_or_default(),
+            policy_id: p.to_string(),
+            severity: s.severity.as_deref().unwrap_or_default().to_string(),
             first_response_due: dues.0,
             next_reply_due: dues.1,
             resolution_due: dues.2,
         })),
         _ if changed || (reason != Reason::Progress && dues != s.announced) => {
             Some(SlaEventKind::SlaRecalculated(SlaRecalculated {
-                policy_id: s.policy.clone(),
-                severity: s.severity.clone(),
+                policy_id: s.policy.as_deref().map(String::from),
+                severity: s.severity.as_deref().map(String::from),
                 first_response_due: dues.0,
                 next_reply_due: dues.1,
                 resolution_due: dues.2,
@@ -570,7 +582,7 @@ impl Processor for Sla {
             .get(tenant, id.as_str())
             .and_then(|s| s.policy.clone());
         let Some(policy) =
-            policy.and_then(|p| cx.state.config(tenant).sla_policies.get(&p).cloned())
+            policy.and_then(|p| cx.state.config(tenant).sla_policies.get(&*p).cloned())
         else {
             return Err(Rejection(format!(
                 "no SLA policy applies to conversation {id:?}"
@@ -583,7 +595,7 @@ impl Processor for Sla {
             )));
         }
         if let Some(s) = cx.state.sla.get_mut(tenant, id.as_str()) {
-            s.severity = Some(sev.severity.clone());
+            s.severity = Some(Arc::from(sev.severity.as_str()));
         }
         evaluate(cx, &id, Reason::Recalculate);
         Ok(Handled::Yes)

@@ -19,7 +19,8 @@ pub const DEFAULT_QUEUE: &str = "default";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Conversation {
-    pub id: String,
+    /// The conversation's id: the key its rows are kept under, shared.
+    pub id: ConvId,
     pub short_id: i64,
     pub status: Status,
     pub priority: Priority,
@@ -28,10 +29,10 @@ pub struct Conversation {
     /// Channel of the customer's last inbound message.
     pub channel: Channel,
     /// The customer's address that opened the conversation.
-    pub address: String,
+    pub address: Arc<str>,
     /// Our sender (the `to` of the customer's last inbound message).
-    pub sender: String,
-    pub person_id: Option<String>,
+    pub sender: Arc<str>,
+    pub person_id: Option<Arc<str>>,
     /// Thread keys (`addr:<address>`, `person:<id>`) that lead new messages here while the
     /// conversation is not Closed.
     pub thread_keys: SortedSet<String>,
@@ -725,6 +726,10 @@ impl State {
                 }
             }
         }
+        // A conversation's id is its key's string, one copy shared, as when it was opened.
+        for (key, conversation) in state.conversations.loaded_rows_mut() {
+            conversation.id = Arc::clone(key);
+        }
         // Every customer's rows were read (one pass over the store is quicker than a lookup
         // per customer); those of customers with no conversation in memory go at once.
         state.sweep_customers();
@@ -988,7 +993,7 @@ impl State {
     /// Bring an archived conversation back into memory (its archive rows are deleted at the
     /// next flush), exactly as it was archived.
     pub fn unarchive(&mut self, tenant: &str, archived: Archived) -> Result<(), StoreError> {
-        let id: ConvId = Arc::from(archived.conversation.id.as_str());
+        let id: ConvId = Arc::clone(&archived.conversation.id);
         let short = archived.conversation.short_id;
         self.push_archive_write((key_bytes(T_ARCHIVE, &(tenant, &*id))?, None));
         self.push_archive_write((key_bytes(T_ARCHIVE_SHORT, &(tenant, short))?, None));
@@ -1010,8 +1015,8 @@ impl State {
     /// message.
     pub fn customer_address<'a>(&'a self, tenant: &str, conv: &'a Conversation) -> &'a str {
         self.reply_to
-            .get(tenant, conv.id.as_str())
-            .map_or(&conv.address, |a| a.as_str())
+            .get(tenant, &*conv.id)
+            .map_or(&*conv.address, |a| a.as_str())
     }
 
     pub fn tenant(&self, tenant: &str) -> Option<&Tenant> {
@@ -1074,7 +1079,9 @@ impl State {
     pub fn resolve_conversation(&self, tenant: &str, reference: &str) -> Option<String> {
         match reference.strip_prefix('#').map(str::parse::<i64>) {
             Some(Ok(short)) => self.short_ids.get(tenant, &short).map(|c| c.to_string()),
-            _ => self.conversation(tenant, reference).map(|c| c.id.clone()),
+            _ => self
+                .conversation(tenant, reference)
+                .map(|c| c.id.to_string()),
         }
     }
 

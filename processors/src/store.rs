@@ -765,6 +765,15 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         }
     }
 
+    /// Every row with its key, to change in place without marking it changed: for what a
+    /// load derives (a value sharing its key's string), never for a change to keep.
+    pub(crate) fn loaded_rows_mut(&mut self) -> impl Iterator<Item = (&I, &mut V)> {
+        self.tenants
+            .values_mut()
+            .flat_map(|rows| rows.iter_mut())
+            .filter_map(|(id, s)| s.value.as_deref_mut().map(|v| (id, v)))
+    }
+
     /// Hand every row changed since the last call to `write`, as (tenant, id, value or
     /// deletion); deleted rows then leave memory. Rows come in the order they first changed,
     /// which the records decide, so every run writes the same batch: sorting the keys (as

@@ -133,7 +133,7 @@ pub fn send_to_customer(cx: &mut Ctx, conversation_id: &str, kind: OutboundKind,
     };
     let (channel, from, to) = (
         conv.channel,
-        conv.sender.clone(),
+        conv.sender.to_string(),
         cx.state.customer_address(cx.tenant, conv).to_string(),
     );
     let id = cx.next_id();
@@ -196,15 +196,15 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
             let mut other_address = false;
             if let Some(conv) = cx.state.conversation_mut(tenant, &id) {
                 conv.channel = m.channel;
-                if conv.sender != m.to {
-                    conv.sender.clone_from(&m.to);
+                if *conv.sender != *m.to {
+                    conv.sender = Arc::from(m.to.as_str());
                 }
                 conv.messages += 1;
                 conv.last_inbound_at = cx.now;
                 if conv.person_id.is_none() {
-                    conv.person_id = person.clone();
+                    conv.person_id = person.as_deref().map(Arc::from);
                 }
-                other_address = m.from != conv.address;
+                other_address = *m.from != *conv.address;
             }
             // Replies go where the customer last wrote from (a row only while that is not the
             // address that opened the conversation).
@@ -219,17 +219,18 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
         None => {
             let short_id = cx.state.next_short_id(tenant);
             let id = conversation_id(tenant, &m.id);
+            let key: ConvId = Arc::from(id.as_str());
             let conv = Conversation {
-                id: id.clone(),
+                id: Arc::clone(&key),
                 short_id,
                 status: Status::Open,
                 priority: Priority::Normal,
                 queue_id: None,
                 assignee: None,
                 channel: m.channel,
-                address: m.from.clone(),
-                sender: m.to.clone(),
-                person_id: person.clone(),
+                address: Arc::from(m.from.as_str()),
+                sender: Arc::from(m.to.as_str()),
+                person_id: person.as_deref().map(Arc::from),
                 thread_keys: SortedSet::new(),
                 tags: SortedSet::new(),
                 created_at: cx.now,
@@ -240,7 +241,6 @@ fn on_inbound(cx: &mut Ctx, m: &InboundMessage) {
                 last_inbound_at: cx.now,
                 closed_reason: None,
             };
-            let key: ConvId = Arc::from(id.as_str());
             cx.state
                 .conversations
                 .insert(tenant, Arc::clone(&key), conv);
@@ -444,7 +444,7 @@ fn merge(cx: &mut Ctx, target: &str, source: &str) -> Result<(), Rejection> {
             "unknown conversation {source:?} to merge"
         )));
     };
-    let source = b.id.as_str();
+    let source = &*b.id;
     if source == target {
         return Err(Rejection(
             "a conversation cannot be merged into itself".into(),

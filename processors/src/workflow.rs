@@ -624,7 +624,7 @@ impl<'a> Facts<'a> {
                 .assignee
                 .as_deref()
                 .and_then(|a| cx.state.agents.get(tenant, a)),
-            form: cx.state.forms.get(tenant, conv.id.as_str()),
+            form: cx.state.forms.get(tenant, &*conv.id),
             message: message.map(|m| crate::routing::message_facts(config, m, &conv.tags)),
             customer: cx.state.customer_address(tenant, conv),
         }
@@ -772,7 +772,7 @@ fn render(
         match name {
             "tenant" => cx.tenant.to_string(),
             "workflow.id" => workflow.to_string(),
-            "conversation.id" => c.id.clone(),
+            "conversation.id" => c.id.to_string(),
             "conversation.short_id" => c.short_id.to_string(),
             "conversation.queue" => c.queue_id.as_deref().unwrap_or_default().to_string(),
             "conversation.status" => status_name(c.status).to_string(),

@@ -461,7 +461,7 @@ proptest! {
                 }
             }
             for (_, c) in state.conversations.iter() {
-                prop_assert_eq!(holder.get(&c.id).map(String::as_str), c.assignee.as_deref(), "#{} holder", c.short_id);
+                prop_assert_eq!(holder.get(&*c.id).map(String::as_str), c.assignee.as_deref(), "#{} holder", c.short_id);
             }
             check_no_idle_eligible_agent(state, now)
         })?;
