@@ -633,7 +633,53 @@ enum Line {
     },
 }
 
+/// A line's envelope as [`parse_line`] reads it, borrowed, with the value's text.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainLine<'a> {
+    topic: &'a str,
+    #[serde(default)]
+    key: Option<&'a str>,
+    ts: i64,
+    #[serde(borrow)]
+    value: &'a serde_json::value::RawValue,
+    #[serde(default)]
+    partition: Option<u32>,
+}
+
+/// [`parse_line`] for a line it would accept, read in one pass without building a
+/// `serde_json::Value`: a line with no escape whose envelope reads as a [`PlainLine`] (so its
+/// fields are the known ones, each once, of the types `parse_line` requires) and whose value
+/// [`Input::from_json_text`] decodes. `None` for any other line, which `parse_line` then
+/// reads (and reports) the general way; what this accepts, it reads as `parse_line` does.
+fn plain_record(number: i64, text: &str) -> Option<Line> {
+    if text.contains('\\') || limits::check_record_size(text.len()).is_err() {
+        return None;
+    }
+    let line: PlainLine = serde_json::from_str(text).ok()?;
+    limits::check_timestamp(line.ts).ok()?;
+    let topic = Topic::from_name(line.topic).filter(|t| t.is_input())?;
+    let input = Input::from_json_text(topic, line.value.get())?;
+    check_key(topic, line.key, &input).ok()?;
+    Some(Line::Record(Box::new(SourceRecord {
+        topic,
+        key: line.key.map(String::from),
+        ts: line.ts,
+        partition: line.partition,
+        line: Some(number),
+        offset: None,
+        raw: text.as_bytes().to_vec(),
+        decoded: Ok(input),
+    })))
+}
+
 fn parse_line(number: i64, text: &str) -> Line {
+    plain_record(number, text).unwrap_or_else(|| parse_line_generally(number, text))
+}
+
+/// [`parse_line`] for any line: the whole line read as a `serde_json::Value`, each check in
+/// turn with its own error.
+fn parse_line_generally(number: i64, text: &str) -> Line {
     let raw = text.as_bytes().to_vec();
     let broken = |ts: i64, reason: String| Line::Broken {
         line: number,
@@ -925,6 +971,120 @@ mod tests {
                 false, true, true
             ],
             "which lines are placed by their envelope"
+        );
+    }
+
+    /// What a line reads as, to compare the two readers.
+    fn line_as_read(line: &Line) -> String {
+        match line {
+            Line::Record(r) => format!("{r:?}"),
+            Line::Broken { .. } => "broken".into(),
+        }
+    }
+
+    /// R-INPUT (bounded input, strict records): a line read in one pass, straight into its
+    /// record, reads exactly as the general reader reads it, and every line the general
+    /// reader refuses falls to it. Checked on the examples, the hostile seeds, lines at and
+    /// past each limit, and every line with one byte changed, cut short or repeated.
+    #[test]
+    fn plain_lines_read_as_the_general_reader_reads_them() {
+        let t = 1_772_445_600_000i64;
+        let long = "x".repeat(limits::MAX_ID_BYTES);
+        let deep = |n: usize| {
+            format!(
+                r#"{{"topic":"cc.inbound","key":"acme","ts":{t},"value":{{"id":"m","tenant":"acme","channel":"sms","from":"+1","to":"+2","content":"x","attributes":{}1{}}}}}"#,
+                r#"{"a":"#.repeat(n),
+                "}".repeat(n)
+            )
+        };
+        let mut bases: Vec<String> = vec![
+            inbound("m1", "acme", "acme", t, "hello"),
+            inbound("m2", "acme", "acme", t, &long),
+            inbound("m3", "acme", "acme", t, &format!("{long}y")),
+            inbound(&long, "acme", "acme", t, "an id at the limit"),
+            inbound(
+                &format!("{long}y"),
+                "acme",
+                "acme",
+                t,
+                "an id past the limit",
+            ),
+            inbound("m4", "acme", "globex", t, "another tenant's key"),
+            with_partition(&inbound("m5", "acme", "acme", t, "placed"), 3),
+            deep(40),
+            deep(47),
+            deep(60),
+            format!(r#"{{"topic":"cc.ticks","key":null,"ts":{t},"value":{{"id":"tick-1"}}}}"#),
+            format!(
+                r##"{{"topic":"cc.commands","key":"acme","ts":{t},"value":{{"id":"c1","tenant":"acme","conversation_id":"#1","by":"a1","command":{{"Unassign":null}}}}}}"##
+            ),
+            format!(
+                r##"{{"topic":"cc.commands","key":"acme","ts":{t},"value":{{"id":"c1","tenant":"acme","conversation_id":"#1","by":"a1","command":"Unassign"}}}}"##
+            ),
+            format!(
+                r##"{{"topic":"cc.commands","key":"acme","ts":{t},"value":{{"id":"c1","tenant":"acme","conversation_id":"#1","by":"a1","command":{{"Reply":{{"content":"on it"}}}}}}}}"##
+            ),
+            format!(
+                r##"{{"topic":"cc.commands","key":"acme","ts":{t},"value":{{"id":"c1","tenant":"acme","conversation_id":"#1","by":"a1","command":{{"Reply":{{"content":"on it"}},"Unassign":null}}}}}}"##
+            ),
+            format!(
+                r#"{{"topic":"cc.inbound","key":"acme","ts":{t},"value":{{"id":"m","tenant":"acme","id":"n","channel":"sms","from":"+1","to":"+2","content":"dup"}}}}"#
+            ),
+            format!(
+                r#"{{"topic":"cc.inbound","key":"acme","ts":{t},"ts":{t},"value":{{"id":"m","tenant":"acme","channel":"sms","from":"+1","to":"+2","content":"x"}}}}"#
+            ),
+        ];
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for file in [
+            "examples/quickstart.jsonl",
+            "examples/reassign-if-no-answer.jsonl",
+            "tests/fuzz-corpus/hostile.jsonl",
+        ] {
+            let text = std::fs::read_to_string(here.join(file)).unwrap_or_default();
+            assert!(!text.is_empty(), "{file} is read");
+            bases.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
+        }
+        let mut lines = Vec::new();
+        for base in &bases {
+            lines.push(base.clone());
+            if base.len() > 2_000 {
+                continue;
+            }
+            let bytes = base.as_bytes();
+            for i in (0..bytes.len()).step_by(7) {
+                for b in *b"[{}\\\",1e" {
+                    let mut changed = bytes.to_vec();
+                    changed[i] = b;
+                    lines.extend(String::from_utf8(changed).ok());
+                }
+                lines.extend(base.get(..i).map(String::from));
+                lines.extend(
+                    base.get(..i)
+                        .zip(base.get(i..))
+                        .map(|(a, b)| format!("{a}{a}{b}")),
+                );
+            }
+        }
+        let (mut plain, mut general) = (0, 0);
+        for (i, line) in lines.iter().enumerate() {
+            let number = i as i64 + 1;
+            let generally = line_as_read(&parse_line_generally(number, line));
+            match plain_record(number, line) {
+                Some(read) => {
+                    plain += 1;
+                    assert_eq!(line_as_read(&read), generally, "line {line}");
+                }
+                None => general += 1,
+            }
+        }
+        eprintln!("{plain} plain, {general} general");
+        assert!(
+            plain > 1_000 && general > 5_000,
+            "{plain} plain, {general} general"
         );
     }
 }

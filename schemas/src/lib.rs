@@ -179,6 +179,29 @@ impl Input {
         }
     }
 
+    /// [`Input::from_json`] straight from the record's JSON text, without building a
+    /// `serde_json::Value` first, for a text [`limits::plainly_within`] vouches for: such a
+    /// text is within every limit and holds no array, so the direct decoder accepts what the
+    /// strict one accepts and reads it the same. `None` for any other text, and for one that
+    /// does not decode: the caller decodes it with [`Input::from_json`], whose error is the
+    /// one to report.
+    pub fn from_json_text(topic: Topic, text: &str) -> Option<Input> {
+        fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
+            serde_json::from_str(text).ok()
+        }
+        if !limits::plainly_within(text) {
+            return None;
+        }
+        Some(match topic {
+            Topic::Config => Input::Config(parse(text)?),
+            Topic::AgentEvents => Input::Agent(parse(text)?),
+            Topic::Commands => Input::Command(parse(text)?),
+            Topic::Inbound => Input::Inbound(parse(text)?),
+            Topic::Ticks => Input::Tick(parse(text)?),
+            _ => return None,
+        })
+    }
+
     /// Parse the JSON mirror of a record of `topic`: a JSON object (never an array) within
     /// the limits of [`limits::check_value`].
     pub fn from_json(topic: Topic, value: serde_json::Value) -> Result<Input, String> {

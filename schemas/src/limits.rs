@@ -48,6 +48,53 @@ pub fn check_record_size(len: usize) -> Result<(), String> {
     }
 }
 
+/// Whether a record's JSON text is plainly within every limit [`check_value`] checks and can
+/// be decoded straight from its text ([`crate::Input::from_json_text`]): no string longer
+/// than [`MAX_ID_BYTES`] (so within both string limits) and none with an escape, fewer than
+/// [`MAX_NESTING`] objects (so none nested that deep), fewer than [`MAX_LIST_ITEMS`] commas
+/// (so no list or map that long), and no array at all (so no struct can be read from one,
+/// which the strict decoder refuses). One pass over the bytes; a text it turns down is not
+/// wrong, only decoded the general way.
+pub fn plainly_within(text: &str) -> bool {
+    let (mut in_string, mut run, mut objects, mut commas) = (false, 0usize, 0usize, 0usize);
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                b'"' => in_string = false,
+                b'\\' => return false,
+                _ => {
+                    run += 1;
+                    if run > MAX_ID_BYTES {
+                        return false;
+                    }
+                }
+            }
+        } else {
+            match b {
+                b'"' => {
+                    in_string = true;
+                    run = 0;
+                }
+                b'[' => return false,
+                b'{' => {
+                    objects += 1;
+                    if objects >= MAX_NESTING {
+                        return false;
+                    }
+                }
+                b',' => {
+                    commas += 1;
+                    if commas >= MAX_LIST_ITEMS {
+                        return false;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    true
+}
+
 fn is_identifier(field: &str) -> bool {
     field == "id" || field == "tenant" || field.ends_with("_id")
 }
