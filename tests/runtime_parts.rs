@@ -102,7 +102,7 @@ fn r_run_2_rocksdb_store_restores_state_exactly() {
 #[test]
 fn r_time_1_dedup_window_in_rocksdb_drops_the_same_repeats() {
     /// The tag of the window's index rows, which RocksDB alone holds.
-    const INDEX: u8 = b'D';
+    const INDEX: u8 = b'E';
     let dir = tempfile::tempdir().expect("temp dir");
     // Every record twice, the copy a producer's retry.
     let inputs: Vec<(i64, Input)> = stream().into_iter().flat_map(|r| [r.clone(), r]).collect();

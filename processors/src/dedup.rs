@@ -23,8 +23,11 @@
 //! Store layout: one row per bucket and flush, `[T_DEDUP][bucket: i64 BE][chunk: u32 BE]` →
 //! `[version 1][fingerprint: u128 LE]*`. A flush writes one row per bucket that gained ids,
 //! never rewrites an old one, and forgetting a bucket deletes its rows. The index (store mode
-//! only): `[T_DEDUP_INDEX][fingerprint: u128 BE]` → `[bucket: i64 BE]`, written with
-//! [`Store::write_local`].
+//! only): `[T_DEDUP_INDEX][fingerprint: u128 BE][bucket: i64 BE]` → empty, written with
+//! [`Store::write_local`]. The bucket is in the key so that forgetting a bucket deletes its
+//! ids' index rows without reading them: an id remembered again in a newer bucket has a row
+//! of its own. (Stores written before kept `[T_DEDUP_INDEX_FORMER][fingerprint]` → bucket;
+//! a restore deletes those rows and indexes the ids anew.)
 //!
 //! Fingerprints are FNV-1a 128 over `tenant 0xFF id`: two different ids collide with
 //! probability about 2^-128 per pair, so a false "duplicate" is not a practical concern.
@@ -37,7 +40,9 @@ use crate::store::{Store, StoreError, Write};
 /// The table tag of dedup rows in the store.
 pub(crate) const T_DEDUP: u8 = b'd';
 /// The table tag of the window's index rows (store mode): local to the store, not changelogged.
-pub(crate) const T_DEDUP_INDEX: u8 = b'D';
+pub(crate) const T_DEDUP_INDEX: u8 = b'E';
+/// The tag of the index rows of stores written before the bucket was in the index key.
+pub(crate) const T_DEDUP_INDEX_FORMER: u8 = b'D';
 const ROW_VERSION: u8 = 1;
 /// The default window: 24 hours of stream time (SPEC R-TIME-1).
 pub const DEFAULT_WINDOW_MS: i64 = 24 * 3_600_000;
@@ -229,6 +234,24 @@ impl Filter {
             .flatten()
             .any(|(_, words)| words[word] & bits == bits)
     }
+
+    /// [`Filter::may_contain`] for the generation of `bucket` alone (true when the filter
+    /// does not hold that generation, and so cannot rule it out).
+    fn may_contain_in(&self, fp: u128, bucket: i64) -> bool {
+        let generation = bucket.div_euclid(GENERATION);
+        match self
+            .generations
+            .iter()
+            .flatten()
+            .find(|(g, _)| *g == generation)
+        {
+            Some((_, words)) if !self.bypass => {
+                let (word, bits) = self.place(fp);
+                words[word] & bits == bits
+            }
+            _ => true,
+        }
+    }
 }
 
 #[derive(Default, Debug)]
@@ -259,6 +282,8 @@ pub struct DedupWindow {
     purge: VecDeque<(i64, u32)>,
     /// In the store: ids a restore found without index rows, to index at the next flush.
     unindexed: Vec<(u128, i64)>,
+    /// Index rows of the former layout a restore found, to delete at the next flush.
+    former_index: Vec<Vec<u8>>,
     /// In the store: index rows a flush deletes at least, when forgotten buckets wait.
     purge_per_flush: usize,
     /// In the store: what rules out most new ids without a store read.
@@ -285,6 +310,7 @@ impl DedupWindow {
             deleted: Vec::new(),
             purge: VecDeque::new(),
             unindexed: Vec::new(),
+            former_index: Vec::new(),
             purge_per_flush: PURGE_PER_FLUSH,
             filter: Filter::new(if in_store { FILTER_BYTES } else { 8 }),
         }
@@ -319,21 +345,24 @@ impl DedupWindow {
         if !self.in_store || !self.filter.may_contain(fp) {
             return Ok(false);
         }
-        Ok(self
-            .indexed_bucket(store, fp)?
-            .is_some_and(|b| self.buckets.contains_key(&b)))
+        // One read per live bucket of a generation the filter cannot rule out, newest first
+        // (a repeat is most often recent): only an id the filter cannot rule out gets here.
+        for &bucket in self.buckets.keys().rev() {
+            if self.filter.may_contain_in(fp, bucket) && self.indexed_in(store, fp, bucket)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
-    /// The bucket `fp`'s index row names, if it has one.
-    fn indexed_bucket<S: Store + ?Sized>(
+    /// Whether `fp` has an index row in `bucket`.
+    fn indexed_in<S: Store + ?Sized>(
         &self,
         store: &S,
         fp: u128,
-    ) -> Result<Option<i64>, StoreError> {
-        let key = index_key(fp);
-        Ok(store
-            .get(&key)?
-            .and_then(|v| v.as_slice().try_into().ok().map(i64::from_be_bytes)))
+        bucket: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(store.get(&index_key(fp, bucket))?.is_some())
     }
 
     /// Whether a bucket is past the window at stream time `now`.
@@ -414,6 +443,7 @@ impl DedupWindow {
         for key in self.deleted.drain(..) {
             batch.push((key, None));
         }
+        local.extend(self.former_index.drain(..).map(|key| (key, None)));
         if self.in_store {
             let added: usize = self.buckets.values().map(|b| b.unsaved.len()).sum();
             self.purge_some(store, self.purge_per_flush.max(2 * added), batch, local)?;
@@ -448,6 +478,7 @@ impl DedupWindow {
     /// The index rows of the ids a restore found without them ([`DedupWindow::restore`]), for
     /// a store that writes them at once: those ids are then looked up there, not in memory.
     pub(crate) fn take_unindexed(&mut self, local: &mut Vec<Write>) {
+        local.extend(self.former_index.drain(..).map(|key| (key, None)));
         for (fp, bucket) in self.unindexed.drain(..) {
             self.seen.remove(&Remembered::new(fp, bucket));
             local.push(index_row(fp, bucket));
@@ -457,8 +488,9 @@ impl DedupWindow {
         }
     }
 
-    /// Delete the rows of forgotten buckets, up to about `budget` ids: each id's index row
-    /// (unless the id was remembered again since, in a later bucket), then the bucket's row.
+    /// Delete the rows of forgotten buckets, up to about `budget` ids: each id's index row in
+    /// that bucket (an id remembered again since, in a later bucket, keeps the row it has
+    /// there), then the bucket's row. Nothing is read but the bucket's row.
     fn purge_some<S: Store + ?Sized>(
         &mut self,
         store: &S,
@@ -475,9 +507,7 @@ impl DedupWindow {
             if let Some(value) = store.get(&key)? {
                 let (_, _, ids) = parse_row(&key, &value)?;
                 for fp in ids {
-                    if self.indexed_bucket(store, fp)? == Some(bucket) {
-                        local.push((index_key(fp), None));
-                    }
+                    local.push((index_key(fp, bucket), None));
                     spent += 1;
                 }
                 batch.push((key, None));
@@ -497,6 +527,12 @@ impl DedupWindow {
         store: &S,
         now: i64,
     ) -> Result<(), StoreError> {
+        // The former index layout's rows go (once); the ids they indexed have no row of the
+        // current layout, so they are indexed anew below.
+        store.scan_tag(T_DEDUP_INDEX_FORMER, &mut |key, _| {
+            self.former_index.push(key.to_vec());
+            Ok(())
+        })?;
         store.scan_tag(T_DEDUP, &mut |key, value| {
             let (bucket, chunk, ids) = parse_row(key, value)?;
             if !self.in_store {
@@ -515,7 +551,7 @@ impl DedupWindow {
             }
             let mut ids = ids.peekable();
             let indexed = match ids.peek() {
-                Some(&first) => self.indexed_bucket(store, first)? == Some(bucket),
+                Some(&first) => self.indexed_in(store, first, bucket)?,
                 None => true,
             };
             if !indexed {
@@ -583,13 +619,19 @@ pub(crate) fn parse_row<'a>(
     }
 }
 
-/// Read one index row (`key` starts with [`T_DEDUP_INDEX`]): the bucket it names.
+/// Read one index row (`key` starts with [`T_DEDUP_INDEX`], or [`T_DEDUP_INDEX_FORMER`]):
+/// the bucket it names.
 pub(crate) fn parse_index_row(key: &[u8], value: &[u8]) -> Result<i64, StoreError> {
-    match (key.len(), <[u8; 8]>::try_from(value)) {
-        (17, Ok(bucket)) => Ok(i64::from_be_bytes(bucket)),
-        _ => Err(StoreError::Corrupt {
+    let bucket = match (key.first(), key.len()) {
+        (Some(&T_DEDUP_INDEX), 25) if value.is_empty() => key.get(17..25),
+        (Some(&T_DEDUP_INDEX_FORMER), 17) => Some(value),
+        _ => None,
+    };
+    match bucket.and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+        Some(bucket) => Ok(i64::from_be_bytes(bucket)),
+        None => Err(StoreError::Corrupt {
             key: format!("{key:?}"),
-            reason: "dedup index row is not [tag][fingerprint] -> [bucket]".into(),
+            reason: "dedup index row is not [tag][fingerprint][bucket] -> empty".into(),
         }),
     }
 }
@@ -604,13 +646,14 @@ fn row_key(bucket: i64, chunk: u32) -> Vec<u8> {
 
 /// The index row saying `fp` is remembered in `bucket`.
 fn index_row(fp: u128, bucket: i64) -> Write {
-    (index_key(fp), Some(bucket.to_be_bytes().to_vec()))
+    (index_key(fp, bucket), Some(Vec::new()))
 }
 
-fn index_key(fp: u128) -> Vec<u8> {
-    let mut key = Vec::with_capacity(17);
+fn index_key(fp: u128, bucket: i64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(25);
     key.push(T_DEDUP_INDEX);
     key.extend_from_slice(&fp.to_be_bytes());
+    key.extend_from_slice(&bucket.to_be_bytes());
     key
 }
 
@@ -773,6 +816,44 @@ mod tests {
         );
     }
 
+    /// R-TIME-1: a store whose index rows have the former layout (`[D][fingerprint]` →
+    /// bucket) is restored to the current one: the former rows are deleted at the first
+    /// flush, every id is indexed anew (the same rows a store written in the current layout
+    /// has), and every id is still remembered.
+    #[test]
+    fn an_index_of_the_former_layout_is_rebuilt() {
+        let mut w = DedupWindow::new(24 * HOUR, true);
+        let mut store = MemStore::default();
+        for i in 0..50 {
+            w.insert("t", &format!("m-{i}"), (i % 3) * HOUR, 2 * HOUR);
+        }
+        flush(&mut w, &mut store);
+        let current = store.clone();
+        let former: BTreeMap<Vec<u8>, Vec<u8>> = store
+            .map
+            .iter()
+            .map(|(k, v)| match parse_index_row(k, v) {
+                Ok(bucket) if k[0] == T_DEDUP_INDEX => {
+                    let mut key = vec![T_DEDUP_INDEX_FORMER];
+                    key.extend_from_slice(&k[1..17]);
+                    (key, bucket.to_be_bytes().to_vec())
+                }
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        let mut store = MemStore { map: former };
+        assert_eq!(rows(&store, T_DEDUP_INDEX_FORMER), 50);
+        let mut restored = DedupWindow::new(24 * HOUR, true);
+        restored.restore(&store, 2 * HOUR).expect("restore");
+        for i in 0..50 {
+            assert!(has(&restored, &store, "t", &format!("m-{i}")), "m-{i}");
+        }
+        flush(&mut restored, &mut store);
+        assert_eq!(store, current, "the current layout's rows, and no others");
+        assert!(has(&restored, &store, "t", "m-7"));
+        assert!(!has(&restored, &store, "t", "m-50"));
+    }
+
     /// In store mode a flush deletes a bounded slice of a forgotten bucket's index rows;
     /// the rest count as absent meanwhile and go with later flushes.
     #[test]
@@ -816,6 +897,28 @@ mod tests {
             self.reads.set(self.reads.get() + 1);
             self.store.get(key)
         }
+    }
+
+    /// R-TIME-1, store mode: forgetting a bucket reads its rows of ids and nothing else (no
+    /// read per id), and deletes every index row of that bucket.
+    #[test]
+    fn forgetting_a_bucket_reads_only_its_rows() {
+        let mut w = DedupWindow::new(24 * HOUR, true);
+        let mut store = Counted::default();
+        for chunk in 0..3 {
+            for i in 0..100 {
+                w.insert("t", &format!("{chunk}-{i}"), 0, 0);
+            }
+            flush(&mut w, &mut store);
+        }
+        let reads = store.reads.get();
+        w.expire(26 * HOUR);
+        flush(&mut w, &mut store);
+        assert_eq!(store.reads.get() - reads, 3, "one read per row of 100 ids");
+        assert!(
+            store.store.map.is_empty(),
+            "every row and index row deleted"
+        );
     }
 
     /// R-TIME-1, store mode: the filter answers nearly every new id without reading the

@@ -679,6 +679,7 @@ impl State {
             T_ARCHIVE_SHORT,
             crate::dedup::T_DEDUP,
             crate::dedup::T_DEDUP_INDEX,
+            crate::dedup::T_DEDUP_INDEX_FORMER,
         ];
         for (k, v) in store.entries_except(&apart)? {
             match k.first().copied() {
@@ -801,7 +802,7 @@ impl State {
                 let (bucket, chunk, ids) = crate::dedup::parse_row(key, value)?;
                 Ok(serde_json::json!({ "dedup_bucket": bucket, "chunk": chunk, "ids": ids.len() }))
             }
-            Some(crate::dedup::T_DEDUP_INDEX) => {
+            Some(crate::dedup::T_DEDUP_INDEX | crate::dedup::T_DEDUP_INDEX_FORMER) => {
                 let bucket = crate::dedup::parse_index_row(key, value)?;
                 Ok(serde_json::json!({ "dedup_index_bucket": bucket }))
             }
