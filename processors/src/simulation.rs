@@ -982,9 +982,9 @@ mod tests {
         }
     }
 
-    /// R-INPUT (bounded input, strict records): a line read in one pass, straight into its
-    /// record, reads exactly as the general reader reads it, and every line the general
-    /// reader refuses falls to it. Checked on the examples, the hostile seeds, lines at and
+    /// R-TOPIC (SPEC §11: the JSON mirror, input limits, bad input dead-lettered with its
+    /// reason): a line read in one pass, straight into its record, reads exactly as the
+    /// general reader reads it, and every line the general reader refuses falls to it. Checked on the examples, the hostile seeds, lines at and
     /// past each limit, and every line with one byte changed, cut short or repeated.
     #[test]
     fn plain_lines_read_as_the_general_reader_reads_them() {
