@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use switchboard::simulate::simulate_text;
+use switchboard::simulate::{simulate_into, simulate_text};
 use switchboard_processors::simulation::{self, Emitted, SourceRecord};
 use switchboard_processors::{standard_processors, Ctx, Handled, Processor, Rejection, Settings};
 use switchboard_schemas::{Input, Output};
@@ -353,6 +353,31 @@ proptest! {
         }
     }
 
+    /// R-TIME-6: `simulate` spreads partitions over threads, and its output does not depend
+    /// on how many: the same bytes in the same order with one thread, two, or as many as
+    /// partitions, out-of-order timestamps and bad lines included.
+    #[test]
+    fn simulate_output_does_not_depend_on_threads(
+        ops in proptest::collection::vec((op(), -30_000i64..120_000), 1..80),
+        partitions in 2u32..6,
+    ) {
+        let mut input = render(&ops).into_bytes();
+        input.extend_from_slice(b"\nnot json\n");
+        let settings = Settings::default();
+        let run = |threads: usize| {
+            let mut out = Vec::new();
+            let counts = simulate_into(&input, partitions, threads, &settings, &mut out).expect("simulate");
+            (counts, out)
+        };
+        let one = run(1);
+        prop_assert!(one.0 .1 > 0);
+        for threads in [2, 3, partitions as usize] {
+            let other = run(threads);
+            prop_assert_eq!(one.0, other.0);
+            prop_assert!(one.1 == other.1, "{} threads: the output differs", threads);
+        }
+    }
+
     /// R-TIME-2: tenants are independent: with in-order timestamps, each tenant's outputs are
     /// the same whether the tenants share one partition or are spread over several. Stream
     /// time is per partition (R-TIME-3), so what timers emit (analytics windows, SLA
@@ -505,7 +530,7 @@ fn a_line_that_is_not_utf8_is_dead_lettered_and_processing_continues() {
     input.extend_from_slice(good("m2", 1_772_445_600_001).as_bytes());
     let mut out = Vec::new();
     let (records, lines) =
-        switchboard::simulate::simulate_into(&input, 1, &Settings::default(), &mut out)
+        switchboard::simulate::simulate_into(&input, 1, 1, &Settings::default(), &mut out)
             .expect("simulate");
     assert_eq!(records, 3);
     let text = String::from_utf8(out).expect("output is UTF-8");

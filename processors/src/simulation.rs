@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::mpsc::{Receiver, SyncSender};
 use switchboard_schemas::*;
 
 use serde::Serialize;
@@ -184,14 +185,7 @@ pub fn run_streaming(
             .map(|r| Placed::Parsed(Box::new(r), None)),
         partitions,
     );
-    merge(
-        queues,
-        partitions,
-        settings,
-        processors,
-        sink,
-        FinalState::Flushed,
-    )
+    merge(queues, settings, processors, sink, FinalState::Flushed)
 }
 
 /// Run JSON-lines `input` (see [`parse_jsonl`]) as [`run_streaming`] runs its records, without
@@ -209,6 +203,44 @@ pub fn run_jsonl_streaming(
     processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
     sink: &mut dyn FnMut(Emitted),
 ) -> Result<usize, StoreError> {
+    let (queues, broken, count) = place_lines(input, partitions);
+    broken.into_iter().for_each(&mut *sink);
+    merge(queues, settings, processors, sink, FinalState::Dropped)?;
+    Ok(count)
+}
+
+/// [`run_jsonl_streaming`] with the partitions spread over `threads` threads, each output
+/// encoded by `encode` on its partition's thread and handed to `sink` on this one: the same
+/// outputs in the same order, for any number of threads. `encode` gets consecutive outputs
+/// (those of one record, or one output) and `sink` their encodings in order. One thread, or
+/// one partition, is [`run_jsonl_streaming`] itself.
+pub fn run_jsonl_parallel<T: Send>(
+    input: &[u8],
+    partitions: u32,
+    settings: &Settings,
+    processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
+    threads: usize,
+    encode: &(dyn Fn(&[Emitted]) -> T + Sync),
+    sink: &mut dyn FnMut(T),
+) -> Result<usize, StoreError> {
+    if threads <= 1 || partitions <= 1 {
+        return run_jsonl_streaming(input, partitions, settings, processors, &mut |e| {
+            sink(encode(std::slice::from_ref(&e)))
+        });
+    }
+    let (queues, broken, count) = place_lines(input, partitions);
+    for e in broken {
+        sink(encode(std::slice::from_ref(&e)));
+    }
+    merge_parallel(queues, settings, processors, threads, encode, sink)?;
+    Ok(count)
+}
+
+/// The lines of JSON-lines `input` in their partitions' queues ([`fill_queues`]): a line is
+/// placed by its envelope alone where that is sure to place it right ([`Envelope`]),
+/// otherwise decoded whole. Also the dead letters of lines without a usable envelope, and the
+/// number of input records (those lines included).
+fn place_lines(input: &[u8], partitions: u32) -> (Vec<VecDeque<Queued<'_>>>, Vec<Emitted>, usize) {
     let mut broken = Vec::new();
     let mut count = 0;
     let records = jsonl_lines(input).filter_map(|(number, line)| {
@@ -237,18 +269,7 @@ pub fn run_jsonl_streaming(
         }
     });
     let queues = fill_queues(records, partitions);
-    for e in broken {
-        sink(e);
-    }
-    merge(
-        queues,
-        partitions,
-        settings,
-        processors,
-        sink,
-        FinalState::Dropped,
-    )?;
-    Ok(count)
+    (queues, broken, count)
 }
 
 /// A line of JSON-lines input whose envelope alone was read (its value skipped): enough to
@@ -539,85 +560,267 @@ fn no_such_partition(p: u32, partitions: u32) -> String {
     format!("partition {p} does not exist (partitions 0..{partitions})")
 }
 
-/// Each partition's queues merged in timestamp order (ties: topic order, then offset) through
-/// its own engine; partitions interleaved by (timestamp, topic, partition).
-fn merge(
-    mut queues: Vec<VecDeque<Queued>>,
-    partitions: u32,
-    settings: &Settings,
-    processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
-    sink: &mut dyn FnMut(Emitted),
-    end: FinalState,
-) -> Result<Vec<Engine<MemStore>>, StoreError> {
-    let partitions = partitions.max(1);
-    let n_topics = Topic::INPUTS.len();
-    let mut engines = (0..partitions)
-        .map(|_| Engine::with_processors(MemStore::default(), settings.clone(), processors()))
-        .collect::<Result<Vec<_>, _>>()?;
+/// One partition's part of a run: its input queues (one per input topic, in merge rank order)
+/// and its engine. The merge rule decides which of its queues goes next; nothing in it depends
+/// on another partition, which is what lets partitions run on threads of their own
+/// ([`run_jsonl_parallel`]) with the same outputs in the same order.
+struct PartitionRun<'a> {
+    partition: u32,
+    queues: Vec<VecDeque<Queued<'a>>>,
+    engine: Engine<MemStore>,
+}
+
+impl<'a> PartitionRun<'a> {
+    /// Split `queues` (partition-major, as [`fill_queues`] makes them) into one run per
+    /// partition, each with a new engine.
+    fn all(
+        queues: Vec<VecDeque<Queued<'a>>>,
+        settings: &Settings,
+        processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
+    ) -> Result<Vec<PartitionRun<'a>>, StoreError> {
+        let n_topics = Topic::INPUTS.len();
+        let mut runs: Vec<PartitionRun> = Vec::with_capacity(queues.len() / n_topics);
+        for (q, queue) in queues.into_iter().enumerate() {
+            if q % n_topics == 0 {
+                runs.push(PartitionRun {
+                    partition: (q / n_topics) as u32,
+                    queues: Vec::with_capacity(n_topics),
+                    engine: Engine::with_processors(
+                        MemStore::default(),
+                        settings.clone(),
+                        processors(),
+                    )?,
+                });
+            }
+            if let Some(run) = runs.last_mut() {
+                run.queues.push(queue);
+            }
+        }
+        Ok(runs)
+    }
+
     /// A record that cannot be decoded is dead-lettered where it stands, as soon as it is the
     /// head of its queue: it takes no part in the merge, so its timestamp (which may be
     /// anything) never holds back the valid records behind it.
-    fn drain_undecodable(
-        queue: &mut VecDeque<Queued>,
-        engine: &mut Engine<MemStore>,
-        partition: u32,
-        sink: &mut dyn FnMut(Emitted),
-    ) {
+    fn drain_undecodable(&mut self, rank: usize, out: &mut Vec<Emitted>) {
+        let queue = &mut self.queues[rank];
         while queue.front_mut().is_some_and(|head| {
             head.settle();
             head.undecodable()
         }) {
             if let Some(record) = queue.pop_front() {
-                for e in apply_record(engine, &record.into_record(), partition) {
-                    sink(e);
-                }
+                out.extend(apply_record(
+                    &mut self.engine,
+                    &record.into_record(),
+                    self.partition,
+                ));
             }
         }
     }
-    for (q, queue) in queues.iter_mut().enumerate() {
-        let p = q / n_topics;
-        drain_undecodable(queue, &mut engines[p], p as u32, sink);
+
+    /// What the run does before the merge starts: the undecodable heads of every queue.
+    fn start(&mut self, out: &mut Vec<Emitted>) {
+        for rank in 0..self.queues.len() {
+            self.drain_undecodable(rank, out);
+        }
     }
-    // Each partition's next record by the merge rule; partitions interleaved by (timestamp,
-    // topic, partition) so the output is one deterministic stream.
-    let next_of = |queues: &[VecDeque<Queued>], p: usize| {
-        let own = &queues[p * n_topics..(p + 1) * n_topics];
-        let heads = own
+
+    /// The partition's next record by the merge rule: its (timestamp, topic rank).
+    fn next(&self) -> Option<(i64, usize)> {
+        let heads = self
+            .queues
             .iter()
             .map(|queue| queue.front().map_or(Head::Done, |r| Head::Record(r.ts())));
-        next_in_merge(heads).and_then(|rank| {
-            let ts = own[rank].front()?.ts();
-            Some(Reverse((ts, rank, p)))
-        })
-    };
-    let mut heads: BinaryHeap<_> = (0..partitions as usize)
-        .filter_map(|p| next_of(&queues, p))
+        next_in_merge(heads).and_then(|rank| Some((self.queues[rank].front()?.ts(), rank)))
+    }
+
+    /// Apply the head of queue `rank` (what [`PartitionRun::next`] named), then dead-letter
+    /// what cannot be decoded behind it.
+    fn step(&mut self, rank: usize, out: &mut Vec<Emitted>) {
+        if let Some(record) = self.queues[rank].pop_front() {
+            let record = record.into_record();
+            out.extend(apply_record(&mut self.engine, &record, self.partition));
+        }
+        self.drain_undecodable(rank, out);
+    }
+
+    /// The engine at the end of the run, its state written to its store or not.
+    fn finish(mut self, end: &FinalState) -> Result<Engine<MemStore>, StoreError> {
+        // The store mirrors the state at the end of the run, as the runtime's does at the end
+        // of each round: each changed row is written once, not once per record that touched it.
+        if *end == FinalState::Flushed {
+            self.engine.flush_into_store()?;
+        }
+        Ok(self.engine)
+    }
+}
+
+/// The order partitions interleave in: (timestamp, topic rank, partition), ascending.
+type MergeKey = Reverse<(i64, usize, u32)>;
+
+/// Each partition's queues merged in timestamp order (ties: topic order, then offset) through
+/// its own engine; partitions interleaved by (timestamp, topic, partition).
+fn merge(
+    queues: Vec<VecDeque<Queued>>,
+    settings: &Settings,
+    processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
+    sink: &mut dyn FnMut(Emitted),
+    end: FinalState,
+) -> Result<Vec<Engine<MemStore>>, StoreError> {
+    let mut runs = PartitionRun::all(queues, settings, processors)?;
+    let mut out = Vec::new();
+    for run in runs.iter_mut() {
+        run.start(&mut out);
+    }
+    out.drain(..).for_each(&mut *sink);
+    let key =
+        |run: &PartitionRun, p: usize| run.next().map(|(ts, rank)| Reverse((ts, rank, p as u32)));
+    let mut heads: BinaryHeap<MergeKey> = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(p, r)| key(r, p))
         .collect();
-    while let Some(Reverse((_, rank, partition))) = heads.pop() {
-        let q = partition * n_topics + rank;
-        let Some(record) = queues[q].pop_front() else {
-            continue;
-        };
-        let record = record.into_record();
-        for e in apply_record(&mut engines[partition], &record, partition as u32) {
-            sink(e);
-        }
-        drain_undecodable(
-            &mut queues[q],
-            &mut engines[partition],
-            partition as u32,
-            sink,
-        );
-        heads.extend(next_of(&queues, partition));
+    while let Some(Reverse((_, rank, p))) = heads.pop() {
+        let run = &mut runs[p as usize];
+        run.step(rank, &mut out);
+        out.drain(..).for_each(&mut *sink);
+        heads.extend(key(run, p as usize));
     }
-    // The store mirrors the state at the end of the run, as the runtime's does at the end of
-    // each round: each changed row is written once, not once per record that touched it.
-    if end == FinalState::Flushed {
-        for engine in engines.iter_mut() {
-            engine.flush_into_store()?;
+    runs.into_iter().map(|run| run.finish(&end)).collect()
+}
+
+/// Steps a partition's thread hands over at a time in [`merge_parallel`].
+const STEPS_PER_BATCH: usize = 256;
+
+/// What a thread of [`merge_parallel`] hands to the merging one.
+enum Batch<T> {
+    /// First: the encoded outputs of [`PartitionRun::start`], by partition.
+    Started(Vec<(u32, T)>),
+    /// Then, in the thread's own merge order: each step's key and encoded outputs (steps
+    /// without outputs left out).
+    Steps(Vec<((i64, usize, u32), T)>),
+}
+
+/// [`merge`] with the partitions spread over `threads` threads (partition `p` on thread
+/// `p % threads`), their outputs encoded there by `encode` and handed to `sink` in exactly
+/// [`merge`]'s order. Each thread merges its own partitions by (timestamp, topic rank,
+/// partition), which is [`merge`]'s order restricted to them (a partition's next record does
+/// not depend on the others), and this thread merges the threads' streams by the same keys.
+/// The engines are dropped at the end, on their threads.
+fn merge_parallel<T: Send>(
+    queues: Vec<VecDeque<Queued>>,
+    settings: &Settings,
+    processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
+    threads: usize,
+    encode: &(dyn Fn(&[Emitted]) -> T + Sync),
+    sink: &mut dyn FnMut(T),
+) -> Result<(), StoreError> {
+    let runs = PartitionRun::all(queues, settings, processors)?;
+    let threads = threads.clamp(1, runs.len().max(1));
+    let mut shares: Vec<Vec<PartitionRun>> = (0..threads).map(|_| Vec::new()).collect();
+    for run in runs {
+        shares[run.partition as usize % threads].push(run);
+    }
+    std::thread::scope(|s| {
+        let mut streams = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for share in shares {
+            let (tx, rx) = std::sync::mpsc::sync_channel(4);
+            handles.push(s.spawn(move || partition_thread(share, threads, encode, tx)));
+            streams.push((rx, VecDeque::new()));
+        }
+        // The next step of one thread's stream, waiting for it when none is buffered; `None`
+        // once the thread is done.
+        fn next<T>(
+            (rx, pending): &mut (Receiver<Batch<T>>, VecDeque<((i64, usize, u32), T)>),
+        ) -> Option<((i64, usize, u32), T)> {
+            loop {
+                if let Some(step) = pending.pop_front() {
+                    return Some(step);
+                }
+                match rx.recv() {
+                    Ok(Batch::Steps(steps)) => pending.extend(steps),
+                    Ok(Batch::Started(_)) => {}
+                    Err(_) => return None,
+                }
+            }
+        }
+        let mut started = Vec::new();
+        for (rx, _) in &streams {
+            if let Ok(Batch::Started(outputs)) = rx.recv() {
+                started.extend(outputs);
+            }
+        }
+        started.sort_by_key(|(p, _)| *p);
+        started.into_iter().for_each(|(_, t)| sink(t));
+        let mut held: Vec<Option<T>> = (0..threads).map(|_| None).collect();
+        let mut heads = BinaryHeap::new();
+        for (t, stream) in streams.iter_mut().enumerate() {
+            if let Some((key, encoded)) = next(stream) {
+                held[t] = Some(encoded);
+                heads.push(Reverse((key, t)));
+            }
+        }
+        while let Some(Reverse((_, t))) = heads.pop() {
+            if let Some(encoded) = held[t].take() {
+                sink(encoded);
+            }
+            if let Some((key, encoded)) = next(&mut streams[t]) {
+                held[t] = Some(encoded);
+                heads.push(Reverse((key, t)));
+            }
+        }
+        for handle in handles {
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// One thread of [`merge_parallel`]: its partitions (those `p` with `p % threads` its own)
+/// merged as [`merge`] merges them, each step's outputs encoded and sent in batches.
+fn partition_thread<T>(
+    mut runs: Vec<PartitionRun>,
+    threads: usize,
+    encode: &(dyn Fn(&[Emitted]) -> T + Sync),
+    tx: SyncSender<Batch<T>>,
+) {
+    let mut out = Vec::new();
+    let mut started = Vec::new();
+    for run in runs.iter_mut() {
+        run.start(&mut out);
+        if !out.is_empty() {
+            started.push((run.partition, encode(&out)));
+            out.clear();
         }
     }
-    Ok(engines)
+    if tx.send(Batch::Started(started)).is_err() {
+        return;
+    }
+    let key = |run: &PartitionRun| {
+        run.next()
+            .map(|(ts, rank)| Reverse((ts, rank, run.partition)))
+    };
+    let mut heads: BinaryHeap<MergeKey> = runs.iter().filter_map(key).collect();
+    let mut batch = Vec::with_capacity(STEPS_PER_BATCH);
+    while let Some(Reverse((ts, rank, p))) = heads.pop() {
+        let run = &mut runs[p as usize / threads];
+        run.step(rank, &mut out);
+        if !out.is_empty() {
+            batch.push(((ts, rank, p), encode(&out)));
+            out.clear();
+        }
+        heads.extend(key(run));
+        if batch.len() == STEPS_PER_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(STEPS_PER_BATCH));
+            if tx.send(Batch::Steps(full)).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = tx.send(Batch::Steps(batch));
 }
 
 // ---- JSON lines: the format of `switchboard simulate` and of the benchmarks' workloads ----
@@ -972,6 +1175,82 @@ mod tests {
             ],
             "which lines are placed by their envelope"
         );
+    }
+
+    /// R-TIME-6: partitions run on threads of their own emit exactly what one thread emits, in
+    /// the same order: the examples, the hostile seeds and the lines above (undecodable heads,
+    /// late records, ticks to every partition), over 2 to 5 partitions on 2 to 5 threads.
+    #[test]
+    fn partitions_on_threads_emit_what_one_thread_emits() {
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let t = 1_772_445_600_000i64;
+        // First, a record of each tenant that cannot be decoded: dead-lettered before the merge
+        // starts, partition by partition.
+        let mut input = String::new();
+        for tenant in ["acme", "globex", "initech", "umbrella", "hooli"] {
+            input.push_str(&format!(
+                r#"{{"topic":"cc.inbound","key":"{tenant}","ts":{t},"value":{{"id":"bad"}}}}"#
+            ));
+            input.push('\n');
+        }
+        for file in [
+            "examples/quickstart.jsonl",
+            "examples/reassign-if-no-answer.jsonl",
+            "tests/fuzz-corpus/hostile.jsonl",
+        ] {
+            let text = std::fs::read_to_string(here.join(file)).unwrap_or_default();
+            assert!(!text.is_empty(), "{file} is read");
+            input.push_str(&text);
+            input.push('\n');
+        }
+        for (i, tenant) in ["acme", "globex", "initech", "umbrella", "hooli"]
+            .iter()
+            .enumerate()
+        {
+            let i = i as i64;
+            input.push_str(&inbound(
+                &format!("x{i}"),
+                tenant,
+                tenant,
+                t + 100 - i,
+                "late one",
+            ));
+            input.push_str("\nnot json\n");
+            input.push_str(&inbound(
+                &format!("y{i}"),
+                tenant,
+                tenant,
+                t + i,
+                "refund please",
+            ));
+            input.push('\n');
+        }
+        input.push_str(&format!(
+            r#"{{"topic":"cc.ticks","key":null,"ts":{},"value":{{"id":"tick-1"}}}}"#,
+            t + 1_000_000
+        ));
+        let settings = Settings::default();
+        for partitions in 2..=5 {
+            let one = streamed(&input, partitions);
+            assert!(one.len() > 50, "{} outputs", one.len());
+            for threads in 2..=5 {
+                let mut many = Vec::new();
+                run_jsonl_parallel(
+                    input.as_bytes(),
+                    partitions,
+                    &settings,
+                    &crate::standard_processors,
+                    threads,
+                    &|emitted: &[Emitted]| emitted.to_vec(),
+                    &mut |emitted| many.extend(emitted),
+                )
+                .expect("run");
+                assert!(
+                    one == many,
+                    "{partitions} partitions on {threads} threads: the outputs differ"
+                );
+            }
+        }
     }
 
     /// What a line reads as, to compare the two readers.

@@ -32,6 +32,10 @@ enum Cmd {
         /// Partitions to spread tenants over, as the input topics would be partitioned.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         partitions: u32,
+        /// Threads to run the partitions on (the output is the same for any number); by
+        /// default one per core.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        threads: Option<u32>,
     },
     /// Run the engine against Kafka until SIGINT/SIGTERM.
     Run {
@@ -346,9 +350,12 @@ fn run(cli: Cli) -> Result<(), String> {
             input,
             output,
             partitions,
+            threads,
         } => {
+            let threads =
+                threads.map_or_else(switchboard::simulate::default_threads, |n| n as usize);
             let (records, outputs) =
-                switchboard::simulate::simulate_file(&input, &output, partitions)
+                switchboard::simulate::simulate_file(&input, &output, partitions, threads)
                     .map_err(|e| e.to_string())?;
             eprintln!(
                 "switchboard: {records} input records -> {outputs} output records in {output}"

@@ -29,35 +29,62 @@ pub enum SimulateError {
     Store(#[from] switchboard_processors::StoreError),
 }
 
-/// Run the processors over JSON-lines `input`, writing each output line to `out` as it is
-/// made: (input records, bad lines included; output lines).
+/// Run the processors over JSON-lines `input` on `threads` threads (partitions spread over
+/// them; the output is the same for any number), writing each output line to `out` in order
+/// as it is made: (input records, bad lines included; output lines).
 pub fn simulate_into(
     input: &[u8],
     partitions: u32,
+    threads: usize,
     settings: &Settings,
     out: &mut impl Write,
 ) -> Result<(usize, usize), SimulateError> {
+    /// A record's output lines, encoded on its partition's thread.
+    struct Lines {
+        text: Vec<u8>,
+        count: usize,
+        error: Option<std::io::Error>,
+    }
+    let encode = |emitted: &[Emitted]| {
+        let mut text = Vec::with_capacity(256 * emitted.len());
+        let error = emitted
+            .iter()
+            .try_for_each(|e| simulation::write_jsonl(e, &mut text))
+            .err();
+        Lines {
+            text,
+            count: emitted.len(),
+            error,
+        }
+    };
     let mut failed: Option<std::io::Error> = None;
     let mut lines = 0;
-    let mut write = |e: Emitted| {
+    let mut write = |encoded: Lines| {
         if failed.is_none() {
-            failed = simulation::write_jsonl(&e, out).err();
-            lines += 1;
+            failed = encoded.error.or_else(|| out.write_all(&encoded.text).err());
+            lines += encoded.count;
         }
     };
     // Records are decoded when it is their turn, not all up front: memory holds the state
     // and the input text, not every record decoded.
-    let count = simulation::run_jsonl_streaming(
+    let count = simulation::run_jsonl_parallel(
         input,
         partitions,
         settings,
         &switchboard_processors::standard_processors,
+        threads,
+        &encode,
         &mut write,
     )?;
     match failed {
         Some(source) => Err(SimulateError::Output(source)),
         None => Ok((count, lines)),
     }
+}
+
+/// The threads `simulate` uses unless told: one per core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// [`simulate_into`] over text, returning the output text.
@@ -67,7 +94,13 @@ pub fn simulate_text(
     settings: &Settings,
 ) -> Result<String, SimulateError> {
     let mut out = Vec::new();
-    simulate_into(input.as_bytes(), partitions, settings, &mut out)?;
+    simulate_into(
+        input.as_bytes(),
+        partitions,
+        default_threads(),
+        settings,
+        &mut out,
+    )?;
     // serde_json writes UTF-8 only.
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
@@ -77,6 +110,7 @@ pub fn simulate_file(
     input: &str,
     output: &str,
     partitions: u32,
+    threads: usize,
 ) -> Result<(usize, usize), SimulateError> {
     let bytes = std::fs::read(input).map_err(|source| SimulateError::Read {
         path: input.to_string(),
@@ -88,7 +122,7 @@ pub fn simulate_file(
     };
     let file = std::fs::File::create(output).map_err(write_error)?;
     let mut out = std::io::BufWriter::new(file);
-    let counts = match simulate_into(&bytes, partitions, &Settings::default(), &mut out) {
+    let counts = match simulate_into(&bytes, partitions, threads, &Settings::default(), &mut out) {
         Err(SimulateError::Output(source)) => return Err(write_error(source)),
         other => other?,
     };
