@@ -228,12 +228,59 @@ pub fn run_jsonl_parallel<T: Send>(
             sink(encode(std::slice::from_ref(&e)))
         });
     }
-    let (queues, broken, count) = place_lines(input, partitions);
-    for e in broken {
-        sink(encode(std::slice::from_ref(&e)));
+    // The lines are placed in `threads` pieces side by side, each piece's queues then
+    // appended to the pieces' before it: what placing them in one pass makes.
+    let pieces = std::thread::scope(|s| {
+        let handles: Vec<_> = split_lines(input, threads)
+            .into_iter()
+            .map(|(first, piece)| s.spawn(move || place_lines_from(piece, first, partitions)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<Vec<_>>()
+    });
+    let (mut queues, mut count) = (Vec::new(), 0);
+    for (piece, broken, n) in pieces {
+        for e in broken {
+            sink(encode(std::slice::from_ref(&e)));
+        }
+        count += n;
+        if queues.is_empty() {
+            queues = piece;
+        } else {
+            for (queue, mut more) in queues.iter_mut().zip(piece) {
+                queue.append(&mut more);
+            }
+        }
     }
     merge_parallel(queues, settings, processors, threads, encode, sink)?;
     Ok(count)
+}
+
+/// `input` cut into about `pieces` pieces at line ends, each with the number of its first line.
+fn split_lines(input: &[u8], pieces: usize) -> Vec<(i64, &[u8])> {
+    let mut out = Vec::with_capacity(pieces);
+    let (mut rest, mut first) = (input, 1i64);
+    for left in (1..=pieces.max(1)).rev() {
+        let at = if left == 1 {
+            rest.len()
+        } else {
+            let target = rest.len() / left;
+            rest[target..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(rest.len(), |i| target + i + 1)
+        };
+        let (piece, after) = rest.split_at(at);
+        out.push((first, piece));
+        first += piece.iter().filter(|b| **b == b'\n').count() as i64;
+        rest = after;
+    }
+    out
 }
 
 /// The lines of JSON-lines `input` in their partitions' queues ([`fill_queues`]): a line is
@@ -241,9 +288,18 @@ pub fn run_jsonl_parallel<T: Send>(
 /// otherwise decoded whole. Also the dead letters of lines without a usable envelope, and the
 /// number of input records (those lines included).
 fn place_lines(input: &[u8], partitions: u32) -> (Vec<VecDeque<Queued<'_>>>, Vec<Emitted>, usize) {
+    place_lines_from(input, 1, partitions)
+}
+
+/// [`place_lines`] for lines numbered from `first`.
+fn place_lines_from(
+    input: &[u8],
+    first: i64,
+    partitions: u32,
+) -> (Vec<VecDeque<Queued<'_>>>, Vec<Emitted>, usize) {
     let mut broken = Vec::new();
     let mut count = 0;
-    let records = jsonl_lines(input).filter_map(|(number, line)| {
+    let records = jsonl_lines(input, first).filter_map(|(number, line)| {
         count += 1;
         let text = match line {
             Ok(text) => text,
@@ -625,6 +681,11 @@ impl<'a> PartitionRun<'a> {
         }
     }
 
+    /// How many records are still to come.
+    fn records(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+
     /// The partition's next record by the merge rule: its (timestamp, topic rank).
     fn next(&self) -> Option<(i64, usize)> {
         let heads = self
@@ -656,7 +717,8 @@ impl<'a> PartitionRun<'a> {
 }
 
 /// The order partitions interleave in: (timestamp, topic rank, partition), ascending.
-type MergeKey = Reverse<(i64, usize, u32)>;
+type Key = (i64, usize, u32);
+type MergeKey = Reverse<Key>;
 
 /// Each partition's queues merged in timestamp order (ties: topic order, then offset) through
 /// its own engine; partitions interleaved by (timestamp, topic, partition).
@@ -698,11 +760,11 @@ enum Batch<T> {
     Started(Vec<(u32, T)>),
     /// Then, in the thread's own merge order: each step's key and encoded outputs (steps
     /// without outputs left out).
-    Steps(Vec<((i64, usize, u32), T)>),
+    Steps(Vec<(Key, T)>),
 }
 
-/// [`merge`] with the partitions spread over `threads` threads (partition `p` on thread
-/// `p % threads`), their outputs encoded there by `encode` and handed to `sink` in exactly
+/// [`merge`] with the partitions spread over `threads` threads (balanced by their records),
+/// their outputs encoded there by `encode` and handed to `sink` in exactly
 /// [`merge`]'s order. Each thread merges its own partitions by (timestamp, topic rank,
 /// partition), which is [`merge`]'s order restricted to them (a partition's next record does
 /// not depend on the others), and this thread merges the threads' streams by the same keys.
@@ -715,25 +777,33 @@ fn merge_parallel<T: Send>(
     encode: &(dyn Fn(&[Emitted]) -> T + Sync),
     sink: &mut dyn FnMut(T),
 ) -> Result<(), StoreError> {
-    let runs = PartitionRun::all(queues, settings, processors)?;
+    let mut runs = PartitionRun::all(queues, settings, processors)?;
     let threads = threads.clamp(1, runs.len().max(1));
-    let mut shares: Vec<Vec<PartitionRun>> = (0..threads).map(|_| Vec::new()).collect();
+    // Partitions to threads by their records, largest first, each to the thread with the
+    // fewest so far; each thread's partitions in partition order.
+    runs.sort_by_key(|run| Reverse((run.records(), Reverse(run.partition))));
+    let mut shares: Vec<(usize, Vec<PartitionRun>)> =
+        (0..threads).map(|_| (0, Vec::new())).collect();
     for run in runs {
-        shares[run.partition as usize % threads].push(run);
+        if let Some((load, share)) = shares.iter_mut().min_by_key(|(load, _)| *load) {
+            *load += run.records();
+            share.push(run);
+        }
     }
     std::thread::scope(|s| {
         let mut streams = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
-        for share in shares {
+        for (_, mut share) in shares {
+            share.sort_by_key(|run| run.partition);
             let (tx, rx) = std::sync::mpsc::sync_channel(4);
-            handles.push(s.spawn(move || partition_thread(share, threads, encode, tx)));
+            handles.push(s.spawn(move || partition_thread(share, encode, tx)));
             streams.push((rx, VecDeque::new()));
         }
         // The next step of one thread's stream, waiting for it when none is buffered; `None`
         // once the thread is done.
         fn next<T>(
-            (rx, pending): &mut (Receiver<Batch<T>>, VecDeque<((i64, usize, u32), T)>),
-        ) -> Option<((i64, usize, u32), T)> {
+            (rx, pending): &mut (Receiver<Batch<T>>, VecDeque<(Key, T)>),
+        ) -> Option<(Key, T)> {
             loop {
                 if let Some(step) = pending.pop_front() {
                     return Some(step);
@@ -779,11 +849,10 @@ fn merge_parallel<T: Send>(
     Ok(())
 }
 
-/// One thread of [`merge_parallel`]: its partitions (those `p` with `p % threads` its own)
-/// merged as [`merge`] merges them, each step's outputs encoded and sent in batches.
+/// One thread of [`merge_parallel`]: its partitions (in partition order) merged as [`merge`]
+/// merges them, each step's outputs encoded and sent in batches.
 fn partition_thread<T>(
     mut runs: Vec<PartitionRun>,
-    threads: usize,
     encode: &(dyn Fn(&[Emitted]) -> T + Sync),
     tx: SyncSender<Batch<T>>,
 ) {
@@ -806,7 +875,10 @@ fn partition_thread<T>(
     let mut heads: BinaryHeap<MergeKey> = runs.iter().filter_map(key).collect();
     let mut batch = Vec::with_capacity(STEPS_PER_BATCH);
     while let Some(Reverse((ts, rank, p))) = heads.pop() {
-        let run = &mut runs[p as usize / threads];
+        let Ok(i) = runs.binary_search_by_key(&p, |run| run.partition) else {
+            continue;
+        };
+        let run = &mut runs[i];
         run.step(rank, &mut out);
         if !out.is_empty() {
             batch.push(((ts, rank, p), encode(&out)));
@@ -980,7 +1052,7 @@ struct OutLine<'a> {
 pub fn parse_jsonl(input: &[u8]) -> (Vec<SourceRecord>, Vec<Emitted>) {
     let mut records = Vec::new();
     let mut broken = Vec::new();
-    for (number, line) in jsonl_lines(input) {
+    for (number, line) in jsonl_lines(input, 1) {
         match line.map(|text| parse_line(number, text)) {
             Ok(Line::Record(r)) => records.push(*r),
             Ok(Line::Broken {
@@ -995,14 +1067,14 @@ pub fn parse_jsonl(input: &[u8]) -> (Vec<SourceRecord>, Vec<Emitted>) {
     (records, broken)
 }
 
-/// The lines of JSON-lines input with their 1-based numbers, trimmed; blank lines and `#`
+/// The lines of JSON-lines input with their numbers (the first is `first`), trimmed; blank lines and `#`
 /// comments skipped; a line that is not UTF-8 is its dead letter.
-fn jsonl_lines(input: &[u8]) -> impl Iterator<Item = (i64, Result<&str, Emitted>)> {
+fn jsonl_lines(input: &[u8], first: i64) -> impl Iterator<Item = (i64, Result<&str, Emitted>)> {
     input
         .split(|b| *b == b'\n')
         .enumerate()
-        .filter_map(|(i, bytes)| {
-            let number = i as i64 + 1;
+        .filter_map(move |(i, bytes)| {
+            let number = i as i64 + first;
             match std::str::from_utf8(bytes) {
                 Ok(text) => {
                     let trimmed = text.trim();
