@@ -652,6 +652,33 @@ impl<S: Store> Engine<S> {
         Ok(n)
     }
 
+    /// Flush for a run whose store nobody else reads (`simulate`): of the changes since the
+    /// last flush, only the rows the engine reads back once they leave memory are written
+    /// ([`crate::state::READ_BACK`], and the dedup window's rows when it lives in the store);
+    /// the rest are forgotten unencoded. The outputs are those of a run that flushes
+    /// everything, or never; memory then holds the state rather than every change since the
+    /// start, and customers' rows leave memory hourly as in the runtime. The number of writes.
+    pub fn flush_read_back(&mut self) -> Result<usize, StoreError> {
+        let mut batch = self.state.take_read_back_changes()?;
+        let (mut window, mut local) = (Vec::new(), Vec::new());
+        self.state
+            .dedup
+            .take_changes(&self.store, &mut window, &mut local)?;
+        if self.settings.dedup_in_store {
+            batch.append(&mut window);
+        } else {
+            local.clear();
+        }
+        let n = batch.len() + local.len();
+        if !batch.is_empty() {
+            self.store.write_owned(batch)?;
+        }
+        if !local.is_empty() {
+            self.store.write_local(local)?;
+        }
+        Ok(n)
+    }
+
     /// Write every state change since the last flush to the store, returning the batch (the
     /// runtime also sends it to the changelog topic; rows derived for the store alone, the
     /// dedup window's index, are not in it).

@@ -185,7 +185,7 @@ pub fn run_streaming(
             .map(|r| Placed::Parsed(Box::new(r), None)),
         partitions,
     );
-    merge(queues, settings, processors, sink, FinalState::Flushed)
+    merge(queues, settings, processors, sink, Flushes::AtEnd)
 }
 
 /// Run JSON-lines `input` (see [`parse_jsonl`]) as [`run_streaming`] runs its records, without
@@ -205,7 +205,13 @@ pub fn run_jsonl_streaming(
 ) -> Result<usize, StoreError> {
     let (queues, broken, count) = place_lines(input, partitions);
     broken.into_iter().for_each(&mut *sink);
-    merge(queues, settings, processors, sink, FinalState::Dropped)?;
+    merge(
+        queues,
+        settings,
+        processors,
+        sink,
+        Flushes::ReadBack(READ_BACK_EVERY),
+    )?;
     Ok(count)
 }
 
@@ -410,14 +416,21 @@ enum Placed<'a> {
     Envelope(Envelope<'a>),
 }
 
-/// What a run does with the engines' state at its end.
-#[derive(PartialEq)]
-enum FinalState {
-    /// Flushed into each engine's store, as the runtime does at the end of each round.
-    Flushed,
-    /// Left unwritten: the caller only wants the outputs.
-    Dropped,
+/// When a run flushes its engines' state.
+#[derive(Clone, Copy, PartialEq)]
+enum Flushes {
+    /// Everything into each engine's store at the end, as the runtime does at the end of
+    /// each round (callers ask the state questions).
+    AtEnd,
+    /// Every this many records of a partition, only what the engine reads back
+    /// ([`Engine::flush_read_back`]), and the state dropped at the end: the caller only
+    /// wants the outputs, and memory holds the state, not its changes since the start.
+    ReadBack(usize),
 }
+
+/// Records a partition applies between two flushes of what its engine reads back in a
+/// JSON-lines run ([`Flushes::ReadBack`]).
+const READ_BACK_EVERY: usize = 8_192;
 
 /// A record waiting in its partition's queue for its turn in the merge.
 #[derive(Clone)]
@@ -624,6 +637,9 @@ struct PartitionRun<'a> {
     partition: u32,
     queues: Vec<VecDeque<Queued<'a>>>,
     engine: Engine<MemStore>,
+    flushes: Flushes,
+    /// Records applied since the last flush.
+    unflushed: usize,
 }
 
 impl<'a> PartitionRun<'a> {
@@ -633,6 +649,7 @@ impl<'a> PartitionRun<'a> {
         queues: Vec<VecDeque<Queued<'a>>>,
         settings: &Settings,
         processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
+        flushes: Flushes,
     ) -> Result<Vec<PartitionRun<'a>>, StoreError> {
         let n_topics = Topic::INPUTS.len();
         let mut runs: Vec<PartitionRun> = Vec::with_capacity(queues.len() / n_topics);
@@ -646,6 +663,8 @@ impl<'a> PartitionRun<'a> {
                         settings.clone(),
                         processors(),
                     )?,
+                    flushes,
+                    unflushed: 0,
                 });
             }
             if let Some(run) = runs.last_mut() {
@@ -670,6 +689,7 @@ impl<'a> PartitionRun<'a> {
                     &record.into_record(),
                     self.partition,
                 ));
+                self.unflushed += 1;
             }
         }
     }
@@ -696,20 +716,28 @@ impl<'a> PartitionRun<'a> {
     }
 
     /// Apply the head of queue `rank` (what [`PartitionRun::next`] named), then dead-letter
-    /// what cannot be decoded behind it.
-    fn step(&mut self, rank: usize, out: &mut Vec<Emitted>) {
+    /// what cannot be decoded behind it; flush when it is time.
+    fn step(&mut self, rank: usize, out: &mut Vec<Emitted>) -> Result<(), StoreError> {
         if let Some(record) = self.queues[rank].pop_front() {
             let record = record.into_record();
             out.extend(apply_record(&mut self.engine, &record, self.partition));
+            self.unflushed += 1;
         }
         self.drain_undecodable(rank, out);
+        if let Flushes::ReadBack(every) = self.flushes {
+            if self.unflushed >= every {
+                self.engine.flush_read_back()?;
+                self.unflushed = 0;
+            }
+        }
+        Ok(())
     }
 
     /// The engine at the end of the run, its state written to its store or not.
-    fn finish(mut self, end: &FinalState) -> Result<Engine<MemStore>, StoreError> {
+    fn finish(mut self) -> Result<Engine<MemStore>, StoreError> {
         // The store mirrors the state at the end of the run, as the runtime's does at the end
         // of each round: each changed row is written once, not once per record that touched it.
-        if *end == FinalState::Flushed {
+        if self.flushes == Flushes::AtEnd {
             self.engine.flush_into_store()?;
         }
         Ok(self.engine)
@@ -727,9 +755,9 @@ fn merge(
     settings: &Settings,
     processors: &dyn Fn() -> Vec<Box<dyn crate::Processor>>,
     sink: &mut dyn FnMut(Emitted),
-    end: FinalState,
+    flushes: Flushes,
 ) -> Result<Vec<Engine<MemStore>>, StoreError> {
-    let mut runs = PartitionRun::all(queues, settings, processors)?;
+    let mut runs = PartitionRun::all(queues, settings, processors, flushes)?;
     let mut out = Vec::new();
     for run in runs.iter_mut() {
         run.start(&mut out);
@@ -744,11 +772,11 @@ fn merge(
         .collect();
     while let Some(Reverse((_, rank, p))) = heads.pop() {
         let run = &mut runs[p as usize];
-        run.step(rank, &mut out);
+        run.step(rank, &mut out)?;
         out.drain(..).for_each(&mut *sink);
         heads.extend(key(run, p as usize));
     }
-    runs.into_iter().map(|run| run.finish(&end)).collect()
+    runs.into_iter().map(PartitionRun::finish).collect()
 }
 
 /// Steps a partition's thread hands over at a time in [`merge_parallel`].
@@ -777,7 +805,12 @@ fn merge_parallel<T: Send>(
     encode: &(dyn Fn(&[Emitted]) -> T + Sync),
     sink: &mut dyn FnMut(T),
 ) -> Result<(), StoreError> {
-    let mut runs = PartitionRun::all(queues, settings, processors)?;
+    let mut runs = PartitionRun::all(
+        queues,
+        settings,
+        processors,
+        Flushes::ReadBack(READ_BACK_EVERY),
+    )?;
     let threads = threads.clamp(1, runs.len().max(1));
     // Partitions to threads by their records, largest first, each to the thread with the
     // fewest so far; each thread's partitions in partition order.
@@ -840,13 +873,17 @@ fn merge_parallel<T: Send>(
                 heads.push(Reverse((key, t)));
             }
         }
-        for handle in handles {
-            if let Err(panic) = handle.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-    });
-    Ok(())
+        // The first thread's error, if any (its stream ended there).
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<Result<Vec<()>, StoreError>>()
+            .map(drop)
+    })
 }
 
 /// One thread of [`merge_parallel`]: its partitions (in partition order) merged as [`merge`]
@@ -855,7 +892,7 @@ fn partition_thread<T>(
     mut runs: Vec<PartitionRun>,
     encode: &(dyn Fn(&[Emitted]) -> T + Sync),
     tx: SyncSender<Batch<T>>,
-) {
+) -> Result<(), StoreError> {
     let mut out = Vec::new();
     let mut started = Vec::new();
     for run in runs.iter_mut() {
@@ -866,7 +903,7 @@ fn partition_thread<T>(
         }
     }
     if tx.send(Batch::Started(started)).is_err() {
-        return;
+        return Ok(());
     }
     let key = |run: &PartitionRun| {
         run.next()
@@ -879,7 +916,7 @@ fn partition_thread<T>(
             continue;
         };
         let run = &mut runs[i];
-        run.step(rank, &mut out);
+        run.step(rank, &mut out)?;
         if !out.is_empty() {
             batch.push(((ts, rank, p), encode(&out)));
             out.clear();
@@ -888,11 +925,12 @@ fn partition_thread<T>(
         if batch.len() == STEPS_PER_BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(STEPS_PER_BATCH));
             if tx.send(Batch::Steps(full)).is_err() {
-                return;
+                return Ok(());
             }
         }
     }
     let _ = tx.send(Batch::Steps(batch));
+    Ok(())
 }
 
 // ---- JSON lines: the format of `switchboard simulate` and of the benchmarks' workloads ----
@@ -1320,6 +1358,96 @@ mod tests {
                 assert!(
                     one == many,
                     "{partitions} partitions on {threads} threads: the outputs differ"
+                );
+            }
+        }
+    }
+
+    /// Flushing only what the engine reads back (and forgetting the other changes) changes no
+    /// output: the quickstart, its conversations Closed, then its customers back two days
+    /// later (their conversations archived, their rows let go by the hourly sweep and read
+    /// back: the agent who last replied, for a sticky queue), and commands naming the archived
+    /// conversations, flushed after every
+    /// record, every 7 records, and never, against the run that keeps every change. Only rows
+    /// of the tables read back are written.
+    #[test]
+    fn flushing_what_is_read_back_changes_no_output() {
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let quickstart =
+            std::fs::read_to_string(here.join("examples/quickstart.jsonl")).unwrap_or_default();
+        let mut input = quickstart.clone();
+        let later = 2 * 24 * 3_600_000i64;
+        // Every conversation Closed (and archived an hour later, its customer's rows let go).
+        for i in 1..=8 {
+            input.push_str(&format!(
+                "\n{{\"topic\":\"cc.commands\",\"key\":\"acme\",\"ts\":{},\"value\":{{\"id\":\"close-{i}\",\"tenant\":\"acme\",\"conversation_id\":\"#{i}\",\"by\":\"ana\",\"command\":{{\"SetStatus\":{{\"status\":\"closed\"}}}}}}}}",
+                1_772_526_600_000i64 + 3_600_000 + i
+            ));
+        }
+        // Billing assigns returning customers to the agent who last replied to them.
+        input.push_str(&format!(
+            "\n{{\"topic\":\"cc.config\",\"key\":\"acme\",\"ts\":{},\"value\":{{\"id\":\"sticky\",\"tenant\":\"acme\",\"version\":2,\"change\":{{\"UpsertQueue\":{{\"queue\":{{\"id\":\"billing\",\"auto_assign\":true,\"sticky_lookback\":\"ever\"}}}}}}}}}}",
+            1_772_442_000_000 + later - 3_600_000
+        ));
+        let mut n = 0;
+        for line in quickstart.lines().filter(|l| l.contains("\"cc.inbound\"")) {
+            let mut v: serde_json::Value = serde_json::from_str(line).expect("example line");
+            n += 1;
+            v["ts"] = (v["ts"].as_i64().unwrap_or(0) + later).into();
+            v["value"]["id"] = format!("back-{n}").into();
+            input.push('\n');
+            input.push_str(&v.to_string());
+        }
+        let t = 1_772_526_600_000 + later + 3_600_000;
+        for (i, (conversation, command)) in [
+            ("#1", r#"{"AddNote":{"text":"called back"}}"#),
+            ("#2", r#"{"Reply":{"content":"anything else?"}}"#),
+            ("#3", r#"{"SetStatus":{"status":"closed"}}"#),
+            ("#1", r#"{"SetStatus":{"status":"closed"}}"#),
+        ]
+        .iter()
+        .enumerate()
+        {
+            input.push_str(&format!(
+                "\n{{\"topic\":\"cc.commands\",\"key\":\"acme\",\"ts\":{},\"value\":{{\"id\":\"later-{i}\",\"tenant\":\"acme\",\"conversation_id\":\"{conversation}\",\"by\":\"ana\",\"command\":{command}}}}}",
+                t + i as i64
+            ));
+        }
+        input.push_str(&format!(
+            "\n{{\"topic\":\"cc.ticks\",\"key\":null,\"ts\":{},\"value\":{{\"id\":\"tick-end\"}}}}",
+            t + 10 * 3_600_000
+        ));
+        let settings = Settings::default();
+        let run = |flushes: Flushes| {
+            let (queues, broken, _) = place_lines(input.as_bytes(), 2);
+            let mut out = broken;
+            let engines = merge(
+                queues,
+                &settings,
+                &crate::standard_processors,
+                &mut |e| out.push(e),
+                flushes,
+            )
+            .expect("run");
+            (out, engines)
+        };
+        let (kept, _) = run(Flushes::AtEnd);
+        assert!(kept.len() > 100, "{} outputs", kept.len());
+        for every in [1, 7, usize::MAX] {
+            let (out, engines) = run(Flushes::ReadBack(every));
+            assert!(out == kept, "flushed every {every}: the outputs differ");
+            let tags: std::collections::BTreeSet<u8> = engines
+                .iter()
+                .flat_map(|e| e.store().map.keys().filter_map(|k| k.first().copied()))
+                .collect();
+            assert!(
+                tags.iter().all(|t| crate::state::READ_BACK.contains(t)),
+                "rows written: {tags:?}"
+            );
+            if every == 1 {
+                assert!(
+                    tags.contains(&crate::state::T_ARCHIVE) && tags.contains(&b'r'),
+                    "archived conversations and customers' rows are written: {tags:?}"
                 );
             }
         }

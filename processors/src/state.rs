@@ -510,6 +510,19 @@ pub const T_ARCHIVE: u8 = b'A';
 /// The short id of an archived conversation; (tenant, short id) → conversation id.
 pub const T_ARCHIVE_SHORT: u8 = b'B';
 
+/// The tables whose rows the engine reads from its store after they leave memory: archived
+/// conversations (a command that names one brings it back) and customers' rows (the agent
+/// who last replied, the last survey, the survey awaiting an answer), let go once an hour and
+/// read again with the customer's next conversation ([`State::load_customer`]). Every other
+/// row is read only when a store is opened.
+pub const READ_BACK: [u8; 5] = [
+    T_ARCHIVE,
+    T_ARCHIVE_SHORT,
+    T_REPLIER,
+    T_LAST_SURVEY,
+    T_SURVEY_INDEX,
+];
+
 /// A Closed conversation once its work is done: its rows leave memory and wait in the store,
 /// in one row, until a record names the conversation again ([`State::archive`]).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -922,6 +935,27 @@ impl State {
         Ok(batch)
     }
 
+    /// The changes since the last flush of the rows the engine reads back from its store once
+    /// they have left memory ([`READ_BACK`]: archived conversations, customers' rows); the
+    /// marks of every other change are cleared without encoding it, and the flush's sweep of
+    /// customers' rows runs as in [`State::take_changes`]. For a run that keeps no store for
+    /// anyone else (`simulate`): its memory then holds the state, not every change since it
+    /// started.
+    pub fn take_read_back_changes(&mut self) -> Result<Vec<Write>, StoreError> {
+        let mut batch: Vec<Write> = self.legacy_rows.drain(..).map(|k| (k, None)).collect();
+        batch.append(&mut self.archive_writes);
+        self.archive_index.clear();
+        for (tag, table) in self.tables() {
+            if READ_BACK.contains(&tag) {
+                table.drain_into(tag, None, &mut batch)?;
+            } else {
+                table.forget_changes();
+            }
+        }
+        self.sweep_customers();
+        Ok(batch)
+    }
+
     /// Move a conversation's rows (the conversation, its SLA facts, mood and waiting
     /// strategy) out of memory into one archived row, and its short id into another; the
     /// next flush writes them and deletes the rows they replace. Done for Closed
@@ -1128,6 +1162,8 @@ trait StoredTable {
         rows: Option<Rows>,
         batch: &mut Vec<Write>,
     ) -> Result<(), StoreError>;
+    /// Clear the changed rows' marks without encoding them (deleted rows leave memory).
+    fn forget_changes(&mut self);
     /// Load one stored row of this table.
     fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     /// One stored row of this table decoded, as JSON (for `switchboard state`).
@@ -1160,6 +1196,9 @@ where
         batch: &mut Vec<Write>,
     ) -> Result<(), StoreError> {
         drain(tag, self, rows, batch)
+    }
+    fn forget_changes(&mut self) {
+        drop(self.drain_dirty());
     }
     fn row_json(&self, key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError> {
         row_json::<K, V>(key, value)
@@ -1200,6 +1239,9 @@ where
             batch.push((key, value));
             Ok(())
         })
+    }
+    fn forget_changes(&mut self) {
+        let _ = self.drain_dirty(|_, _, _| Ok::<(), StoreError>(()));
     }
     fn row_json(&self, key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError> {
         row_json::<(String, I), V>(key, value)
@@ -1242,6 +1284,9 @@ impl StoredTable for crate::timers::Timers {
             });
             Ok(())
         })
+    }
+    fn forget_changes(&mut self) {
+        let _ = self.drain(|_| Ok::<(), StoreError>(()));
     }
     fn row_json(&self, key: &[u8], value: &[u8]) -> Result<serde_json::Value, StoreError> {
         row_json::<(i64, String), Timer>(key, value)
