@@ -653,7 +653,9 @@ impl<'a> PartitionRun<'a> {
     ) -> Result<Vec<PartitionRun<'a>>, StoreError> {
         let n_topics = Topic::INPUTS.len();
         let mut runs: Vec<PartitionRun> = Vec::with_capacity(queues.len() / n_topics);
-        for (q, queue) in queues.into_iter().enumerate() {
+        for (q, mut queue) in queues.into_iter().enumerate() {
+            // Filled by pushes, a queue has up to twice the room it needs, for the whole run.
+            queue.shrink_to_fit();
             if q % n_topics == 0 {
                 runs.push(PartitionRun {
                     partition: (q / n_topics) as u32,
