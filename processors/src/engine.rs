@@ -642,6 +642,12 @@ impl<S: Store> Engine<S> {
     /// (nothing else needs it: `simulate`, tests); the number of writes.
     pub fn flush_into_store(&mut self) -> Result<usize, StoreError> {
         let (batch, local) = self.changes()?;
+        self.write_owned(batch, local)
+    }
+
+    /// Hand `batch` (for the store and its changelog) and `local` (for the store alone) to
+    /// the store; the number of writes.
+    fn write_owned(&mut self, batch: Vec<Write>, local: Vec<Write>) -> Result<usize, StoreError> {
         let n = batch.len() + local.len();
         if !batch.is_empty() {
             self.store.write_owned(batch)?;
@@ -669,14 +675,7 @@ impl<S: Store> Engine<S> {
         } else {
             local.clear();
         }
-        let n = batch.len() + local.len();
-        if !batch.is_empty() {
-            self.store.write_owned(batch)?;
-        }
-        if !local.is_empty() {
-            self.store.write_local(local)?;
-        }
-        Ok(n)
+        self.write_owned(batch, local)
     }
 
     /// Write every state change since the last flush to the store, returning the batch (the

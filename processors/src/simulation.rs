@@ -1294,7 +1294,6 @@ mod tests {
     /// late records, ticks to every partition), over 2 to 5 partitions on 2 to 5 threads.
     #[test]
     fn partitions_on_threads_emit_what_one_thread_emits() {
-        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let t = 1_772_445_600_000i64;
         // First, a record of each tenant that cannot be decoded: dead-lettered before the merge
         // starts, partition by partition.
@@ -1305,13 +1304,7 @@ mod tests {
             ));
             input.push('\n');
         }
-        for file in [
-            "examples/quickstart.jsonl",
-            "examples/reassign-if-no-answer.jsonl",
-            "tests/fuzz-corpus/hostile.jsonl",
-        ] {
-            let text = std::fs::read_to_string(here.join(file)).unwrap_or_default();
-            assert!(!text.is_empty(), "{file} is read");
+        for text in sample_files() {
             input.push_str(&text);
             input.push('\n');
         }
@@ -1369,14 +1362,12 @@ mod tests {
     /// output: the quickstart, its conversations Closed, then its customers back two days
     /// later (their conversations archived, their rows let go by the hourly sweep and read
     /// back: the agent who last replied, for a sticky queue), and commands naming the archived
-    /// conversations, flushed after every
-    /// record, every 7 records, and never, against the run that keeps every change. Only rows
-    /// of the tables read back are written.
+    /// conversations; flushed after every record, every 7 records and never, against the run
+    /// that keeps every change. Only rows of the tables read back are written.
     #[test]
     fn flushing_what_is_read_back_changes_no_output() {
-        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let quickstart =
-            std::fs::read_to_string(here.join("examples/quickstart.jsonl")).unwrap_or_default();
+        // The first sample file is the quickstart.
+        let quickstart = sample_files().swap_remove(0);
         let mut input = quickstart.clone();
         let later = 2 * 24 * 3_600_000i64;
         // Every conversation Closed (and archived an hour later, its customer's rows let go).
@@ -1455,6 +1446,23 @@ mod tests {
         }
     }
 
+    /// The text of the examples and of the hostile seeds, a file each.
+    fn sample_files() -> Vec<String> {
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        [
+            "examples/quickstart.jsonl",
+            "examples/reassign-if-no-answer.jsonl",
+            "tests/fuzz-corpus/hostile.jsonl",
+        ]
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(here.join(file)).unwrap_or_default();
+            assert!(!text.is_empty(), "{file} is read");
+            text
+        })
+        .collect()
+    }
+
     /// What a line reads as, to compare the two readers.
     fn line_as_read(line: &Line) -> String {
         match line {
@@ -1515,14 +1523,7 @@ mod tests {
                 r#"{{"topic":"cc.inbound","key":"acme","ts":{t},"ts":{t},"value":{{"id":"m","tenant":"acme","channel":"sms","from":"+1","to":"+2","content":"x"}}}}"#
             ),
         ];
-        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        for file in [
-            "examples/quickstart.jsonl",
-            "examples/reassign-if-no-answer.jsonl",
-            "tests/fuzz-corpus/hostile.jsonl",
-        ] {
-            let text = std::fs::read_to_string(here.join(file)).unwrap_or_default();
-            assert!(!text.is_empty(), "{file} is read");
+        for text in sample_files() {
             bases.extend(
                 text.lines()
                     .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
