@@ -59,23 +59,38 @@ pub fn simulate_into(
     };
     let mut failed: Option<std::io::Error> = None;
     let mut lines = 0;
-    let mut write = |encoded: Lines| {
-        if failed.is_none() {
-            failed = encoded.error.or_else(|| out.write_all(&encoded.text).err());
-            lines += encoded.count;
-        }
-    };
     // Records are decoded when it is their turn, not all up front: memory holds the state
     // and the input text, not every record decoded.
-    let count = simulation::run_jsonl_parallel(
-        input,
-        partitions,
-        settings,
-        &switchboard_processors::standard_processors,
-        threads,
-        &encode,
-        &mut write,
-    )?;
+    let count = if threads <= 1 {
+        // One thread: each output straight into `out`, not through a buffer of its own.
+        simulation::run_jsonl_streaming(
+            input,
+            partitions,
+            settings,
+            &switchboard_processors::standard_processors,
+            &mut |e: Emitted| {
+                if failed.is_none() {
+                    failed = simulation::write_jsonl(&e, out).err();
+                    lines += 1;
+                }
+            },
+        )?
+    } else {
+        simulation::run_jsonl_parallel(
+            input,
+            partitions,
+            settings,
+            &switchboard_processors::standard_processors,
+            threads,
+            &encode,
+            &mut |encoded: Lines| {
+                if failed.is_none() {
+                    failed = encoded.error.or_else(|| out.write_all(&encoded.text).err());
+                    lines += encoded.count;
+                }
+            },
+        )?
+    };
     match failed {
         Some(source) => Err(SimulateError::Output(source)),
         None => Ok((count, lines)),
