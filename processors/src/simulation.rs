@@ -218,7 +218,7 @@ pub fn run_jsonl_streaming(
 /// [`run_jsonl_streaming`] with the partitions spread over `threads` threads, each output
 /// encoded by `encode` on its partition's thread and handed to `sink` on this one: the same
 /// outputs in the same order, for any number of threads. `encode` gets consecutive outputs
-/// (those of one record, or one output) and `sink` their encodings in order. One thread, or
+/// (those of one record, maybe none, or one output) and `sink` their encodings in order. One thread, or
 /// one partition, is [`run_jsonl_streaming`] itself.
 pub fn run_jsonl_parallel<T: Send>(
     input: &[u8],
@@ -788,8 +788,8 @@ const STEPS_PER_BATCH: usize = 256;
 enum Batch<T> {
     /// First: the encoded outputs of [`PartitionRun::start`], by partition.
     Started(Vec<(u32, T)>),
-    /// Then, in the thread's own merge order: each step's key and encoded outputs (steps
-    /// without outputs left out).
+    /// Then, in the thread's own merge order: each step's key and encoded outputs (every
+    /// step, with outputs or not).
     Steps(Vec<(Key, T)>),
 }
 
@@ -919,10 +919,11 @@ fn partition_thread<T>(
         };
         let run = &mut runs[i];
         run.step(rank, &mut out)?;
-        if !out.is_empty() {
-            batch.push(((ts, rank, p), encode(&out)));
-            out.clear();
-        }
+        // A step without outputs is sent too: the merging thread orders the streams by their
+        // next step's key, and a partition's keys need not rise (timestamps out of order), so
+        // leaving a step out could let the partition's later steps go before another's.
+        batch.push(((ts, rank, p), encode(&out)));
+        out.clear();
         heads.extend(key(run));
         if batch.len() == STEPS_PER_BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(STEPS_PER_BATCH));
@@ -1291,7 +1292,8 @@ mod tests {
 
     /// R-TIME-6: partitions run on threads of their own emit exactly what one thread emits, in
     /// the same order: the examples, the hostile seeds and the lines above (undecodable heads,
-    /// late records, ticks to every partition), over 2 to 5 partitions on 2 to 5 threads.
+    /// late records, a step without outputs before an earlier record, ticks to every
+    /// partition), over 2 to 5 partitions on 2 to 5 threads.
     #[test]
     fn partitions_on_threads_emit_what_one_thread_emits() {
         let t = 1_772_445_600_000i64;
@@ -1327,6 +1329,23 @@ mod tests {
                 tenant,
                 t + i,
                 "refund please",
+            ));
+            input.push('\n');
+            // A repeated id far ahead (a step without outputs), then a record far behind it.
+            input.push_str(&inbound(
+                &format!("y{i}"),
+                tenant,
+                tenant,
+                t + 500_000,
+                "again",
+            ));
+            input.push('\n');
+            input.push_str(&inbound(
+                &format!("z{i}"),
+                tenant,
+                tenant,
+                t + 50 + i,
+                "behind",
             ));
             input.push('\n');
         }
