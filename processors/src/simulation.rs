@@ -765,20 +765,40 @@ fn merge(
         run.start(&mut out);
     }
     out.drain(..).for_each(&mut *sink);
-    let key =
-        |run: &PartitionRun, p: usize| run.next().map(|(ts, rank)| Reverse((ts, rank, p as u32)));
-    let mut heads: BinaryHeap<MergeKey> = runs
-        .iter()
-        .enumerate()
-        .filter_map(|(p, r)| key(r, p))
-        .collect();
-    while let Some(Reverse((_, rank, p))) = heads.pop() {
-        let run = &mut runs[p as usize];
-        run.step(rank, &mut out)?;
+    merge_steps(&mut runs, &mut |_, out| {
         out.drain(..).for_each(&mut *sink);
-        heads.extend(key(run, p as usize));
-    }
+        true
+    })?;
     runs.into_iter().map(PartitionRun::finish).collect()
+}
+
+/// The merge itself: `runs` (in partition order) step by step, each partition's next record
+/// by the merge rule and partitions interleaved by (timestamp, topic rank, partition).
+/// `stepped` gets each step's key and outputs (none, maybe), and stops the merge by
+/// returning `false`.
+fn merge_steps(
+    runs: &mut [PartitionRun],
+    stepped: &mut dyn FnMut(Key, &mut Vec<Emitted>) -> bool,
+) -> Result<(), StoreError> {
+    let key = |run: &PartitionRun| {
+        run.next()
+            .map(|(ts, rank)| Reverse((ts, rank, run.partition)))
+    };
+    let mut heads: BinaryHeap<MergeKey> = runs.iter().filter_map(key).collect();
+    let mut out = Vec::new();
+    while let Some(Reverse((ts, rank, p))) = heads.pop() {
+        let Ok(i) = runs.binary_search_by_key(&p, |run| run.partition) else {
+            continue;
+        };
+        let run = &mut runs[i];
+        run.step(rank, &mut out)?;
+        if !stepped((ts, rank, p), &mut out) {
+            return Ok(());
+        }
+        out.clear();
+        heads.extend(key(run));
+    }
+    Ok(())
 }
 
 /// Steps a partition's thread hands over at a time in [`merge_parallel`].
@@ -907,32 +927,22 @@ fn partition_thread<T>(
     if tx.send(Batch::Started(started)).is_err() {
         return Ok(());
     }
-    let key = |run: &PartitionRun| {
-        run.next()
-            .map(|(ts, rank)| Reverse((ts, rank, run.partition)))
-    };
-    let mut heads: BinaryHeap<MergeKey> = runs.iter().filter_map(key).collect();
     let mut batch = Vec::with_capacity(STEPS_PER_BATCH);
-    while let Some(Reverse((ts, rank, p))) = heads.pop() {
-        let Ok(i) = runs.binary_search_by_key(&p, |run| run.partition) else {
-            continue;
-        };
-        let run = &mut runs[i];
-        run.step(rank, &mut out)?;
+    let mut gone = false;
+    merge_steps(&mut runs, &mut |key, out| {
         // A step without outputs is sent too: the merging thread orders the streams by their
         // next step's key, and a partition's keys need not rise (timestamps out of order), so
         // leaving a step out could let the partition's later steps go before another's.
-        batch.push(((ts, rank, p), encode(&out)));
-        out.clear();
-        heads.extend(key(run));
+        batch.push((key, encode(out)));
         if batch.len() == STEPS_PER_BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(STEPS_PER_BATCH));
-            if tx.send(Batch::Steps(full)).is_err() {
-                return Ok(());
-            }
+            gone = tx.send(Batch::Steps(full)).is_err();
         }
+        !gone
+    })?;
+    if !gone {
+        let _ = tx.send(Batch::Steps(batch));
     }
-    let _ = tx.send(Batch::Steps(batch));
     Ok(())
 }
 
