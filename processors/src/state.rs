@@ -919,17 +919,27 @@ impl State {
     /// dedup window's rows apart ([`crate::dedup::DedupWindow::take_changes`], which reads the
     /// store).
     pub fn take_changes(&mut self) -> Result<Vec<Write>, StoreError> {
-        self.take_changes_as(None)
+        self.take_changes_as(None, None)
     }
 
     /// [`State::take_changes`], with every row in `rows` when given (tests write the JSON
     /// rows of stores from before binary rows).
-    fn take_changes_as(&mut self, rows: Option<Rows>) -> Result<Vec<Write>, StoreError> {
+    /// With `only`, the changes of the tables it names alone; the other tables' marks are
+    /// cleared without encoding anything ([`State::take_read_back_changes`]).
+    fn take_changes_as(
+        &mut self,
+        rows: Option<Rows>,
+        only: Option<&[u8]>,
+    ) -> Result<Vec<Write>, StoreError> {
         let mut batch: Vec<Write> = self.legacy_rows.drain(..).map(|k| (k, None)).collect();
         batch.append(&mut self.archive_writes);
         self.archive_index.clear();
         for (tag, table) in self.tables() {
-            table.drain_into(tag, rows, &mut batch)?;
+            if only.is_none_or(|tags| tags.contains(&tag)) {
+                table.drain_into(tag, rows, &mut batch)?;
+            } else {
+                table.forget_changes();
+            }
         }
         self.sweep_customers();
         Ok(batch)
@@ -942,18 +952,7 @@ impl State {
     /// anyone else (`simulate`): its memory then holds the state, not every change since it
     /// started.
     pub fn take_read_back_changes(&mut self) -> Result<Vec<Write>, StoreError> {
-        let mut batch: Vec<Write> = self.legacy_rows.drain(..).map(|k| (k, None)).collect();
-        batch.append(&mut self.archive_writes);
-        self.archive_index.clear();
-        for (tag, table) in self.tables() {
-            if READ_BACK.contains(&tag) {
-                table.drain_into(tag, None, &mut batch)?;
-            } else {
-                table.forget_changes();
-            }
-        }
-        self.sweep_customers();
-        Ok(batch)
+        self.take_changes_as(None, Some(&READ_BACK))
     }
 
     /// Move a conversation's rows (the conversation, its SLA facts, mood and waiting
@@ -1462,8 +1461,12 @@ mod tests {
             t.mark_all_changed();
         }
         let mut json = MemStore::default();
-        json.write(&state.take_changes_as(Some(Rows::Json)).expect("encode"))
-            .expect("write");
+        json.write(
+            &state
+                .take_changes_as(Some(Rows::Json), None)
+                .expect("encode"),
+        )
+        .expect("write");
         for (k, v) in binary
             .map
             .iter()
