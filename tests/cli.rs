@@ -627,7 +627,8 @@ fn an_unreachable_broker_is_a_warn_naming_it_in_json_logs() {
 /// `switchboard bench` runs end to end on the in-process cluster and reports every run with
 /// its ratios, including the cost of cc.analytics (issue 16's benchmark); with `--repeat`,
 /// each repetition and the median ratio of each run to the engine in process (issue 12's
-/// runtime overhead, read over several runs on a noisy machine).
+/// runtime overhead, read over several runs on a noisy machine), as rates and as the CPU
+/// time of the runtime's own threads per record.
 #[test]
 fn bench_reports_every_run_on_the_mock_cluster() {
     let run = bin()
@@ -667,5 +668,34 @@ fn bench_reports_every_run_on_the_mock_cluster() {
             .count(),
         2,
         "one in-process run per repetition:\n{stdout}"
+    );
+    // Issue 12 counts the runtime's overhead as its own threads' CPU per record too: each
+    // run reports it measured (the runtime thread's and the workers', both above zero), and
+    // its median ratio to the engine in process.
+    let seconds = |line: &str, after: &str| -> f64 {
+        let rest = &line[line.find(after).map_or(0, |i| i + after.len())..];
+        let figure: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        figure.parse().unwrap_or(0.0)
+    };
+    let cpu_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("engine threads' CPU"))
+        .collect();
+    assert_eq!(
+        cpu_lines.len(),
+        6,
+        "a CPU line per run (three runs, twice):\n{stdout}"
+    );
+    for line in cpu_lines {
+        assert!(seconds(line, "engine threads' CPU ") > 0.0, "{line}");
+        assert!(seconds(line, "runtime thread ") > 0.0, "{line}");
+        assert!(seconds(line, "workers ") > 0.0, "{line}");
+    }
+    assert!(
+        stdout.contains("deduplicated   median CPU ratio to in-process"),
+        "no median CPU ratio in:\n{stdout}"
     );
 }

@@ -26,7 +26,7 @@ use switchboard_schemas::{Codec, Input, Topic};
 
 use crate::config::{Config, Guarantee};
 use crate::kafka;
-use crate::metrics::Metrics;
+use crate::metrics::{thread_cpu_seconds, Metrics};
 use crate::runtime::{send, RunOptions, Runtime, StartFrom};
 use crate::workload::{self, PARTITIONS};
 
@@ -158,15 +158,16 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
     );
     // Per run name, each repetition's ratio to the in-process run just before it.
     let mut ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut cpu_ratios: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for (i, (eos, dedup, lean, ids)) in rounds.into_iter().enumerate() {
         if repeat > 1 {
             let _ = writeln!(report, "run {} of {repeat}", i + 1);
         }
-        let alone = in_process(opts)?;
+        let (alone, alone_cpu) = in_process(opts)?;
         let _ = writeln!(
             report,
-            "{:<14} {:>10.0} records/s  the engine alone on the same records, one thread (no Kafka)",
-            "in-process", alone
+            "{:<14} {:>10.0} records/s  the engine alone on the same records, one thread (no Kafka); {:.2} µs of CPU a record",
+            "in-process", alone, alone_cpu * 1e6
         );
         let mut runs = Vec::new();
         if !opts.skip_exactly_once {
@@ -189,6 +190,20 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
                 report,
                 "{name:<14} {rate:>10.0} records/s  ratio to passthrough {:.3}, to in-process {ratio:.2}",
                 rate / pass.max(f64::MIN_POSITIVE),
+            );
+            // The runtime's own threads' CPU per record against the engine's alone: what
+            // the runtime adds, apart from the broker's and librdkafka's threads, which
+            // share this machine's cores (issue 12 counts either figure).
+            let cpu = |role: &str| metrics.engine_cpu_seconds.with_label_values(&[role]).get();
+            let (runtime_cpu, workers_cpu) = (cpu("runtime"), cpu("workers"));
+            let per_record = (runtime_cpu + workers_cpu) / records.max(1) as f64;
+            let cpu_ratio = alone_cpu / per_record.max(f64::MIN_POSITIVE);
+            cpu_ratios.entry(name).or_default().push(cpu_ratio);
+            let _ = writeln!(
+                report,
+                "{:<14} engine threads' CPU {:.2} µs a record (runtime thread {runtime_cpu:.2} s, workers {workers_cpu:.2} s), in-process CPU ÷ this {cpu_ratio:.2}",
+                "",
+                per_record * 1e6,
             );
             let rounds = metrics.processing_seconds.get_sample_count();
             let _ = writeln!(
@@ -222,15 +237,17 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
         }
     }
     if repeat > 1 {
-        for (name, mut rs) in ratios {
-            rs.sort_by(f64::total_cmp);
-            let listed: Vec<String> = rs.iter().map(|r| format!("{r:.2}")).collect();
-            let _ = writeln!(
-                report,
-                "{name:<14} median ratio to in-process {:.2} over {repeat} runs ({})",
-                median(&rs),
-                listed.join(", ")
-            );
+        for (what, all) in [("ratio", ratios), ("CPU ratio", cpu_ratios)] {
+            for (name, mut rs) in all {
+                rs.sort_by(f64::total_cmp);
+                let listed: Vec<String> = rs.iter().map(|r| format!("{r:.2}")).collect();
+                let _ = writeln!(
+                    report,
+                    "{name:<14} median {what} to in-process {:.2} over {repeat} runs ({})",
+                    median(&rs),
+                    listed.join(", ")
+                );
+            }
         }
     }
     let _ =
@@ -315,19 +332,23 @@ fn median(xs: &[f64]) -> f64 {
 
 /// The same records through the engine in process (`simulate`'s path: merge, every
 /// processor, state flushed at the end), decoded beforehand: what the runtime's engine
-/// thread would do with no Kafka at all. The median of three runs.
-fn in_process(opts: &BenchOptions) -> Result<f64, String> {
+/// thread would do with no Kafka at all. The median of three runs: records per second, and
+/// seconds of this thread's CPU per record.
+fn in_process(opts: &BenchOptions) -> Result<(f64, f64), String> {
     let sources: Vec<SourceRecord> = workload::contact_center_sources(opts.tenants, opts.messages);
-    let mut rates = Vec::new();
+    let (mut rates, mut cpus) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let records = sources.clone();
         let started = Instant::now();
+        let cpu = thread_cpu_seconds();
         simulation::run(records, PARTITIONS as u32, &Settings::default())
             .map_err(|e| e.to_string())?;
+        cpus.push((thread_cpu_seconds() - cpu) / sources.len().max(1) as f64);
         rates.push(sources.len() as f64 / started.elapsed().as_secs_f64());
     }
     rates.sort_by(f64::total_cmp);
-    Ok(median(&rates))
+    cpus.sort_by(f64::total_cmp);
+    Ok((median(&rates), median(&cpus)))
 }
 
 /// The engine from empty state: records/s until it has processed every input record.

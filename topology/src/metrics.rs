@@ -27,6 +27,10 @@ pub struct Metrics {
     pub dlq: IntCounter,
     pub processing_seconds: Histogram,
     pub commit_seconds: HistogramVec,
+    /// CPU time of the runtime's own threads (`runtime`: the thread that polls, plans and
+    /// commits rounds; `workers`: the threads that process and encode partitions side by
+    /// side), beside which librdkafka's and RocksDB's background threads are not counted.
+    pub engine_cpu_seconds: prometheus::CounterVec,
     pub lag: IntGaugeVec,
     pub restore_records: IntCounter,
     pub restoring_partitions: IntGauge,
@@ -104,6 +108,24 @@ fn float_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> pro
         name,
         prometheus::GaugeVec::new(Opts::new(name, help), labels),
     )
+}
+
+/// CPU time the calling thread has used so far, in seconds (0 where the platform cannot
+/// tell).
+pub fn thread_cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `clock_gettime` writes one `timespec` through a pointer to a live one.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc == 0 {
+            return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
+        }
+    }
+    0.0
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -189,6 +211,17 @@ impl Metrics {
             ),
             processing_seconds,
             commit_seconds,
+            engine_cpu_seconds: register(
+                &r,
+                "switchboard_engine_cpu_seconds_total",
+                prometheus::CounterVec::new(
+                    Opts::new(
+                        "switchboard_engine_cpu_seconds_total",
+                        "CPU time of the runtime's own threads, by role (runtime, workers)",
+                    ),
+                    &["thread"],
+                ),
+            ),
             lag: gauge_vec(
                 &r,
                 "switchboard_consumer_lag",
@@ -594,6 +627,7 @@ impl Metrics {
             &self.dlq,
             &self.processing_seconds,
             &self.commit_seconds,
+            &self.engine_cpu_seconds,
             &self.lag,
             &self.restore_records,
             &self.restoring_partitions,

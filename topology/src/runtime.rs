@@ -560,11 +560,21 @@ impl Runtime {
         if self.opts.until_end {
             self.ends = Some(self.end_offsets()?);
         }
+        // This thread's CPU time, counted as it goes (threads it starts count their own).
+        let cpu = self
+            .opts
+            .metrics
+            .engine_cpu_seconds
+            .with_label_values(&["runtime"]);
+        let mut cpu_seen = crate::metrics::thread_cpu_seconds();
         while !self.opts.stop.load(Ordering::Relaxed) {
             self.poll_round()?;
             self.process_round()?;
             self.answer_queries();
             self.refresh_live_figures();
+            let now = crate::metrics::thread_cpu_seconds();
+            cpu.inc_by((now - cpu_seen).max(0.0));
+            cpu_seen = now;
             if !self.ahead() && self.at_end(&self.tasks) {
                 tracing::info!("caught up with the end offsets seen at start");
                 break;
@@ -573,6 +583,7 @@ impl Runtime {
         if self.ahead() {
             self.process_round()?; // a stop holds back: this commits the batch processed ahead
         }
+        cpu.inc_by((crate::metrics::thread_cpu_seconds() - cpu_seen).max(0.0));
         tracing::info!("stopping: the last round is committed");
         self.consumer.unsubscribe();
         self.tasks.clear();
@@ -990,7 +1001,9 @@ impl Runtime {
             .begin_round(&self.producer, &self.changelog, tasks)?;
         // 2. The outputs, each partition's in order, partitions side by side.
         let jobs: Vec<&mut Task> = tasks.values_mut().filter(|t| t.staged.is_some()).collect();
-        let sent = on_threads(jobs, self.threads, |task| emitter.send_batch(task))?;
+        let sent = on_threads(jobs, self.threads, Some(&emitter.workers_cpu()), |task| {
+            emitter.send_batch(task)
+        })?;
         self.durability.after_outputs(&self.producer)?;
         // 3. State changes and the checkpoint marker, encoded side by side the same way.
         let jobs: Vec<&mut Task> = tasks
@@ -998,7 +1011,9 @@ impl Runtime {
             .filter(|(p, _)| sent.contains(p))
             .map(|(_, task)| task)
             .collect();
-        let checkpoints = on_threads(jobs, self.threads, |task| emitter.write_state(task))?;
+        let checkpoints = on_threads(jobs, self.threads, Some(&emitter.workers_cpu()), |task| {
+            emitter.write_state(task)
+        })?;
         let mut offsets = TopicPartitionList::new();
         for p in &sent {
             let task = &tasks[p];
@@ -1019,7 +1034,13 @@ impl Runtime {
         let (committed, processed) = std::thread::scope(|s| {
             let ahead = match plans.is_empty() {
                 true => None,
-                false => Some(s.spawn(|| process_plans(tasks, plans, threads, &emitter))),
+                false => Some(s.spawn(|| {
+                    let processed = process_plans(tasks, plans, threads, &emitter);
+                    emitter
+                        .workers_cpu()
+                        .inc_by(crate::metrics::thread_cpu_seconds());
+                    processed
+                })),
             };
             let committed = self
                 .durability
@@ -1083,7 +1104,12 @@ fn process_plans(
         .iter_mut()
         .filter_map(|(p, task)| plans.remove(p).map(|plan| (task, plan)))
         .collect();
-    on_threads(jobs, threads, |(task, plan)| emitter.process(task, plan))?;
+    on_threads(
+        jobs,
+        threads,
+        Some(&emitter.workers_cpu()),
+        |(task, plan)| emitter.process(task, plan),
+    )?;
     emitter
         .metrics
         .processing_seconds
@@ -1103,6 +1129,13 @@ struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
+    /// Where the threads that process and encode partitions count their CPU time.
+    fn workers_cpu(&self) -> prometheus::Counter {
+        self.metrics
+            .engine_cpu_seconds
+            .with_label_values(&["workers"])
+    }
+
     /// Run a partition's batch through its engine and encode the outputs, in order, each with
     /// the partition's next sequence number (skipping what a crashed run already wrote): the
     /// task's [`Batch`], sent with its round.
@@ -1226,10 +1259,12 @@ impl Emitter<'_> {
 /// Run `work` on every item, on up to `threads` scoped threads (items dealt round-robin, each
 /// thread taking its items in order); inline when one thread would do. The results in the
 /// items' order; the first error wins (the runtime is crash-only: a failed round or restore
-/// ends it). Used by the rounds and by restores.
+/// ends it). Used by the rounds and by restores. Each thread it starts adds its CPU time to
+/// `cpu`; work done inline is the calling thread's.
 fn on_threads<T: Send, R: Send>(
     items: Vec<T>,
     threads: usize,
+    cpu: Option<&prometheus::Counter>,
     work: impl Fn(T) -> Result<R, RuntimeError> + Sync,
 ) -> Result<Vec<R>, RuntimeError> {
     let threads = threads.clamp(1, items.len().max(1));
@@ -1248,10 +1283,14 @@ fn on_threads<T: Send, R: Send>(
             let spawned = std::thread::Builder::new()
                 .name(format!("switchboard-{n}"))
                 .spawn_scoped(s, move || {
-                    share
+                    let done = share
                         .into_iter()
                         .map(|(i, item)| work(item).map(|r| (i, r)))
-                        .collect::<Result<Vec<_>, RuntimeError>>()
+                        .collect::<Result<Vec<_>, RuntimeError>>();
+                    if let Some(cpu) = cpu {
+                        cpu.inc_by(crate::metrics::thread_cpu_seconds());
+                    }
+                    done
                 })
                 .map_err(|e| RuntimeError::Other(format!("cannot start a thread: {e}")))?;
             handles.push(spawned);
@@ -1543,7 +1582,7 @@ mod tests {
         for threads in [0, 1, 2, 3, 8] {
             let seen = Mutex::new(HashSet::new());
             let items: Vec<u32> = (0..7).collect();
-            let out = on_threads(items, threads, |i| {
+            let out = on_threads(items, threads, None, |i| {
                 if let Ok(mut s) = seen.lock() {
                     s.insert(std::thread::current().id());
                 }
@@ -1559,7 +1598,7 @@ mod tests {
     /// A failed partition fails the round (the runtime is crash-only), with its own error.
     #[test]
     fn on_threads_returns_the_failure() {
-        let result = on_threads((0..4).collect::<Vec<i32>>(), 2, |p| {
+        let result = on_threads((0..4).collect::<Vec<i32>>(), 2, None, |p| {
             if p == 2 {
                 Err(RuntimeError::Partition {
                     partition: p,

@@ -68,7 +68,7 @@ impl Restorer<'_> {
     /// wins; the runtime treats it as fatal (crash-only), so nothing half-restored is used.
     pub fn restore_all(&self, partitions: &[i32]) -> Result<Vec<Restored>, RuntimeError> {
         let started = Instant::now();
-        let restored = on_threads(partitions.to_vec(), MAX_PARALLEL, |p| self.restore(p))?;
+        let restored = on_threads(partitions.to_vec(), MAX_PARALLEL, None, |p| self.restore(p))?;
         if partitions.len() > 1 {
             tracing::info!(
                 partitions = ?partitions,
