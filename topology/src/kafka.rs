@@ -9,7 +9,7 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -79,7 +79,8 @@ pub struct Deliveries {
 
 #[derive(Default)]
 struct DeliveryState {
-    last: BTreeMap<(String, i32), i64>,
+    /// Topic → the last offset delivered to each of its partitions (`i64::MIN`: none yet).
+    last: HashMap<String, Vec<i64>>,
     errors: Vec<String>,
 }
 
@@ -93,10 +94,20 @@ impl ProducerContext for Deliveries {
             return;
         };
         match result {
+            // Once per record written: no allocation but a topic's first.
             Ok(m) => {
-                let key = (m.topic().to_string(), m.partition());
-                let last = st.last.entry(key).or_insert(-1);
-                *last = (*last).max(m.offset());
+                let Ok(p) = usize::try_from(m.partition()) else {
+                    return;
+                };
+                let topic = m.topic();
+                let offsets = match st.last.get_mut(topic) {
+                    Some(offsets) => offsets,
+                    None => st.last.entry(topic.to_string()).or_default(),
+                };
+                if offsets.len() <= p {
+                    offsets.resize(p + 1, i64::MIN);
+                }
+                offsets[p] = offsets[p].max(m.offset());
             }
             Err((e, m)) => {
                 let err = format!("{}/{}: {e}", m.topic(), m.partition());
@@ -117,34 +128,48 @@ impl Deliveries {
 
     /// The last offset delivered to `topic`/`partition`, if any.
     pub fn last_offset(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.state
-            .lock()
-            .ok()
-            .and_then(|s| s.last.get(&(topic.to_string(), partition)).copied())
+        self.state.lock().ok().and_then(|s| {
+            let p = usize::try_from(partition).ok()?;
+            s.last
+                .get(topic)?
+                .get(p)
+                .copied()
+                .filter(|o| *o != i64::MIN)
+        })
     }
 }
 
 pub type Producer_ = BaseProducer<Deliveries>;
 
+/// How long [`flush`] sleeps when no delivery report is waiting.
+const FLUSH_NAP: Duration = Duration::from_micros(100);
+
 /// Wait until every record sent through `producer` is acknowledged (or failed), serving
-/// delivery reports in 1 ms polls, and fail on any delivery error since the last flush.
+/// delivery reports as they come, and fail on any delivery error since the last flush.
 ///
 /// Not `BaseProducer::flush`: in rust-rdkafka 0.39 it polls in 100 ms quanta and each poll
 /// runs to its deadline, so every flush with a record in flight cost at least 100 ms
-/// (docs/benchmarks.md, issue 12). Here a flush costs what the broker takes.
+/// (docs/benchmarks.md, issue 12). Not `poll` with a short timeout either: its loop rounds
+/// the time left down to whole milliseconds, so the last millisecond of every poll is a busy
+/// loop, and a flush made of 1 ms polls kept a core busy for as long as it waited. Here each
+/// waiting delivery report is served at once (`poll` with no timeout serves one), and when
+/// none is waiting the thread sleeps for [`FLUSH_NAP`]: a flush costs what the broker takes,
+/// plus at most one nap, and almost no CPU.
 pub fn flush(producer: &Producer_, timeout: Duration) -> Result<(), String> {
     let deadline = std::time::Instant::now() + timeout;
-    loop {
-        producer.poll(Duration::from_millis(1));
-        if producer.in_flight_count() == 0 {
-            break;
+    let mut left = producer.in_flight_count();
+    while left > 0 {
+        producer.poll(Duration::ZERO);
+        let now = producer.in_flight_count();
+        if now == left {
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "flush: {now} record(s) still unacknowledged after {timeout:?}"
+                ));
+            }
+            std::thread::sleep(FLUSH_NAP);
         }
-        if std::time::Instant::now() >= deadline {
-            return Err(format!(
-                "flush: {} record(s) still unacknowledged after {timeout:?}",
-                producer.in_flight_count()
-            ));
-        }
+        left = now;
     }
     let errors = producer.context().take_errors();
     match errors.first() {
