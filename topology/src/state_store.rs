@@ -107,19 +107,32 @@ impl RocksStore {
         local: &std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
+        // In key order (a stable sort: a key written twice keeps its last write last): the
+        // memtable's skip list then inserts each row next to the one before it, instead of
+        // searching from the top for every row.
+        let mut rows: Vec<(&[u8], Option<&[u8]>)> = batch
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+            .collect();
+        let mut added: Vec<(&[u8], &[u8])> = Vec::new();
+        for (k, v) in local {
+            match v {
+                Some(v) => added.push((k, v)),
+                None => rows.push((k, None)),
+            }
+        }
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        added.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut wb = WriteBatch::default();
         let mut after = WriteBatch::default();
-        for (k, v) in batch {
+        for (k, v) in rows {
             match v {
                 Some(v) => wb.put(k, v),
                 None => wb.delete(k),
             }
         }
-        for (k, v) in local {
-            match v {
-                Some(v) => after.put(k, v),
-                None => wb.delete(k),
-            }
+        for (k, v) in added {
+            after.put(k, v);
         }
         let bytes = serde_json::to_vec(checkpoint).map_err(|e| StoreError::Io(e.to_string()))?;
         wb.put_cf(self.meta()?, CHECKPOINT, bytes);
