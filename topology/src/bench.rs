@@ -205,6 +205,16 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
                 "",
                 per_record * 1e6,
             );
+            let per_input = |n: u64| n as f64 / records.max(1) as f64;
+            let _ = writeln!(
+                report,
+                "{:<14} written per input record: {:.2} outputs, {:.2} changelog rows of {:.0} bytes",
+                "",
+                per_input(Metrics::total(&metrics.records_out, &[])),
+                per_input(metrics.changelog_records.get()),
+                metrics.changelog_bytes.get() as f64
+                    / metrics.changelog_records.get().max(1) as f64,
+            );
             let rounds = metrics.processing_seconds.get_sample_count();
             let _ = writeln!(
                 report,

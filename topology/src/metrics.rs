@@ -31,6 +31,9 @@ pub struct Metrics {
     /// commits rounds; `workers`: the threads that process and encode partitions side by
     /// side), beside which librdkafka's and RocksDB's background threads are not counted.
     pub engine_cpu_seconds: prometheus::CounterVec,
+    /// State rows written to the changelog (tombstones included) and their bytes.
+    pub changelog_records: IntCounter,
+    pub changelog_bytes: IntCounter,
     pub lag: IntGaugeVec,
     pub restore_records: IntCounter,
     pub restoring_partitions: IntGauge,
@@ -221,6 +224,16 @@ impl Metrics {
                     ),
                     &["thread"],
                 ),
+            ),
+            changelog_records: counter(
+                &r,
+                "switchboard_changelog_records_total",
+                "State rows written to the changelog topics, deletions included",
+            ),
+            changelog_bytes: counter(
+                &r,
+                "switchboard_changelog_bytes_total",
+                "Bytes of keys and values written to the changelog topics",
             ),
             lag: gauge_vec(
                 &r,
@@ -628,6 +641,8 @@ impl Metrics {
             &self.processing_seconds,
             &self.commit_seconds,
             &self.engine_cpu_seconds,
+            &self.changelog_records,
+            &self.changelog_bytes,
             &self.lag,
             &self.restore_records,
             &self.restoring_partitions,

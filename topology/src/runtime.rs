@@ -1231,6 +1231,16 @@ impl Emitter<'_> {
             std::mem::take(&mut store.pending),
             std::mem::take(&mut store.pending_local),
         );
+        let bytes: usize = store
+            .inflight
+            .writes
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.metrics
+            .changelog_records
+            .inc_by(store.inflight.writes.len() as u64);
+        self.metrics.changelog_bytes.inc_by(bytes as u64);
         for (k, v) in &store.inflight.writes {
             send(
                 self.producer,
