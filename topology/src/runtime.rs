@@ -109,9 +109,10 @@ struct Intent {
 
 /// The engine's store in the runtime: reads come from RocksDB; writes wait in `pending` until
 /// their round sends them, in `inflight` until the round is durable, then go to RocksDB with
-/// the checkpoint in one atomic write.
+/// the checkpoint in one atomic write, on a thread of its own while the next round begins
+/// (`landing`).
 pub struct PartitionStore {
-    rocks: RocksStore,
+    rocks: Arc<RocksStore>,
     pending: Vec<Write>,
     /// Rows for RocksDB alone ([`Store::write_local`]: the dedup window's index), never sent
     /// to the changelog, committed with the round's other writes.
@@ -119,23 +120,74 @@ pub struct PartitionStore {
     /// The writes of the round being committed: the next batch, processed meanwhile, reads
     /// them as the state it follows.
     inflight: InFlight,
+    /// The writes of the last durable round while they go into RocksDB, read before it.
+    landing: Option<Landing>,
+}
+
+/// A durable round's writes on their way into RocksDB.
+struct Landing {
+    writes: Arc<InFlight>,
+    done: std::thread::JoinHandle<Result<(), StoreError>>,
 }
 
 impl PartitionStore {
     fn new(rocks: RocksStore) -> PartitionStore {
         PartitionStore {
-            rocks,
+            rocks: Arc::new(rocks),
             pending: Vec::new(),
             pending_local: LocalWrites::new(),
             inflight: InFlight::default(),
+            landing: None,
         }
     }
 
     /// Write what waits for RocksDB alone now, outside a round: rows derived from rows RocksDB
     /// already holds (the dedup window's index rebuilt after a restore from the changelog).
     fn settle_local(&mut self) -> Result<(), StoreError> {
+        self.land()?;
         let writes: Vec<Write> = self.pending_local.drain().collect();
-        self.rocks.write(&writes)
+        self.rocks.write_rows(&writes)
+    }
+
+    /// Start writing the round in flight, now durable in Kafka, to RocksDB with `checkpoint`
+    /// (after the round before it has landed: rounds reach RocksDB in order, each in one
+    /// atomic write). Until it has landed, reads find its rows in memory first.
+    fn start_landing(&mut self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        self.land()?;
+        let writes = Arc::new(std::mem::take(&mut self.inflight));
+        let (rocks, shared) = (Arc::clone(&self.rocks), Arc::clone(&writes));
+        let done = std::thread::Builder::new()
+            .name("switchboard-land".into())
+            .spawn(move || rocks.commit_with_local(&shared.writes, &shared.local, &checkpoint))
+            .map_err(|e| StoreError::Io(format!("cannot start a thread: {e}")))?;
+        self.landing = Some(Landing { writes, done });
+        Ok(())
+    }
+
+    /// Wait until the last durable round is in RocksDB.
+    fn land(&mut self) -> Result<(), StoreError> {
+        match self.landing.take() {
+            None => Ok(()),
+            Some(l) => l
+                .done
+                .join()
+                .map_err(|_| StoreError::Io("the RocksDB write panicked".into()))?,
+        }
+    }
+
+    /// The state's size in bytes, as RocksDB estimates it.
+    fn size_bytes(&self) -> u64 {
+        self.rocks.size_bytes()
+    }
+}
+
+impl Drop for PartitionStore {
+    /// A store closed (its partition revoked, or the engine stopping) first lets its last
+    /// round land: the partition's RocksDB is then closed, and may be opened again.
+    fn drop(&mut self) {
+        if let Err(e) = self.land() {
+            tracing::error!(error = %e, "writing the last round to RocksDB failed; a restore reads it from the changelog");
+        }
     }
 }
 
@@ -204,14 +256,19 @@ impl Store for PartitionStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         // A write waiting for its batch to be durable is newer than RocksDB. A key is written
         // either locally or for the changelog, never both, so their order does not matter.
+        let landing = self.landing.as_ref().map(|l| &*l.writes);
         let pending = self.pending.iter().rev().find(|(k, _)| k == key);
-        if let Some((_, v)) = pending.or_else(|| self.inflight.get(key)) {
+        if let Some((_, v)) = pending
+            .or_else(|| self.inflight.get(key))
+            .or_else(|| landing.and_then(|l| l.get(key)))
+        {
             return Ok(v.clone());
         }
         match self
             .pending_local
             .get(key)
             .or_else(|| self.inflight.local.get(key))
+            .or_else(|| landing.and_then(|l| l.local.get(key)))
         {
             Some(v) => Ok(v.clone()),
             None => self.rocks.get(key),
@@ -584,6 +641,9 @@ impl Runtime {
             self.process_round()?; // a stop holds back: this commits the batch processed ahead
         }
         cpu.inc_by((crate::metrics::thread_cpu_seconds() - cpu_seen).max(0.0));
+        for task in self.tasks.values_mut() {
+            task.engine.store_mut().land()?;
+        }
         tracing::info!("stopping: the last round is committed");
         self.consumer.unsubscribe();
         self.tasks.clear();
@@ -1053,7 +1113,9 @@ impl Runtime {
         });
         committed?;
         processed?;
-        // 5. Durable: the local state catches up, atomically with its checkpoint.
+        // 5. Durable: the local state catches up, atomically with its checkpoint, on a thread
+        //    of its own while the next round begins (its reads find these rows in memory
+        //    until they have landed; the next round's own catching up waits for them).
         for (p, mut checkpoint) in checkpoints {
             let Some(task) = tasks.get_mut(&p) else {
                 continue;
@@ -1065,13 +1127,7 @@ impl Runtime {
                 .unwrap_or(-1);
             checkpoint.changelog_offset = marker_offset;
             task.checkpoint.changelog_offset = marker_offset;
-            let store = task.engine.store_mut();
-            store.rocks.commit_with_local(
-                &store.inflight.writes,
-                &store.inflight.local,
-                &checkpoint,
-            )?;
-            store.inflight = InFlight::default();
+            task.engine.store_mut().start_landing(checkpoint)?;
             let timers = task.engine.state().timers.len() as i64;
             let label = p.to_string();
             let metrics = &self.opts.metrics;
@@ -1079,7 +1135,7 @@ impl Runtime {
                 .pending_timers
                 .with_label_values(&[&label])
                 .set(timers);
-            let bytes = task.engine.store().rocks.size_bytes();
+            let bytes = task.engine.store().size_bytes();
             metrics
                 .state_bytes
                 .with_label_values(&[&label])
@@ -1582,6 +1638,89 @@ mod tests {
             .expect("commit");
         assert_eq!(read(&store), Some(b"in flight".to_vec()));
         assert_eq!(store.get(b"Dkey").expect("read"), Some(b"local".to_vec()));
+    }
+
+    /// Issue 12: a durable round goes into RocksDB on a thread of its own while the next
+    /// round begins. Meanwhile reads find its rows (state and local) in memory; a later
+    /// round lands after it (its rows win, the checkpoint is the later one); and a store
+    /// closed waits for its last round, so the partition's RocksDB can be opened again at
+    /// once with every row and the last checkpoint.
+    #[test]
+    fn a_durable_round_lands_in_rocksdb_while_reads_find_it_first() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let rocks = RocksStore::open(dir.path()).expect("store opens");
+        rocks
+            .commit_with_local(
+                &[(b"Akey".to_vec(), Some(b"old".to_vec()))],
+                &Default::default(),
+                &Checkpoint::default(),
+            )
+            .expect("commit");
+        let mut store = PartitionStore::new(rocks);
+        let checkpoint = |offset| Checkpoint {
+            changelog_offset: offset,
+            ..Checkpoint::default()
+        };
+        let read = |s: &PartitionStore, key: &[u8]| s.get(key).expect("read");
+        store.inflight = InFlight::new(
+            vec![
+                (b"Akey".to_vec(), Some(b"round 1".to_vec())),
+                (b"Bkey".to_vec(), Some(b"round 1".to_vec())),
+            ],
+            [(b"Dkey".to_vec(), Some(b"local 1".to_vec()))]
+                .into_iter()
+                .collect(),
+        );
+        // A landing held back before it writes anything: its rows are read from memory.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        store.landing = Some(super::Landing {
+            writes: std::sync::Arc::new(InFlight::new(
+                vec![(b"Ekey".to_vec(), Some(b"landing".to_vec()))],
+                [(b"Fkey".to_vec(), Some(b"landing local".to_vec()))]
+                    .into_iter()
+                    .collect(),
+            )),
+            done: std::thread::spawn(move || {
+                let _ = held.recv();
+                Ok(())
+            }),
+        });
+        assert_eq!(read(&store, b"Ekey"), Some(b"landing".to_vec()));
+        assert_eq!(read(&store, b"Fkey"), Some(b"landing local".to_vec()));
+        assert_eq!(
+            read(&store, b"Akey"),
+            Some(b"round 1".to_vec()),
+            "in flight first"
+        );
+        release.send(()).expect("release");
+        store.start_landing(checkpoint(7)).expect("landing starts");
+        assert!(
+            store.inflight.writes.is_empty(),
+            "the round in flight is landing"
+        );
+        assert_eq!(read(&store, b"Akey"), Some(b"round 1".to_vec()));
+        assert_eq!(read(&store, b"Dkey"), Some(b"local 1".to_vec()));
+        store.inflight = InFlight::new(
+            vec![(b"Akey".to_vec(), Some(b"round 2".to_vec()))],
+            Default::default(),
+        );
+        assert_eq!(read(&store, b"Akey"), Some(b"round 2".to_vec()));
+        assert_eq!(read(&store, b"Bkey"), Some(b"round 1".to_vec()));
+        store.start_landing(checkpoint(9)).expect("landing starts");
+        assert_eq!(read(&store, b"Akey"), Some(b"round 2".to_vec()));
+        drop(store);
+        let reopened = RocksStore::open(dir.path()).expect("the store was closed");
+        assert_eq!(
+            reopened.checkpoint().expect("checkpoint"),
+            Some(checkpoint(9))
+        );
+        for (key, value) in [
+            (&b"Akey"[..], &b"round 2"[..]),
+            (b"Bkey", b"round 1"),
+            (b"Dkey", b"local 1"),
+        ] {
+            assert_eq!(reopened.get(key).expect("read"), Some(value.to_vec()));
+        }
     }
 
     /// Issue 12: a round's partitions processed side by side come back in the partitions'

@@ -102,7 +102,7 @@ impl RocksStore {
     /// the row it indexes, and one lost to a crash is found missing and rebuilt by the restore
     /// ([`switchboard_processors::dedup`]), as all of a round's are written at once.
     pub fn commit_with_local(
-        &mut self,
+        &self,
         batch: &[Write],
         local: &std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
         checkpoint: &Checkpoint,
@@ -219,6 +219,13 @@ impl Store for RocksStore {
     }
 
     fn write(&mut self, batch: &[Write]) -> Result<(), StoreError> {
+        self.write_rows(batch)
+    }
+}
+
+impl RocksStore {
+    /// [`Store::write`] through a shared reference: RocksDB takes writes from any thread.
+    pub fn write_rows(&self, batch: &[Write]) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
         for (k, v) in batch {
             match v {
