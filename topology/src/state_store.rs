@@ -107,33 +107,19 @@ impl RocksStore {
         local: &std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
-        // In key order (a stable sort: a key written twice keeps its last write last): the
-        // memtable's skip list then inserts each row next to the one before it, instead of
-        // searching from the top for every row.
         let mut rows: Vec<(&[u8], Option<&[u8]>)> = batch
             .iter()
             .map(|(k, v)| (k.as_slice(), v.as_deref()))
             .collect();
-        let mut added: Vec<(&[u8], &[u8])> = Vec::new();
+        let mut added: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
         for (k, v) in local {
             match v {
-                Some(v) => added.push((k, v)),
+                Some(v) => added.push((k, Some(v))),
                 None => rows.push((k, None)),
             }
         }
-        rows.sort_by(|a, b| a.0.cmp(b.0));
-        added.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut wb = WriteBatch::default();
-        let mut after = WriteBatch::default();
-        for (k, v) in rows {
-            match v {
-                Some(v) => wb.put(k, v),
-                None => wb.delete(k),
-            }
-        }
-        for (k, v) in added {
-            after.put(k, v);
-        }
+        let mut wb = sorted_batch(rows);
+        let after = sorted_batch(added);
         let bytes = serde_json::to_vec(checkpoint).map_err(|e| StoreError::Io(e.to_string()))?;
         wb.put_cf(self.meta()?, CHECKPOINT, bytes);
         let mut opts = WriteOptions::default();
@@ -154,6 +140,21 @@ impl RocksStore {
     pub fn clear_checkpoint(&mut self) -> Result<(), StoreError> {
         self.db.delete_cf(self.meta()?, CHECKPOINT).map_err(io)
     }
+}
+
+/// A write batch of `rows` (a value, or `None` to delete) in key order. A stable sort: a key
+/// written twice keeps its last write last. In key order the memtable's skip list inserts
+/// each row next to the one before it, instead of searching from its top for every row.
+fn sorted_batch(mut rows: Vec<(&[u8], Option<&[u8]>)>) -> WriteBatch {
+    rows.sort_by(|a, b| a.0.cmp(b.0));
+    let mut wb = WriteBatch::default();
+    for (k, v) in rows {
+        match v {
+            Some(v) => wb.put(k, v),
+            None => wb.delete(k),
+        }
+    }
+    wb
 }
 
 /// Where one partition's state stands: written atomically with the state rows in RocksDB, and
@@ -226,13 +227,12 @@ impl Store for RocksStore {
 impl RocksStore {
     /// [`Store::write`] through a shared reference: RocksDB takes writes from any thread.
     pub fn write_rows(&self, batch: &[Write]) -> Result<(), StoreError> {
-        let mut wb = WriteBatch::default();
-        for (k, v) in batch {
-            match v {
-                Some(v) => wb.put(k, v),
-                None => wb.delete(k),
-            }
-        }
+        let wb = sorted_batch(
+            batch
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                .collect(),
+        );
         let mut opts = WriteOptions::default();
         opts.set_sync(self.sync);
         self.db.write_opt(wb, &opts).map_err(io)
