@@ -628,7 +628,7 @@ fn an_unreachable_broker_is_a_warn_naming_it_in_json_logs() {
 /// its ratios, including the cost of cc.analytics (issue 16's benchmark); with `--repeat`,
 /// each repetition and the median ratio of each run to the engine in process (issue 12's
 /// runtime overhead, read over several runs on a noisy machine), as rates and as the CPU
-/// time of the runtime's own threads per record.
+/// time of the runtime's own threads per record (R-RUN-4's metrics, read back).
 #[test]
 fn bench_reports_every_run_on_the_mock_cluster() {
     let run = bin()

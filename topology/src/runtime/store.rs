@@ -253,8 +253,8 @@ mod tests {
         assert_eq!(store.get(b"Dkey").expect("read"), Some(b"local".to_vec()));
     }
 
-    /// Issue 12: a durable round goes into RocksDB on a thread of its own while the next
-    /// round begins. Meanwhile reads find its rows (state and local) in memory; a later
+    /// R-RUN-2 (issue 12): a durable round goes into RocksDB on a thread of its own while the
+    /// next round begins. Meanwhile reads find its rows (state and local) in memory; a later
     /// round lands after it (its rows win, the checkpoint is the later one); and a store
     /// closed waits for its last round, so the partition's RocksDB can be opened again at
     /// once with every row and the last checkpoint.
