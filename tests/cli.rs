@@ -670,8 +670,8 @@ fn bench_reports_every_run_on_the_mock_cluster() {
         "one in-process run per repetition:\n{stdout}"
     );
     // Issue 12 counts the runtime's overhead as its own threads' CPU per record too: each
-    // run reports it measured (the runtime thread's and the workers', both above zero), and
-    // its median ratio to the engine in process.
+    // run reports it measured (the runtime thread's, the workers' and the RocksDB writes',
+    // each above zero), and its median ratio to the engine in process.
     let seconds = |line: &str, after: &str| -> f64 {
         let rest = &line[line.find(after).map_or(0, |i| i + after.len())..];
         let figure: String = rest
@@ -693,6 +693,7 @@ fn bench_reports_every_run_on_the_mock_cluster() {
         assert!(seconds(line, "engine threads' CPU ") > 0.0, "{line}");
         assert!(seconds(line, "runtime thread ") > 0.0, "{line}");
         assert!(seconds(line, "workers ") > 0.0, "{line}");
+        assert!(seconds(line, "RocksDB writes ") > 0.0, "{line}");
     }
     assert!(
         stdout.contains("deduplicated   median CPU ratio to in-process"),

@@ -195,13 +195,14 @@ pub fn run(opts: &BenchOptions) -> Result<String, String> {
             // the runtime adds, apart from the broker's and librdkafka's threads, which
             // share this machine's cores (issue 12 counts either figure).
             let cpu = |role: &str| metrics.engine_cpu_seconds.with_label_values(&[role]).get();
-            let (runtime_cpu, workers_cpu) = (cpu("runtime"), cpu("workers"));
-            let per_record = (runtime_cpu + workers_cpu) / records.max(1) as f64;
+            let (runtime_cpu, workers_cpu, store_cpu) =
+                (cpu("runtime"), cpu("workers"), cpu("store"));
+            let per_record = (runtime_cpu + workers_cpu + store_cpu) / records.max(1) as f64;
             let cpu_ratio = alone_cpu / per_record.max(f64::MIN_POSITIVE);
             cpu_ratios.entry(name).or_default().push(cpu_ratio);
             let _ = writeln!(
                 report,
-                "{:<14} engine threads' CPU {:.2} µs a record (runtime thread {runtime_cpu:.2} s, workers {workers_cpu:.2} s), in-process CPU ÷ this {cpu_ratio:.2}",
+                "{:<14} engine threads' CPU {:.2} µs a record (runtime thread {runtime_cpu:.2} s, workers {workers_cpu:.2} s, RocksDB writes {store_cpu:.2} s), in-process CPU ÷ this {cpu_ratio:.2}",
                 "",
                 per_record * 1e6,
             );

@@ -29,7 +29,8 @@ pub struct Metrics {
     pub commit_seconds: HistogramVec,
     /// CPU time of the runtime's own threads (`runtime`: the thread that polls, plans and
     /// commits rounds; `workers`: the threads that process and encode partitions side by
-    /// side), beside which librdkafka's and RocksDB's background threads are not counted.
+    /// side; `store`: the threads that write each durable round to RocksDB), beside which
+    /// librdkafka's and RocksDB's background threads are not counted.
     pub engine_cpu_seconds: prometheus::CounterVec,
     /// State rows written to the changelog (tombstones included) and their bytes.
     pub changelog_records: IntCounter,
@@ -131,6 +132,15 @@ pub fn thread_cpu_seconds() -> f64 {
     0.0
 }
 
+/// Run `work` as the whole body of a thread, then add the thread's CPU time to `cpu`.
+pub fn count_thread_cpu<R>(cpu: Option<&prometheus::Counter>, work: impl FnOnce() -> R) -> R {
+    let done = work();
+    if let Some(cpu) = cpu {
+        cpu.inc_by(thread_cpu_seconds());
+    }
+    done
+}
+
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     register(r, name, IntCounter::new(name, help))
 }
@@ -220,7 +230,7 @@ impl Metrics {
                 prometheus::CounterVec::new(
                     Opts::new(
                         "switchboard_engine_cpu_seconds_total",
-                        "CPU time of the runtime's own threads, by role (runtime, workers)",
+                        "CPU time of the runtime's own threads, by role (runtime, workers, store)",
                     ),
                     &["thread"],
                 ),

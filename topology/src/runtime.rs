@@ -38,7 +38,7 @@ use switchboard_schemas::Topic;
 use crate::config::Config;
 use crate::http::{QueryInbox, Reply};
 use crate::kafka::{self, Producer_};
-use crate::metrics::Metrics;
+use crate::metrics::{count_thread_cpu, Metrics};
 use crate::registry::Wire;
 
 mod guarantee;
@@ -759,11 +759,9 @@ impl Runtime {
             let ahead = match plans.is_empty() {
                 true => None,
                 false => Some(s.spawn(|| {
-                    let processed = process_plans(tasks, plans, threads, &emitter);
-                    emitter
-                        .workers_cpu()
-                        .inc_by(crate::metrics::thread_cpu_seconds());
-                    processed
+                    count_thread_cpu(Some(&emitter.workers_cpu()), || {
+                        process_plans(tasks, plans, threads, &emitter)
+                    })
                 })),
             };
             let committed = self
@@ -791,10 +789,11 @@ impl Runtime {
                 .unwrap_or(-1);
             checkpoint.changelog_offset = marker_offset;
             task.checkpoint.changelog_offset = marker_offset;
-            task.engine.store_mut().start_landing(checkpoint)?;
+            let metrics = &self.opts.metrics;
+            let cpu = metrics.engine_cpu_seconds.with_label_values(&["store"]);
+            task.engine.store_mut().start_landing(checkpoint, cpu)?;
             let timers = task.engine.state().timers.len() as i64;
             let label = p.to_string();
-            let metrics = &self.opts.metrics;
             metrics
                 .pending_timers
                 .with_label_values(&[&label])

@@ -10,7 +10,7 @@ use rdkafka::producer::{BaseRecord, Producer};
 
 use super::{meta_bytes, run_lengths, Batch, Plan, RuntimeError, Staged, Task, CHECKPOINT_KEY};
 use crate::kafka::{self, Producer_, SEQ_HEADER, SOURCE_HEADER};
-use crate::metrics::Metrics;
+use crate::metrics::{count_thread_cpu, Metrics};
 use crate::registry::Wire;
 use crate::state_store::Checkpoint;
 use switchboard_schemas::Topic;
@@ -152,16 +152,9 @@ impl Emitter<'_> {
         task.checkpoint_inputs();
         task.engine.flush()?;
         let round = task.engine.store_mut().take_round();
-        let bytes: usize = round
-            .writes
-            .iter()
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
-            .sum();
-        self.metrics
-            .changelog_records
-            .inc_by(round.writes.len() as u64);
-        self.metrics.changelog_bytes.inc_by(bytes as u64);
+        let mut bytes = 0;
         for (k, v) in &round.writes {
+            bytes += k.len() + v.as_ref().map_or(0, Vec::len);
             send(
                 self.producer,
                 self.changelog,
@@ -172,6 +165,9 @@ impl Emitter<'_> {
                 None,
             )?;
         }
+        let metrics = self.metrics;
+        metrics.changelog_records.inc_by(round.writes.len() as u64);
+        metrics.changelog_bytes.inc_by(bytes as u64);
         let marker = meta_bytes(&task.checkpoint)?;
         send(
             self.producer,
@@ -213,14 +209,12 @@ pub(super) fn on_threads<T: Send, R: Send>(
             let spawned = std::thread::Builder::new()
                 .name(format!("switchboard-{n}"))
                 .spawn_scoped(s, move || {
-                    let done = share
-                        .into_iter()
-                        .map(|(i, item)| work(item).map(|r| (i, r)))
-                        .collect::<Result<Vec<_>, RuntimeError>>();
-                    if let Some(cpu) = cpu {
-                        cpu.inc_by(crate::metrics::thread_cpu_seconds());
-                    }
-                    done
+                    count_thread_cpu(cpu, || {
+                        share
+                            .into_iter()
+                            .map(|(i, item)| work(item).map(|r| (i, r)))
+                            .collect::<Result<Vec<_>, RuntimeError>>()
+                    })
                 })
                 .map_err(|e| RuntimeError::Other(format!("cannot start a thread: {e}")))?;
             handles.push(spawned);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use switchboard_processors::store::{Entry, RowVisitor, Write};
 use switchboard_processors::{Store, StoreError};
 
+use crate::metrics::count_thread_cpu;
 use crate::state_store::{Checkpoint, RocksStore};
 
 /// The engine's store in the runtime: reads come from RocksDB; writes wait in `pending` until
@@ -64,14 +65,23 @@ impl PartitionStore {
 
     /// Start writing the round in flight, now durable in Kafka, to RocksDB with `checkpoint`
     /// (after the round before it has landed: rounds reach RocksDB in order, each in one
-    /// atomic write). Until it has landed, reads find its rows in memory first.
-    pub(super) fn start_landing(&mut self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+    /// atomic write). Until it has landed, reads find its rows in memory first. The thread's
+    /// CPU time goes to `cpu`.
+    pub(super) fn start_landing(
+        &mut self,
+        checkpoint: Checkpoint,
+        cpu: prometheus::Counter,
+    ) -> Result<(), StoreError> {
         self.land()?;
         let writes = Arc::new(std::mem::take(&mut self.inflight));
         let (rocks, shared) = (Arc::clone(&self.rocks), Arc::clone(&writes));
         let done = std::thread::Builder::new()
             .name("switchboard-land".into())
-            .spawn(move || rocks.commit_with_local(&shared.writes, &shared.local, &checkpoint))
+            .spawn(move || {
+                count_thread_cpu(Some(&cpu), || {
+                    rocks.commit_with_local(&shared.writes, &shared.local, &checkpoint)
+                })
+            })
             .map_err(|e| StoreError::Io(format!("cannot start a thread: {e}")))?;
         self.landing = Some(Landing { writes, done });
         Ok(())
@@ -275,6 +285,8 @@ mod tests {
             ..Checkpoint::default()
         };
         let read = |s: &PartitionStore, key: &[u8]| s.get(key).expect("read");
+        let cpu =
+            prometheus::Counter::new("landing_cpu", "CPU of the landing threads").expect("counter");
         store.inflight = InFlight::new(
             vec![
                 (b"Akey".to_vec(), Some(b"round 1".to_vec())),
@@ -306,7 +318,9 @@ mod tests {
             "in flight first"
         );
         release.send(()).expect("release");
-        store.start_landing(checkpoint(7)).expect("landing starts");
+        store
+            .start_landing(checkpoint(7), cpu.clone())
+            .expect("landing starts");
         assert!(
             store.inflight.writes.is_empty(),
             "the round in flight is landing"
@@ -319,7 +333,9 @@ mod tests {
         );
         assert_eq!(read(&store, b"Akey"), Some(b"round 2".to_vec()));
         assert_eq!(read(&store, b"Bkey"), Some(b"round 1".to_vec()));
-        store.start_landing(checkpoint(9)).expect("landing starts");
+        store
+            .start_landing(checkpoint(9), cpu.clone())
+            .expect("landing starts");
         assert_eq!(read(&store, b"Akey"), Some(b"round 2".to_vec()));
         drop(store);
         let reopened = RocksStore::open(dir.path()).expect("the store was closed");
