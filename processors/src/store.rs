@@ -433,12 +433,43 @@ impl<E> Journal<E> {
     }
 
     /// Journal `entry()` if this is the current record's first change to the row whose
-    /// journaled epoch is `row_epoch`.
-    pub(crate) fn first_change(&mut self, row_epoch: &mut u64, entry: impl FnOnce() -> E) {
-        if self.journaling && *row_epoch != self.epoch {
-            *row_epoch = self.epoch;
+    /// marks are `marks`.
+    pub(crate) fn first_change(&mut self, marks: &mut Marks, entry: impl FnOnce() -> E) {
+        if self.journaling && marks.epoch() != self.epoch {
+            marks.set_epoch(self.epoch);
             self.entries.push(entry());
         }
+    }
+}
+
+/// A row's two marks in one word: whether it changed since the last flush (the top bit) and
+/// the record that last journaled it (the other 63 bits: a [`Journal`] counts one per record,
+/// so they never run out). One word instead of two: every row of every table carries it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Marks(u64);
+
+const DIRTY: u64 = 1 << 63;
+
+impl Marks {
+    /// Changed since the last flush.
+    pub(crate) fn dirty(self) -> bool {
+        self.0 & DIRTY != 0
+    }
+
+    pub(crate) fn set_dirty(&mut self, dirty: bool) {
+        if dirty {
+            self.0 |= DIRTY;
+        } else {
+            self.0 &= !DIRTY;
+        }
+    }
+
+    fn epoch(self) -> u64 {
+        self.0 & !DIRTY
+    }
+
+    fn set_epoch(&mut self, epoch: u64) {
+        self.0 = (self.0 & DIRTY) | (epoch & !DIRTY);
     }
 }
 
@@ -450,8 +481,7 @@ pub type Rows<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
 #[derive(Clone, Debug)]
 struct Slot<V> {
     value: Option<Box<V>>,
-    dirty: bool,
-    epoch: u64,
+    marks: Marks,
 }
 
 /// A journal entry of a [`TenantTable`]: (tenant, id, the row before the record, its changed
@@ -508,12 +538,12 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         journal: &mut Journal<Journaled<I, V>>,
         dirty: &mut Vec<(Arc<str>, I)>,
     ) {
-        let (value, was_dirty) = (&slot.value, slot.dirty);
-        journal.first_change(&mut slot.epoch, || {
+        let (value, was_dirty) = (&slot.value, slot.marks.dirty());
+        journal.first_change(&mut slot.marks, || {
             (Arc::clone(tenant), id.clone(), value.clone(), was_dirty)
         });
-        if !slot.dirty {
-            slot.dirty = true;
+        if !slot.marks.dirty() {
+            slot.marks.set_dirty(true);
             dirty.push((Arc::clone(tenant), id.clone()));
         }
     }
@@ -546,7 +576,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
                 rows.remove(&id);
             } else {
                 slot.value = before;
-                slot.dirty = was_dirty;
+                slot.marks.set_dirty(was_dirty);
             }
         }
     }
@@ -713,8 +743,8 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
     pub(crate) fn mark_all_changed(&mut self) {
         for (t, rows) in self.tenants.iter_mut() {
             for (id, s) in rows.iter_mut() {
-                if !s.dirty {
-                    s.dirty = true;
+                if !s.marks.dirty() {
+                    s.marks.set_dirty(true);
                     self.dirty.push((Arc::clone(t), id.clone()));
                 }
             }
@@ -735,7 +765,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         let mut evicted = 0;
         for (tenant, rows) in self.tenants.iter_mut() {
             rows.retain(|id, slot| {
-                let stays = slot.dirty || keep(tenant, id);
+                let stays = slot.marks.dirty() || keep(tenant, id);
                 if !stays && slot.value.is_some() {
                     evicted += 1;
                 }
@@ -757,8 +787,7 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
         };
         let slot = Slot {
             value: Some(Box::new(v)),
-            dirty: false,
-            epoch: 0,
+            marks: Marks::default(),
         };
         if rows.insert(id, slot).is_none_or(|s| s.value.is_none()) {
             self.len += 1;
@@ -793,13 +822,13 @@ impl<I: Hash + Eq + Ord + Clone, V: Clone> TenantTable<I, V> {
             let Some(slot) = rows.get_mut(id) else {
                 continue;
             };
-            if !slot.dirty {
+            if !slot.marks.dirty() {
                 continue;
             }
             if result.is_ok() {
                 result = write(tenant, id, slot.value.as_deref());
             }
-            slot.dirty = false;
+            slot.marks.set_dirty(false);
             if slot.value.is_none() {
                 rows.remove(id);
                 if rows.is_empty() {
@@ -822,8 +851,7 @@ impl<I: Hash + Eq + Clone, V> SlotMap<I, V> for Rows<I, Slot<V>> {
         let key = id.clone();
         let slot = self.entry(id).or_insert(Slot {
             value: None,
-            dirty: false,
-            epoch: 0,
+            marks: Marks::default(),
         });
         (key, slot)
     }

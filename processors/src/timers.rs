@@ -18,7 +18,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::state::Timer;
-use crate::store::Journal;
+use crate::store::{Journal, Marks};
 
 /// One timer id's row.
 #[derive(Clone, Debug)]
@@ -27,10 +27,9 @@ struct Row {
     live: Option<Live>,
     /// The due time of its row in the store (as of the last flush), if it has one.
     stored: Option<i64>,
-    /// Changed since the last flush (its id is in [`Timers::dirty`]).
-    dirty: bool,
-    /// The record that last journaled it.
-    epoch: u64,
+    /// Changed since the last flush (its id is then in [`Timers::dirty`]), and the record
+    /// that last journaled it.
+    marks: Marks,
 }
 
 /// A scheduled timer: its due time and what it does.
@@ -83,15 +82,14 @@ impl Timers {
         let row = self.rows.entry(Arc::clone(&key)).or_insert(Row {
             live: None,
             stored: None,
-            dirty: false,
-            epoch: 0,
+            marks: Marks::default(),
         });
-        let (live, was_dirty) = (&row.live, row.dirty);
-        self.journal.first_change(&mut row.epoch, || {
+        let (live, was_dirty) = (&row.live, row.marks.dirty());
+        self.journal.first_change(&mut row.marks, || {
             (Arc::clone(&key), live.clone(), was_dirty)
         });
-        if !row.dirty {
-            row.dirty = true;
+        if !row.marks.dirty() {
+            row.marks.set_dirty(true);
             self.dirty.push(Arc::clone(&key));
         }
         (key, row)
@@ -178,8 +176,7 @@ impl Timers {
             let row = self.rows.entry(Arc::clone(&id)).or_insert(Row {
                 live: None,
                 stored: None,
-                dirty: false,
-                epoch: 0,
+                marks: Marks::default(),
             });
             if let Some((due, _)) = &row.live {
                 self.order.remove(&(*due, Arc::clone(&id)));
@@ -188,8 +185,8 @@ impl Timers {
                 self.order.insert((*due, Arc::clone(&id)));
             }
             row.live = before;
-            row.dirty = was_dirty;
-            if row.live.is_none() && row.stored.is_none() && !row.dirty {
+            row.marks.set_dirty(was_dirty);
+            if row.live.is_none() && row.stored.is_none() && !row.marks.dirty() {
                 self.rows.remove(&id);
             }
         }
@@ -207,8 +204,7 @@ impl Timers {
         let row = Row {
             live: Some((due, timer)),
             stored: Some(due),
-            dirty: false,
-            epoch: 0,
+            marks: Marks::default(),
         };
         self.rows.insert(id, row);
     }
@@ -217,8 +213,8 @@ impl Timers {
     #[cfg(test)]
     pub(crate) fn mark_all_changed(&mut self) {
         for (id, row) in self.rows.iter_mut() {
-            if !row.dirty {
-                row.dirty = true;
+            if !row.marks.dirty() {
+                row.marks.set_dirty(true);
                 self.dirty.push(Arc::clone(id));
             }
         }
@@ -238,10 +234,10 @@ impl Timers {
             let Some(row) = self.rows.get_mut(&id) else {
                 continue;
             };
-            if !row.dirty {
+            if !row.marks.dirty() {
                 continue;
             }
-            row.dirty = false;
+            row.marks.set_dirty(false);
             let now = row.live.as_ref().map(|(due, _)| *due);
             if let Some(old) = row.stored.filter(|old| Some(*old) != now) {
                 result = result.and_then(|()| write(TimerWrite::Delete(old, &id)));
