@@ -46,8 +46,9 @@ pub type WaitKey = (Reverse<Priority>, i64, ConvId);
 /// What one conversation contributes to the indexes.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Entry {
-    waiting: Option<(String, Category, WaitKey)>,
-    occupies: Option<(String, Category)>,
+    /// The queue and agent ids are the conversation row's own, shared.
+    waiting: Option<(Arc<str>, Category, WaitKey)>,
+    occupies: Option<(Arc<str>, Category)>,
 }
 
 /// A [`WaitKey`] borrowed from a conversation's row.
@@ -58,8 +59,8 @@ type WaitKeyOf<'a> = (Reverse<Priority>, i64, &'a str);
 #[derive(PartialEq)]
 struct EntryOf<'a> {
     /// (queue, category, (priority, waiting since, conversation id)).
-    waiting: Option<(&'a str, Category, WaitKeyOf<'a>)>,
-    occupies: Option<(&'a str, Category)>,
+    waiting: Option<(&'a Arc<str>, Category, WaitKeyOf<'a>)>,
+    occupies: Option<(&'a Arc<str>, Category)>,
 }
 
 impl EntryOf<'_> {
@@ -67,9 +68,10 @@ impl EntryOf<'_> {
         let waiting = e
             .waiting
             .as_ref()
-            .map(|(q, k, (p, t, id))| (q.as_str(), *k, (*p, *t, &**id)));
-        let occupies = e.occupies.as_ref().map(|(a, k)| (a.as_str(), *k));
-        self.waiting == waiting && self.occupies == occupies
+            .map(|(q, k, (p, t, id))| (&**q, *k, (*p, *t, &**id)));
+        let occupies = e.occupies.as_ref().map(|(a, k)| (&**a, *k));
+        let mine = self.waiting.map(|(q, k, w)| (&**q, k, w));
+        mine == waiting && self.occupies.map(|(a, k)| (&**a, k)) == occupies
     }
 
     fn is_empty(&self) -> bool {
@@ -80,8 +82,8 @@ impl EntryOf<'_> {
         Entry {
             waiting: self
                 .waiting
-                .map(|(q, k, (p, t, _))| (q.to_string(), k, (p, t, Arc::clone(id)))),
-            occupies: self.occupies.map(|(a, k)| (a.to_string(), k)),
+                .map(|(q, k, (p, t, _))| (Arc::clone(q), k, (p, t, Arc::clone(id)))),
+            occupies: self.occupies.map(|(a, k)| (Arc::clone(a), k)),
         }
     }
 }
@@ -559,15 +561,15 @@ fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String
     let index = state.assign.tenant_mut(tenant);
     let old = index.entries.remove(id).unwrap_or_default();
     if let Some((q, k, wk)) = &old.waiting {
-        if let Some(lists) = index.waiting.get_mut(q.as_str()) {
+        if let Some(lists) = index.waiting.get_mut(&**q) {
             lists[cat(*k)].remove(wk);
             if lists.iter().all(BTreeSet::is_empty) {
-                index.waiting.remove(q.as_str());
+                index.waiting.remove(&**q);
             }
         }
     }
     if let Some((q, k, wk)) = &new.waiting {
-        index.waiting.entry_ref(q.as_str()).or_default()[cat(*k)].insert(wk.clone());
+        index.waiting.entry_ref(&**q).or_default()[cat(*k)].insert(wk.clone());
     }
     let mut changed = Vec::new();
     if old.occupies != new.occupies {
@@ -579,7 +581,7 @@ fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String
                 let o = &mut roster.loads[slot].occupancy[cat(*k)];
                 *o = (*o + delta).max(0);
                 roster.list(slot);
-                changed.push(agent.clone());
+                changed.push(agent.to_string());
             }
         }
     }
