@@ -555,7 +555,7 @@ fn conversation_answer(
     survey: Option<&Survey>,
 ) -> Answer {
     let sla = sla.map(|s| {
-        let (first_response, next_reply, resolution) = s.announced;
+        let (first_response, next_reply, resolution) = crate::sla::announced(s);
         json!({
             "policy": s.policy,
             "severity": s.severity,

@@ -40,20 +40,120 @@ pub struct SlaState {
     pub first_message: Option<FirstMessage>,
     pub created_at: i64,
     /// When the conversation first sat in a queue that is not a bot queue.
-    pub handover_at: Option<i64>,
+    pub handover_at: Stamp,
     pub customer_messages: SmallVec<[i64; 3]>,
-    /// (time, by a human agent).
-    pub responses: SmallVec<[(i64, bool); 2]>,
+    pub responses: Responses,
     /// Solved periods: (solved at, reopened at).
-    pub pauses: SmallVec<[(i64, Option<i64>); 1]>,
-    pub closed_at: Option<i64>,
+    pub pauses: SmallVec<[(i64, Stamp); 1]>,
+    pub closed_at: Stamp,
     pub breached: SortedSet<(SlaMetric, u32)>,
     pub met: SortedSet<(SlaMetric, u32)>,
-    /// Timer ids currently scheduled for this conversation: each the timers' own copy of the
-    /// id, shared (stored as strings, as they always were).
-    pub timers: SmallVec<[Arc<str>; 3]>,
+    /// Timer ids currently scheduled for this conversation (at most two clocks run at once:
+    /// first response or next reply, and resolution): each the timers' own copy of the id,
+    /// shared (stored as strings, as they always were).
+    pub timers: SmallVec<[Arc<str>; 2]>,
     /// The due instants last announced (first response, next reply, resolution).
-    pub announced: (Option<i64>, Option<i64>, Option<i64>),
+    pub announced: (Stamp, Stamp, Stamp),
+}
+
+/// A time that may be unset, in 8 bytes where `Option<i64>` takes 16: `i64::MIN` is unset.
+/// No time the engine keeps is `i64::MIN`: event times are bounded
+/// ([`limits::MIN_TIMESTAMP_MS`]..[`limits::MAX_TIMESTAMP_MS`]) and computed ones saturate
+/// upwards. Stored as `Option<i64>`, so rows keep their bytes; a stored `i64::MIN` (which this
+/// engine never writes) is refused as a corrupt row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp(i64);
+
+impl Stamp {
+    pub const UNSET: Stamp = Stamp(i64::MIN);
+
+    pub fn get(self) -> Option<i64> {
+        (self != Stamp::UNSET).then_some(self.0)
+    }
+
+    pub fn is_none(self) -> bool {
+        self == Stamp::UNSET
+    }
+
+    pub fn is_some(self) -> bool {
+        !self.is_none()
+    }
+}
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Stamp::UNSET
+    }
+}
+
+impl From<Option<i64>> for Stamp {
+    /// `Some(i64::MIN)`, which no engine time is, reads as unset.
+    fn from(t: Option<i64>) -> Self {
+        t.map_or(Stamp::UNSET, Stamp)
+    }
+}
+
+impl Serialize for Stamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Stamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Stamp, D::Error> {
+        match Option::<i64>::deserialize(d)? {
+            Some(i64::MIN) => Err(serde::de::Error::custom("a time of i64::MIN in an SLA row")),
+            t => Ok(Stamp::from(t)),
+        }
+    }
+}
+
+/// The responses to a conversation: (time, by a human agent) each, packed as
+/// `time * 2 + human` in one `i64` (8 bytes where the pair takes 16). Times are bounded far
+/// inside `i64 / 2` (see [`Stamp`]); one outside is clamped to that range. Stored as the
+/// sequence of pairs, so rows keep their bytes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Responses(SmallVec<[i64; 2]>);
+
+impl Responses {
+    const LIMIT: i64 = i64::MAX / 2;
+
+    pub fn push(&mut self, at: i64, human: bool) {
+        self.0
+            .push(at.clamp(-Self::LIMIT, Self::LIMIT) * 2 + i64::from(human));
+    }
+
+    /// (time, by a human agent), in the order they came.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, bool)> + '_ {
+        self.0
+            .iter()
+            .map(|p| (p.div_euclid(2), p.rem_euclid(2) == 1))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Responses {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Responses {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Responses, D::Error> {
+        let pairs = SmallVec::<[(i64, bool); 2]>::deserialize(d)?;
+        let mut r = Responses::default();
+        for (at, human) in pairs {
+            r.push(at, human);
+        }
+        Ok(r)
+    }
 }
 
 /// A conversation's opening message as it is kept in memory: its postcard bytes, decoded only
@@ -111,7 +211,7 @@ pub struct Instance {
 /// count and the clocks start at the bot hand-over.
 pub fn instances(s: &SlaState, exclude_automated: bool) -> Vec<Instance> {
     let origin = if exclude_automated {
-        s.handover_at
+        s.handover_at.get()
     } else {
         Some(s.created_at)
     };
@@ -122,7 +222,7 @@ pub fn instances(s: &SlaState, exclude_automated: bool) -> Vec<Instance> {
         .responses
         .iter()
         .filter(|(t, human)| *t >= origin && (*human || !exclude_automated))
-        .map(|(t, _)| *t)
+        .map(|(t, _)| t)
         .collect();
     let mut out = vec![Instance {
         metric: SlaMetric::FirstResponse,
@@ -163,11 +263,11 @@ pub fn instances(s: &SlaState, exclude_automated: bool) -> Vec<Instance> {
 }
 
 /// Business time of [start, end) outside the Solved pauses.
-fn elapsed(clock: &BusinessTime, pauses: &[(i64, Option<i64>)], start: i64, end: i64) -> i64 {
+fn elapsed(clock: &BusinessTime, pauses: &[(i64, Stamp)], start: i64, end: i64) -> i64 {
     let paused: i64 = pauses
         .iter()
         .map(|(a, b)| {
-            let (a, b) = ((*a).max(start), b.unwrap_or(end).min(end));
+            let (a, b) = ((*a).max(start), b.get().unwrap_or(end).min(end));
             if a < b {
                 clock.elapsed(a, b)
             } else {
@@ -180,15 +280,11 @@ fn elapsed(clock: &BusinessTime, pauses: &[(i64, Option<i64>)], start: i64, end:
 
 /// When `budget` of business time counted from `start`, outside the pauses, runs out; none
 /// while an open pause holds the clock.
-fn due_at(
-    clock: &BusinessTime,
-    pauses: &[(i64, Option<i64>)],
-    start: i64,
-    budget: i64,
-) -> Option<i64> {
+fn due_at(clock: &BusinessTime, pauses: &[(i64, Stamp)], start: i64, budget: i64) -> Option<i64> {
     let mut cursor = start;
     let mut left = budget;
     for (from, to) in pauses {
+        let to = to.get();
         if to.is_some_and(|t| t <= cursor) {
             continue;
         }
@@ -199,7 +295,7 @@ fn due_at(
             }
             left -= run;
         }
-        cursor = (*to)?.max(cursor);
+        cursor = to?.max(cursor);
     }
     clock.add(cursor, left)
 }
@@ -277,6 +373,15 @@ fn is_decimal_of(s: &str, n: u32) -> bool {
     s.bytes().all(|b| b.is_ascii_digit())
         && (s == "0" || !s.starts_with('0'))
         && s.parse::<u32>() == Ok(n)
+}
+
+/// The due instants last announced (first response, next reply, resolution).
+pub fn announced(s: &SlaState) -> (Option<i64>, Option<i64>, Option<i64>) {
+    (
+        s.announced.0.get(),
+        s.announced.1.get(),
+        s.announced.2.get(),
+    )
 }
 
 fn metric_name(m: SlaMetric) -> &'static str {
@@ -363,7 +468,7 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
     // Timers are reconciled, not replaced: one already due at the same instant stays as it is.
     let previous_timers = std::mem::take(&mut s.timers);
     let mut dues: (Option<i64>, Option<i64>, Option<i64>) = (None, None, None);
-    if let (Some(p), Some(sev), None) = (policy, severity, s.closed_at) {
+    if let (Some(p), Some(sev), None) = (policy, severity, s.closed_at.get()) {
         let clock = business_time(&config, sev, queue.as_deref());
         for inst in instances(&s, p.exclude_automated) {
             let k = (inst.metric, inst.n);
@@ -475,7 +580,7 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
             next_reply_due: dues.1,
             resolution_due: dues.2,
         })),
-        _ if changed || (reason != Reason::Progress && dues != s.announced) => {
+        _ if changed || (reason != Reason::Progress && dues != announced(&s)) => {
             Some(SlaEventKind::SlaRecalculated(SlaRecalculated {
                 policy_id: s.policy.as_deref().map(String::from),
                 severity: s.severity.as_deref().map(String::from),
@@ -487,7 +592,7 @@ fn evaluate(cx: &mut Ctx, conv_id: &str, reason: Reason) {
         _ => None,
     };
     if let Some(event) = announce {
-        s.announced = dues;
+        s.announced = (dues.0.into(), dues.1.into(), dues.2.into());
         emit(cx, conv_id, event);
     }
     if let Some(row) = cx.state.sla.get_mut(tenant, conv_id) {
@@ -525,7 +630,7 @@ fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
             let bot = is_bot_queue(cx, &r.queue_id);
             if let Some(s) = cx.state.sla.get_mut(tenant, e.conversation_id.as_str()) {
                 if !bot && s.handover_at.is_none() {
-                    s.handover_at = Some(now);
+                    s.handover_at = Some(now).into();
                 }
             }
             Reason::Reselect
@@ -534,7 +639,7 @@ fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
             let bot = is_bot_queue(cx, &q.to_queue);
             if let Some(s) = cx.state.sla.get_mut(tenant, e.conversation_id.as_str()) {
                 if !bot && s.handover_at.is_none() {
-                    s.handover_at = Some(now);
+                    s.handover_at = Some(now).into();
                 }
             }
             Reason::Reselect
@@ -543,14 +648,14 @@ fn on_conversation_event(cx: &mut Ctx, e: &ConversationEvent) {
         ConversationEventKind::StatusChanged(c) => {
             if let Some(s) = cx.state.sla.get_mut(tenant, e.conversation_id.as_str()) {
                 if c.to == Status::Solved {
-                    s.pauses.push((now, None));
+                    s.pauses.push((now, Stamp::UNSET));
                 } else if c.from == Status::Solved {
                     if let Some(last) = s.pauses.last_mut() {
-                        last.1 = Some(now);
+                        last.1 = Some(now).into();
                     }
                 }
                 if c.to == Status::Closed {
-                    s.closed_at = Some(now);
+                    s.closed_at = Some(now).into();
                 }
             }
             Reason::Progress
@@ -607,7 +712,7 @@ impl Processor for Sla {
             Output::Outbound(m) if m.tenant == cx.tenant && m.kind != OutboundKind::Survey => {
                 let now = cx.now;
                 if let Some(s) = cx.state.sla.get_mut(cx.tenant, m.conversation_id.as_str()) {
-                    s.responses.push((now, m.kind == OutboundKind::Agent));
+                    s.responses.push(now, m.kind == OutboundKind::Agent);
                     evaluate(cx, &m.conversation_id, Reason::Progress);
                 }
             }
