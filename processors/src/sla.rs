@@ -811,6 +811,57 @@ mod tests {
         ));
     }
 
+    /// R-RUN-2: an SLA row's compact times and packed responses are stored as the options and
+    /// pairs they were, so a store written before restores the same row, and a time no engine
+    /// writes (`i64::MIN`) is refused rather than read as unset.
+    #[test]
+    fn sla_row_keeps_its_bytes() {
+        let mut s = SlaState {
+            created_at: 5,
+            handover_at: Some(7).into(),
+            customer_messages: SmallVec::from_slice(&[6, 10]),
+            closed_at: Some(30).into(),
+            announced: (Stamp::UNSET, Some(20).into(), Stamp::UNSET),
+            ..SlaState::default()
+        };
+        s.responses.push(9, true);
+        s.responses.push(11, false);
+        s.pauses.push((12, Stamp::UNSET));
+        s.pauses.push((14, Some(16).into()));
+        s.met.insert((SlaMetric::FirstResponse, 0));
+        let as_before = (
+            None::<String>,
+            None::<String>,
+            None::<InboundMessage>,
+            5i64,
+            Some(7i64),
+            vec![6i64, 10],
+            vec![(9i64, true), (11i64, false)],
+            vec![(12i64, None::<i64>), (14, Some(16i64))],
+            Some(30i64),
+            Vec::<(SlaMetric, u32)>::new(),
+            vec![(SlaMetric::FirstResponse, 0u32)],
+            Vec::<String>::new(),
+            (None::<i64>, Some(20i64), None::<i64>),
+        );
+        let bytes = postcard::to_allocvec(&s).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&as_before).unwrap());
+        assert_eq!(postcard::from_bytes::<SlaState>(&bytes).unwrap(), s);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["handover_at"], serde_json::json!(7));
+        assert_eq!(
+            json["responses"],
+            serde_json::json!([[9, true], [11, false]])
+        );
+        assert_eq!(json["pauses"], serde_json::json!([[12, null], [14, 16]]));
+        assert_eq!(json["announced"], serde_json::json!([null, 20, null]));
+        assert_eq!(serde_json::from_value::<SlaState>(json).unwrap(), s);
+        let responses: Vec<(i64, bool)> = s.responses.iter().collect();
+        assert_eq!(responses, vec![(9, true), (11, false)]);
+        let corrupt = postcard::to_allocvec(&Some(i64::MIN)).unwrap();
+        assert!(postcard::from_bytes::<Stamp>(&corrupt).is_err());
+    }
+
     /// R-SLA-1: the opening message kept as bytes is stored exactly as the message was (a
     /// store written before reads the same, and rows keep their bytes), reads back as the
     /// message, and shows as the message in JSON (`switchboard state`).
