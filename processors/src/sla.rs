@@ -20,7 +20,7 @@ use crate::calendar::BusinessTime;
 use crate::condition;
 use crate::engine::{Ctx, Handled, IdBuilder, Rejection};
 use crate::routing::message_facts;
-use crate::state::{Conversation, SortedSet, TenantConfig, Timer, TimerKind};
+use crate::state::{Conversation, SortedSet, Stamp, TenantConfig, Timer, TimerKind};
 use crate::Processor;
 
 pub struct Sla;
@@ -54,58 +54,6 @@ pub struct SlaState {
     pub timers: SmallVec<[Arc<str>; 2]>,
     /// The due instants last announced (first response, next reply, resolution).
     pub announced: (Stamp, Stamp, Stamp),
-}
-
-/// A time that may be unset, in 8 bytes where `Option<i64>` takes 16: `i64::MIN` is unset.
-/// No time the engine keeps is `i64::MIN`: event times are bounded
-/// ([`limits::MIN_TIMESTAMP_MS`]..[`limits::MAX_TIMESTAMP_MS`]) and computed ones saturate
-/// upwards. Stored as `Option<i64>`, so rows keep their bytes; a stored `i64::MIN` (which this
-/// engine never writes) is refused as a corrupt row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stamp(i64);
-
-impl Stamp {
-    pub const UNSET: Stamp = Stamp(i64::MIN);
-
-    pub fn get(self) -> Option<i64> {
-        (self != Stamp::UNSET).then_some(self.0)
-    }
-
-    pub fn is_none(self) -> bool {
-        self == Stamp::UNSET
-    }
-
-    pub fn is_some(self) -> bool {
-        !self.is_none()
-    }
-}
-
-impl Default for Stamp {
-    fn default() -> Self {
-        Stamp::UNSET
-    }
-}
-
-impl From<Option<i64>> for Stamp {
-    /// `Some(i64::MIN)`, which no engine time is, reads as unset.
-    fn from(t: Option<i64>) -> Self {
-        t.map_or(Stamp::UNSET, Stamp)
-    }
-}
-
-impl Serialize for Stamp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.get().serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Stamp {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Stamp, D::Error> {
-        match Option::<i64>::deserialize(d)? {
-            Some(i64::MIN) => Err(serde::de::Error::custom("a time of i64::MIN in an SLA row")),
-            t => Ok(Stamp::from(t)),
-        }
-    }
 }
 
 /// The responses to a conversation: (time, by a human agent) each, packed as

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::state::Timer;
+use crate::state::{Stamp, Timer};
 use crate::store::{Journal, Marks};
 
 /// One timer id's row.
@@ -26,7 +26,7 @@ struct Row {
     /// The timer and its due time; `None` once cancelled or fired, until the next flush.
     live: Option<Live>,
     /// The due time of its row in the store (as of the last flush), if it has one.
-    stored: Option<i64>,
+    stored: Stamp,
     /// Changed since the last flush (its id is then in [`Timers::dirty`]), and the record
     /// that last journaled it.
     marks: Marks,
@@ -81,7 +81,7 @@ impl Timers {
         };
         let row = self.rows.entry(Arc::clone(&key)).or_insert(Row {
             live: None,
-            stored: None,
+            stored: Stamp::UNSET,
             marks: Marks::default(),
         });
         let (live, was_dirty) = (&row.live, row.marks.dirty());
@@ -175,7 +175,7 @@ impl Timers {
             // A row that ended unstored during the record is gone: bring it back.
             let row = self.rows.entry(Arc::clone(&id)).or_insert(Row {
                 live: None,
-                stored: None,
+                stored: Stamp::UNSET,
                 marks: Marks::default(),
             });
             if let Some((due, _)) = &row.live {
@@ -203,7 +203,7 @@ impl Timers {
         self.order.insert((due, Arc::clone(&id)));
         let row = Row {
             live: Some((due, timer)),
-            stored: Some(due),
+            stored: Some(due).into(),
             marks: Marks::default(),
         };
         self.rows.insert(id, row);
@@ -239,13 +239,13 @@ impl Timers {
             }
             row.marks.set_dirty(false);
             let now = row.live.as_ref().map(|(due, _)| *due);
-            if let Some(old) = row.stored.filter(|old| Some(*old) != now) {
+            if let Some(old) = row.stored.get().filter(|old| Some(*old) != now) {
                 result = result.and_then(|()| write(TimerWrite::Delete(old, &id)));
             }
             if let Some((due, timer)) = &row.live {
                 result = result.and_then(|()| write(TimerWrite::Put(*due, &id, timer)));
             }
-            row.stored = now;
+            row.stored = now.into();
             if row.live.is_none() {
                 self.rows.remove(&id);
             }
