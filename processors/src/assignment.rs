@@ -46,8 +46,10 @@ pub type WaitKey = (Reverse<Priority>, i64, ConvId);
 /// What one conversation contributes to the indexes.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Entry {
-    /// The queue and agent ids are the conversation row's own, shared.
-    waiting: Option<(Arc<str>, Category, WaitKey)>,
+    /// The queue and agent ids are the conversation row's own, shared. Waiting: (queue,
+    /// category, priority, waiting since); its [`WaitKey`] ends with the conversation id, which
+    /// is the entry's key.
+    waiting: Option<(Arc<str>, Category, Reverse<Priority>, i64)>,
     occupies: Option<(Arc<str>, Category)>,
 }
 
@@ -65,12 +67,9 @@ struct EntryOf<'a> {
 
 impl EntryOf<'_> {
     fn same_as(&self, e: &Entry) -> bool {
-        let waiting = e
-            .waiting
-            .as_ref()
-            .map(|(q, k, (p, t, id))| (&**q, *k, (*p, *t, &**id)));
+        let waiting = e.waiting.as_ref().map(|(q, k, p, t)| (&**q, *k, *p, *t));
         let occupies = e.occupies.as_ref().map(|(a, k)| (&**a, *k));
-        let mine = self.waiting.map(|(q, k, w)| (&**q, k, w));
+        let mine = self.waiting.map(|(q, k, (p, t, _))| (&**q, k, p, t));
         mine == waiting && self.occupies.map(|(a, k)| (&**a, k)) == occupies
     }
 
@@ -78,11 +77,11 @@ impl EntryOf<'_> {
         self.waiting.is_none() && self.occupies.is_none()
     }
 
-    fn to_entry(&self, id: &ConvId) -> Entry {
+    fn to_entry(&self) -> Entry {
         Entry {
             waiting: self
                 .waiting
-                .map(|(q, k, (p, t, _))| (Arc::clone(q), k, (p, t, Arc::clone(id)))),
+                .map(|(q, k, (p, t, _))| (Arc::clone(q), k, p, t)),
             occupies: self.occupies.map(|(a, k)| (Arc::clone(a), k)),
         }
     }
@@ -556,20 +555,20 @@ fn refresh_conversation(state: &mut State, tenant: &str, id: &str) -> Vec<String
         if unchanged {
             return Vec::new();
         }
-        new.map(|e| e.to_entry(&key)).unwrap_or_default()
+        new.map(|e| e.to_entry()).unwrap_or_default()
     };
     let index = state.assign.tenant_mut(tenant);
     let old = index.entries.remove(id).unwrap_or_default();
-    if let Some((q, k, wk)) = &old.waiting {
+    if let Some((q, k, p, t)) = &old.waiting {
         if let Some(lists) = index.waiting.get_mut(&**q) {
-            lists[cat(*k)].remove(wk);
+            lists[cat(*k)].remove(&(*p, *t, Arc::clone(&key)));
             if lists.iter().all(BTreeSet::is_empty) {
                 index.waiting.remove(&**q);
             }
         }
     }
-    if let Some((q, k, wk)) = &new.waiting {
-        index.waiting.entry_ref(&**q).or_default()[cat(*k)].insert(wk.clone());
+    if let Some((q, k, p, t)) = &new.waiting {
+        index.waiting.entry_ref(&**q).or_default()[cat(*k)].insert((*p, *t, Arc::clone(&key)));
     }
     let mut changed = Vec::new();
     if old.occupies != new.occupies {
