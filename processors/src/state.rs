@@ -35,7 +35,7 @@ pub struct Conversation {
     pub person_id: Option<Arc<str>>,
     /// Thread keys (`addr:<address>`, `person:<id>`) that lead new messages here while the
     /// conversation is not Closed.
-    pub thread_keys: SortedSet<String>,
+    pub thread_keys: SortedSet<Arc<str>>,
     pub tags: SortedSet<String>,
     pub created_at: i64,
     pub direction: Direction,
@@ -450,7 +450,7 @@ pub struct State {
     pub tenants: HashTable<String, Tenant>,
     pub conversations: TenantTable<ConvId, Conversation>,
     /// (tenant, thread key) → conversation id, for conversations that are not Closed.
-    pub threads: TenantTable<String, ConvId>,
+    pub threads: TenantTable<Arc<str>, ConvId>,
     /// (tenant, agent id) → agent.
     pub agents: TenantTable<String, Agent>,
     /// (tenant, customer key) → (agent, time) of the last human agent reply to that customer,

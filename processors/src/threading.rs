@@ -159,17 +159,19 @@ fn thread_of(cx: &Ctx, person: Option<&str>, address: &str) -> Option<String> {
 
 /// Lead `key` to the conversation. A key that leads there already is left as it is: most
 /// messages come by a key their conversation holds.
-fn bind(cx: &mut Ctx, conversation_id: &str, key: String) {
+/// The key is one shared string, held by the thread table and the conversation's own list.
+fn bind(cx: &mut Ctx, conversation_id: &str, key: impl Into<Arc<str>>) {
+    let key: Arc<str> = key.into();
     let tenant = cx.tenant;
     let bound = cx
         .state
         .threads
-        .get(tenant, &key)
+        .get(tenant, &*key)
         .is_some_and(|c| &**c == conversation_id)
         && cx
             .state
             .conversation(tenant, conversation_id)
-            .is_some_and(|c| c.thread_keys.contains(&key));
+            .is_some_and(|c| c.thread_keys.contains(&*key));
     if bound {
         return;
     }
