@@ -825,15 +825,15 @@ fn decide_single(state: &State, tenant: &str, conv_id: &str, now: i64) -> Decisi
         let last = conv
             .customer_keys()
             .into_iter()
-            .find_map(|k| state.last_replier.get(tenant, &k));
+            .find_map(|k| state.last_replier.get(tenant, k.as_str()));
         if let Some((agent_id, at)) = last {
             let within = now.saturating_sub(*at) <= lookback_ms(lookback);
-            let eligible = roster.slots.get(agent_id).is_some_and(|slot| {
+            let eligible = roster.slots.get(&**agent_id).is_some_and(|slot| {
                 let load = &roster.loads[*slot];
                 load.listed.iter().any(|q| q == queue_id) && has_room_for(load, conv)
             });
             if within && eligible {
-                return Decision::Sticky(agent_id.clone());
+                return Decision::Sticky(agent_id.to_string());
             }
         }
     }
@@ -1065,15 +1065,24 @@ fn on_command(cx: &mut Ctx, c: &Command) -> Result<Handled, Rejection> {
             ) else {
                 return Ok(Handled::No);
             };
-            let keys = cx
+            let (keys, assignee) = cx
                 .state
                 .conversation(tenant, &id)
-                .map(Conversation::customer_keys)
+                .map(|c| (c.customer_keys(), c.assignee.clone()))
                 .unwrap_or_default();
+            // Shared strings: the assignee's id when they replied, the thread table's key.
+            let agent: Arc<str> = match assignee {
+                Some(a) if *a == **by => a,
+                _ => Arc::from(by.as_str()),
+            };
             for k in keys {
+                let key = match cx.state.threads.key_of(tenant, k.as_str()) {
+                    Some(shared) => Arc::clone(shared),
+                    None => Arc::from(k),
+                };
                 cx.state
                     .last_replier
-                    .insert(tenant, k, (by.clone(), cx.now));
+                    .insert(tenant, key, (Arc::clone(&agent), cx.now));
             }
             return Ok(Handled::No);
         }

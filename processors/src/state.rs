@@ -455,7 +455,9 @@ pub struct State {
     pub agents: TenantTable<String, Agent>,
     /// (tenant, customer key) → (agent, time) of the last human agent reply to that customer,
     /// for the sticky-agent mode.
-    pub last_replier: TenantTable<String, (String, i64)>,
+    /// The key is the thread table's shared string where that holds it, the agent id the
+    /// conversation's assignee's where it is them (stored as strings).
+    pub last_replier: TenantTable<Arc<str>, (Arc<str>, i64)>,
     /// (tenant, conversation id) → the facts its SLA clocks are made of.
     pub sla: TenantTable<ConvId, crate::sla::SlaState>,
     /// (tenant, conversation id) → the customer's address on their last inbound message,
@@ -625,20 +627,23 @@ fn key_bytes<K: Serialize>(tag: u8, k: &K) -> Result<Vec<u8>, StoreError> {
 
 /// One customer row of `table` (tag `tag`) read from `store` into memory, unless memory
 /// has a say on it ([`State::load_customer`]).
-fn load_customer_row<V: Clone + DeserializeOwned, S: Store>(
-    table: &mut TenantTable<String, V>,
+fn load_customer_row<I, V: Clone + DeserializeOwned, S: Store>(
+    table: &mut TenantTable<I, V>,
     tag: u8,
     store: &S,
     tenant: &str,
     key: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), StoreError>
+where
+    I: std::hash::Hash + Eq + Ord + Clone + std::borrow::Borrow<str> + for<'a> From<&'a str>,
+{
     if table.holds(tenant, key) {
         return Ok(());
     }
     let k = key_bytes(tag, &(tenant, key))?;
     match store.get(&k)? {
         Some(v) => {
-            table.load(tenant.to_string(), key.to_string(), parse_row(&k, &v)?);
+            table.load(tenant.to_string(), I::from(key), parse_row(&k, &v)?);
             Ok(())
         }
         None => Ok(()),
@@ -851,12 +856,12 @@ impl State {
         let closed: BTreeSet<(&str, &str)> =
             closed_keys.iter().map(|(t, k)| (*t, k.as_str())).collect();
         let threads = &self.threads;
-        let keep = |tenant: &str, key: &String| {
-            threads.contains(tenant, key.as_str()) || closed.contains(&(tenant, key.as_str()))
+        let keep = |tenant: &str, key: &str| {
+            threads.contains(tenant, key) || closed.contains(&(tenant, key))
         };
-        self.last_replier.evict(keep);
-        self.last_survey.evict(keep);
-        self.survey_index.evict(keep);
+        self.last_replier.evict(|t, k| keep(t, k));
+        self.last_survey.evict(|t, k| keep(t, k));
+        self.survey_index.evict(|t, k| keep(t, k));
     }
 
     /// Decode one stored row on its own, as JSON: what `switchboard state` shows, and how

@@ -291,7 +291,7 @@ fn r_assign_6_sticky_agent_after_the_customer_left_memory() {
             .state()
             .last_replier
             .get(TENANT, "addr:+1")
-            .map(|(agent, _)| agent.as_str()),
+            .map(|(agent, _)| &**agent),
         Some("ana"),
         "back in memory with the customer's new conversation"
     );
