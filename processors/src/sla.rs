@@ -77,14 +77,6 @@ impl Responses {
             .iter()
             .map(|p| (p.div_euclid(2), p.rem_euclid(2) == 1))
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl Serialize for Responses {

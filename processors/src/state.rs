@@ -192,10 +192,6 @@ impl Stamp {
     pub fn is_none(self) -> bool {
         self == Stamp::UNSET
     }
-
-    pub fn is_some(self) -> bool {
-        !self.is_none()
-    }
 }
 
 impl Default for Stamp {
