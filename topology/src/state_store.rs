@@ -107,10 +107,7 @@ impl RocksStore {
         local: &std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
-        let mut rows: Vec<(&[u8], Option<&[u8]>)> = batch
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_deref()))
-            .collect();
+        let mut rows = borrowed(batch);
         let mut added: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
         for (k, v) in local {
             match v {
@@ -140,6 +137,14 @@ impl RocksStore {
     pub fn clear_checkpoint(&mut self) -> Result<(), StoreError> {
         self.db.delete_cf(self.meta()?, CHECKPOINT).map_err(io)
     }
+}
+
+/// The rows of `batch`, borrowed, for [`sorted_batch`].
+fn borrowed(batch: &[Write]) -> Vec<(&[u8], Option<&[u8]>)> {
+    batch
+        .iter()
+        .map(|(k, v)| (k.as_slice(), v.as_deref()))
+        .collect()
 }
 
 /// A write batch of `rows` (a value, or `None` to delete) in key order. A stable sort: a key
@@ -227,12 +232,7 @@ impl Store for RocksStore {
 impl RocksStore {
     /// [`Store::write`] through a shared reference: RocksDB takes writes from any thread.
     pub fn write_rows(&self, batch: &[Write]) -> Result<(), StoreError> {
-        let wb = sorted_batch(
-            batch
-                .iter()
-                .map(|(k, v)| (k.as_slice(), v.as_deref()))
-                .collect(),
-        );
+        let wb = sorted_batch(borrowed(batch));
         let mut opts = WriteOptions::default();
         opts.set_sync(self.sync);
         self.db.write_opt(wb, &opts).map_err(io)
